@@ -1,0 +1,406 @@
+//! The settings tree. Built-in defaults (`ci-cd-integration/service.yaml`, embedded in the
+//! binary), then every `*.yaml` in the config directory, then `AUTOPILOT_SECTION__FIELD`
+//! environment variables. Every invalid or unknown field is reported with its path.
+
+use crate::domain::ControllerName;
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::Value;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The built-in defaults, which are also the documented sample file.
+pub const DEFAULTS_YAML: &str = include_str!("../ci-cd-integration/service.yaml");
+const ENV_PREFIX: &str = "AUTOPILOT_";
+
+/// All settings of the service.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// HTTP listener and local storage.
+    pub server: ServerSettings,
+    /// Where builds and events are stored.
+    pub database: DatabaseSettings,
+    /// The webhook write path.
+    pub ingest: IngestSettings,
+    /// Webhook authentication and defaults.
+    pub webhook: WebhookSettings,
+    /// Log output.
+    pub logging: LoggingSettings,
+}
+
+/// HTTP listener and local storage.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    /// Address and port to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Directory for the embedded database and generated secrets.
+    pub data_dir: PathBuf,
+    /// Largest request body accepted, in bytes.
+    pub body_limit_bytes: usize,
+}
+
+/// Where builds and events are stored.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// `None`: embedded SQLite under the data directory. Else a `sqlite:` or
+    /// `postgres://` URL.
+    pub url: Option<SecretString>,
+    /// Connections kept for reads.
+    pub max_connections: u32,
+}
+
+/// The webhook write path.
+#[derive(Debug, Clone, Deserialize)]
+pub struct IngestSettings {
+    /// Events waiting for the writer before webhooks get 503.
+    pub write_queue_capacity: usize,
+    /// Most events committed in one transaction.
+    pub max_batch: usize,
+    /// Seconds a sender is told to wait when the write queue is full.
+    pub retry_after_seconds: u32,
+}
+
+/// Webhook authentication and defaults.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookSettings {
+    /// Shared token; `None` means generate one under the data directory.
+    pub token: Option<SecretString>,
+    /// Controller for events whose payload and request name none.
+    pub default_controller: ControllerName,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LoggingSettings {
+    /// `json` or `pretty`.
+    pub format: LogFormat,
+    /// tracing filter directives.
+    pub filter: String,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// One invalid field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Where: `file: section.field` (or `env AUTOPILOT_X__Y: section.field`).
+    pub path: String,
+    pub reason: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.reason)
+    }
+}
+
+/// Every invalid field found while loading.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<FieldError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} invalid setting(s):", self.0.len())?;
+        for e in &self.0 {
+            writeln!(f, "  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a value in the merged tree came from, for error messages.
+#[derive(Debug, Clone, Default)]
+struct Origins(Vec<(String, String)>);
+
+impl Origins {
+    fn set(&mut self, path: &str, origin: String) {
+        self.0.retain(|(p, _)| p != path);
+        self.0.push((path.to_string(), origin));
+    }
+
+    fn of(&self, path: &str) -> String {
+        // The longest recorded prefix of the path names its origin.
+        self.0
+            .iter()
+            .filter(|(p, _)| path == p || path.starts_with(&format!("{p}.")))
+            .max_by_key(|(p, _)| p.len())
+            .map(|(_, o)| o.clone())
+            .unwrap_or_else(|| "defaults".to_string())
+    }
+}
+
+impl Settings {
+    /// Loads the defaults, the YAML files of `config_dir` (when given) and the
+    /// `AUTOPILOT_*` variables of `env`.
+    pub fn load(
+        config_dir: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigErrors> {
+        let defaults: Value = serde_yaml::from_str(DEFAULTS_YAML).expect("embedded defaults are valid YAML");
+        let mut tree = defaults.clone();
+        let mut origins = Origins::default();
+        let mut errors = Vec::new();
+
+        if let Some(dir) = config_dir {
+            match yaml_files(dir) {
+                Ok(files) => {
+                    for file in files {
+                        let shown = file.display().to_string();
+                        match std::fs::read_to_string(&file) {
+                            Err(e) => errors.push(FieldError { path: shown, reason: format!("cannot read: {e}") }),
+                            Ok(text) if text.trim().is_empty() => {}
+                            Ok(text) => match serde_yaml::from_str::<Value>(&text) {
+                                Err(e) => errors.push(FieldError { path: shown, reason: format!("is not valid YAML: {e}") }),
+                                Ok(Value::Null) => {}
+                                Ok(Value::Object(map)) => {
+                                    for (section, value) in map {
+                                        let mut leaves = Vec::new();
+                                        collect_leaves(&value, &section, &mut leaves);
+                                        for leaf in leaves {
+                                            origins.set(&leaf, shown.clone());
+                                        }
+                                        merge(&mut tree, &section, value);
+                                    }
+                                }
+                                Ok(_) => errors.push(FieldError {
+                                    path: shown,
+                                    reason: "must be a mapping of sections".into(),
+                                }),
+                            },
+                        }
+                    }
+                }
+                Err(e) => errors.push(FieldError { path: dir.display().to_string(), reason: e }),
+            }
+        }
+
+        for (name, raw) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+            let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+            if path.len() < 2 || path.iter().any(String::is_empty) {
+                continue;
+            }
+            let dotted = path.join(".");
+            let existing = lookup(&tree, &path);
+            let value = match existing {
+                Some(Value::Number(_)) | Some(Value::Bool(_)) => {
+                    serde_yaml::from_str::<Value>(&raw).unwrap_or(Value::String(raw.clone()))
+                }
+                _ => Value::String(raw.clone()),
+            };
+            origins.set(&dotted, format!("env {name}"));
+            set_path(&mut tree, &path, value);
+        }
+
+        let settings = deserialize_reporting_all::<Settings>(tree, &defaults, &origins, &mut errors);
+        if let Some(s) = &settings {
+            s.validate(&origins, &mut errors);
+        }
+        match settings {
+            Some(s) if errors.is_empty() => Ok(s),
+            _ => Err(ConfigErrors(errors)),
+        }
+    }
+
+    fn validate(&self, origins: &Origins, errors: &mut Vec<FieldError>) {
+        let mut bad = |path: &str, reason: &str| {
+            errors.push(FieldError { path: format!("{}: {path}", origins.of(path)), reason: reason.to_string() });
+        };
+        if self.server.body_limit_bytes < 1024 {
+            bad("server.body_limit_bytes", "must be at least 1024");
+        }
+        if self.database.max_connections == 0 {
+            bad("database.max_connections", "must be at least 1");
+        }
+        if self.ingest.write_queue_capacity == 0 {
+            bad("ingest.write_queue_capacity", "must be at least 1");
+        }
+        if self.ingest.max_batch == 0 {
+            bad("ingest.max_batch", "must be at least 1");
+        }
+        if let Some(url) = &self.database.url {
+            use secrecy::ExposeSecret;
+            let u = url.expose_secret();
+            if !(u.starts_with("sqlite:") || u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                bad("database.url", "must start with sqlite:, postgres:// or postgresql://");
+            }
+        }
+        if let Some(token) = &self.webhook.token {
+            use secrecy::ExposeSecret;
+            if token.expose_secret().len() < 16 {
+                bad("webhook.token", "must be at least 16 characters");
+            }
+        }
+        if self.logging.filter.parse::<tracing_subscriber::EnvFilter>().is_err() {
+            bad("logging.filter", "is not a valid tracing filter");
+        }
+    }
+}
+
+fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read the config directory: {e}"))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn merge(tree: &mut Value, key: &str, value: Value) {
+    let Value::Object(map) = tree else { return };
+    match (map.get_mut(key), value) {
+        (Some(existing @ Value::Object(_)), Value::Object(incoming)) => {
+            for (k, v) in incoming {
+                merge(existing, &k, v);
+            }
+        }
+        (_, v) => {
+            map.insert(key.to_string(), v);
+        }
+    }
+}
+
+fn collect_leaves(value: &Value, prefix: &str, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                collect_leaves(v, &format!("{prefix}.{k}"), out);
+            }
+        }
+        _ => out.push(prefix.to_string()),
+    }
+}
+
+fn lookup<'a>(tree: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(tree, |node, key| node.get(key))
+}
+
+fn set_path(tree: &mut Value, path: &[String], value: Value) {
+    let mut node = tree;
+    for key in &path[..path.len() - 1] {
+        if !node.is_object() {
+            *node = Value::Object(Default::default());
+        }
+        let map = node.as_object_mut().expect("just made an object");
+        node = map.entry(key.clone()).or_insert_with(|| Value::Object(Default::default()));
+    }
+    if !node.is_object() {
+        *node = Value::Object(Default::default());
+    }
+    node.as_object_mut()
+        .expect("just made an object")
+        .insert(path[path.len() - 1].clone(), value);
+}
+
+fn remove_path(tree: &mut Value, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else { return };
+    let mut node = tree;
+    for key in parents {
+        match node.get_mut(key) {
+            Some(n) => node = n,
+            None => return,
+        }
+    }
+    if let Some(map) = node.as_object_mut() {
+        map.remove(last);
+    }
+}
+
+/// Deserializes `tree`, collecting every unknown field (via serde_ignored) and every
+/// invalid one (via serde_path_to_error): each invalid field is put back to its default
+/// and the tree tried again, so one run reports them all.
+fn deserialize_reporting_all<T: serde::de::DeserializeOwned>(
+    mut tree: Value,
+    defaults: &Value,
+    origins: &Origins,
+    errors: &mut Vec<FieldError>,
+) -> Option<T> {
+    for _ in 0..64 {
+        let mut unknown: Vec<String> = Vec::new();
+        let result: Result<T, _> = {
+            let mut note = |path: serde_ignored::Path| unknown.push(path.to_string());
+            let ignoring = serde_ignored::Deserializer::new(&tree, &mut note);
+            serde_path_to_error::deserialize(ignoring)
+        };
+        match result {
+            Ok(value) => {
+                for path in unknown {
+                    errors.push(FieldError { path: format!("{}: {path}", origins.of(&path)), reason: "is not a known setting".into() });
+                }
+                return Some(value);
+            }
+            Err(err) => {
+                let path = err.path().to_string();
+                let reason = err.into_inner().to_string();
+                errors.push(FieldError { path: format!("{}: {path}", origins.of(&path)), reason });
+                let keys: Vec<String> = path.split('.').map(str::to_string).collect();
+                match lookup(defaults, &keys) {
+                    Some(default) if path != "?" && !path.is_empty() => set_path(&mut tree, &keys, default.clone()),
+                    _ if path != "?" && !path.is_empty() => remove_path(&mut tree, &keys),
+                    _ => return None,
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn defaults_load_with_no_file_and_no_env() {
+        let s = Settings::load(None, Vec::new()).unwrap();
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
+        assert!(s.database.url.is_none());
+        assert_eq!(s.webhook.default_controller.as_str(), "default");
+    }
+
+    #[test]
+    fn env_overrides_files_and_keeps_strings_as_strings() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("service.yaml"), "server:\n  body_limit_bytes: 2048\n").unwrap();
+        let env = vec![
+            ("AUTOPILOT_WEBHOOK__TOKEN".to_string(), "0123456789012345".to_string()),
+            ("AUTOPILOT_INGEST__MAX_BATCH".to_string(), "64".to_string()),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let s = Settings::load(Some(dir.path()), env).unwrap();
+        assert_eq!(s.server.body_limit_bytes, 2048);
+        assert_eq!(s.ingest.max_batch, 64);
+        assert_eq!(s.webhook.token.unwrap().expose_secret(), "0123456789012345");
+    }
+
+    #[test]
+    fn every_bad_field_is_reported_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("service.yaml"),
+            "server:\n  listen: nowhere\n  body_limit_bytes: 10\n  colour: blue\ningest:\n  max_batch: -1\nlogging:\n  format: xml\n",
+        )
+        .unwrap();
+        let env = vec![("AUTOPILOT_WEBHOOK__DEFAULT_CONTROLLER".to_string(), "has space".to_string())];
+        let errs = Settings::load(Some(dir.path()), env).unwrap_err().0;
+        let paths: Vec<String> = errs.iter().map(|e| e.path.clone()).collect();
+        let has = |suffix: &str| paths.iter().any(|p| p.ends_with(suffix));
+        assert!(has("server.listen"), "{paths:?}");
+        assert!(has("server.colour"), "{paths:?}");
+        assert!(has("ingest.max_batch"), "{paths:?}");
+        assert!(has("logging.format"), "{paths:?}");
+        assert!(has("webhook.default_controller"), "{paths:?}");
+        assert!(paths.iter().any(|p| p.starts_with("env AUTOPILOT_WEBHOOK__DEFAULT_CONTROLLER")), "{paths:?}");
+        // body_limit_bytes parsed (it is a number) but fails validation: reported as well.
+        assert!(has("server.body_limit_bytes"), "{paths:?}");
+    }
+}

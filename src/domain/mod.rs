@@ -1,0 +1,16 @@
+//! Validated domain types. Raw payloads live in `ingest/`; everything here has already
+//! passed its rules, so code that takes these types never re-checks them.
+
+mod event;
+mod names;
+mod record;
+mod time;
+
+pub use event::{
+    label_from_why,
+    BuildFacts, BuildKey, BuildPhase, BuildResult, DomainEvent, EventSource, IngestEvent, NodeEvent,
+    QueueEvent, QueueState, StepEvent,
+};
+pub use record::{BuildRecord, QueueItem};
+pub use names::{ControllerName, JobName, NameError};
+pub use time::{Timestamp, TimestampError};

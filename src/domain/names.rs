@@ -1,0 +1,235 @@
+//! Names with rules: Jenkins controllers and job full names.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Why a name was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NameError {
+    #[error("must not be empty")]
+    Empty,
+    #[error("is longer than {0} characters")]
+    TooLong(usize),
+    #[error("contains the character {0:?}, allowed: a-z A-Z 0-9 . _ -")]
+    BadCharacter(char),
+    #[error("contains a control character")]
+    Control,
+    #[error("has an empty path segment (\"//\", or a leading or trailing \"/\")")]
+    EmptySegment,
+}
+
+/// Identifies one Jenkins controller, e.g. `ci.example.com` or `prod`.
+/// Letters, digits, `.`, `_`, `-`; at most 128 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ControllerName(String);
+
+impl ControllerName {
+    pub const MAX_LEN: usize = 128;
+
+    pub fn parse(raw: &str) -> Result<Self, NameError> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if raw.len() > Self::MAX_LEN {
+            return Err(NameError::TooLong(Self::MAX_LEN));
+        }
+        if let Some(bad) = raw
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(NameError::BadCharacter(bad));
+        }
+        Ok(Self(raw.to_ascii_lowercase()))
+    }
+
+    /// Derives a controller name from a Jenkins URL: its host, plus the context path when
+    /// Jenkins is not served at the root (`https://ci.example.com/jenkins/job/x/` ->
+    /// `ci.example.com-jenkins`). `None` when the URL has no host.
+    pub fn from_jenkins_url(url: &str) -> Option<Self> {
+        let parsed = url::Url::parse(url).ok()?;
+        let host = parsed.host_str()?;
+        let mut name = host.to_string();
+        if let Some(port) = parsed.port() {
+            name.push('-');
+            name.push_str(&port.to_string());
+        }
+        let path = parsed.path();
+        let context = match path.find("/job/") {
+            Some(i) => &path[..i],
+            None => {
+                // A root URL such as `https://host/jenkins/` or a queue/computer URL.
+                let cut = ["/queue/", "/computer/", "/label/"]
+                    .iter()
+                    .filter_map(|m| path.find(m))
+                    .min()
+                    .unwrap_or(path.len());
+                &path[..cut]
+            }
+        };
+        for segment in context.split('/').filter(|s| !s.is_empty()) {
+            name.push('-');
+            name.push_str(segment);
+        }
+        let cleaned: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        Self::parse(&cleaned).ok()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ControllerName {
+    type Error = NameError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<ControllerName> for String {
+    fn from(value: ControllerName) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for ControllerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A Jenkins job's full name: folder path segments joined by `/`, e.g.
+/// `team/app/main` for branch `main` of multibranch job `app` in folder `team`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct JobName(String);
+
+impl JobName {
+    pub const MAX_LEN: usize = 1024;
+
+    pub fn parse(raw: &str) -> Result<Self, NameError> {
+        if raw.trim().is_empty() {
+            return Err(NameError::Empty);
+        }
+        if raw.len() > Self::MAX_LEN {
+            return Err(NameError::TooLong(Self::MAX_LEN));
+        }
+        if raw.chars().any(char::is_control) {
+            return Err(NameError::Control);
+        }
+        if raw.split('/').any(|s| s.is_empty()) {
+            return Err(NameError::EmptySegment);
+        }
+        Ok(Self(raw.to_string()))
+    }
+
+    /// The full name from a job or build URL relative to the controller root, or absolute:
+    /// `job/team/job/app/job/main/42/` -> `team/app/main`. Segments are percent-decoded
+    /// (Jenkins encodes spaces and `%` in URLs). `None` when the URL names no job.
+    pub fn from_job_url(url: &str) -> Option<Self> {
+        let path = match url::Url::parse(url) {
+            Ok(u) => u.path().to_string(),
+            Err(_) => url.to_string(),
+        };
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let mut names = Vec::new();
+        let mut i = 0;
+        while i + 1 < segments.len() {
+            if segments[i] == "job" {
+                let decoded = urlencoding::decode(segments[i + 1]).ok()?;
+                names.push(decoded.into_owned());
+                i += 2;
+            } else {
+                i += 1;
+            }
+        }
+        if names.is_empty() {
+            return None;
+        }
+        Self::parse(&names.join("/")).ok()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for JobName {
+    type Error = NameError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<JobName> for String {
+    fn from(value: JobName) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for JobName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controller_names_follow_their_rules() {
+        assert_eq!(ControllerName::parse("Prod").unwrap().as_str(), "prod");
+        assert_eq!(ControllerName::parse(""), Err(NameError::Empty));
+        assert_eq!(ControllerName::parse("a b"), Err(NameError::BadCharacter(' ')));
+        assert!(ControllerName::parse(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn controller_is_derived_from_the_url_host_and_context_path() {
+        let cases = [
+            ("https://ci.example.com/job/app/12/", "ci.example.com"),
+            ("https://ci.example.com/jenkins/job/app/12/", "ci.example.com-jenkins"),
+            ("http://jenkins:8080/", "jenkins-8080"),
+            ("http://jenkins:8080/queue/item/5/", "jenkins-8080"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(ControllerName::from_jenkins_url(url).unwrap().as_str(), want, "{url}");
+        }
+        assert!(ControllerName::from_jenkins_url("job/app/12/").is_none());
+    }
+
+    #[test]
+    fn job_full_name_comes_from_nested_job_segments() {
+        let cases = [
+            ("job/app/12/", "app"),
+            ("job/team/job/app/job/main/42/", "team/app/main"),
+            ("https://ci.example.com/jenkins/job/team/job/my%20app/3/", "team/my app"),
+            ("job/team/job/feature%252Fx/", "team/feature%2Fx"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(JobName::from_job_url(url).unwrap().as_str(), want, "{url}");
+        }
+        assert!(JobName::from_job_url("computer/agent-1/").is_none());
+    }
+
+    #[test]
+    fn job_names_refuse_empty_segments_and_control_characters() {
+        assert_eq!(JobName::parse("a//b"), Err(NameError::EmptySegment));
+        assert_eq!(JobName::parse("/a"), Err(NameError::EmptySegment));
+        assert_eq!(JobName::parse("a\nb"), Err(NameError::Control));
+        assert_eq!(JobName::parse("  "), Err(NameError::Empty));
+        assert!(JobName::parse("team/app").is_ok());
+    }
+}

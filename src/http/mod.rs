@@ -1,0 +1,67 @@
+//! HTTP surface: webhooks, the read API, health, metrics and the OpenAPI document.
+
+pub mod auth;
+pub mod errors;
+mod ops;
+mod read;
+mod webhooks;
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::store::{Store, WriterHandle};
+use actix_web::web;
+use std::sync::Arc;
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub writer: WriterHandle,
+    pub metrics: Metrics,
+    pub auth: auth::WebhookAuth,
+    pub settings: Arc<Settings>,
+}
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/webhooks/notification").route(web::post().to(webhooks::receive_notification)))
+        .service(web::resource("/webhooks/cloudevents").route(web::post().to(webhooks::receive_cloudevent)))
+        .service(web::resource("/webhooks/statistics").route(web::post().to(webhooks::receive_statistics)))
+        .service(web::resource("/api/v1/builds").route(web::get().to(read::list_builds)))
+        .service(
+            web::resource("/api/v1/builds/{controller}/{job:.+}/{number:[0-9]+}").route(web::get().to(read::get_build)),
+        )
+        .service(web::resource("/api/v1/queue").route(web::get().to(read::list_queue)))
+        .service(web::resource("/healthz").route(web::get().to(ops::healthz)))
+        .service(web::resource("/readyz").route(web::get().to(ops::readyz)))
+        .service(web::resource("/metrics").route(web::get().to(ops::metrics)))
+        .service(web::resource("/openapi.json").route(web::get().to(ops::openapi)));
+}
+
+/// The OpenAPI document of every endpoint.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "jenkins-autopilot", description = "Jenkins build events in; build records, queue and health out."),
+    paths(
+        webhooks::receive_notification,
+        webhooks::receive_cloudevent,
+        webhooks::receive_statistics,
+        read::list_builds,
+        read::get_build,
+        read::list_queue,
+        ops::healthz,
+        ops::readyz,
+        ops::metrics,
+        ops::openapi,
+    ),
+    components(schemas(
+        crate::domain::BuildRecord,
+        crate::domain::QueueItem,
+        errors::ErrorBody,
+        webhooks::WebhookReply,
+        read::BuildList,
+        read::QueueList,
+        ops::Health,
+    ))
+)]
+pub struct ApiDoc;

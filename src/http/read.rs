@@ -1,0 +1,119 @@
+//! The read API: builds and the live queue as the webhooks told it.
+
+use super::AppState;
+use super::errors::ApiError;
+use crate::domain::{BuildRecord, BuildResult, ControllerName, JobName, QueueItem, Timestamp};
+use crate::store::BuildFilter;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+
+/// Query of `GET /api/v1/builds`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct BuildQuery {
+    /// Only this controller's builds.
+    controller: Option<String>,
+    /// Only this job (full name, folders joined by `/`).
+    job: Option<String>,
+    /// Only builds with this result (SUCCESS, UNSTABLE, FAILURE, NOT_BUILT, ABORTED).
+    result: Option<String>,
+    /// Only builds started (or queued) at or after this instant: RFC 3339 or epoch ms.
+    since: Option<String>,
+    /// At most this many (default 100, at most 1000).
+    limit: Option<String>,
+}
+
+/// A page of builds, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BuildList {
+    pub builds: Vec<BuildRecord>,
+}
+
+/// Queue items waiting.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct QueueList {
+    pub items: Vec<QueueItem>,
+}
+
+fn controller_param(raw: Option<&str>) -> Result<Option<ControllerName>, ApiError> {
+    raw.map(|c| ControllerName::parse(c).map_err(|e| ApiError::invalid("controller", e))).transpose()
+}
+
+/// Builds, newest first.
+#[utoipa::path(get, path = "/api/v1/builds", tag = "builds", params(BuildQuery),
+    responses((status = 200, body = BuildList), (status = 400, body = super::errors::ErrorBody)))]
+pub async fn list_builds(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let q = web::Query::<BuildQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::invalid("query", e))?
+        .into_inner();
+    let limit = match q.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(l) => match l.parse::<u32>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => return Err(ApiError::invalid("limit", format!("must be a whole number from 1 to {MAX_LIMIT}"))),
+        },
+    };
+    let result = match q.result.as_deref() {
+        None => None,
+        Some(r) => match BuildResult::parse(r) {
+            Ok(Some(r)) => Some(r),
+            _ => return Err(ApiError::invalid("result", "must be SUCCESS, UNSTABLE, FAILURE, NOT_BUILT or ABORTED")),
+        },
+    };
+    let filter = BuildFilter {
+        controller: controller_param(q.controller.as_deref())?,
+        job: q.job.as_deref().map(JobName::parse).transpose().map_err(|e| ApiError::invalid("job", e))?,
+        result,
+        since: q.since.as_deref().map(Timestamp::parse_str).transpose().map_err(|e| ApiError::invalid("since", e))?,
+        limit,
+    };
+    let builds = state.store.list_builds(&filter).await?;
+    Ok(HttpResponse::Ok().json(BuildList { builds }))
+}
+
+/// One build. The job's full name takes the path's middle segments: folders may be sent
+/// as plain `/` (`/api/v1/builds/prod/team/app/12`) or as `%2F`
+/// (`/api/v1/builds/prod/team%2Fapp/12`); other characters percent-encoded as usual.
+#[utoipa::path(get, path = "/api/v1/builds/{controller}/{job}/{number}", tag = "builds",
+    params(("controller" = String, Path, description = "Controller name"),
+           ("job" = String, Path, description = "Job full name; folder separators as `/` or `%2F`"),
+           ("number" = u64, Path, description = "Build number")),
+    responses((status = 200, body = BuildRecord), (status = 400, body = super::errors::ErrorBody),
+              (status = 404, body = super::errors::ErrorBody)))]
+pub async fn get_build(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let info = req.match_info();
+    let decode = |name: &str| -> Result<String, ApiError> {
+        let raw = info.get(name).ok_or_else(|| ApiError::invalid(name, "is required"))?;
+        urlencoding::decode(raw)
+            .map(|s| s.into_owned())
+            .map_err(|_| ApiError::invalid(name, "is not valid percent-encoded UTF-8"))
+    };
+    let controller = ControllerName::parse(&decode("controller")?).map_err(|e| ApiError::invalid("controller", e))?;
+    let job = JobName::parse(&decode("job")?).map_err(|e| ApiError::invalid("job", e))?;
+    let number: u64 = decode("number")?.parse().map_err(|_| ApiError::invalid("number", "must be a build number"))?;
+    match state.store.get_build(&controller, &job, number).await? {
+        Some(build) => Ok(HttpResponse::Ok().json(build)),
+        None => Err(ApiError::NotFound(format!("no build {job} #{number} on controller {controller}"))),
+    }
+}
+
+/// Query of `GET /api/v1/queue`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct QueueQuery {
+    /// Only this controller's items.
+    controller: Option<String>,
+}
+
+/// Queue items seen entering the queue and not yet seen leaving, oldest first.
+#[utoipa::path(get, path = "/api/v1/queue", tag = "queue", params(QueueQuery),
+    responses((status = 200, body = QueueList), (status = 400, body = super::errors::ErrorBody)))]
+pub async fn list_queue(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let q = web::Query::<QueueQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::invalid("query", e))?
+        .into_inner();
+    let controller = controller_param(q.controller.as_deref())?;
+    let items = state.store.waiting_queue(controller.as_ref()).await?;
+    Ok(HttpResponse::Ok().json(QueueList { items }))
+}

@@ -1,0 +1,158 @@
+//! Raw plugin payloads -> domain events. No I/O here: each parser takes the request's
+//! body (and headers, for CloudEvents) and returns validated events or a precise error.
+
+pub mod cloudevents;
+pub mod notification;
+pub mod statistics;
+
+use crate::domain::{ControllerName, JobName, Timestamp};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// Why a payload was refused. Nothing of a refused payload is stored.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IngestError {
+    /// Not JSON at all, with the parser's position.
+    #[error("malformed JSON: {0}")]
+    Malformed(String),
+    /// JSON, but a field is missing or wrong.
+    #[error("field `{field}` {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+impl IngestError {
+    pub fn missing(field: &str) -> Self {
+        Self::Invalid { field: field.to_string(), reason: "is required".to_string() }
+    }
+
+    pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Self {
+        Self::Invalid { field: field.to_string(), reason: reason.to_string() }
+    }
+}
+
+/// What a payload amounted to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ingested {
+    /// Events to store (one payload may carry more than one).
+    Events(Vec<crate::domain::IngestEvent>),
+    /// A well-formed payload of a type this service does not track: acknowledged, counted,
+    /// not stored.
+    Ignored { kind: String },
+}
+
+/// What the parsers need to know besides the payload.
+#[derive(Debug, Clone)]
+pub struct IngestContext {
+    /// `?controller=` from the request, which beats anything derived from the payload.
+    pub controller_override: Option<ControllerName>,
+    /// Used when neither the request nor the payload names the controller.
+    pub default_controller: ControllerName,
+    /// When the request arrived, for payloads that carry no time of their own.
+    pub received_at: Timestamp,
+}
+
+impl IngestContext {
+    /// The controller: the request's override, else the first URL in the payload that
+    /// names a host, else the configured default.
+    pub fn controller<'a>(&self, urls: impl IntoIterator<Item = Option<&'a str>>) -> ControllerName {
+        if let Some(c) = &self.controller_override {
+            return c.clone();
+        }
+        urls.into_iter()
+            .flatten()
+            .find_map(ControllerName::from_jenkins_url)
+            .unwrap_or_else(|| self.default_controller.clone())
+    }
+}
+
+/// Parses JSON into a raw payload struct: syntax errors keep serde's line and column,
+/// type errors name the field's path.
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, IngestError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| IngestError::Malformed(e.to_string()))?;
+    from_value(value)
+}
+
+pub(crate) fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, IngestError> {
+    if !value.is_object() {
+        return Err(IngestError::invalid("$", "must be a JSON object"));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        IngestError::invalid(&path, e.into_inner())
+    })
+}
+
+/// An optional instant field; a present but unreadable value is an error naming the field.
+pub(crate) fn instant(field: &str, value: Option<&Value>) -> Result<Option<Timestamp>, IngestError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => Timestamp::from_json(v).map(Some).map_err(|e| IngestError::invalid(field, e)),
+    }
+}
+
+/// Java's `new Date(0)` and a missing executor's `0L` mean "not set".
+pub(crate) fn nonzero(t: Option<Timestamp>) -> Option<Timestamp> {
+    t.filter(|t| t.millis() > 0)
+}
+
+/// The job's full name: from the job or build URL when there is one (it carries the folder
+/// path), else the plain name.
+pub(crate) fn job_name(
+    url_field: &str,
+    url: Option<&str>,
+    name_field: &str,
+    name: Option<&str>,
+) -> Result<JobName, IngestError> {
+    if let Some(job) = url.and_then(JobName::from_job_url) {
+        return Ok(job);
+    }
+    match name {
+        Some(n) => JobName::parse(n).map_err(|e| IngestError::invalid(name_field, e)),
+        None => Err(IngestError::missing(&format!("{name_field}` or `{url_field}"))),
+    }
+}
+
+/// A build number: Jenkins numbers start at 1.
+pub(crate) fn build_number(field: &str, n: Option<i64>) -> Result<u64, IngestError> {
+    match n {
+        None => Err(IngestError::missing(field)),
+        Some(n) if n >= 1 => Ok(n as u64),
+        Some(_) => Err(IngestError::invalid(field, "must be 1 or more")),
+    }
+}
+
+/// Optional text: empty strings count as absent.
+pub(crate) fn text(s: Option<String>) -> Option<String> {
+    s.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// Build parameters as strings (plugins send `EnvVars`; some send numbers or booleans).
+pub(crate) fn parameters(
+    raw: Option<serde_json::Map<String, Value>>,
+) -> Option<std::collections::BTreeMap<String, String>> {
+    raw.map(|m| {
+        m.into_iter()
+            .map(|(k, v)| {
+                let s = match v {
+                    Value::String(s) => s,
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                (k, s)
+            })
+            .collect()
+    })
+}
+
+/// Parses a build result field.
+pub(crate) fn result(
+    field: &str,
+    raw: Option<&str>,
+) -> Result<Option<crate::domain::BuildResult>, IngestError> {
+    match raw {
+        None => Ok(None),
+        Some(s) => crate::domain::BuildResult::parse(s).map_err(|()| {
+            IngestError::invalid(field, format!("{s:?} is not a Jenkins result (SUCCESS, UNSTABLE, FAILURE, NOT_BUILT, ABORTED)"))
+        }),
+    }
+}

@@ -1,0 +1,11 @@
+//! jenkins-autopilot: receives Jenkins build and queue events, keeps every build's record,
+//! and (in later modules) sizes agent pools and build pods from what it learns.
+
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,76 @@
+//! Builds the application from settings: store, writer, HTTP server.
+
+use crate::config::Settings;
+use crate::http::{self, AppState, auth};
+use crate::metrics::Metrics;
+use crate::store::{Store, Writer};
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+/// A bound, ready-to-run service.
+pub struct Application {
+    port: u16,
+    server: Server,
+    store: Store,
+}
+
+impl Application {
+    /// Opens the store (applying migrations), starts the writer and binds the listener.
+    /// Port 0 binds a free port; [`Application::port`] tells which.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let settings = Arc::new(settings);
+        let data_dir = settings.server.data_dir.clone();
+        let store = Store::connect(settings.database.url.as_ref(), &data_dir, settings.database.max_connections).await?;
+        let token = auth::load_or_create_token(settings.webhook.token.as_ref(), &data_dir)?;
+        let metrics = Metrics::new();
+        let writer = Writer::spawn(
+            store.clone(),
+            settings.ingest.write_queue_capacity,
+            settings.ingest.max_batch,
+            metrics.clone(),
+        );
+        let state = AppState {
+            store: store.clone(),
+            writer,
+            metrics,
+            auth: auth::WebhookAuth::new(token),
+            settings: settings.clone(),
+        };
+        let listener = TcpListener::bind(settings.server.listen)
+            .with_context(|| format!("binding {}", settings.server.listen))?;
+        let port = listener.local_addr()?.port();
+        let data = web::Data::new(state);
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                    http::errors::ApiError::invalid("query", e).into()
+                }))
+                .wrap(actix_web::middleware::Compress::default())
+                .configure(http::configure)
+                .default_service(web::to(|| async {
+                    Err::<actix_web::HttpResponse, _>(http::errors::ApiError::NotFound("no such endpoint".into()))
+                }))
+        })
+        .listen(listener)?
+        .shutdown_timeout(10)
+        .run();
+        tracing::info!(port, backend = ?store.backend(), "listening");
+        Ok(Self { port, server, store })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until the process is told to stop (SIGINT/SIGTERM), then drains and closes
+    /// the store.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.server.await?;
+        self.store.close().await;
+        Ok(())
+    }
+}

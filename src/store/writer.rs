@@ -1,0 +1,134 @@
+//! The single writer: webhook handlers hand it events through a bounded queue and wait for
+//! their commit. It commits whatever has queued up in one transaction (group commit), so
+//! a flood of webhooks pays one fsync per batch, not per event.
+
+use super::Store;
+use crate::domain::{IngestEvent, Timestamp};
+use crate::metrics::Metrics;
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+
+/// What a committed request amounted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Events stored now.
+    pub stored: usize,
+    /// Events already stored before (redeliveries), skipped.
+    pub duplicates: usize,
+}
+
+/// Why a request was not committed. Nothing of it is stored.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the write queue is full")]
+    Full,
+    #[error("the writer has stopped")]
+    Closed,
+    #[error("the store refused the write: {0}")]
+    Failed(String),
+}
+
+struct WriteRequest {
+    events: Vec<IngestEvent>,
+    ack: oneshot::Sender<Result<WriteOutcome, String>>,
+}
+
+/// Submits events to the writer. Cheap to clone.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<WriteRequest>,
+    capacity: usize,
+    metrics: Metrics,
+}
+
+impl WriterHandle {
+    /// Queues `events` and waits until they are committed. Fails at once with
+    /// [`SubmitError::Full`] when the queue is full: memory stays bounded.
+    pub async fn write(&self, events: Vec<IngestEvent>) -> Result<WriteOutcome, SubmitError> {
+        let (ack, done) = oneshot::channel();
+        self.tx.try_send(WriteRequest { events, ack }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SubmitError::Full,
+            mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
+        })?;
+        self.metrics.write_queue_length.set((self.capacity - self.tx.capacity()) as i64);
+        match done.await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(e)) => Err(SubmitError::Failed(e)),
+            Err(_) => Err(SubmitError::Closed),
+        }
+    }
+}
+
+/// The writer task.
+pub struct Writer;
+
+impl Writer {
+    /// Starts the writer on the current runtime. It stops when every handle is dropped.
+    pub fn spawn(store: Store, capacity: usize, max_batch: usize, metrics: Metrics) -> WriterHandle {
+        let (tx, rx) = mpsc::channel(capacity);
+        tokio::spawn(run(store, rx, max_batch, metrics.clone()));
+        WriterHandle { tx, capacity, metrics }
+    }
+}
+
+async fn run(store: Store, mut rx: mpsc::Receiver<WriteRequest>, max_batch: usize, metrics: Metrics) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let mut events = batch[0].events.len();
+        while events < max_batch {
+            match rx.try_recv() {
+                Ok(req) => {
+                    events += req.events.len();
+                    batch.push(req);
+                }
+                Err(_) => break,
+            }
+        }
+        metrics.write_queue_length.set(rx.len() as i64);
+        commit(&store, batch, &metrics).await;
+    }
+    tracing::info!("writer stopped: no more senders");
+}
+
+async fn commit(store: &Store, batch: Vec<WriteRequest>, metrics: &Metrics) {
+    let slices: Vec<&[IngestEvent]> = batch.iter().map(|r| r.events.as_slice()).collect();
+    let started = Instant::now();
+    let result = store.write_batch(&slices, Timestamp::now()).await;
+    metrics.store_commit_seconds.observe(started.elapsed().as_secs_f64());
+    metrics.batch_size.observe(batch.len() as f64);
+    match result {
+        Ok(counts) => {
+            for (req, stored) in batch.into_iter().zip(counts) {
+                let outcome = WriteOutcome { stored, duplicates: req.events.len() - stored };
+                let _ = req.ack.send(Ok(outcome));
+            }
+        }
+        Err(e) if batch.len() == 1 => {
+            tracing::error!(error = %e, "commit failed");
+            metrics.store_errors.inc();
+            for req in batch {
+                let _ = req.ack.send(Err(e.to_string()));
+            }
+        }
+        Err(e) => {
+            // One request may be what failed the batch: commit each on its own so the
+            // others still land and only the bad one is refused.
+            tracing::warn!(error = %e, requests = batch.len(), "batch commit failed; retrying requests one by one");
+            for req in batch {
+                let events = [req.events.as_slice()];
+                let started = Instant::now();
+                let single = store.write_batch(&events, Timestamp::now()).await;
+                metrics.store_commit_seconds.observe(started.elapsed().as_secs_f64());
+                let reply = match single {
+                    Ok(counts) => Ok(WriteOutcome { stored: counts[0], duplicates: req.events.len() - counts[0] }),
+                    Err(e) => {
+                        tracing::error!(error = %e, "commit failed");
+                        metrics.store_errors.inc();
+                        Err(e.to_string())
+                    }
+                };
+                let _ = req.ack.send(reply);
+            }
+        }
+    }
+}
