@@ -143,7 +143,8 @@ impl Settings {
         config_dir: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigErrors> {
-        let defaults: Value = serde_yaml::from_str(DEFAULTS_YAML).expect("embedded defaults are valid YAML");
+        let defaults: Value =
+            serde_yaml::from_str(DEFAULTS_YAML).expect("embedded defaults are valid YAML");
         let mut tree = defaults.clone();
         let mut origins = Origins::default();
         let mut errors = Vec::new();
@@ -154,10 +155,16 @@ impl Settings {
                     for file in files {
                         let shown = file.display().to_string();
                         match std::fs::read_to_string(&file) {
-                            Err(e) => errors.push(FieldError { path: shown, reason: format!("cannot read: {e}") }),
+                            Err(e) => errors.push(FieldError {
+                                path: shown,
+                                reason: format!("cannot read: {e}"),
+                            }),
                             Ok(text) if text.trim().is_empty() => {}
                             Ok(text) => match serde_yaml::from_str::<Value>(&text) {
-                                Err(e) => errors.push(FieldError { path: shown, reason: format!("is not valid YAML: {e}") }),
+                                Err(e) => errors.push(FieldError {
+                                    path: shown,
+                                    reason: format!("is not valid YAML: {e}"),
+                                }),
                                 Ok(Value::Null) => {}
                                 Ok(Value::Object(map)) => {
                                     for (section, value) in map {
@@ -177,12 +184,17 @@ impl Settings {
                         }
                     }
                 }
-                Err(e) => errors.push(FieldError { path: dir.display().to_string(), reason: e }),
+                Err(e) => errors.push(FieldError {
+                    path: dir.display().to_string(),
+                    reason: e,
+                }),
             }
         }
 
         for (name, raw) in env {
-            let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
             let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
             if path.len() < 2 || path.iter().any(String::is_empty) {
                 continue;
@@ -199,7 +211,8 @@ impl Settings {
             set_path(&mut tree, &path, value);
         }
 
-        let settings = deserialize_reporting_all::<Settings>(tree, &defaults, &origins, &mut errors);
+        let settings =
+            deserialize_reporting_all::<Settings>(tree, &defaults, &origins, &mut errors);
         if let Some(s) = &settings {
             s.validate(&origins, &mut errors);
         }
@@ -211,7 +224,10 @@ impl Settings {
 
     fn validate(&self, origins: &Origins, errors: &mut Vec<FieldError>) {
         let mut bad = |path: &str, reason: &str| {
-            errors.push(FieldError { path: format!("{}: {path}", origins.of(path)), reason: reason.to_string() });
+            errors.push(FieldError {
+                path: format!("{}: {path}", origins.of(path)),
+                reason: reason.to_string(),
+            });
         };
         if self.server.body_limit_bytes < 1024 {
             bad("server.body_limit_bytes", "must be at least 1024");
@@ -228,8 +244,14 @@ impl Settings {
         if let Some(url) = &self.database.url {
             use secrecy::ExposeSecret;
             let u = url.expose_secret();
-            if !(u.starts_with("sqlite:") || u.starts_with("postgres://") || u.starts_with("postgresql://")) {
-                bad("database.url", "must start with sqlite:, postgres:// or postgresql://");
+            if !(u.starts_with("sqlite:")
+                || u.starts_with("postgres://")
+                || u.starts_with("postgresql://"))
+            {
+                bad(
+                    "database.url",
+                    "must start with sqlite:, postgres:// or postgresql://",
+                );
             }
         }
         if let Some(token) = &self.webhook.token {
@@ -238,18 +260,26 @@ impl Settings {
                 bad("webhook.token", "must be at least 16 characters");
             }
         }
-        if self.logging.filter.parse::<tracing_subscriber::EnvFilter>().is_err() {
+        if self
+            .logging
+            .filter
+            .parse::<tracing_subscriber::EnvFilter>()
+            .is_err()
+        {
             bad("logging.filter", "is not a valid tracing filter");
         }
     }
 }
 
 fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot read the config directory: {e}"))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot read the config directory: {e}"))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .filter(|p| {
+            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+        })
         .collect();
     files.sort();
     Ok(files)
@@ -291,7 +321,9 @@ fn set_path(tree: &mut Value, path: &[String], value: Value) {
             *node = Value::Object(Default::default());
         }
         let map = node.as_object_mut().expect("just made an object");
-        node = map.entry(key.clone()).or_insert_with(|| Value::Object(Default::default()));
+        node = map
+            .entry(key.clone())
+            .or_insert_with(|| Value::Object(Default::default()));
     }
     if !node.is_object() {
         *node = Value::Object(Default::default());
@@ -302,7 +334,9 @@ fn set_path(tree: &mut Value, path: &[String], value: Value) {
 }
 
 fn remove_path(tree: &mut Value, path: &[String]) {
-    let Some((last, parents)) = path.split_last() else { return };
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
     let mut node = tree;
     for key in parents {
         match node.get_mut(key) {
@@ -334,17 +368,25 @@ fn deserialize_reporting_all<T: serde::de::DeserializeOwned>(
         match result {
             Ok(value) => {
                 for path in unknown {
-                    errors.push(FieldError { path: format!("{}: {path}", origins.of(&path)), reason: "is not a known setting".into() });
+                    errors.push(FieldError {
+                        path: format!("{}: {path}", origins.of(&path)),
+                        reason: "is not a known setting".into(),
+                    });
                 }
                 return Some(value);
             }
             Err(err) => {
                 let path = err.path().to_string();
                 let reason = err.into_inner().to_string();
-                errors.push(FieldError { path: format!("{}: {path}", origins.of(&path)), reason });
+                errors.push(FieldError {
+                    path: format!("{}: {path}", origins.of(&path)),
+                    reason,
+                });
                 let keys: Vec<String> = path.split('.').map(str::to_string).collect();
                 match lookup(defaults, &keys) {
-                    Some(default) if path != "?" && !path.is_empty() => set_path(&mut tree, &keys, default.clone()),
+                    Some(default) if path != "?" && !path.is_empty() => {
+                        set_path(&mut tree, &keys, default.clone())
+                    }
                     _ if path != "?" && !path.is_empty() => remove_path(&mut tree, &keys),
                     _ => return None,
                 }
@@ -370,9 +412,16 @@ mod tests {
     #[test]
     fn env_overrides_files_and_keeps_strings_as_strings() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("service.yaml"), "server:\n  body_limit_bytes: 2048\n").unwrap();
+        std::fs::write(
+            dir.path().join("service.yaml"),
+            "server:\n  body_limit_bytes: 2048\n",
+        )
+        .unwrap();
         let env = vec![
-            ("AUTOPILOT_WEBHOOK__TOKEN".to_string(), "0123456789012345".to_string()),
+            (
+                "AUTOPILOT_WEBHOOK__TOKEN".to_string(),
+                "0123456789012345".to_string(),
+            ),
             ("AUTOPILOT_INGEST__MAX_BATCH".to_string(), "64".to_string()),
             ("UNRELATED".to_string(), "x".to_string()),
         ];
@@ -390,7 +439,10 @@ mod tests {
             "server:\n  listen: nowhere\n  body_limit_bytes: 10\n  colour: blue\ningest:\n  max_batch: -1\nlogging:\n  format: xml\n",
         )
         .unwrap();
-        let env = vec![("AUTOPILOT_WEBHOOK__DEFAULT_CONTROLLER".to_string(), "has space".to_string())];
+        let env = vec![(
+            "AUTOPILOT_WEBHOOK__DEFAULT_CONTROLLER".to_string(),
+            "has space".to_string(),
+        )];
         let errs = Settings::load(Some(dir.path()), env).unwrap_err().0;
         let paths: Vec<String> = errs.iter().map(|e| e.path.clone()).collect();
         let has = |suffix: &str| paths.iter().any(|p| p.ends_with(suffix));
@@ -399,7 +451,12 @@ mod tests {
         assert!(has("ingest.max_batch"), "{paths:?}");
         assert!(has("logging.format"), "{paths:?}");
         assert!(has("webhook.default_controller"), "{paths:?}");
-        assert!(paths.iter().any(|p| p.starts_with("env AUTOPILOT_WEBHOOK__DEFAULT_CONTROLLER")), "{paths:?}");
+        assert!(
+            paths
+                .iter()
+                .any(|p| p.starts_with("env AUTOPILOT_WEBHOOK__DEFAULT_CONTROLLER")),
+            "{paths:?}"
+        );
         // body_limit_bytes parsed (it is a number) but fails validation: reported as well.
         assert!(has("server.body_limit_bytes"), "{paths:?}");
     }

@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "jenkins-autopilot", version, about = "Sizes Jenkins agent pools and build pods from what builds really do")]
+#[command(
+    name = "jenkins-autopilot",
+    version,
+    about = "Sizes Jenkins agent pools and build pods from what builds really do"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,7 +53,10 @@ fn main() -> ExitCode {
             let dir = config_dir(dir);
             match Settings::load(dir.as_deref(), std::env::vars()) {
                 Ok(_) => {
-                    println!("settings are valid ({})", dir.map_or("built-in defaults".into(), |d| d.display().to_string()));
+                    println!(
+                        "settings are valid ({})",
+                        dir.map_or("built-in defaults".into(), |d| d.display().to_string())
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(errors) => {
@@ -58,8 +65,13 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Serve { listen, data_dir, config } => {
-            let mut settings = match Settings::load(config_dir(config).as_deref(), std::env::vars()) {
+        Command::Serve {
+            listen,
+            data_dir,
+            config,
+        } => {
+            let mut settings = match Settings::load(config_dir(config).as_deref(), std::env::vars())
+            {
                 Ok(s) => s,
                 Err(errors) => {
                     eprint!("{errors}");

@@ -1,6 +1,8 @@
 //! Prometheus metrics of the service, in one registry served at `/metrics`.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 /// The service's metrics. Cheap to clone (the collectors are shared handles).
 #[derive(Clone)]
@@ -21,37 +23,70 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new_custom(Some("autopilot".into()), None).expect("valid registry prefix");
+        let registry =
+            Registry::new_custom(Some("autopilot".into()), None).expect("valid registry prefix");
         let events = IntCounterVec::new(
-            Opts::new("webhook_events_total", "Webhook events by source, type and outcome"),
+            Opts::new(
+                "webhook_events_total",
+                "Webhook events by source, type and outcome",
+            ),
             &["source", "type", "outcome"],
         )
         .expect("valid metric");
         let store_commit_seconds = Histogram::with_opts(
-            HistogramOpts::new("store_commit_seconds", "Time to commit one batch of events").buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-            ]),
+            HistogramOpts::new("store_commit_seconds", "Time to commit one batch of events")
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ]),
         )
         .expect("valid metric");
         let batch_size = Histogram::with_opts(
-            HistogramOpts::new("store_batch_requests", "Webhook requests committed per transaction")
-                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
+            HistogramOpts::new(
+                "store_batch_requests",
+                "Webhook requests committed per transaction",
+            )
+            .buckets(vec![
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0,
+            ]),
         )
         .expect("valid metric");
-        let write_queue_length =
-            IntGauge::new("write_queue_length", "Webhook requests waiting for the writer").expect("valid metric");
-        let store_errors = IntCounter::new("store_errors_total", "Failed commits").expect("valid metric");
-        registry.register(Box::new(events.clone())).expect("unique metric");
-        registry.register(Box::new(store_commit_seconds.clone())).expect("unique metric");
-        registry.register(Box::new(batch_size.clone())).expect("unique metric");
-        registry.register(Box::new(write_queue_length.clone())).expect("unique metric");
-        registry.register(Box::new(store_errors.clone())).expect("unique metric");
-        Self { registry, events, store_commit_seconds, batch_size, write_queue_length, store_errors }
+        let write_queue_length = IntGauge::new(
+            "write_queue_length",
+            "Webhook requests waiting for the writer",
+        )
+        .expect("valid metric");
+        let store_errors =
+            IntCounter::new("store_errors_total", "Failed commits").expect("valid metric");
+        registry
+            .register(Box::new(events.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(store_commit_seconds.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(batch_size.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(write_queue_length.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(store_errors.clone()))
+            .expect("unique metric");
+        Self {
+            registry,
+            events,
+            store_commit_seconds,
+            batch_size,
+            write_queue_length,
+            store_errors,
+        }
     }
 
     /// Counts one webhook event.
     pub fn count_event(&self, source: &str, kind: &str, outcome: &str) {
-        self.events.with_label_values(&[source, kind, outcome]).inc();
+        self.events
+            .with_label_values(&[source, kind, outcome])
+            .inc();
     }
 
     /// The text exposition format.

@@ -23,7 +23,12 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
         let data_dir = settings.server.data_dir.clone();
-        let store = Store::connect(settings.database.url.as_ref(), &data_dir, settings.database.max_connections).await?;
+        let store = Store::connect(
+            settings.database.url.as_ref(),
+            &data_dir,
+            settings.database.max_connections,
+        )
+        .await?;
         let token = auth::load_or_create_token(settings.webhook.token.as_ref(), &data_dir)?;
         let metrics = Metrics::new();
         let writer = Writer::spawn(
@@ -46,24 +51,36 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
-                .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                    http::errors::ApiError::invalid("query", e).into()
-                }))
+                .app_data(
+                    web::QueryConfig::default()
+                        .error_handler(|e, _| http::errors::ApiError::invalid("query", e).into()),
+                )
                 .wrap(actix_web::middleware::Compress::default())
                 .configure(http::configure)
                 .default_service(web::to(|| async {
-                    Err::<actix_web::HttpResponse, _>(http::errors::ApiError::NotFound("no such endpoint".into()))
+                    Err::<actix_web::HttpResponse, _>(http::errors::ApiError::NotFound(
+                        "no such endpoint".into(),
+                    ))
                 }))
         })
         .listen(listener)?
         .shutdown_timeout(10)
         .run();
         tracing::info!(port, backend = ?store.backend(), "listening");
-        Ok(Self { port, server, store })
+        Ok(Self {
+            port,
+            server,
+            store,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// A handle to stop the server (graceful or not) from elsewhere.
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
     }
 
     /// Serves until the process is told to stop (SIGINT/SIGTERM), then drains and closes

@@ -44,7 +44,10 @@ pub enum DomainEvent {
     Node(NodeEvent),
     Step(StepEvent),
     /// A job was created or its configuration changed: kept in the event log only.
-    JobChanged { job: JobName, change: String },
+    JobChanged {
+        job: JobName,
+        change: String,
+    },
 }
 
 /// A build's identity within one controller.
@@ -109,7 +112,7 @@ impl BuildResult {
 
     /// `Ok(None)` for the placeholders plugins send while a build runs
     /// (`INPROGRESS`, `UNKNOWN`, empty); `Err` for anything else Jenkins never sends.
-    pub fn parse(raw: &str) -> Result<Option<Self>, ()> {
+    pub fn parse(raw: &str) -> Result<Option<Self>, UnknownResult> {
         match raw.trim().to_ascii_uppercase().as_str() {
             "SUCCESS" => Ok(Some(Self::Success)),
             "UNSTABLE" => Ok(Some(Self::Unstable)),
@@ -117,10 +120,15 @@ impl BuildResult {
             "NOT_BUILT" => Ok(Some(Self::NotBuilt)),
             "ABORTED" => Ok(Some(Self::Aborted)),
             "" | "INPROGRESS" | "UNKNOWN" | "NULL" => Ok(None),
-            _ => Err(()),
+            _ => Err(UnknownResult(raw.to_string())),
         }
     }
 }
+
+/// A result string Jenkins never sends.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a Jenkins result (SUCCESS, UNSTABLE, FAILURE, NOT_BUILT, ABORTED)")]
+pub struct UnknownResult(pub String);
 
 /// What one event knows about one build. Every field but the key and phase may be
 /// unknown; the store folds the facts of all events of a build into one record.
@@ -279,10 +287,19 @@ mod tests {
     #[test]
     fn label_is_read_from_the_phrasings_that_name_one() {
         let cases = [
-            ("Waiting for next available executor on ‘linux’", Some("linux")),
-            ("Waiting for next available executor on 'docker && amd64'", Some("docker && amd64")),
+            (
+                "Waiting for next available executor on ‘linux’",
+                Some("linux"),
+            ),
+            (
+                "Waiting for next available executor on 'docker && amd64'",
+                Some("docker && amd64"),
+            ),
             ("There are no nodes with the label ‘gpu’", Some("gpu")),
-            ("All nodes of label ‘linux-big’ are offline", Some("linux-big")),
+            (
+                "All nodes of label ‘linux-big’ are offline",
+                Some("linux-big"),
+            ),
             ("‘agent-1’ is offline", None),
             ("In the quiet period. Expires in 4.9 sec", None),
             ("Waiting for next available executor", None),
@@ -294,10 +311,16 @@ mod tests {
 
     #[test]
     fn results_and_phases_parse_as_jenkins_spells_them() {
-        assert_eq!(BuildResult::parse("SUCCESS"), Ok(Some(BuildResult::Success)));
-        assert_eq!(BuildResult::parse("NOT_BUILT"), Ok(Some(BuildResult::NotBuilt)));
+        assert_eq!(
+            BuildResult::parse("SUCCESS"),
+            Ok(Some(BuildResult::Success))
+        );
+        assert_eq!(
+            BuildResult::parse("NOT_BUILT"),
+            Ok(Some(BuildResult::NotBuilt))
+        );
         assert_eq!(BuildResult::parse("INPROGRESS"), Ok(None));
-        assert_eq!(BuildResult::parse("GREAT"), Err(()));
+        assert!(BuildResult::parse("GREAT").is_err());
         assert_eq!(BuildPhase::parse("finalized"), Some(BuildPhase::Finalized));
         assert_eq!(BuildPhase::parse("NONE"), None);
     }

@@ -7,10 +7,9 @@ mod record;
 mod time;
 
 pub use event::{
-    label_from_why,
-    BuildFacts, BuildKey, BuildPhase, BuildResult, DomainEvent, EventSource, IngestEvent, NodeEvent,
-    QueueEvent, QueueState, StepEvent,
+    BuildFacts, BuildKey, BuildPhase, BuildResult, DomainEvent, EventSource, IngestEvent,
+    NodeEvent, QueueEvent, QueueState, StepEvent, label_from_why,
 };
-pub use record::{BuildRecord, QueueItem};
 pub use names::{ControllerName, JobName, NameError};
+pub use record::{BuildRecord, QueueItem};
 pub use time::{Timestamp, TimestampError};

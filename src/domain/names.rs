@@ -192,7 +192,10 @@ mod tests {
     fn controller_names_follow_their_rules() {
         assert_eq!(ControllerName::parse("Prod").unwrap().as_str(), "prod");
         assert_eq!(ControllerName::parse(""), Err(NameError::Empty));
-        assert_eq!(ControllerName::parse("a b"), Err(NameError::BadCharacter(' ')));
+        assert_eq!(
+            ControllerName::parse("a b"),
+            Err(NameError::BadCharacter(' '))
+        );
         assert!(ControllerName::parse(&"x".repeat(129)).is_err());
     }
 
@@ -200,12 +203,19 @@ mod tests {
     fn controller_is_derived_from_the_url_host_and_context_path() {
         let cases = [
             ("https://ci.example.com/job/app/12/", "ci.example.com"),
-            ("https://ci.example.com/jenkins/job/app/12/", "ci.example.com-jenkins"),
+            (
+                "https://ci.example.com/jenkins/job/app/12/",
+                "ci.example.com-jenkins",
+            ),
             ("http://jenkins:8080/", "jenkins-8080"),
             ("http://jenkins:8080/queue/item/5/", "jenkins-8080"),
         ];
         for (url, want) in cases {
-            assert_eq!(ControllerName::from_jenkins_url(url).unwrap().as_str(), want, "{url}");
+            assert_eq!(
+                ControllerName::from_jenkins_url(url).unwrap().as_str(),
+                want,
+                "{url}"
+            );
         }
         assert!(ControllerName::from_jenkins_url("job/app/12/").is_none());
     }
@@ -215,7 +225,10 @@ mod tests {
         let cases = [
             ("job/app/12/", "app"),
             ("job/team/job/app/job/main/42/", "team/app/main"),
-            ("https://ci.example.com/jenkins/job/team/job/my%20app/3/", "team/my app"),
+            (
+                "https://ci.example.com/jenkins/job/team/job/my%20app/3/",
+                "team/my app",
+            ),
             ("job/team/job/feature%252Fx/", "team/feature%2Fx"),
         ];
         for (url, want) in cases {

@@ -1,7 +1,9 @@
 //! The folded records: one per build and one per queue item. Folding is pure and does not
 //! depend on the order events arrive in, nor on how often each arrives.
 
-use super::{BuildFacts, BuildPhase, BuildResult, ControllerName, JobName, QueueEvent, QueueState, Timestamp};
+use super::{
+    BuildFacts, BuildPhase, BuildResult, ControllerName, JobName, QueueEvent, QueueState, Timestamp,
+};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -90,7 +92,9 @@ impl BuildRecord {
         first(&mut self.scm_commit, facts.scm_commit.clone());
         if let Some(params) = &facts.parameters {
             for (k, v) in params {
-                self.parameters.entry(k.clone()).or_insert_with(|| v.clone());
+                self.parameters
+                    .entry(k.clone())
+                    .or_insert_with(|| v.clone());
             }
         }
         self.derive();
@@ -222,7 +226,10 @@ mod tests {
     }
 
     fn key() -> BuildKey {
-        BuildKey { job: JobName::parse("team/app").unwrap(), number: 7 }
+        BuildKey {
+            job: JobName::parse("team/app").unwrap(),
+            number: 7,
+        }
     }
 
     fn lifecycle() -> Vec<BuildFacts> {

@@ -40,7 +40,9 @@ impl Timestamp {
     }
 
     pub fn to_datetime(self) -> DateTime<Utc> {
-        Utc.timestamp_millis_opt(self.0).single().unwrap_or_default()
+        Utc.timestamp_millis_opt(self.0)
+            .single()
+            .unwrap_or_default()
     }
 
     pub fn to_rfc3339(self) -> String {
@@ -58,13 +60,19 @@ impl Timestamp {
         if let Ok(dt) = DateTime::parse_from_rfc3339(raw) {
             return Self::from_millis(dt.timestamp_millis());
         }
-        for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+        for fmt in [
+            "%Y-%m-%dT%H:%M:%S%.f",
+            "%Y-%m-%d %H:%M:%S%.f",
+            "%Y-%m-%dT%H:%M",
+        ] {
             if let Ok(naive) = NaiveDateTime::parse_from_str(raw, fmt) {
                 return Self::from_millis(naive.and_utc().timestamp_millis());
             }
         }
         if let Ok(date) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
-            let naive = date.and_hms_opt(0, 0, 0).ok_or(TimestampError::Unrecognised)?;
+            let naive = date
+                .and_hms_opt(0, 0, 0)
+                .ok_or(TimestampError::Unrecognised)?;
             return Self::from_millis(naive.and_utc().timestamp_millis());
         }
         Err(TimestampError::Unrecognised)
@@ -105,7 +113,8 @@ impl Timestamp {
                 for (i, p) in parts.iter().enumerate() {
                     nums[i] = p.as_i64().ok_or(TimestampError::Unrecognised)?;
                 }
-                let part = |i: usize| u32::try_from(nums[i]).map_err(|_| TimestampError::OutOfRange);
+                let part =
+                    |i: usize| u32::try_from(nums[i]).map_err(|_| TimestampError::OutOfRange);
                 let year = i32::try_from(nums[0]).map_err(|_| TimestampError::OutOfRange)?;
                 let date = NaiveDate::from_ymd_opt(year, part(1)?, part(2)?)
                     .ok_or(TimestampError::OutOfRange)?;
@@ -132,10 +141,17 @@ mod tests {
             (json!("2023-11-14T22:13:20.123Z"), 1_700_000_000_123),
             (json!("2023-11-14T23:13:20.123+01:00"), 1_700_000_000_123),
             (json!("2023-11-14T22:13:20.123"), 1_700_000_000_123),
-            (json!([2023, 11, 14, 22, 13, 20, 123_000_000]), 1_700_000_000_123),
+            (
+                json!([2023, 11, 14, 22, 13, 20, 123_000_000]),
+                1_700_000_000_123,
+            ),
         ];
         for (value, want) in cases {
-            assert_eq!(Timestamp::from_json(&value).unwrap().millis(), want, "{value}");
+            assert_eq!(
+                Timestamp::from_json(&value).unwrap().millis(),
+                want,
+                "{value}"
+            );
         }
     }
 
@@ -147,14 +163,32 @@ mod tests {
         assert_eq!(t("2023-11-14T22:13:20.50+00:00"), 50);
         assert_eq!(t("2023-11-14T22:13:20.500+00:00"), 500);
         // Plain RFC 3339 keeps its usual meaning everywhere else.
-        assert_eq!(Timestamp::parse_str("2023-11-14T22:13:20.5+00:00").unwrap().millis() - base, 500);
+        assert_eq!(
+            Timestamp::parse_str("2023-11-14T22:13:20.5+00:00")
+                .unwrap()
+                .millis()
+                - base,
+            500
+        );
     }
 
     #[test]
     fn refuses_garbage_and_out_of_range() {
-        assert_eq!(Timestamp::from_json(&json!("yesterday")), Err(TimestampError::Unrecognised));
-        assert_eq!(Timestamp::from_json(&json!(-5)), Err(TimestampError::OutOfRange));
-        assert_eq!(Timestamp::from_json(&json!(true)), Err(TimestampError::Unrecognised));
-        assert_eq!(Timestamp::from_json(&json!([2023, 13, 1])), Err(TimestampError::OutOfRange));
+        assert_eq!(
+            Timestamp::from_json(&json!("yesterday")),
+            Err(TimestampError::Unrecognised)
+        );
+        assert_eq!(
+            Timestamp::from_json(&json!(-5)),
+            Err(TimestampError::OutOfRange)
+        );
+        assert_eq!(
+            Timestamp::from_json(&json!(true)),
+            Err(TimestampError::Unrecognised)
+        );
+        assert_eq!(
+            Timestamp::from_json(&json!([2023, 13, 1])),
+            Err(TimestampError::OutOfRange)
+        );
     }
 }

@@ -29,14 +29,20 @@ impl WebhookAuth {
     pub fn verify(&self, req: &HttpRequest, body: &[u8]) -> Result<(), ApiError> {
         let token = self.token.expose_secret().as_bytes();
         if let Some(sig) = req.headers().get(SIGNATURE_HEADER) {
-            let sig = sig.to_str().map_err(|_| unauthorized("signature header is not text"))?;
+            let sig = sig
+                .to_str()
+                .map_err(|_| unauthorized("signature header is not text"))?;
             let hex_sig = sig
                 .strip_prefix("sha256=")
                 .ok_or_else(|| unauthorized("signature must be sha256=<hex>"))?;
-            let raw = hex::decode(hex_sig.trim()).map_err(|_| unauthorized("signature is not hex"))?;
-            let mut mac = Hmac::<Sha256>::new_from_slice(token).map_err(|_| unauthorized("bad key"))?;
+            let raw =
+                hex::decode(hex_sig.trim()).map_err(|_| unauthorized("signature is not hex"))?;
+            let mut mac =
+                Hmac::<Sha256>::new_from_slice(token).map_err(|_| unauthorized("bad key"))?;
             mac.update(body);
-            return mac.verify_slice(&raw).map_err(|_| unauthorized("signature does not match the body"));
+            return mac
+                .verify_slice(&raw)
+                .map_err(|_| unauthorized("signature does not match the body"));
         }
         let mut offered: Vec<Vec<u8>> = Vec::new();
         for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
@@ -44,7 +50,11 @@ impl WebhookAuth {
                 offered.push(v.into_owned().into_bytes());
             }
         }
-        if let Some(value) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        if let Some(value) = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        {
             let value = value.trim();
             if let Some(bearer) = strip_scheme(value, "Bearer") {
                 offered.push(bearer.trim().as_bytes().to_vec());
@@ -63,8 +73,14 @@ impl WebhookAuth {
             ));
         }
         // Check every offered credential so timing does not tell which one was tried.
-        let ok = offered.iter().fold(subtle::Choice::from(0u8), |acc, o| acc | o.as_slice().ct_eq(token));
-        if bool::from(ok) { Ok(()) } else { Err(unauthorized("the webhook token is wrong")) }
+        let ok = offered.iter().fold(subtle::Choice::from(0u8), |acc, o| {
+            acc | o.as_slice().ct_eq(token)
+        });
+        if bool::from(ok) {
+            Ok(())
+        } else {
+            Err(unauthorized("the webhook token is wrong"))
+        }
     }
 }
 
@@ -89,13 +105,19 @@ pub fn load_or_create_token(
     }
     let path = data_dir.join("webhook-token");
     if path.exists() {
-        let token = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let token = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
         let token = token.trim().to_string();
-        anyhow::ensure!(token.len() >= 16, "{} holds no usable token (under 16 characters)", path.display());
+        anyhow::ensure!(
+            token.len() >= 16,
+            "{} holds no usable token (under 16 characters)",
+            path.display()
+        );
         tracing::info!(path = %path.display(), "webhook token read from file");
         return Ok(SecretString::from(token));
     }
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
     let bytes: [u8; 32] = rand::random();
     let token = hex::encode(bytes);
     write_private(&path, &token).with_context(|| format!("writing {}", path.display()))?;
@@ -107,7 +129,11 @@ pub fn load_or_create_token(
 fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(content.as_bytes())?;
     f.write_all(b"\n")?;
     f.sync_all()

@@ -51,7 +51,10 @@ pub struct ErrorBody {
 
 impl ApiError {
     pub fn invalid(field: &str, detail: impl std::fmt::Display) -> Self {
-        Self::Invalid { field: field.to_string(), detail: detail.to_string() }
+        Self::Invalid {
+            field: field.to_string(),
+            detail: detail.to_string(),
+        }
     }
 
     fn kind(&self) -> &'static str {
@@ -95,20 +98,31 @@ impl ResponseError for ApiError {
             Self::Unauthorized(_) => {
                 resp.insert_header((
                     header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"jenkins-autopilot\", Basic realm=\"jenkins-autopilot\""),
+                    HeaderValue::from_static(
+                        "Bearer realm=\"jenkins-autopilot\", Basic realm=\"jenkins-autopilot\"",
+                    ),
                 ));
             }
             _ => {}
         }
-        resp.json(ErrorBody { error: self.kind(), field, detail })
+        resp.json(ErrorBody {
+            error: self.kind(),
+            field,
+            detail,
+        })
     }
 }
 
 impl From<crate::ingest::IngestError> for ApiError {
     fn from(e: crate::ingest::IngestError) -> Self {
         match e {
-            crate::ingest::IngestError::Malformed(m) => Self::Malformed(format!("malformed JSON: {m}")),
-            crate::ingest::IngestError::Invalid { field, reason } => Self::Invalid { field, detail: reason },
+            crate::ingest::IngestError::Malformed(m) => {
+                Self::Malformed(format!("malformed JSON: {m}"))
+            }
+            crate::ingest::IngestError::Invalid { field, reason } => Self::Invalid {
+                field,
+                detail: reason,
+            },
         }
     }
 }

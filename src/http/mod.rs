@@ -24,24 +24,35 @@ pub struct AppState {
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/webhooks/notification").route(web::post().to(webhooks::receive_notification)))
-        .service(web::resource("/webhooks/cloudevents").route(web::post().to(webhooks::receive_cloudevent)))
-        .service(web::resource("/webhooks/statistics").route(web::post().to(webhooks::receive_statistics)))
-        .service(web::resource("/api/v1/builds").route(web::get().to(read::list_builds)))
-        .service(
-            web::resource("/api/v1/builds/{controller}/{job:.+}/{number:[0-9]+}").route(web::get().to(read::get_build)),
-        )
-        .service(web::resource("/api/v1/queue").route(web::get().to(read::list_queue)))
-        .service(web::resource("/healthz").route(web::get().to(ops::healthz)))
-        .service(web::resource("/readyz").route(web::get().to(ops::readyz)))
-        .service(web::resource("/metrics").route(web::get().to(ops::metrics)))
-        .service(web::resource("/openapi.json").route(web::get().to(ops::openapi)));
+    cfg.service(
+        web::resource("/webhooks/notification")
+            .route(web::post().to(webhooks::receive_notification)),
+    )
+    .service(
+        web::resource("/webhooks/cloudevents").route(web::post().to(webhooks::receive_cloudevent)),
+    )
+    .service(
+        web::resource("/webhooks/statistics").route(web::post().to(webhooks::receive_statistics)),
+    )
+    .service(web::resource("/api/v1/builds").route(web::get().to(read::list_builds)))
+    .service(
+        web::resource("/api/v1/builds/{controller}/{job:.+}/{number:[0-9]+}")
+            .route(web::get().to(read::get_build)),
+    )
+    .service(web::resource("/api/v1/queue").route(web::get().to(read::list_queue)))
+    .service(web::resource("/healthz").route(web::get().to(ops::healthz)))
+    .service(web::resource("/readyz").route(web::get().to(ops::readyz)))
+    .service(web::resource("/metrics").route(web::get().to(ops::metrics)))
+    .service(web::resource("/openapi.json").route(web::get().to(ops::openapi)));
 }
 
 /// The OpenAPI document of every endpoint.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    info(title = "jenkins-autopilot", description = "Jenkins build events in; build records, queue and health out."),
+    info(
+        title = "jenkins-autopilot",
+        description = "Jenkins build events in; build records, queue and health out."
+    ),
     paths(
         webhooks::receive_notification,
         webhooks::receive_cloudevent,

@@ -22,7 +22,11 @@ pub async fn healthz() -> HttpResponse {
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, body = Health), (status = 503, body = super::errors::ErrorBody)))]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.store.ping().await.map_err(|e| ApiError::Unavailable(format!("the store is not reachable: {e}")))?;
+    state
+        .store
+        .ping()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("the store is not reachable: {e}")))?;
     Ok(HttpResponse::Ok().json(Health { status: "ready" }))
 }
 

@@ -38,13 +38,17 @@ pub struct QueueList {
 }
 
 fn controller_param(raw: Option<&str>) -> Result<Option<ControllerName>, ApiError> {
-    raw.map(|c| ControllerName::parse(c).map_err(|e| ApiError::invalid("controller", e))).transpose()
+    raw.map(|c| ControllerName::parse(c).map_err(|e| ApiError::invalid("controller", e)))
+        .transpose()
 }
 
 /// Builds, newest first.
 #[utoipa::path(get, path = "/api/v1/builds", tag = "builds", params(BuildQuery),
     responses((status = 200, body = BuildList), (status = 400, body = super::errors::ErrorBody)))]
-pub async fn list_builds(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list_builds(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let q = web::Query::<BuildQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::invalid("query", e))?
         .into_inner();
@@ -52,21 +56,41 @@ pub async fn list_builds(req: HttpRequest, state: web::Data<AppState>) -> Result
         None => DEFAULT_LIMIT,
         Some(l) => match l.parse::<u32>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => return Err(ApiError::invalid("limit", format!("must be a whole number from 1 to {MAX_LIMIT}"))),
+            _ => {
+                return Err(ApiError::invalid(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_LIMIT}"),
+                ));
+            }
         },
     };
     let result = match q.result.as_deref() {
         None => None,
         Some(r) => match BuildResult::parse(r) {
             Ok(Some(r)) => Some(r),
-            _ => return Err(ApiError::invalid("result", "must be SUCCESS, UNSTABLE, FAILURE, NOT_BUILT or ABORTED")),
+            _ => {
+                return Err(ApiError::invalid(
+                    "result",
+                    "must be SUCCESS, UNSTABLE, FAILURE, NOT_BUILT or ABORTED",
+                ));
+            }
         },
     };
     let filter = BuildFilter {
         controller: controller_param(q.controller.as_deref())?,
-        job: q.job.as_deref().map(JobName::parse).transpose().map_err(|e| ApiError::invalid("job", e))?,
+        job: q
+            .job
+            .as_deref()
+            .map(JobName::parse)
+            .transpose()
+            .map_err(|e| ApiError::invalid("job", e))?,
         result,
-        since: q.since.as_deref().map(Timestamp::parse_str).transpose().map_err(|e| ApiError::invalid("since", e))?,
+        since: q
+            .since
+            .as_deref()
+            .map(Timestamp::parse_str)
+            .transpose()
+            .map_err(|e| ApiError::invalid("since", e))?,
         limit,
     };
     let builds = state.store.list_builds(&filter).await?;
@@ -82,20 +106,30 @@ pub async fn list_builds(req: HttpRequest, state: web::Data<AppState>) -> Result
            ("number" = u64, Path, description = "Build number")),
     responses((status = 200, body = BuildRecord), (status = 400, body = super::errors::ErrorBody),
               (status = 404, body = super::errors::ErrorBody)))]
-pub async fn get_build(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn get_build(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let info = req.match_info();
     let decode = |name: &str| -> Result<String, ApiError> {
-        let raw = info.get(name).ok_or_else(|| ApiError::invalid(name, "is required"))?;
+        let raw = info
+            .get(name)
+            .ok_or_else(|| ApiError::invalid(name, "is required"))?;
         urlencoding::decode(raw)
             .map(|s| s.into_owned())
             .map_err(|_| ApiError::invalid(name, "is not valid percent-encoded UTF-8"))
     };
-    let controller = ControllerName::parse(&decode("controller")?).map_err(|e| ApiError::invalid("controller", e))?;
+    let controller = ControllerName::parse(&decode("controller")?)
+        .map_err(|e| ApiError::invalid("controller", e))?;
     let job = JobName::parse(&decode("job")?).map_err(|e| ApiError::invalid("job", e))?;
-    let number: u64 = decode("number")?.parse().map_err(|_| ApiError::invalid("number", "must be a build number"))?;
+    let number: u64 = decode("number")?
+        .parse()
+        .map_err(|_| ApiError::invalid("number", "must be a build number"))?;
     match state.store.get_build(&controller, &job, number).await? {
         Some(build) => Ok(HttpResponse::Ok().json(build)),
-        None => Err(ApiError::NotFound(format!("no build {job} #{number} on controller {controller}"))),
+        None => Err(ApiError::NotFound(format!(
+            "no build {job} #{number} on controller {controller}"
+        ))),
     }
 }
 
@@ -109,7 +143,10 @@ pub struct QueueQuery {
 /// Queue items seen entering the queue and not yet seen leaving, oldest first.
 #[utoipa::path(get, path = "/api/v1/queue", tag = "queue", params(QueueQuery),
     responses((status = 200, body = QueueList), (status = 400, body = super::errors::ErrorBody)))]
-pub async fn list_queue(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list_queue(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let q = web::Query::<QueueQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::invalid("query", e))?
         .into_inner();

@@ -66,8 +66,17 @@ pub async fn receive_cloudevent(
     let parsed = if structured {
         cloudevents::parse_structured(&body)
     } else {
-        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let attrs = cloudevents::CeAttributes { id: header("ce-id"), ce_type: header("ce-type"), source: header("ce-source") };
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let attrs = cloudevents::CeAttributes {
+            id: header("ce-id"),
+            ce_type: header("ce-type"),
+            source: header("ce-source"),
+        };
         cloudevents::parse_binary_data(&body).map(|data| (attrs, data))
     };
     let result = parsed.and_then(|(attrs, data)| cloudevents::parse(&attrs, data, &ctx));
@@ -103,7 +112,12 @@ pub async fn receive_statistics(
     store(&state, source, ingested).await
 }
 
-async fn accept(req: &HttpRequest, payload: web::Payload, state: &AppState, source: &str) -> Result<web::Bytes, ApiError> {
+async fn accept(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    source: &str,
+) -> Result<web::Bytes, ApiError> {
     accept_with(req, payload, state, source, false).await
 }
 
@@ -118,26 +132,43 @@ async fn accept_with(
 ) -> Result<web::Bytes, ApiError> {
     let limit = state.settings.server.body_limit_bytes;
     let reject = |outcome: &str| state.metrics.count_event(source, "unknown", outcome);
-    let body = read_body(req, payload, limit).await.inspect_err(|_| reject("rejected"))?;
-    state.auth.verify(req, &body).inspect_err(|_| reject("unauthorized"))?;
+    let body = read_body(req, payload, limit)
+        .await
+        .inspect_err(|_| reject("rejected"))?;
+    state
+        .auth
+        .verify(req, &body)
+        .inspect_err(|_| reject("unauthorized"))?;
     let json = match media_type(req).as_deref() {
         Some("application/json" | "text/json") => true,
         Some("application/cloudevents+json") => structured_ok,
-        Some(t) => t.starts_with("application/") && t.ends_with("+json") && !t.starts_with("application/cloudevents"),
+        Some(t) => {
+            t.starts_with("application/")
+                && t.ends_with("+json")
+                && !t.starts_with("application/cloudevents")
+        }
         None => false,
     };
     if !json {
         reject("rejected");
         return Err(ApiError::UnsupportedMediaType(format!(
             "Content-Type must be application/json{}, got {}",
-            if structured_ok { " or application/cloudevents+json" } else { "" },
+            if structured_ok {
+                " or application/cloudevents+json"
+            } else {
+                ""
+            },
             media_type(req).unwrap_or_else(|| "none".into())
         )));
     }
     Ok(body)
 }
 
-async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
     if let Some(len) = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -149,7 +180,8 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -
     }
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::Malformed(format!("reading the request body failed: {e}")))?;
+        let chunk = chunk
+            .map_err(|e| ApiError::Malformed(format!("reading the request body failed: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::TooLarge { limit });
         }
@@ -162,7 +194,13 @@ fn media_type(req: &HttpRequest) -> Option<String> {
     req.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .filter(|v| !v.is_empty())
 }
 
@@ -196,13 +234,21 @@ fn counted(
     })
 }
 
-async fn store(state: &AppState, source: &str, ingested: Ingested) -> Result<HttpResponse, ApiError> {
+async fn store(
+    state: &AppState,
+    source: &str,
+    ingested: Ingested,
+) -> Result<HttpResponse, ApiError> {
     let events = match ingested {
         Ingested::Ignored { kind } => {
             // The type is the sender's: counted under one label to keep metrics bounded.
             state.metrics.count_event(source, "untracked", "ignored");
             tracing::debug!(source, kind, "event type not tracked; acknowledged");
-            return Ok(HttpResponse::Accepted().json(WebhookReply { stored: 0, duplicates: 0, ignored: Some(kind) }));
+            return Ok(HttpResponse::Accepted().json(WebhookReply {
+                stored: 0,
+                duplicates: 0,
+                ignored: Some(kind),
+            }));
         }
         Ingested::Events(events) => events,
     };
@@ -210,18 +256,30 @@ async fn store(state: &AppState, source: &str, ingested: Ingested) -> Result<Htt
     match state.writer.write(events).await {
         Ok(outcome) => {
             for (i, kind) in kinds.iter().enumerate() {
-                let outcome_label = if i < outcome.stored { "stored" } else { "duplicate" };
+                let outcome_label = if i < outcome.stored {
+                    "stored"
+                } else {
+                    "duplicate"
+                };
                 state.metrics.count_event(source, kind, outcome_label);
             }
-            Ok(HttpResponse::Ok().json(WebhookReply { stored: outcome.stored, duplicates: outcome.duplicates, ignored: None }))
+            Ok(HttpResponse::Ok().json(WebhookReply {
+                stored: outcome.stored,
+                duplicates: outcome.duplicates,
+                ignored: None,
+            }))
         }
         Err(SubmitError::Full) => {
             for kind in &kinds {
                 state.metrics.count_event(source, kind, "overloaded");
             }
-            Err(ApiError::Overloaded { retry_after: state.settings.ingest.retry_after_seconds })
+            Err(ApiError::Overloaded {
+                retry_after: state.settings.ingest.retry_after_seconds,
+            })
         }
-        Err(SubmitError::Closed) => Err(ApiError::Unavailable("the writer is shutting down".into())),
+        Err(SubmitError::Closed) => {
+            Err(ApiError::Unavailable("the writer is shutting down".into()))
+        }
         Err(SubmitError::Failed(e)) => {
             for kind in &kinds {
                 state.metrics.count_event(source, kind, "failed");

@@ -2,10 +2,13 @@
 //! the model as a camelCase JSON body) and structured mode (`application/cloudevents+json`,
 //! the model under `data` or `data_base64`). Dates are epoch milliseconds (Jackson).
 
-use super::{IngestContext, IngestError, Ingested, build_number, from_value, instant, job_name, nonzero, parameters, parse_json, result, text};
+use super::{
+    IngestContext, IngestError, Ingested, build_number, from_value, instant, job_name, nonzero,
+    parameters, parse_json, result, text,
+};
 use crate::domain::{
-    BuildFacts, BuildKey, BuildPhase, BuildResult, DomainEvent, EventSource, IngestEvent, NodeEvent,
-    QueueEvent, QueueState, label_from_why,
+    BuildFacts, BuildKey, BuildPhase, BuildResult, DomainEvent, EventSource, IngestEvent,
+    NodeEvent, QueueEvent, QueueState, label_from_why,
 };
 use base64::Engine;
 use serde::Deserialize;
@@ -38,11 +41,19 @@ pub fn parse_structured(body: &[u8]) -> Result<(CeAttributes, Value), IngestErro
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(b64.as_bytes())
                 .map_err(|e| IngestError::invalid("data_base64", e))?;
-            serde_json::from_slice(&bytes).map_err(|e| IngestError::invalid("data_base64", format!("is not JSON: {e}")))?
+            serde_json::from_slice(&bytes)
+                .map_err(|e| IngestError::invalid("data_base64", format!("is not JSON: {e}")))?
         }
         (None, None) => return Err(IngestError::missing("data")),
     };
-    Ok((CeAttributes { id: env.id, ce_type: env.ce_type, source: env.source }, data))
+    Ok((
+        CeAttributes {
+            id: env.id,
+            ce_type: env.ce_type,
+            source: env.source,
+        },
+        data,
+    ))
 }
 
 /// Parses a binary-mode body.
@@ -113,8 +124,16 @@ const PREFIX: &str = "org.jenkinsci.";
 
 /// Turns one CloudEvent into domain events. Types outside the plugin's set are
 /// acknowledged as [`Ingested::Ignored`].
-pub fn parse(attrs: &CeAttributes, data: Value, ctx: &IngestContext) -> Result<Ingested, IngestError> {
-    let ce_type = attrs.ce_type.as_deref().map(str::trim).filter(|t| !t.is_empty());
+pub fn parse(
+    attrs: &CeAttributes,
+    data: Value,
+    ctx: &IngestContext,
+) -> Result<Ingested, IngestError> {
+    let ce_type = attrs
+        .ce_type
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
     let ce_type = ce_type.ok_or_else(|| IngestError::missing("ce-type"))?;
     let kind = ce_type.strip_prefix(PREFIX).unwrap_or(ce_type).to_string();
     match kind.as_str() {
@@ -122,7 +141,9 @@ pub fn parse(attrs: &CeAttributes, data: Value, ctx: &IngestContext) -> Result<I
         "job.started" | "job.completed" | "job.finalized" | "job.failed" => build(&kind, data, ctx),
         "job.created" | "job.updated" => job_changed(&kind, attrs, data, ctx),
         "node.online" | "node.offline" => node(&kind, attrs, data, ctx),
-        _ => Ok(Ingested::Ignored { kind: ce_type.to_string() }),
+        _ => Ok(Ingested::Ignored {
+            kind: ce_type.to_string(),
+        }),
     }
 }
 
@@ -143,7 +164,10 @@ fn queue(kind: &str, data: Value, ctx: &IngestContext) -> Result<Ingested, Inges
         .filter_map(|c| text(c.reason_for_waiting))
         .next_back();
     let (state, at) = if kind == "queue.left" {
-        (QueueState::Left, left_at.or(entered_at).unwrap_or(ctx.received_at))
+        (
+            QueueState::Left,
+            left_at.or(entered_at).unwrap_or(ctx.received_at),
+        )
     } else {
         (QueueState::Waiting, entered_at.unwrap_or(ctx.received_at))
     };
@@ -156,7 +180,11 @@ fn queue(kind: &str, data: Value, ctx: &IngestContext) -> Result<Ingested, Inges
         task,
         state,
         entered_at,
-        left_at: if state == QueueState::Left { left_at } else { None },
+        left_at: if state == QueueState::Left {
+            left_at
+        } else {
+            None
+        },
         at,
         why,
     };
@@ -173,7 +201,12 @@ fn build(kind: &str, data: Value, ctx: &IngestContext) -> Result<Ingested, Inges
     let raw: RawJob = from_value(data)?;
     let build = raw.build.ok_or_else(|| IngestError::missing("build"))?;
     let number = build_number("build.number", build.number)?;
-    let job = job_name("url", raw.url.as_deref().or(build.url.as_deref()), "name", raw.name.as_deref())?;
+    let job = job_name(
+        "url",
+        raw.url.as_deref().or(build.url.as_deref()),
+        "name",
+        raw.name.as_deref(),
+    )?;
     let controller = ctx.controller([build.full_url.as_deref()]);
     let phase = match kind {
         "job.started" => BuildPhase::Started,
@@ -182,7 +215,10 @@ fn build(kind: &str, data: Value, ctx: &IngestContext) -> Result<Ingested, Inges
     };
     let at = nonzero(instant("build.timestamp", build.timestamp.as_ref())?);
     if build.duration.is_some_and(|d| d < 0) {
-        return Err(IngestError::invalid("build.duration", "must not be negative"));
+        return Err(IngestError::invalid(
+            "build.duration",
+            "must not be negative",
+        ));
     }
     let duration = build.duration.filter(|d| *d > 0);
     let mut facts = BuildFacts::new(BuildKey { job, number }, phase);
@@ -212,7 +248,10 @@ fn build(kind: &str, data: Value, ctx: &IngestContext) -> Result<Ingested, Inges
     }
     let key = &facts.build;
     Ok(Ingested::Events(vec![IngestEvent {
-        key: format!("{controller}|cloudevents|build|{}|{}|{kind}", key.job, key.number),
+        key: format!(
+            "{controller}|cloudevents|build|{}|{}|{kind}",
+            key.job, key.number
+        ),
         controller,
         source: EventSource::CloudEvents,
         kind: format!("build.{}", kind.trim_start_matches("job.")),
@@ -220,28 +259,52 @@ fn build(kind: &str, data: Value, ctx: &IngestContext) -> Result<Ingested, Inges
     }]))
 }
 
-fn job_changed(kind: &str, attrs: &CeAttributes, data: Value, ctx: &IngestContext) -> Result<Ingested, IngestError> {
+fn job_changed(
+    kind: &str,
+    attrs: &CeAttributes,
+    data: Value,
+    ctx: &IngestContext,
+) -> Result<Ingested, IngestError> {
     let raw: RawJob = from_value(data)?;
     let job = job_name("url", raw.url.as_deref(), "name", raw.name.as_deref())?;
-    let id = attrs.id.as_deref().ok_or_else(|| IngestError::missing("ce-id"))?;
+    let id = attrs
+        .id
+        .as_deref()
+        .ok_or_else(|| IngestError::missing("ce-id"))?;
     let controller = ctx.controller([None]);
     Ok(Ingested::Events(vec![IngestEvent {
         key: format!("{controller}|cloudevents|{kind}|{job}|{id}"),
         controller,
         source: EventSource::CloudEvents,
         kind: kind.to_string(),
-        event: DomainEvent::JobChanged { job, change: kind.trim_start_matches("job.").to_string() },
+        event: DomainEvent::JobChanged {
+            job,
+            change: kind.trim_start_matches("job.").to_string(),
+        },
     }]))
 }
 
-fn node(kind: &str, attrs: &CeAttributes, data: Value, ctx: &IngestContext) -> Result<Ingested, IngestError> {
+fn node(
+    kind: &str,
+    attrs: &CeAttributes,
+    data: Value,
+    ctx: &IngestContext,
+) -> Result<Ingested, IngestError> {
     let raw: RawNode = from_value(data)?;
     let name = text(raw.node_name).ok_or_else(|| IngestError::missing("nodeName"))?;
-    let id = attrs.id.as_deref().ok_or_else(|| IngestError::missing("ce-id"))?;
+    let id = attrs
+        .id
+        .as_deref()
+        .ok_or_else(|| IngestError::missing("ce-id"))?;
     let executors = match raw.num_executors {
         None => None,
         Some(n) if (0..=10_000).contains(&n) => Some(n as u32),
-        Some(_) => return Err(IngestError::invalid("numExecutors", "must be between 0 and 10000")),
+        Some(_) => {
+            return Err(IngestError::invalid(
+                "numExecutors",
+                "must be between 0 and 10000",
+            ));
+        }
     };
     // `OfflineCause` is serialised as a bean: take its description when it has one.
     let offline_cause = match raw.offline_cause {
@@ -268,7 +331,11 @@ fn node(kind: &str, attrs: &CeAttributes, data: Value, ctx: &IngestContext) -> R
             online,
             executors,
             offline_cause,
-            at: if online { connected.unwrap_or(ctx.received_at) } else { ctx.received_at },
+            at: if online {
+                connected.unwrap_or(ctx.received_at)
+            } else {
+                ctx.received_at
+            },
         }),
     }]))
 }
@@ -288,7 +355,11 @@ mod tests {
     }
 
     fn attrs(t: &str) -> CeAttributes {
-        CeAttributes { id: Some("id-1".into()), ce_type: Some(t.into()), source: Some("job/app".into()) }
+        CeAttributes {
+            id: Some("id-1".into()),
+            ce_type: Some(t.into()),
+            source: Some("job/app".into()),
+        }
     }
 
     fn one(t: &str, data: Value) -> IngestEvent {
@@ -300,13 +371,18 @@ mod tests {
 
     #[test]
     fn queue_entered_waiting_reads_label_from_cause() {
-        let e = one("org.jenkinsci.queue.entered_waiting", json!({
-            "ciUrl": "http://jenkins:8080/", "displayName": "app", "entryTime": 1_700_000_000_000i64,
-            "exitTime": null, "startedBy": "admin", "jenkinsQueueId": 17, "status": "ENTERED_WAITING",
-            "duration": 0, "queueCauses": [{"reasonForWaiting": "Waiting for next available executor on ‘linux’", "type": "entered_waiting"}]
-        }));
+        let e = one(
+            "org.jenkinsci.queue.entered_waiting",
+            json!({
+                "ciUrl": "http://jenkins:8080/", "displayName": "app", "entryTime": 1_700_000_000_000i64,
+                "exitTime": null, "startedBy": "admin", "jenkinsQueueId": 17, "status": "ENTERED_WAITING",
+                "duration": 0, "queueCauses": [{"reasonForWaiting": "Waiting for next available executor on ‘linux’", "type": "entered_waiting"}]
+            }),
+        );
         assert_eq!(e.controller.as_str(), "jenkins-8080");
-        let DomainEvent::Queue(q) = e.event else { panic!() };
+        let DomainEvent::Queue(q) = e.event else {
+            panic!()
+        };
         assert_eq!(q.state, QueueState::Waiting);
         assert_eq!(q.label.as_deref(), Some("linux"));
         assert_eq!(q.queue_id, 17);
@@ -314,13 +390,18 @@ mod tests {
 
     #[test]
     fn failed_is_a_finalized_failure() {
-        let e = one("org.jenkinsci.job.failed", json!({
-            "name": "app", "displayName": "app", "url": "job/app/", "userId": null, "userName": null,
-            "build": {"fullUrl": "http://jenkins:8080/job/app/4/", "number": 4, "queueId": 9,
-              "timestamp": 1_700_000_000_000i64, "duration": 1000, "phase": "FINALIZED", "status": "FAILURE",
-              "url": "job/app/4/", "displayName": null, "parameters": null, "scmState": {"url": null, "branch": null, "commit": null}}
-        }));
-        let DomainEvent::Build(b) = e.event else { panic!() };
+        let e = one(
+            "org.jenkinsci.job.failed",
+            json!({
+                "name": "app", "displayName": "app", "url": "job/app/", "userId": null, "userName": null,
+                "build": {"fullUrl": "http://jenkins:8080/job/app/4/", "number": 4, "queueId": 9,
+                  "timestamp": 1_700_000_000_000i64, "duration": 1000, "phase": "FINALIZED", "status": "FAILURE",
+                  "url": "job/app/4/", "displayName": null, "parameters": null, "scmState": {"url": null, "branch": null, "commit": null}}
+            }),
+        );
+        let DomainEvent::Build(b) = e.event else {
+            panic!()
+        };
         assert_eq!(b.phase, BuildPhase::Finalized);
         assert_eq!(b.result, Some(BuildResult::Failure));
         assert_eq!(b.duration_ms, Some(1000));
@@ -328,9 +409,15 @@ mod tests {
 
     #[test]
     fn unknown_types_are_ignored_and_missing_type_refused() {
-        assert!(matches!(parse(&attrs("com.example.other"), json!({}), &ctx()), Ok(Ingested::Ignored { .. })));
+        assert!(matches!(
+            parse(&attrs("com.example.other"), json!({}), &ctx()),
+            Ok(Ingested::Ignored { .. })
+        ));
         let none = CeAttributes::default();
-        assert_eq!(parse(&none, json!({}), &ctx()).unwrap_err(), IngestError::missing("ce-type"));
+        assert_eq!(
+            parse(&none, json!({}), &ctx()).unwrap_err(),
+            IngestError::missing("ce-type")
+        );
     }
 
     #[test]
@@ -342,6 +429,9 @@ mod tests {
         assert_eq!(d["nodeName"], "a");
         let b64 = base64::engine::general_purpose::STANDARD.encode(br#"{"nodeName":"b"}"#);
         let env = json!({"specversion": "1.0", "id": "y", "type": "t", "data_base64": b64});
-        assert_eq!(parse_structured(env.to_string().as_bytes()).unwrap().1["nodeName"], "b");
+        assert_eq!(
+            parse_structured(env.to_string().as_bytes()).unwrap().1["nodeName"],
+            "b"
+        );
     }
 }

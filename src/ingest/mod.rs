@@ -22,11 +22,17 @@ pub enum IngestError {
 
 impl IngestError {
     pub fn missing(field: &str) -> Self {
-        Self::Invalid { field: field.to_string(), reason: "is required".to_string() }
+        Self::Invalid {
+            field: field.to_string(),
+            reason: "is required".to_string(),
+        }
     }
 
     pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Self {
-        Self::Invalid { field: field.to_string(), reason: reason.to_string() }
+        Self::Invalid {
+            field: field.to_string(),
+            reason: reason.to_string(),
+        }
     }
 }
 
@@ -54,7 +60,10 @@ pub struct IngestContext {
 impl IngestContext {
     /// The controller: the request's override, else the first URL in the payload that
     /// names a host, else the configured default.
-    pub fn controller<'a>(&self, urls: impl IntoIterator<Item = Option<&'a str>>) -> ControllerName {
+    pub fn controller<'a>(
+        &self,
+        urls: impl IntoIterator<Item = Option<&'a str>>,
+    ) -> ControllerName {
         if let Some(c) = &self.controller_override {
             return c.clone();
         }
@@ -68,7 +77,8 @@ impl IngestContext {
 /// Parses JSON into a raw payload struct: syntax errors keep serde's line and column,
 /// type errors name the field's path.
 pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, IngestError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| IngestError::Malformed(e.to_string()))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| IngestError::Malformed(e.to_string()))?;
     from_value(value)
 }
 
@@ -83,10 +93,15 @@ pub(crate) fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, IngestE
 }
 
 /// An optional instant field; a present but unreadable value is an error naming the field.
-pub(crate) fn instant(field: &str, value: Option<&Value>) -> Result<Option<Timestamp>, IngestError> {
+pub(crate) fn instant(
+    field: &str,
+    value: Option<&Value>,
+) -> Result<Option<Timestamp>, IngestError> {
     match value {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => Timestamp::from_json(v).map(Some).map_err(|e| IngestError::invalid(field, e)),
+        Some(v) => Timestamp::from_json(v)
+            .map(Some)
+            .map_err(|e| IngestError::invalid(field, e)),
     }
 }
 
@@ -108,7 +123,9 @@ pub(crate) fn job_name(
     }
     match name {
         Some(n) => JobName::parse(n).map_err(|e| IngestError::invalid(name_field, e)),
-        None => Err(IngestError::missing(&format!("{name_field}` or `{url_field}"))),
+        None => Err(IngestError::missing(&format!(
+            "{name_field}` or `{url_field}"
+        ))),
     }
 }
 
@@ -151,8 +168,6 @@ pub(crate) fn result(
 ) -> Result<Option<crate::domain::BuildResult>, IngestError> {
     match raw {
         None => Ok(None),
-        Some(s) => crate::domain::BuildResult::parse(s).map_err(|()| {
-            IngestError::invalid(field, format!("{s:?} is not a Jenkins result (SUCCESS, UNSTABLE, FAILURE, NOT_BUILT, ABORTED)"))
-        }),
+        Some(s) => crate::domain::BuildResult::parse(s).map_err(|e| IngestError::invalid(field, e)),
     }
 }

@@ -3,8 +3,13 @@
 //! sent when the build starts with `now - timeSpentInQueue`, STARTED with the build's
 //! start, COMPLETED with start + duration, FINALIZED with the time of finalization.
 
-use super::{IngestContext, IngestError, Ingested, build_number, instant, job_name, nonzero, parameters, parse_json, result, text};
-use crate::domain::{BuildFacts, BuildKey, BuildPhase, DomainEvent, EventSource, IngestEvent, Timestamp};
+use super::{
+    IngestContext, IngestError, Ingested, build_number, instant, job_name, nonzero, parameters,
+    parse_json, result, text,
+};
+use crate::domain::{
+    BuildFacts, BuildKey, BuildPhase, DomainEvent, EventSource, IngestEvent, Timestamp,
+};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -40,9 +45,15 @@ struct RawScm {
 pub fn parse(body: &[u8], ctx: &IngestContext) -> Result<Ingested, IngestError> {
     let raw: RawJob = parse_json(body)?;
     let build = raw.build.ok_or_else(|| IngestError::missing("build"))?;
-    let phase_raw = build.phase.as_deref().ok_or_else(|| IngestError::missing("build.phase"))?;
+    let phase_raw = build
+        .phase
+        .as_deref()
+        .ok_or_else(|| IngestError::missing("build.phase"))?;
     let phase = BuildPhase::parse(phase_raw).ok_or_else(|| {
-        IngestError::invalid("build.phase", format!("{phase_raw:?} is not one of QUEUED, STARTED, COMPLETED, FINALIZED"))
+        IngestError::invalid(
+            "build.phase",
+            format!("{phase_raw:?} is not one of QUEUED, STARTED, COMPLETED, FINALIZED"),
+        )
     })?;
     let number = build_number("build.number", build.number)?;
     let job = job_name(
@@ -56,7 +67,8 @@ pub fn parse(body: &[u8], ctx: &IngestContext) -> Result<Ingested, IngestError> 
     let at = match build.timestamp.as_ref() {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(
-            Timestamp::parse_notification_str(s).map_err(|e| IngestError::invalid("build.timestamp", e))?,
+            Timestamp::parse_notification_str(s)
+                .map_err(|e| IngestError::invalid("build.timestamp", e))?,
         ),
         Some(v) => instant("build.timestamp", Some(v))?,
     };
@@ -65,10 +77,18 @@ pub fn parse(body: &[u8], ctx: &IngestContext) -> Result<Ingested, IngestError> 
     if let Some(d) = build.duration
         && d < 0
     {
-        return Err(IngestError::invalid("build.duration", "must not be negative"));
+        return Err(IngestError::invalid(
+            "build.duration",
+            "must not be negative",
+        ));
     }
     let queue_id = match build.queue_id {
-        Some(q) if q < 0 => return Err(IngestError::invalid("build.queue_id", "must not be negative")),
+        Some(q) if q < 0 => {
+            return Err(IngestError::invalid(
+                "build.queue_id",
+                "must not be negative",
+            ));
+        }
         Some(q) if q > 0 => Some(q as u64),
         _ => None,
     };
@@ -101,7 +121,12 @@ pub fn parse(body: &[u8], ctx: &IngestContext) -> Result<Ingested, IngestError> 
     }
 
     let event = IngestEvent {
-        key: format!("{controller}|notification|build|{}|{}|{}", key.job, key.number, phase.as_str()),
+        key: format!(
+            "{controller}|notification|build|{}|{}|{}",
+            key.job,
+            key.number,
+            phase.as_str()
+        ),
         controller,
         source: EventSource::Notification,
         kind: format!("build.{}", phase.as_str()),
@@ -125,11 +150,14 @@ mod tests {
     }
 
     fn facts(body: Value) -> (IngestEvent, BuildFacts) {
-        let Ingested::Events(mut events) = parse(body.to_string().as_bytes(), &ctx()).unwrap() else {
+        let Ingested::Events(mut events) = parse(body.to_string().as_bytes(), &ctx()).unwrap()
+        else {
             panic!("ignored")
         };
         let e = events.remove(0);
-        let DomainEvent::Build(f) = e.event.clone() else { panic!("not a build") };
+        let DomainEvent::Build(f) = e.event.clone() else {
+            panic!("not a build")
+        };
         (e, f)
     }
 
@@ -144,7 +172,10 @@ mod tests {
               "parameters": {"FOO": "1", "N": 2}, "log": "", "notes": "", "artifacts": {}}
         }));
         assert_eq!(event.controller.as_str(), "ci.example.com");
-        assert_eq!(event.key, "ci.example.com|notification|build|team/app|12|completed");
+        assert_eq!(
+            event.key,
+            "ci.example.com|notification|build|team/app|12|completed"
+        );
         assert_eq!(f.build.job.as_str(), "team/app");
         assert_eq!(f.result, Some(BuildResult::Failure));
         assert_eq!(f.started_at.unwrap().millis(), 1_700_000_000_000);
@@ -165,14 +196,28 @@ mod tests {
     fn missing_and_wrong_fields_are_named() {
         let err = |v: Value| parse(v.to_string().as_bytes(), &ctx()).unwrap_err();
         assert_eq!(err(json!({"name": "a"})), IngestError::missing("build"));
-        assert_eq!(err(json!({"name": "a", "build": {"number": 1}})), IngestError::missing("build.phase"));
-        assert_eq!(err(json!({"name": "a", "build": {"phase": "STARTED"}})), IngestError::missing("build.number"));
-        assert!(matches!(err(json!({"name": "a", "build": {"phase": "STARTED", "number": "x"}})),
-            IngestError::Invalid { field, .. } if field == "build.number"));
-        assert!(matches!(err(json!({"name": "a", "build": {"phase": "DONE", "number": 1}})),
-            IngestError::Invalid { field, .. } if field == "build.phase"));
-        assert!(matches!(err(json!({"build": {"phase": "STARTED", "number": 1}})),
-            IngestError::Invalid { field, .. } if field.starts_with("name")));
-        assert!(matches!(parse(b"{\"name\": ", &ctx()).unwrap_err(), IngestError::Malformed(m) if m.contains("line 1")));
+        assert_eq!(
+            err(json!({"name": "a", "build": {"number": 1}})),
+            IngestError::missing("build.phase")
+        );
+        assert_eq!(
+            err(json!({"name": "a", "build": {"phase": "STARTED"}})),
+            IngestError::missing("build.number")
+        );
+        assert!(
+            matches!(err(json!({"name": "a", "build": {"phase": "STARTED", "number": "x"}})),
+            IngestError::Invalid { field, .. } if field == "build.number")
+        );
+        assert!(
+            matches!(err(json!({"name": "a", "build": {"phase": "DONE", "number": 1}})),
+            IngestError::Invalid { field, .. } if field == "build.phase")
+        );
+        assert!(
+            matches!(err(json!({"build": {"phase": "STARTED", "number": 1}})),
+            IngestError::Invalid { field, .. } if field.starts_with("name"))
+        );
+        assert!(
+            matches!(parse(b"{\"name\": ", &ctx()).unwrap_err(), IngestError::Malformed(m) if m.contains("line 1"))
+        );
     }
 }

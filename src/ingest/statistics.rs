@@ -4,10 +4,13 @@
 //! apart by shape (`jenkinsQueueId` for queue, `buildStepType` for a step, else a build).
 
 use super::cloudevents::RawQueueCause;
-use super::{IngestContext, IngestError, Ingested, build_number, from_value, instant, job_name, nonzero, parameters, result, text};
+use super::{
+    IngestContext, IngestError, Ingested, build_number, from_value, instant, job_name, nonzero,
+    parameters, result, text,
+};
 use crate::domain::{
-    BuildFacts, BuildKey, BuildPhase, DomainEvent, EventSource, IngestEvent, JobName, QueueEvent, QueueState,
-    StepEvent, Timestamp, label_from_why,
+    BuildFacts, BuildKey, BuildPhase, DomainEvent, EventSource, IngestEvent, JobName, QueueEvent,
+    QueueState, StepEvent, Timestamp, label_from_why,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -85,8 +88,13 @@ struct RawStep {
 }
 
 /// Parses one payload; `kind` from `?type=` when the sender set it.
-pub fn parse(body: &[u8], kind: Option<StatisticsKind>, ctx: &IngestContext) -> Result<Ingested, IngestError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| IngestError::Malformed(e.to_string()))?;
+pub fn parse(
+    body: &[u8],
+    kind: Option<StatisticsKind>,
+    ctx: &IngestContext,
+) -> Result<Ingested, IngestError> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| IngestError::Malformed(e.to_string()))?;
     let kind = kind.unwrap_or_else(|| {
         if value.get("jenkinsQueueId").is_some() {
             StatisticsKind::Queue
@@ -108,14 +116,23 @@ fn build(value: Value, ctx: &IngestContext) -> Result<Ingested, IngestError> {
     let number = build_number("number", raw.number)?;
     let job = match text(raw.full_job_name) {
         Some(full) => JobName::parse(&full).map_err(|e| IngestError::invalid("fullJobName", e))?,
-        None => job_name("buildUrl", raw.build_url.as_deref(), "jobName", raw.job_name.as_deref())?,
+        None => job_name(
+            "buildUrl",
+            raw.build_url.as_deref(),
+            "jobName",
+            raw.job_name.as_deref(),
+        )?,
     };
     let controller = ctx.controller([raw.ci_url.as_deref()]);
     let outcome = result("result", raw.result.as_deref())?;
     // onStarted sends result INPROGRESS with the start and time in queue; onFinalized
     // sends the result and duration, and a `startTime` that is only the object's
     // construction time, so it is not read there.
-    let phase = if outcome.is_some() { BuildPhase::Finalized } else { BuildPhase::Started };
+    let phase = if outcome.is_some() {
+        BuildPhase::Finalized
+    } else {
+        BuildPhase::Started
+    };
     let mut facts = BuildFacts::new(BuildKey { job, number }, phase);
     if phase == BuildPhase::Started {
         facts.started_at = nonzero(instant("startTime", raw.start_time.as_ref())?);
@@ -145,7 +162,12 @@ fn build(value: Value, ctx: &IngestContext) -> Result<Ingested, IngestError> {
     }
     let key = &facts.build;
     Ok(Ingested::Events(vec![IngestEvent {
-        key: format!("{controller}|statistics|build|{}|{}|{}", key.job, key.number, phase.as_str()),
+        key: format!(
+            "{controller}|statistics|build|{}|{}|{}",
+            key.job,
+            key.number,
+            phase.as_str()
+        ),
         controller,
         source: EventSource::Statistics,
         kind: format!("build.{}", phase.as_str()),
@@ -185,7 +207,10 @@ fn queue(value: Value, ctx: &IngestContext) -> Result<Ingested, IngestError> {
             _ => QueueState::Waiting,
         },
     };
-    let why = causes.iter().rev().find_map(|c| text(c.reason_for_waiting.clone()));
+    let why = causes
+        .iter()
+        .rev()
+        .find_map(|c| text(c.reason_for_waiting.clone()));
     let at = match state {
         QueueState::Left => left_at,
         _ => cause_entry.or(cause_exit),
@@ -193,10 +218,20 @@ fn queue(value: Value, ctx: &IngestContext) -> Result<Ingested, IngestError> {
     .or(entered_at)
     .unwrap_or(ctx.received_at);
     let controller = ctx.controller([raw.ci_url.as_deref()]);
-    let step = last.and_then(|c| c.cause_type.clone()).unwrap_or_else(|| state.as_str().to_string());
-    let edge = if cause_exit.is_some() { "exit" } else { "entry" };
+    let step = last
+        .and_then(|c| c.cause_type.clone())
+        .unwrap_or_else(|| state.as_str().to_string());
+    let edge = if cause_exit.is_some() {
+        "exit"
+    } else {
+        "entry"
+    };
     Ok(Ingested::Events(vec![IngestEvent {
-        key: format!("{controller}|statistics|queue|{id}|{}|{step}|{edge}|{}", status.as_deref().unwrap_or("-"), at.millis()),
+        key: format!(
+            "{controller}|statistics|queue|{id}|{}|{step}|{edge}|{}",
+            status.as_deref().unwrap_or("-"),
+            at.millis()
+        ),
         controller,
         source: EventSource::Statistics,
         kind: format!("queue.{}", state.as_str()),
@@ -207,7 +242,11 @@ fn queue(value: Value, ctx: &IngestContext) -> Result<Ingested, IngestError> {
             task,
             state,
             entered_at,
-            left_at: if state == QueueState::Left { left_at } else { None },
+            left_at: if state == QueueState::Left {
+                left_at
+            } else {
+                None
+            },
             at,
             why,
         }),
@@ -217,14 +256,17 @@ fn queue(value: Value, ctx: &IngestContext) -> Result<Ingested, IngestError> {
 fn step(value: Value, ctx: &IngestContext) -> Result<Ingested, IngestError> {
     let raw: RawStep = from_value(value)?;
     let url = text(raw.build_url).ok_or_else(|| IngestError::missing("buildUrl"))?;
-    let job = JobName::from_job_url(&url).ok_or_else(|| IngestError::invalid("buildUrl", "names no job (expected job/NAME/NUMBER/)"))?;
+    let job = JobName::from_job_url(&url).ok_or_else(|| {
+        IngestError::invalid("buildUrl", "names no job (expected job/NAME/NUMBER/)")
+    })?;
     let number = url
         .trim_end_matches('/')
         .rsplit('/')
         .next()
         .and_then(|n| n.parse::<i64>().ok());
     let number = build_number("buildUrl", number)?;
-    let step_type = text(raw.build_step_type).ok_or_else(|| IngestError::missing("buildStepType"))?;
+    let step_type =
+        text(raw.build_step_type).ok_or_else(|| IngestError::missing("buildStepType"))?;
     let step_id = text(raw.build_step_id).unwrap_or_else(|| step_type.clone());
     let started_at = nonzero(instant("startTime", raw.start_time.as_ref())?);
     let finished_at = nonzero(instant("endTime", raw.end_time.as_ref())?);
@@ -236,11 +278,20 @@ fn step(value: Value, ctx: &IngestContext) -> Result<Ingested, IngestError> {
     let controller = ctx.controller([Some(url.as_str())]);
     let build = BuildKey { job, number };
     Ok(Ingested::Events(vec![IngestEvent {
-        key: format!("{controller}|statistics|step|{}|{}|{step_id}|{edge}", build.job, build.number),
+        key: format!(
+            "{controller}|statistics|step|{}|{}|{step_id}|{edge}",
+            build.job, build.number
+        ),
         controller,
         source: EventSource::Statistics,
         kind: format!("step.{edge}"),
-        event: DomainEvent::Step(StepEvent { build, step_id, step_type, started_at, finished_at }),
+        event: DomainEvent::Step(StepEvent {
+            build,
+            step_id,
+            step_type,
+            started_at,
+            finished_at,
+        }),
     }]))
 }
 
@@ -267,11 +318,15 @@ mod tests {
 
     #[test]
     fn build_started_gives_queue_wait_node_and_label() {
-        let e = one(json!({"ciUrl": "https://ci.example.com/", "jobName": "app", "fullJobName": "team/app",
+        let e = one(
+            json!({"ciUrl": "https://ci.example.com/", "jobName": "app", "fullJobName": "team/app",
             "number": 5, "slaveInfo": {"slaveName": "agent-7", "label": "linux docker", "executor": "0"},
             "startTime": 1_700_000_010_000i64, "endTime": 1_700_000_010_001i64, "result": "INPROGRESS",
-            "duration": 0, "queueTime": 10_000, "buildUrl": "job/team/job/app/5/", "contextId": 1, "buildCause": "x"}));
-        let DomainEvent::Build(b) = e.event else { panic!() };
+            "duration": 0, "queueTime": 10_000, "buildUrl": "job/team/job/app/5/", "contextId": 1, "buildCause": "x"}),
+        );
+        let DomainEvent::Build(b) = e.event else {
+            panic!()
+        };
         assert_eq!(b.phase, BuildPhase::Started);
         assert_eq!(b.queued_at.unwrap().millis(), 1_700_000_000_000);
         assert_eq!(b.node.as_deref(), Some("agent-7"));
@@ -280,12 +335,29 @@ mod tests {
 
     #[test]
     fn shapes_are_told_apart() {
-        let q = one(json!({"ciUrl": "https://ci/", "jobName": "app", "entryTime": 1000, "exitTime": 2000,
-            "startedBy": "SCM", "jenkinsQueueId": 3, "status": "LEFT", "duration": 1000, "queueCauses": []}));
-        assert!(matches!(q.event, DomainEvent::Queue(QueueEvent { state: QueueState::Left, .. })));
-        let s = one(json!({"startTime": 0, "endTime": 5000, "buildUrl": "job/app/5/",
-            "buildStepType": "hudson.tasks.Shell", "buildStepId": "hudson.tasks.Shell@1a2b"}));
-        assert!(matches!(s.event, DomainEvent::Step(StepEvent { finished_at: Some(_), started_at: None, .. })));
+        let q = one(
+            json!({"ciUrl": "https://ci/", "jobName": "app", "entryTime": 1000, "exitTime": 2000,
+            "startedBy": "SCM", "jenkinsQueueId": 3, "status": "LEFT", "duration": 1000, "queueCauses": []}),
+        );
+        assert!(matches!(
+            q.event,
+            DomainEvent::Queue(QueueEvent {
+                state: QueueState::Left,
+                ..
+            })
+        ));
+        let s = one(
+            json!({"startTime": 0, "endTime": 5000, "buildUrl": "job/app/5/",
+            "buildStepType": "hudson.tasks.Shell", "buildStepId": "hudson.tasks.Shell@1a2b"}),
+        );
+        assert!(matches!(
+            s.event,
+            DomainEvent::Step(StepEvent {
+                finished_at: Some(_),
+                started_at: None,
+                ..
+            })
+        ));
         assert_eq!(s.kind, "step.finished");
     }
 }

@@ -6,8 +6,8 @@ mod writer;
 pub use writer::{SubmitError, WriteOutcome, Writer, WriterHandle};
 
 use crate::domain::{
-    BuildPhase, BuildRecord, BuildResult, ControllerName, DomainEvent, IngestEvent, JobName, QueueItem, QueueState,
-    Timestamp,
+    BuildPhase, BuildRecord, BuildResult, ControllerName, DomainEvent, IngestEvent, JobName,
+    QueueItem, QueueState, Timestamp,
 };
 use anyhow::Context;
 use secrecy::ExposeSecret;
@@ -74,12 +74,20 @@ impl Store {
         let url = match url {
             Some(u) => u.expose_secret().to_string(),
             None => {
-                std::fs::create_dir_all(data_dir)
-                    .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-                format!("sqlite://{}?mode=rwc", data_dir.join("autopilot.db").display())
+                std::fs::create_dir_all(data_dir).with_context(|| {
+                    format!("creating the data directory {}", data_dir.display())
+                })?;
+                format!(
+                    "sqlite://{}?mode=rwc",
+                    data_dir.join("autopilot.db").display()
+                )
             }
         };
-        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
         let options = AnyConnectOptions::from_str(&url).context("parsing the database URL")?;
         let mut pool_options = AnyPoolOptions::new()
             .max_connections(max_connections.max(2))
@@ -101,7 +109,10 @@ impl Store {
                 })
             });
         }
-        let pool = pool_options.connect_with(options).await.context("connecting to the database")?;
+        let pool = pool_options
+            .connect_with(options)
+            .await
+            .context("connecting to the database")?;
         let store = Self { pool, backend };
         store.migrate().await?;
         Ok(store)
@@ -138,7 +149,11 @@ impl Store {
 
     /// Stores a group of requests' events in one transaction. Returns, per request, how
     /// many of its events were new (a redelivered event is skipped).
-    pub(crate) async fn write_batch(&self, batch: &[&[IngestEvent]], now: Timestamp) -> Result<Vec<usize>, StoreError> {
+    pub(crate) async fn write_batch(
+        &self,
+        batch: &[&[IngestEvent]],
+        now: Timestamp,
+    ) -> Result<Vec<usize>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut stored = Vec::with_capacity(batch.len());
         for events in batch {
@@ -179,7 +194,10 @@ impl Store {
             bind(&mut sql, " AND sort_at >= ?");
             s.millis()
         });
-        sql.push_str(&format!(" ORDER BY sort_at DESC, number DESC LIMIT {}", filter.limit));
+        sql.push_str(&format!(
+            " ORDER BY sort_at DESC, number DESC LIMIT {}",
+            filter.limit
+        ));
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for a in args {
             query = query.bind(a);
@@ -198,17 +216,21 @@ impl Store {
         job: &JobName,
         number: u64,
     ) -> Result<Option<BuildRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM builds WHERE controller = $1 AND job = $2 AND number = $3")
-            .bind(controller.as_str())
-            .bind(job.as_str())
-            .bind(number as i64)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT * FROM builds WHERE controller = $1 AND job = $2 AND number = $3")
+                .bind(controller.as_str())
+                .bind(job.as_str())
+                .bind(number as i64)
+                .fetch_optional(&self.pool)
+                .await?;
         row.as_ref().map(build_from_row).transpose()
     }
 
     /// Queue items seen waiting and not yet left, oldest first.
-    pub async fn waiting_queue(&self, controller: Option<&ControllerName>) -> Result<Vec<QueueItem>, StoreError> {
+    pub async fn waiting_queue(
+        &self,
+        controller: Option<&ControllerName>,
+    ) -> Result<Vec<QueueItem>, StoreError> {
         let rows = match controller {
             Some(c) => {
                 sqlx::query("SELECT * FROM queue_items WHERE state <> 'left' AND controller = $1 ORDER BY entered_at, queue_id")
@@ -242,8 +264,13 @@ impl Store {
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
 /// Records one event and folds it into its records. `false` when it was already stored.
-async fn apply_event(tx: &mut Tx<'_>, event: &IngestEvent, now: Timestamp) -> Result<bool, StoreError> {
-    let payload = serde_json::to_string(&event.event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+async fn apply_event(
+    tx: &mut Tx<'_>,
+    event: &IngestEvent,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let payload =
+        serde_json::to_string(&event.event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let inserted = sqlx::query(
         "INSERT INTO events (idempotency_key, controller, source, kind, received_at, payload) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING",
@@ -265,7 +292,13 @@ async fn apply_event(tx: &mut Tx<'_>, event: &IngestEvent, now: Timestamp) -> Re
         DomainEvent::Build(facts) => {
             let mut record = load_build(tx, controller, &facts.build.job, facts.build.number)
                 .await?
-                .unwrap_or_else(|| BuildRecord::empty(controller.clone(), facts.build.job.clone(), facts.build.number));
+                .unwrap_or_else(|| {
+                    BuildRecord::empty(
+                        controller.clone(),
+                        facts.build.job.clone(),
+                        facts.build.number,
+                    )
+                });
             record.apply(facts);
             if let Some(qid) = record.queue_id
                 && let Some(item) = load_queue_item(tx, controller, qid).await?
@@ -342,18 +375,24 @@ async fn load_build(
     job: &JobName,
     number: u64,
 ) -> Result<Option<BuildRecord>, StoreError> {
-    let row = sqlx::query("SELECT * FROM builds WHERE controller = $1 AND job = $2 AND number = $3")
-        .bind(controller.as_str())
-        .bind(job.as_str())
-        .bind(number as i64)
-        .fetch_optional(&mut **tx)
-        .await?;
+    let row =
+        sqlx::query("SELECT * FROM builds WHERE controller = $1 AND job = $2 AND number = $3")
+            .bind(controller.as_str())
+            .bind(job.as_str())
+            .bind(number as i64)
+            .fetch_optional(&mut **tx)
+            .await?;
     row.as_ref().map(build_from_row).transpose()
 }
 
 async fn save_build(tx: &mut Tx<'_>, r: &BuildRecord, now: Timestamp) -> Result<(), StoreError> {
-    let params = serde_json::to_string(&r.parameters).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let sort_at = r.started_at.or(r.queued_at).or(r.finished_at).unwrap_or(now);
+    let params =
+        serde_json::to_string(&r.parameters).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let sort_at = r
+        .started_at
+        .or(r.queued_at)
+        .or(r.finished_at)
+        .unwrap_or(now);
     sqlx::query(
         "INSERT INTO builds (controller, job, number, queue_id, phase, label, node, queued_at, started_at, \
          finished_at, queue_wait_ms, duration_ms, result, parameters, scm_url, scm_branch, scm_commit, url, \
@@ -392,7 +431,11 @@ async fn save_build(tx: &mut Tx<'_>, r: &BuildRecord, now: Timestamp) -> Result<
     Ok(())
 }
 
-async fn load_queue_item(tx: &mut Tx<'_>, controller: &ControllerName, queue_id: u64) -> Result<Option<QueueItem>, StoreError> {
+async fn load_queue_item(
+    tx: &mut Tx<'_>,
+    controller: &ControllerName,
+    queue_id: u64,
+) -> Result<Option<QueueItem>, StoreError> {
     let row = sqlx::query("SELECT * FROM queue_items WHERE controller = $1 AND queue_id = $2")
         .bind(controller.as_str())
         .bind(queue_id as i64)
@@ -442,16 +485,18 @@ fn unsigned(row: &AnyRow, col: &str) -> Result<Option<u64>, StoreError> {
 }
 
 fn build_from_row(row: &AnyRow) -> Result<BuildRecord, StoreError> {
-    let controller = ControllerName::parse(&row.try_get::<String, _>("controller")?).map_err(|e| corrupt("controller", e))?;
+    let controller = ControllerName::parse(&row.try_get::<String, _>("controller")?)
+        .map_err(|e| corrupt("controller", e))?;
     let job = JobName::parse(&row.try_get::<String, _>("job")?).map_err(|e| corrupt("job", e))?;
     let phase_raw: String = row.try_get("phase")?;
     let phase = BuildPhase::parse(&phase_raw).ok_or_else(|| corrupt("phase", &phase_raw))?;
     let result = match row.try_get::<Option<String>, _>("result")? {
-        Some(r) => BuildResult::parse(&r).map_err(|()| corrupt("result", &r))?,
+        Some(r) => BuildResult::parse(&r).map_err(|e| corrupt("result", e))?,
         None => None,
     };
     let params: String = row.try_get("parameters")?;
-    let parameters: BTreeMap<String, String> = serde_json::from_str(&params).map_err(|e| corrupt("parameters", e))?;
+    let parameters: BTreeMap<String, String> =
+        serde_json::from_str(&params).map_err(|e| corrupt("parameters", e))?;
     Ok(BuildRecord {
         controller,
         job,
@@ -475,7 +520,8 @@ fn build_from_row(row: &AnyRow) -> Result<BuildRecord, StoreError> {
 }
 
 fn queue_from_row(row: &AnyRow) -> Result<QueueItem, StoreError> {
-    let controller = ControllerName::parse(&row.try_get::<String, _>("controller")?).map_err(|e| corrupt("controller", e))?;
+    let controller = ControllerName::parse(&row.try_get::<String, _>("controller")?)
+        .map_err(|e| corrupt("controller", e))?;
     let state_raw: String = row.try_get("state")?;
     let job = match row.try_get::<Option<String>, _>("job")? {
         Some(j) => Some(JobName::parse(&j).map_err(|e| corrupt("job", e))?),

@@ -46,11 +46,15 @@ impl WriterHandle {
     /// [`SubmitError::Full`] when the queue is full: memory stays bounded.
     pub async fn write(&self, events: Vec<IngestEvent>) -> Result<WriteOutcome, SubmitError> {
         let (ack, done) = oneshot::channel();
-        self.tx.try_send(WriteRequest { events, ack }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => SubmitError::Full,
-            mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
-        })?;
-        self.metrics.write_queue_length.set((self.capacity - self.tx.capacity()) as i64);
+        self.tx
+            .try_send(WriteRequest { events, ack })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => SubmitError::Full,
+                mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
+            })?;
+        self.metrics
+            .write_queue_length
+            .set((self.capacity - self.tx.capacity()) as i64);
         match done.await {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(e)) => Err(SubmitError::Failed(e)),
@@ -64,14 +68,28 @@ pub struct Writer;
 
 impl Writer {
     /// Starts the writer on the current runtime. It stops when every handle is dropped.
-    pub fn spawn(store: Store, capacity: usize, max_batch: usize, metrics: Metrics) -> WriterHandle {
+    pub fn spawn(
+        store: Store,
+        capacity: usize,
+        max_batch: usize,
+        metrics: Metrics,
+    ) -> WriterHandle {
         let (tx, rx) = mpsc::channel(capacity);
         tokio::spawn(run(store, rx, max_batch, metrics.clone()));
-        WriterHandle { tx, capacity, metrics }
+        WriterHandle {
+            tx,
+            capacity,
+            metrics,
+        }
     }
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<WriteRequest>, max_batch: usize, metrics: Metrics) {
+async fn run(
+    store: Store,
+    mut rx: mpsc::Receiver<WriteRequest>,
+    max_batch: usize,
+    metrics: Metrics,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         let mut events = batch[0].events.len();
@@ -94,12 +112,17 @@ async fn commit(store: &Store, batch: Vec<WriteRequest>, metrics: &Metrics) {
     let slices: Vec<&[IngestEvent]> = batch.iter().map(|r| r.events.as_slice()).collect();
     let started = Instant::now();
     let result = store.write_batch(&slices, Timestamp::now()).await;
-    metrics.store_commit_seconds.observe(started.elapsed().as_secs_f64());
+    metrics
+        .store_commit_seconds
+        .observe(started.elapsed().as_secs_f64());
     metrics.batch_size.observe(batch.len() as f64);
     match result {
         Ok(counts) => {
             for (req, stored) in batch.into_iter().zip(counts) {
-                let outcome = WriteOutcome { stored, duplicates: req.events.len() - stored };
+                let outcome = WriteOutcome {
+                    stored,
+                    duplicates: req.events.len() - stored,
+                };
                 let _ = req.ack.send(Ok(outcome));
             }
         }
@@ -118,9 +141,14 @@ async fn commit(store: &Store, batch: Vec<WriteRequest>, metrics: &Metrics) {
                 let events = [req.events.as_slice()];
                 let started = Instant::now();
                 let single = store.write_batch(&events, Timestamp::now()).await;
-                metrics.store_commit_seconds.observe(started.elapsed().as_secs_f64());
+                metrics
+                    .store_commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
                 let reply = match single {
-                    Ok(counts) => Ok(WriteOutcome { stored: counts[0], duplicates: req.events.len() - counts[0] }),
+                    Ok(counts) => Ok(WriteOutcome {
+                        stored: counts[0],
+                        duplicates: req.events.len() - counts[0],
+                    }),
                     Err(e) => {
                         tracing::error!(error = %e, "commit failed");
                         metrics.store_errors.inc();

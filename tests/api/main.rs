@@ -1,1 +1,11 @@
+//! Integration tests: the real application on port 0, driven over HTTP.
 
+mod auth;
+mod bad_input;
+mod cloudevents;
+mod helpers;
+mod lifecycle;
+mod notification;
+mod ops;
+mod persistence;
+mod statistics;

@@ -1,0 +1,123 @@
+use crate::helpers::{TOKEN, payload, spawn_app};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+fn body() -> String {
+    payload::notification("job/app/", "app", 1, "STARTED", 1_700_000_000_000, 0, None).to_string()
+}
+
+fn sign(key: &str, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test]
+async fn the_token_is_accepted_four_ways() {
+    let app = spawn_app().await;
+    let url = app.url("/webhooks/notification");
+    let post = || {
+        app.client
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .body(body())
+    };
+    let cases = [
+        ("query", post().query(&[("token", TOKEN)])),
+        ("bearer", post().bearer_auth(TOKEN)),
+        // The Notification plugin turns URL userinfo into basic auth.
+        ("basic", post().basic_auth("jenkins", Some(TOKEN))),
+        (
+            "signature",
+            post().header("X-Autopilot-Signature-256", sign(TOKEN, &body())),
+        ),
+    ];
+    for (how, request) in cases {
+        let resp = request.send().await.unwrap();
+        assert!(resp.status().is_success(), "{how}: {}", resp.status());
+    }
+}
+
+#[tokio::test]
+async fn wrong_or_missing_credentials_get_401_and_store_nothing() {
+    let app = spawn_app().await;
+    let url = app.url("/webhooks/notification");
+    let post = || {
+        app.client
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .body(body())
+    };
+    let cases = [
+        ("none", post()),
+        (
+            "wrong query",
+            post().query(&[("token", "not-the-token-at-all")]),
+        ),
+        ("wrong bearer", post().bearer_auth("x")),
+        ("wrong basic", post().basic_auth("jenkins", Some("nope"))),
+        ("user as token", post().basic_auth(TOKEN, None::<&str>)),
+        (
+            "bad signature",
+            post().header("X-Autopilot-Signature-256", sign("other-key", &body())),
+        ),
+        // A right token does not rescue a wrong signature.
+        (
+            "bad signature, good token",
+            post()
+                .query(&[("token", TOKEN)])
+                .header("X-Autopilot-Signature-256", "sha256=00"),
+        ),
+        (
+            "malformed signature",
+            post().header("X-Autopilot-Signature-256", "md5=abc"),
+        ),
+    ];
+    for (how, request) in cases {
+        let resp = request.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 401, "{how}");
+        assert!(resp.headers().contains_key("www-authenticate"), "{how}");
+        let err: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(err["error"], "unauthorized", "{how}");
+    }
+    assert_eq!(app.row_counts().await.events, 0);
+}
+
+#[tokio::test]
+async fn a_generated_token_is_kept_private_under_the_data_dir() {
+    use std::os::unix::fs::PermissionsExt;
+    let (mut settings, dir) = crate::helpers::test_settings(crate::helpers::Db::Sqlite).await;
+    settings.webhook.token = None;
+    let app = crate::helpers::spawn_with(settings.clone()).await;
+    let path = dir.path().join("webhook-token");
+    let token = std::fs::read_to_string(&path).unwrap().trim().to_string();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(token.len() >= 32);
+    let resp = app
+        .client
+        .post(app.url("/webhooks/notification"))
+        .bearer_auth(&token)
+        .header("Content-Type", "application/json")
+        .body(body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    // A restart keeps the same token.
+    app.stop().await;
+    let again = crate::helpers::spawn_with(settings).await;
+    let resp = again
+        .client
+        .post(again.url("/webhooks/notification"))
+        .bearer_auth(&token)
+        .header("Content-Type", "application/json")
+        .body(body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    drop(dir);
+}

@@ -1,0 +1,211 @@
+//! Bad input gets a clear error, nothing of it is stored, and the service keeps running.
+
+use crate::helpers::{Db, TOKEN, payload, spawn_app, spawn_with, test_settings};
+use serde_json::{Value, json};
+
+async fn post_raw(
+    app: &crate::helpers::TestApp,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    let mut req = app
+        .client
+        .post(app.url(&format!("{path}?token={TOKEN}")))
+        .body(body);
+    if let Some(ct) = content_type {
+        req = req.header("Content-Type", ct);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn every_bad_input_gets_its_status_and_nothing_is_stored() {
+    let app = spawn_app().await;
+    let json = Some("application/json");
+    let good = payload::notification("job/app/", "app", 1, "STARTED", 1_700_000_000_000, 0, None);
+
+    // Over the 1 MiB default limit.
+    let mut big = good.clone();
+    big["build"]["log"] = json!("x".repeat(1024 * 1024 + 10));
+    let (status, body) = post_raw(
+        &app,
+        "/webhooks/notification",
+        json,
+        big.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"], "payload_too_large");
+
+    // Malformed JSON: 400 with the parser's position.
+    let (status, body) = post_raw(
+        &app,
+        "/webhooks/notification",
+        json,
+        b"{\"name\": \"app\",\n \"build\": {".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "malformed_json");
+    assert!(
+        body["detail"].as_str().unwrap().contains("line 2 column"),
+        "{body}"
+    );
+
+    // Missing required fields are named.
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "/webhooks/notification",
+            json!({"name": "app", "url": "job/app/"}),
+            "build",
+        ),
+        (
+            "/webhooks/notification",
+            json!({"name": "app", "build": {"phase": "STARTED"}}),
+            "build.number",
+        ),
+        (
+            "/webhooks/notification",
+            json!({"name": "app", "build": {"number": 1}}),
+            "build.phase",
+        ),
+        (
+            "/webhooks/notification",
+            json!({"name": "app", "build": {"number": 1, "phase": "STARTED", "timestamp": "soon"}}),
+            "build.timestamp",
+        ),
+        (
+            "/webhooks/notification",
+            json!({"name": "app", "build": {"number": -4, "phase": "STARTED"}}),
+            "build.number",
+        ),
+        ("/webhooks/notification", json!([1, 2]), "$"),
+        (
+            "/webhooks/statistics",
+            json!({"jenkinsQueueId": 3, "entryTime": 1}),
+            "jobName",
+        ),
+        (
+            "/webhooks/statistics",
+            json!({"jobName": "app", "result": "GREAT", "number": 2}),
+            "result",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let (status, reply) = post_raw(&app, path, json, body.to_string().into_bytes()).await;
+        assert_eq!(status, 400, "{path} {body}: {reply}");
+        assert_eq!(reply["error"], "invalid_field", "{reply}");
+        assert_eq!(reply["field"], field, "{reply}");
+    }
+    let resp = app
+        .post_cloudevent(
+            "org.jenkinsci.queue.left",
+            "q",
+            &json!({"displayName": "app"}),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 400);
+    let reply: Value = resp.json().await.unwrap();
+    assert_eq!(reply["field"], "jenkinsQueueId");
+    let resp = app
+        .client
+        .post(app.url(&format!("/webhooks/cloudevents?token={TOKEN}")))
+        .header("Content-Type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400, "binary mode without ce-type");
+
+    // Wrong or missing content type: 415.
+    for ct in [Some("application/xml"), Some("text/plain"), None] {
+        let (status, reply) = post_raw(
+            &app,
+            "/webhooks/notification",
+            ct,
+            good.to_string().into_bytes(),
+        )
+        .await;
+        assert_eq!(status, 415, "{ct:?}: {reply}");
+        assert_eq!(reply["error"], "unsupported_media_type");
+    }
+    let (status, _) = post_raw(
+        &app,
+        "/webhooks/notification",
+        Some("application/cloudevents+json"),
+        good.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        status, 415,
+        "structured CloudEvents only on the CloudEvents endpoint"
+    );
+
+    // Nothing was stored, and the service still works.
+    let counts = app.row_counts().await;
+    assert_eq!(
+        (counts.events, counts.builds, counts.queue_items),
+        (0, 0, 0)
+    );
+    assert_eq!(app.post_notification(&good).await.status().as_u16(), 200);
+    assert_eq!(app.row_counts().await.builds, 1);
+}
+
+#[tokio::test]
+async fn a_full_write_queue_answers_503_with_retry_after_and_loses_nothing_answered() {
+    let (mut settings, dir) = test_settings(Db::Sqlite).await;
+    settings.ingest.write_queue_capacity = 1;
+    let app = spawn_with(settings).await;
+    // Hold SQLite's write lock from another connection so the writer blocks in its commit.
+    sqlx::any::install_default_drivers();
+    let db_url = format!("sqlite://{}", dir.path().join("autopilot.db").display());
+    let mut lock = <sqlx::AnyConnection as sqlx::Connection>::connect(&db_url)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+
+    let send = |n: u64| {
+        let client = app.client.clone();
+        let url = app.url(&format!("/webhooks/notification?token={TOKEN}"));
+        let body =
+            payload::notification("job/app/", "app", n, "STARTED", 1_700_000_000_000, 0, None)
+                .to_string();
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    let first = send(1); // taken by the writer, which then waits for the lock
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let second = send(2); // fills the queue of one
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let third = send(3).await.unwrap();
+    assert_eq!(third.status().as_u16(), 503);
+    assert_eq!(third.headers()["retry-after"], "1");
+    let reply: Value = third.json().await.unwrap();
+    assert_eq!(reply["error"], "overloaded");
+
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    assert_eq!(first.await.unwrap().status().as_u16(), 200);
+    assert_eq!(second.await.unwrap().status().as_u16(), 200);
+    let numbers: Vec<u64> = app
+        .builds("")
+        .await
+        .iter()
+        .map(|b| b["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers.len(), 2);
+    assert!(!numbers.contains(&3));
+    drop(dir);
+}

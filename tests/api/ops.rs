@@ -1,0 +1,69 @@
+use crate::helpers::{payload, spawn_app};
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.get_json("/healthz").await,
+        (200, serde_json::json!({"status": "ok"}))
+    );
+    assert_eq!(
+        app.get_json("/readyz").await,
+        (200, serde_json::json!({"status": "ready"}))
+    );
+    app.post_notification(&payload::notification(
+        "job/app/",
+        "app",
+        1,
+        "STARTED",
+        1_700_000_000_000,
+        0,
+        None,
+    ))
+    .await;
+    let resp = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = resp.text().await.unwrap();
+    for name in [
+        r#"autopilot_webhook_events_total{outcome="stored",source="notification",type="build.started"} 1"#,
+        "autopilot_store_commit_seconds_bucket",
+        "autopilot_write_queue_length",
+        "autopilot_store_batch_requests_count",
+    ] {
+        assert!(text.contains(name), "missing {name} in\n{text}");
+    }
+    let (status, body) = app.get_json("/no/such/page").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"], "not_found");
+}
+
+#[tokio::test]
+async fn openapi_describes_every_endpoint() {
+    let app = spawn_app().await;
+    let (status, doc) = app.get_json("/openapi.json").await;
+    assert_eq!(status, 200);
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/webhooks/notification", "post"),
+        ("/webhooks/cloudevents", "post"),
+        ("/webhooks/statistics", "post"),
+        ("/api/v1/builds", "get"),
+        ("/api/v1/builds/{controller}/{job}/{number}", "get"),
+        ("/api/v1/queue", "get"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+        ("/openapi.json", "get"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing"
+        );
+    }
+    assert!(doc["components"]["schemas"]["BuildRecord"].is_object());
+}
