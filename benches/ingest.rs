@@ -22,8 +22,16 @@ struct Figures {
     p99: Duration,
 }
 
-async fn load(url: String, connections: usize, seconds: u64, body_for: Arc<dyn Fn(u64) -> String + Send + Sync>) -> Figures {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build().unwrap();
+async fn load(
+    url: String,
+    connections: usize,
+    seconds: u64,
+    body_for: Arc<dyn Fn(u64) -> String + Send + Sync>,
+) -> Figures {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()
+        .unwrap();
     let counter = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
@@ -67,8 +75,18 @@ async fn load(url: String, connections: usize, seconds: u64, body_for: Arc<dyn F
     }
     let elapsed = started.elapsed().as_secs_f64();
     all.sort();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default();
-    Figures { requests: all.len(), errors, per_second: all.len() as f64 / elapsed, p50: pct(0.50), p99: pct(0.99) }
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Figures {
+        requests: all.len(),
+        errors,
+        per_second: all.len() as f64 / elapsed,
+        p50: pct(0.50),
+        p99: pct(0.99),
+    }
 }
 
 fn print(name: &str, f: &Figures) {
@@ -83,8 +101,14 @@ fn print(name: &str, f: &Figures) {
 }
 
 fn main() {
-    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
-    let connections: usize = std::env::var("BENCH_CONNECTIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(64);
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let connections: usize = std::env::var("BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
         let dir = tempfile::tempdir().unwrap();

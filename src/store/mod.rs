@@ -1,13 +1,14 @@
 //! All SQL lives here. One schema and one set of queries for SQLite (embedded default,
 //! WAL) and PostgreSQL, through sqlx's `Any` driver; `$N` placeholders work on both.
 
+mod write;
 mod writer;
 
 pub use writer::{SubmitError, WriteOutcome, Writer, WriterHandle};
 
 use crate::domain::{
-    BuildPhase, BuildRecord, BuildResult, ControllerName, DomainEvent, IngestEvent, JobName,
-    QueueItem, QueueState, Timestamp,
+    BuildPhase, BuildRecord, BuildResult, ControllerName, IngestEvent, JobName, QueueItem,
+    QueueState, Timestamp,
 };
 use anyhow::Context;
 use secrecy::ExposeSecret;
@@ -149,22 +150,13 @@ impl Store {
 
     /// Stores a group of requests' events in one transaction. Returns, per request, how
     /// many of its events were new (a redelivered event is skipped).
-    pub(crate) async fn write_batch(
+    pub async fn write_batch(
         &self,
         batch: &[&[IngestEvent]],
         now: Timestamp,
     ) -> Result<Vec<usize>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let mut stored = Vec::with_capacity(batch.len());
-        for events in batch {
-            let mut n = 0;
-            for event in *events {
-                if apply_event(&mut tx, event, now).await? {
-                    n += 1;
-                }
-            }
-            stored.push(n);
-        }
+        let stored = write::write_batch(&mut tx, batch, now).await?;
         tx.commit().await?;
         Ok(stored)
     }
@@ -259,213 +251,6 @@ impl Store {
             queue_items: count("SELECT COUNT(*) FROM queue_items").await?,
         })
     }
-}
-
-type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
-
-/// Records one event and folds it into its records. `false` when it was already stored.
-async fn apply_event(
-    tx: &mut Tx<'_>,
-    event: &IngestEvent,
-    now: Timestamp,
-) -> Result<bool, StoreError> {
-    let payload =
-        serde_json::to_string(&event.event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let inserted = sqlx::query(
-        "INSERT INTO events (idempotency_key, controller, source, kind, received_at, payload) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING",
-    )
-    .bind(event.key.as_str())
-    .bind(event.controller.as_str())
-    .bind(event.source.as_str())
-    .bind(event.kind.as_str())
-    .bind(now.millis())
-    .bind(payload)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if inserted == 0 {
-        return Ok(false);
-    }
-    let controller = &event.controller;
-    match &event.event {
-        DomainEvent::Build(facts) => {
-            let mut record = load_build(tx, controller, &facts.build.job, facts.build.number)
-                .await?
-                .unwrap_or_else(|| {
-                    BuildRecord::empty(
-                        controller.clone(),
-                        facts.build.job.clone(),
-                        facts.build.number,
-                    )
-                });
-            record.apply(facts);
-            if let Some(qid) = record.queue_id
-                && let Some(item) = load_queue_item(tx, controller, qid).await?
-            {
-                record.apply_queue_item(&item);
-            }
-            save_build(tx, &record, now).await?;
-        }
-        DomainEvent::Queue(q) => {
-            let item = match load_queue_item(tx, controller, q.queue_id).await? {
-                Some(mut item) => {
-                    item.apply(q);
-                    item
-                }
-                None => QueueItem::new(controller.clone(), q),
-            };
-            save_queue_item(tx, &item, now).await?;
-            let rows = sqlx::query("SELECT * FROM builds WHERE controller = $1 AND queue_id = $2")
-                .bind(controller.as_str())
-                .bind(q.queue_id as i64)
-                .fetch_all(&mut **tx)
-                .await?;
-            for row in rows {
-                let mut record = build_from_row(&row)?;
-                record.apply_queue_item(&item);
-                save_build(tx, &record, now).await?;
-            }
-        }
-        DomainEvent::Node(n) => {
-            // Only a newer change replaces the node's state.
-            sqlx::query(
-                "INSERT INTO nodes (controller, name, online, executors, offline_cause, changed_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (controller, name) DO UPDATE SET online = excluded.online, \
-                 executors = COALESCE(excluded.executors, nodes.executors), \
-                 offline_cause = excluded.offline_cause, changed_at = excluded.changed_at \
-                 WHERE excluded.changed_at >= nodes.changed_at",
-            )
-            .bind(controller.as_str())
-            .bind(n.node.as_str())
-            .bind(i64::from(n.online))
-            .bind(n.executors.map(i64::from))
-            .bind(n.offline_cause.as_deref())
-            .bind(n.at.millis())
-            .execute(&mut **tx)
-            .await?;
-        }
-        DomainEvent::Step(s) => {
-            sqlx::query(
-                "INSERT INTO build_steps (controller, job, number, step_id, step_type, started_at, finished_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (controller, job, number, step_id) DO UPDATE SET \
-                 started_at = COALESCE(build_steps.started_at, excluded.started_at), \
-                 finished_at = COALESCE(excluded.finished_at, build_steps.finished_at)",
-            )
-            .bind(controller.as_str())
-            .bind(s.build.job.as_str())
-            .bind(s.build.number as i64)
-            .bind(s.step_id.as_str())
-            .bind(s.step_type.as_str())
-            .bind(s.started_at.map(Timestamp::millis))
-            .bind(s.finished_at.map(Timestamp::millis))
-            .execute(&mut **tx)
-            .await?;
-        }
-        DomainEvent::JobChanged { .. } => {}
-    }
-    Ok(true)
-}
-
-async fn load_build(
-    tx: &mut Tx<'_>,
-    controller: &ControllerName,
-    job: &JobName,
-    number: u64,
-) -> Result<Option<BuildRecord>, StoreError> {
-    let row =
-        sqlx::query("SELECT * FROM builds WHERE controller = $1 AND job = $2 AND number = $3")
-            .bind(controller.as_str())
-            .bind(job.as_str())
-            .bind(number as i64)
-            .fetch_optional(&mut **tx)
-            .await?;
-    row.as_ref().map(build_from_row).transpose()
-}
-
-async fn save_build(tx: &mut Tx<'_>, r: &BuildRecord, now: Timestamp) -> Result<(), StoreError> {
-    let params =
-        serde_json::to_string(&r.parameters).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let sort_at = r
-        .started_at
-        .or(r.queued_at)
-        .or(r.finished_at)
-        .unwrap_or(now);
-    sqlx::query(
-        "INSERT INTO builds (controller, job, number, queue_id, phase, label, node, queued_at, started_at, \
-         finished_at, queue_wait_ms, duration_ms, result, parameters, scm_url, scm_branch, scm_commit, url, \
-         sort_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
-         ON CONFLICT (controller, job, number) DO UPDATE SET queue_id = excluded.queue_id, \
-         phase = excluded.phase, label = excluded.label, node = excluded.node, queued_at = excluded.queued_at, \
-         started_at = excluded.started_at, finished_at = excluded.finished_at, \
-         queue_wait_ms = excluded.queue_wait_ms, duration_ms = excluded.duration_ms, result = excluded.result, \
-         parameters = excluded.parameters, scm_url = excluded.scm_url, scm_branch = excluded.scm_branch, \
-         scm_commit = excluded.scm_commit, url = excluded.url, sort_at = excluded.sort_at, \
-         updated_at = excluded.updated_at",
-    )
-    .bind(r.controller.as_str())
-    .bind(r.job.as_str())
-    .bind(r.number as i64)
-    .bind(r.queue_id.map(|q| q as i64))
-    .bind(r.phase.as_str())
-    .bind(r.label.as_deref())
-    .bind(r.node.as_deref())
-    .bind(r.queued_at.map(Timestamp::millis))
-    .bind(r.started_at.map(Timestamp::millis))
-    .bind(r.finished_at.map(Timestamp::millis))
-    .bind(r.queue_wait_ms)
-    .bind(r.duration_ms)
-    .bind(r.result.map(BuildResult::as_str))
-    .bind(params)
-    .bind(r.scm_url.as_deref())
-    .bind(r.scm_branch.as_deref())
-    .bind(r.scm_commit.as_deref())
-    .bind(r.url.as_deref())
-    .bind(sort_at.millis())
-    .bind(now.millis())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-async fn load_queue_item(
-    tx: &mut Tx<'_>,
-    controller: &ControllerName,
-    queue_id: u64,
-) -> Result<Option<QueueItem>, StoreError> {
-    let row = sqlx::query("SELECT * FROM queue_items WHERE controller = $1 AND queue_id = $2")
-        .bind(controller.as_str())
-        .bind(queue_id as i64)
-        .fetch_optional(&mut **tx)
-        .await?;
-    row.as_ref().map(queue_from_row).transpose()
-}
-
-async fn save_queue_item(tx: &mut Tx<'_>, q: &QueueItem, now: Timestamp) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO queue_items (controller, queue_id, task, job, state, state_at, entered_at, left_at, why, label, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-         ON CONFLICT (controller, queue_id) DO UPDATE SET task = excluded.task, job = excluded.job, \
-         state = excluded.state, state_at = excluded.state_at, entered_at = excluded.entered_at, \
-         left_at = excluded.left_at, why = excluded.why, label = excluded.label, updated_at = excluded.updated_at",
-    )
-    .bind(q.controller.as_str())
-    .bind(q.queue_id as i64)
-    .bind(q.task.as_str())
-    .bind(q.job.as_ref().map(JobName::as_str))
-    .bind(q.state.as_str())
-    .bind(q.state_at.millis())
-    .bind(q.entered_at.map(Timestamp::millis))
-    .bind(q.left_at.map(Timestamp::millis))
-    .bind(q.why.as_deref())
-    .bind(q.label.as_deref())
-    .bind(now.millis())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {

@@ -9,3 +9,4 @@ mod notification;
 mod ops;
 mod persistence;
 mod statistics;
+mod store;

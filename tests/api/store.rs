@@ -1,0 +1,121 @@
+//! The store's group commit, on SQLite and PostgreSQL: many requests' events in one
+//! transaction, folded in memory in arrival order, redeliveries skipped.
+
+use crate::helpers::{Db, fresh_postgres_url};
+use jenkins_autopilot::domain::{ControllerName, IngestEvent, JobName, Timestamp};
+use jenkins_autopilot::ingest::{IngestContext, Ingested, cloudevents, notification};
+use jenkins_autopilot::store::Store;
+use serde_json::json;
+
+const T0: i64 = 1_700_000_000_000;
+
+fn ctx() -> IngestContext {
+    IngestContext {
+        controller_override: None,
+        default_controller: ControllerName::parse("default").unwrap(),
+        received_at: Timestamp::from_millis(T0).unwrap(),
+    }
+}
+
+fn events(i: Ingested) -> Vec<IngestEvent> {
+    match i {
+        Ingested::Events(e) => e,
+        Ingested::Ignored { kind } => panic!("ignored {kind}"),
+    }
+}
+
+fn ce(t: &str, data: serde_json::Value) -> Vec<IngestEvent> {
+    let attrs = cloudevents::CeAttributes {
+        id: Some("x".into()),
+        ce_type: Some(t.into()),
+        source: None,
+    };
+    events(cloudevents::parse(&attrs, data, &ctx()).unwrap())
+}
+
+fn note(phase: &str, ts: i64, duration: i64, status: Option<&str>) -> Vec<IngestEvent> {
+    let mut build = json!({"full_url": "https://ci.example.com/job/app/3/", "number": 3, "queue_id": 77,
+        "timestamp": ts, "duration": duration, "phase": phase, "url": "job/app/3/"});
+    if let Some(s) = status {
+        build["status"] = json!(s);
+    }
+    let body = json!({"name": "app", "url": "job/app/", "build": build});
+    events(notification::parse(body.to_string().as_bytes(), &ctx()).unwrap())
+}
+
+async fn one_batch_folds_like_one_by_one(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = match db {
+        Db::Sqlite => None,
+        Db::Postgres => Some(secrecy::SecretString::from(fresh_postgres_url().await)),
+    };
+    let store = Store::connect(url.as_ref(), dir.path(), 2).await.unwrap();
+    let waiting = ce(
+        "org.jenkinsci.queue.entered_waiting",
+        json!({"ciUrl": "https://ci.example.com/",
+        "displayName": "app", "entryTime": T0 - 20_000, "jenkinsQueueId": 77,
+        "queueCauses": [{"reasonForWaiting": "Waiting for next available executor on ‘linux’"}]}),
+    );
+    let left = ce(
+        "org.jenkinsci.queue.left",
+        json!({"ciUrl": "https://ci.example.com/", "displayName": "app",
+        "entryTime": T0 - 20_000, "exitTime": T0, "jenkinsQueueId": 77}),
+    );
+    let started = note("STARTED", T0, 0, None);
+    let completed = note("COMPLETED", T0 + 30_000, 30_000, Some("SUCCESS"));
+    let requests: Vec<&[IngestEvent]> =
+        vec![&completed, &left, &started, &completed, &waiting, &started];
+    let stored = store
+        .write_batch(&requests, Timestamp::from_millis(T0 + 40_000).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(stored, [1, 1, 1, 0, 1, 0]);
+    // A second batch with only redeliveries stores nothing.
+    let again = store
+        .write_batch(&requests, Timestamp::from_millis(T0 + 50_000).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(again, [0, 0, 0, 0, 0, 0]);
+
+    let controller = ControllerName::parse("ci.example.com").unwrap();
+    let b = store
+        .get_build(&controller, &JobName::parse("app").unwrap(), 3)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.queue_wait_ms, Some(20_000));
+    assert_eq!(b.duration_ms, Some(30_000));
+    assert_eq!(b.label.as_deref(), Some("linux"));
+    assert!(store.waiting_queue(None).await.unwrap().is_empty());
+    let counts = store.row_counts().await.unwrap();
+    assert_eq!(
+        (counts.events, counts.builds, counts.queue_items),
+        (4, 1, 1)
+    );
+
+    // Many builds in one batch: more rows than one statement chunk holds.
+    let many: Vec<Vec<IngestEvent>> = (1..=250u64)
+        .map(|n| {
+            let body = json!({"name": "bulk", "url": "job/bulk/", "build": {"number": n, "phase": "STARTED", "timestamp": T0}});
+            events(notification::parse(body.to_string().as_bytes(), &ctx()).unwrap())
+        })
+        .collect();
+    let refs: Vec<&[IngestEvent]> = many.iter().map(Vec::as_slice).collect();
+    let stored = store
+        .write_batch(&refs, Timestamp::from_millis(T0).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(stored.iter().sum::<usize>(), 250);
+    assert_eq!(store.row_counts().await.unwrap().builds, 251);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn one_batch_folds_like_one_by_one_sqlite() {
+    one_batch_folds_like_one_by_one(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn one_batch_folds_like_one_by_one_postgres() {
+    one_batch_folds_like_one_by_one(Db::Postgres).await;
+}
