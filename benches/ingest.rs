@@ -144,6 +144,21 @@ fn main() {
         let url = format!("http://127.0.0.1:{app_port}/webhooks/notification?token={TOKEN}");
         let ingest = load(url, connections, seconds, notification).await;
         print("(a) notification webhook, durable", &ingest);
+        let metrics = reqwest::get(format!("http://127.0.0.1:{app_port}/metrics")).await.unwrap().text().await.unwrap();
+        let value = |name: &str| -> f64 {
+            metrics
+                .lines()
+                .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(f64::NAN)
+        };
+        let commits = value("autopilot_store_commit_seconds_count");
+        println!(
+            "    group commit: {commits:.0} commits, mean {:.2} ms each, mean {:.1} requests per commit",
+            value("autopilot_store_commit_seconds_sum") / commits * 1e3,
+            value("autopilot_store_batch_requests_sum") / value("autopilot_store_batch_requests_count"),
+        );
         println!(
             "ratio a/b: {:.2} of the do-nothing handler's req/s; p99 {:.2} ms (goal: ratio >= 0.5, p99 < 10 ms)",
             ingest.per_second / base.per_second,

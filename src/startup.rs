@@ -55,7 +55,6 @@ impl Application {
                     web::QueryConfig::default()
                         .error_handler(|e, _| http::errors::ApiError::invalid("query", e).into()),
                 )
-                .wrap(actix_web::middleware::Compress::default())
                 .configure(http::configure)
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(http::errors::ApiError::NotFound(

@@ -74,12 +74,43 @@ impl IngestContext {
     }
 }
 
-/// Parses JSON into a raw payload struct: syntax errors keep serde's line and column,
-/// type errors name the field's path.
+/// Parses JSON into a raw payload struct in one pass: syntax errors keep serde's line and
+/// column, type errors name the field's path.
 pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, IngestError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| IngestError::Malformed(e.to_string()))?;
-    from_value(value)
+    // serde would read a struct from an array by position: anything but an object goes
+    // through a `Value` so it is refused as such (or reported as malformed).
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| IngestError::Malformed(e.to_string()))?;
+        return from_value(value);
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Syntax
+            | serde_json::error::Category::Eof
+            | serde_json::error::Category::Io => IngestError::Malformed(inner.to_string()),
+            serde_json::error::Category::Data => {
+                let field = if path.is_empty() || path == "." {
+                    "$".to_string()
+                } else {
+                    path
+                };
+                IngestError::invalid(&field, strip_position(&inner.to_string()))
+            }
+        }
+    })?;
+    // Trailing characters after the object are malformed JSON too.
+    de.end()
+        .map_err(|e| IngestError::Malformed(e.to_string()))?;
+    Ok(value)
+}
+
+/// serde_json appends "at line L column C" to data errors; the field path says where.
+fn strip_position(msg: &str) -> &str {
+    msg.find(" at line ").map_or(msg, |i| &msg[..i])
 }
 
 pub(crate) fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, IngestError> {
