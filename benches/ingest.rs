@@ -1,7 +1,8 @@
 //! Ingest benchmark: the same HTTP load generator against
 //! (a) `POST /webhooks/notification`, durable (SQLite, WAL, synchronous=FULL, group commit)
 //! (b) an actix-web handler that answers 200 doing nothing,
-//! in one run: 64 connections, 20 s each (BENCH_SECONDS, BENCH_CONNECTIONS to change).
+//! in one run: 64 connections, 20 s each (BENCH_SECONDS, BENCH_CONNECTIONS to change;
+//! BENCH_SYNCHRONOUS=normal for SQLite's synchronous=NORMAL).
 //! Loopback only; bounded in time. Run: `cargo bench --bench ingest`.
 
 use actix_web::{App, HttpResponse, HttpServer, web};
@@ -116,6 +117,9 @@ fn main() {
         settings.server.listen = "127.0.0.1:0".parse().unwrap();
         settings.server.data_dir = dir.path().to_path_buf();
         settings.webhook.token = Some(SecretString::from(TOKEN));
+        if std::env::var("BENCH_SYNCHRONOUS").as_deref() == Ok("normal") {
+            settings.database.sqlite_synchronous = jenkins_autopilot::config::SqliteSynchronous::Normal;
+        }
         let app = Application::build(settings).await.unwrap();
         let app_port = app.port();
         let app_handle = app.server_handle();
@@ -138,7 +142,10 @@ fn main() {
                 q = n + 1000
             )
         });
-        println!("ingest benchmark: {connections} connections, {seconds} s each, loopback");
+        println!(
+            "ingest benchmark: {connections} connections, {seconds} s each, loopback, SQLite synchronous={:?}",
+            std::env::var("BENCH_SYNCHRONOUS").unwrap_or_else(|_| "full".into())
+        );
         let base = load(format!("http://127.0.0.1:{noop_port}/"), connections, seconds, notification.clone()).await;
         print("(b) do-nothing actix handler", &base);
         let url = format!("http://127.0.0.1:{app_port}/webhooks/notification?token={TOKEN}");

@@ -48,6 +48,18 @@ pub struct DatabaseSettings {
     pub url: Option<SecretString>,
     /// Connections kept for reads.
     pub max_connections: u32,
+    /// SQLite only: `full` (default) fsyncs every commit, so an answered webhook survives
+    /// power loss; `normal` fsyncs at checkpoints only: still safe when the process is
+    /// killed, not when the machine loses power.
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+/// SQLite's `synchronous` setting in WAL mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    Full,
+    Normal,
 }
 
 /// The webhook write path.

@@ -23,12 +23,7 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
         let data_dir = settings.server.data_dir.clone();
-        let store = Store::connect(
-            settings.database.url.as_ref(),
-            &data_dir,
-            settings.database.max_connections,
-        )
-        .await?;
+        let store = Store::connect(&settings.database, &data_dir).await?;
         let token = auth::load_or_create_token(settings.webhook.token.as_ref(), &data_dir)?;
         let metrics = Metrics::new();
         let writer = Writer::spawn(

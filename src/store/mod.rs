@@ -6,6 +6,7 @@ mod writer;
 
 pub use writer::{SubmitError, WriteOutcome, Writer, WriterHandle};
 
+use crate::config::{DatabaseSettings, SqliteSynchronous};
 use crate::domain::{
     BuildPhase, BuildRecord, BuildResult, ControllerName, IngestEvent, JobName, QueueItem,
     QueueState, Timestamp,
@@ -66,13 +67,14 @@ pub struct RowCounts {
 impl Store {
     /// Connects to `url`, or to `<data_dir>/autopilot.db` when `url` is `None`, and applies
     /// the migrations.
-    pub async fn connect(
-        url: Option<&secrecy::SecretString>,
-        data_dir: &Path,
-        max_connections: u32,
-    ) -> anyhow::Result<Self> {
+    pub async fn connect(settings: &DatabaseSettings, data_dir: &Path) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
-        let url = match url {
+        let max_connections = settings.max_connections;
+        let synchronous = match settings.sqlite_synchronous {
+            SqliteSynchronous::Full => "PRAGMA synchronous = FULL",
+            SqliteSynchronous::Normal => "PRAGMA synchronous = NORMAL",
+        };
+        let url = match settings.url.as_ref() {
             Some(u) => u.expose_secret().to_string(),
             None => {
                 std::fs::create_dir_all(data_dir).with_context(|| {
@@ -94,15 +96,18 @@ impl Store {
             .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(10));
         if backend == Backend::Sqlite {
-            pool_options = pool_options.after_connect(|conn, _meta| {
+            pool_options = pool_options.after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     // WAL lets readers run beside the writer; FULL makes each commit durable
                     // on return, and group commit keeps that to one fsync per batch.
+                    // Checkpoints run in the background (see `checkpoint_in_background`),
+                    // not inside whichever commit crosses the WAL size threshold.
                     for pragma in [
                         "PRAGMA journal_mode = WAL",
-                        "PRAGMA synchronous = FULL",
+                        synchronous,
                         "PRAGMA busy_timeout = 10000",
                         "PRAGMA foreign_keys = ON",
+                        "PRAGMA wal_autocheckpoint = 0",
                     ] {
                         sqlx::query(pragma).execute(&mut *conn).await?;
                     }
@@ -116,6 +121,9 @@ impl Store {
             .context("connecting to the database")?;
         let store = Self { pool, backend };
         store.migrate().await?;
+        if backend == Backend::Sqlite {
+            tokio::spawn(checkpoint_in_background(store.pool.clone()));
+        }
         Ok(store)
     }
 
@@ -250,6 +258,41 @@ impl Store {
             builds: count("SELECT COUNT(*) FROM builds").await?,
             queue_items: count("SELECT COUNT(*) FROM queue_items").await?,
         })
+    }
+}
+
+/// Copies the WAL back into the database file every second, beside the writer
+/// (`PASSIVE` never blocks it), so commits do not pay for checkpoints and the WAL is
+/// reused once it is fully copied. Stops when the pool closes.
+async fn checkpoint_in_background(pool: AnyPool) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&pool)
+            .await
+        {
+            Ok(row) => {
+                let log: i64 = row.try_get(1).unwrap_or(-1);
+                let done: i64 = row.try_get(2).unwrap_or(-1);
+                if log > 100_000 && done < log {
+                    tracing::warn!(
+                        wal_frames = log,
+                        checkpointed = done,
+                        "the WAL is large and not fully checkpointed"
+                    );
+                }
+            }
+            Err(e) if pool.is_closed() => {
+                tracing::debug!(error = %e, "checkpointer stopped");
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+        }
     }
 }
 

@@ -55,6 +55,13 @@ pub async fn fresh_postgres_url() -> String {
     format!("{base}/{name}")
 }
 
+/// Database settings: the defaults, with `url` when given.
+pub fn database_settings(url: Option<String>) -> jenkins_autopilot::config::DatabaseSettings {
+    let mut db = Settings::load(None, Vec::new()).unwrap().database;
+    db.url = url.map(SecretString::from);
+    db
+}
+
 /// Settings for a test app: port 0, a temporary data directory, the known token.
 pub async fn test_settings(db: Db) -> (Settings, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -183,13 +190,10 @@ impl TestApp {
 
     /// Rows in the store, read through the library's store.
     pub async fn row_counts(&self) -> jenkins_autopilot::store::RowCounts {
-        let store = jenkins_autopilot::store::Store::connect(
-            self.settings.database.url.as_ref(),
-            &self.data_dir,
-            2,
-        )
-        .await
-        .unwrap();
+        let store =
+            jenkins_autopilot::store::Store::connect(&self.settings.database, &self.data_dir)
+                .await
+                .unwrap();
         let counts = store.row_counts().await.unwrap();
         store.close().await;
         counts

@@ -151,8 +151,9 @@ async fn sigkill_loses_nothing_answered(db: Db) {
         acked.len()
     );
 
-    let url = db_url.map(secrecy::SecretString::from);
-    let store = Store::connect(url.as_ref(), dir.path(), 2).await.unwrap();
+    let store = Store::connect(&crate::helpers::database_settings(db_url), dir.path())
+        .await
+        .unwrap();
     let counts = store.row_counts().await.unwrap();
     assert!(
         counts.builds as usize >= acked.len(),

@@ -47,9 +47,11 @@ async fn one_batch_folds_like_one_by_one(db: Db) {
     let dir = tempfile::tempdir().unwrap();
     let url = match db {
         Db::Sqlite => None,
-        Db::Postgres => Some(secrecy::SecretString::from(fresh_postgres_url().await)),
+        Db::Postgres => Some(fresh_postgres_url().await),
     };
-    let store = Store::connect(url.as_ref(), dir.path(), 2).await.unwrap();
+    let store = Store::connect(&crate::helpers::database_settings(url), dir.path())
+        .await
+        .unwrap();
     let waiting = ce(
         "org.jenkinsci.queue.entered_waiting",
         json!({"ciUrl": "https://ci.example.com/",
