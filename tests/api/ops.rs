@@ -67,3 +67,72 @@ async fn openapi_describes_every_endpoint() {
     }
     assert!(doc["components"]["schemas"]["BuildRecord"].is_object());
 }
+
+#[tokio::test]
+async fn a_lost_database_is_unready_and_reads_fail_rather_than_look_empty() {
+    use crate::helpers::{Db, spawn_with, test_settings};
+    use secrecy::ExposeSecret;
+    let (settings, dir) = test_settings(Db::Postgres).await;
+    let url = settings
+        .database
+        .url
+        .as_ref()
+        .unwrap()
+        .expose_secret()
+        .to_string();
+    let app = spawn_with(settings).await;
+    app.post_notification(&payload::notification(
+        "job/app/",
+        "app",
+        1,
+        "STARTED",
+        1_700_000_000_000,
+        0,
+        None,
+    ))
+    .await;
+    assert_eq!(app.builds("").await.len(), 1);
+
+    // Drop the database under the running service.
+    let name = url.rsplit('/').next().unwrap().to_string();
+    let admin = std::env::var("TEST_DATABASE_URL").unwrap();
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let (status, body) = app.get_json("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "unavailable");
+    let (status, body) = app.get_json("/api/v1/builds").await;
+    assert_eq!(
+        status, 500,
+        "a failed read is an error, never an empty list: {body}"
+    );
+    let resp = app
+        .post_notification(&payload::notification(
+            "job/app/",
+            "app",
+            2,
+            "STARTED",
+            1_700_000_000_000,
+            0,
+            None,
+        ))
+        .await;
+    assert!(
+        resp.status().is_server_error(),
+        "an event that cannot be stored is not acknowledged"
+    );
+    assert_eq!(
+        app.get_json("/healthz").await.0,
+        200,
+        "the process itself keeps running"
+    );
+    drop(dir);
+}
