@@ -226,6 +226,20 @@ pub struct QueueEvent {
     pub label: Option<String>,
 }
 
+impl QueueEvent {
+    /// Fills what follows from the rest: the label from `why`, and no `left_at` unless the
+    /// item has left. Parsers build the event, then call this.
+    pub fn settled(mut self) -> Self {
+        if self.label.is_none() {
+            self.label = self.why.as_deref().and_then(label_from_why);
+        }
+        if self.state != QueueState::Left {
+            self.left_at = None;
+        }
+        self
+    }
+}
+
 /// An agent came online or went offline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeEvent {

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::domain::{
     BuildFacts, BuildKey, BuildPhase, BuildResult, DomainEvent, EventSource, IngestEvent,
-    NodeEvent, QueueEvent, QueueState, label_from_why,
+    NodeEvent, QueueEvent, QueueState,
 };
 use base64::Engine;
 use serde::Deserialize;
@@ -176,18 +176,15 @@ fn queue(kind: &str, data: Value, ctx: &IngestContext) -> Result<Ingested, Inges
         queue_id: id,
         // The plugin sends only the task's display name, not the job's full name.
         job: None,
-        label: why.as_deref().and_then(label_from_why),
+        label: None,
         task,
         state,
         entered_at,
-        left_at: if state == QueueState::Left {
-            left_at
-        } else {
-            None
-        },
+        left_at,
         at,
         why,
-    };
+    }
+    .settled();
     Ok(Ingested::Events(vec![IngestEvent {
         key: format!("{controller}|cloudevents|queue|{id}|{kind}"),
         controller,
@@ -343,15 +340,10 @@ fn node(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ControllerName, Timestamp};
     use serde_json::json;
 
     fn ctx() -> IngestContext {
-        IngestContext {
-            controller_override: None,
-            default_controller: ControllerName::parse("default").unwrap(),
-            received_at: Timestamp::from_millis(5).unwrap(),
-        }
+        crate::ingest::test_context(5)
     }
 
     fn attrs(t: &str) -> CeAttributes {

@@ -74,6 +74,15 @@ impl IngestContext {
     }
 }
 
+#[cfg(test)]
+pub(crate) fn test_context(received_ms: i64) -> IngestContext {
+    IngestContext {
+        controller_override: None,
+        default_controller: ControllerName::parse("default").expect("valid name"),
+        received_at: Timestamp::from_millis(received_ms).expect("valid instant"),
+    }
+}
+
 /// Parses JSON into a raw payload struct in one pass: syntax errors keep serde's line and
 /// column, type errors name the field's path.
 pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, IngestError> {

@@ -138,15 +138,11 @@ pub fn parse(body: &[u8], ctx: &IngestContext) -> Result<Ingested, IngestError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{BuildResult, ControllerName};
+    use crate::domain::BuildResult;
     use serde_json::json;
 
     fn ctx() -> IngestContext {
-        IngestContext {
-            controller_override: None,
-            default_controller: ControllerName::parse("default").unwrap(),
-            received_at: Timestamp::from_millis(1).unwrap(),
-        }
+        crate::ingest::test_context(1)
     }
 
     fn facts(body: Value) -> (IngestEvent, BuildFacts) {

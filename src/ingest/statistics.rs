@@ -10,7 +10,7 @@ use super::{
 };
 use crate::domain::{
     BuildFacts, BuildKey, BuildPhase, DomainEvent, EventSource, IngestEvent, JobName, QueueEvent,
-    QueueState, StepEvent, Timestamp, label_from_why,
+    QueueState, StepEvent, Timestamp,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -235,21 +235,20 @@ fn queue(value: Value, ctx: &IngestContext) -> Result<Ingested, IngestError> {
         controller,
         source: EventSource::Statistics,
         kind: format!("queue.{}", state.as_str()),
-        event: DomainEvent::Queue(QueueEvent {
-            queue_id: id,
-            job: JobName::parse(&task).ok(),
-            label: why.as_deref().and_then(label_from_why),
-            task,
-            state,
-            entered_at,
-            left_at: if state == QueueState::Left {
-                left_at
-            } else {
-                None
-            },
-            at,
-            why,
-        }),
+        event: DomainEvent::Queue(
+            QueueEvent {
+                queue_id: id,
+                job: JobName::parse(&task).ok(),
+                label: None,
+                task,
+                state,
+                entered_at,
+                left_at,
+                at,
+                why,
+            }
+            .settled(),
+        ),
     }]))
 }
 
@@ -298,15 +297,10 @@ fn step(value: Value, ctx: &IngestContext) -> Result<Ingested, IngestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ControllerName;
     use serde_json::json;
 
     fn ctx() -> IngestContext {
-        IngestContext {
-            controller_override: None,
-            default_controller: ControllerName::parse("default").unwrap(),
-            received_at: Timestamp::from_millis(5).unwrap(),
-        }
+        crate::ingest::test_context(5)
     }
 
     fn one(v: Value) -> IngestEvent {
