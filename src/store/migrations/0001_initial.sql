@@ -9,7 +9,6 @@ CREATE TABLE events (
     received_at     BIGINT NOT NULL,
     payload         TEXT   NOT NULL
 );
-CREATE INDEX events_received_at ON events (received_at);
 
 CREATE TABLE builds (
     controller    TEXT   NOT NULL,
