@@ -6,6 +6,7 @@ pub mod domain;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod scaling;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

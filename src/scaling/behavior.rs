@@ -1,0 +1,429 @@
+//! HPA-style behaviour, after the Kubernetes HorizontalPodAutoscaler's
+//! `normalizeDesiredReplicasWithBehaviors`: stabilization windows, rate-limit policies per
+//! period with a select policy, plus a scale-down delay after any scale-up. Pure: the clock
+//! and the history come in, the new history goes out.
+
+use crate::domain::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// How a rate-limit policy counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyKind {
+    /// At most `value` agents per period.
+    Pods,
+    /// At most `value` percent of the agents at the start of the period.
+    Percent,
+}
+
+/// One rate-limit policy: `value` pods or percent per `period`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RatePolicy {
+    #[serde(rename = "type")]
+    pub kind: PolicyKind,
+    pub value: u32,
+    #[serde(with = "humantime_serde")]
+    pub period: Duration,
+}
+
+/// Which policy wins when several apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SelectPolicy {
+    /// The policy that allows the most change.
+    Max,
+    /// The policy that allows the least change.
+    Min,
+    /// No change in this direction at all.
+    Disabled,
+}
+
+/// The rules for one direction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingRules {
+    /// Recommendations of this long are considered: scale-up takes their lowest,
+    /// scale-down their highest.
+    #[serde(with = "humantime_serde")]
+    pub stabilization_window: Duration,
+    pub select_policy: SelectPolicy,
+    pub policies: Vec<RatePolicy>,
+}
+
+/// Both directions and the delay after a scale-up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Behavior {
+    pub scale_up: ScalingRules,
+    pub scale_down: ScalingRules,
+    /// No scale-down for this long after a scale-up.
+    #[serde(with = "humantime_serde")]
+    pub scale_down_delay_after_scale_up: Duration,
+}
+
+impl Default for Behavior {
+    /// The HPA's defaults: up +100 % or +4 agents per 15 s (the larger), no up
+    /// stabilization; down to the highest recommendation of the last 300 s, at most 100 %
+    /// per 15 s; and no scale-down within 60 s of a scale-up.
+    fn default() -> Self {
+        Self {
+            scale_up: ScalingRules {
+                stabilization_window: Duration::ZERO,
+                select_policy: SelectPolicy::Max,
+                policies: vec![
+                    RatePolicy {
+                        kind: PolicyKind::Percent,
+                        value: 100,
+                        period: Duration::from_secs(15),
+                    },
+                    RatePolicy {
+                        kind: PolicyKind::Pods,
+                        value: 4,
+                        period: Duration::from_secs(15),
+                    },
+                ],
+            },
+            scale_down: ScalingRules {
+                stabilization_window: Duration::from_secs(300),
+                select_policy: SelectPolicy::Max,
+                policies: vec![RatePolicy {
+                    kind: PolicyKind::Percent,
+                    value: 100,
+                    period: Duration::from_secs(15),
+                }],
+            },
+            scale_down_delay_after_scale_up: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the behaviour remembers between decisions: past recommendations and the scale
+/// changes applied. Bounded: entries older than every window and period are dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    recommendations: VecDeque<(Timestamp, u32)>,
+    scale_events: VecDeque<(Timestamp, i64)>,
+    last_scale_up: Option<Timestamp>,
+}
+
+impl History {
+    /// Records a replica change that was applied.
+    pub fn record_change(&mut self, at: Timestamp, from: u32, to: u32) {
+        if from == to {
+            return;
+        }
+        self.scale_events
+            .push_back((at, i64::from(to) - i64::from(from)));
+        if to > from {
+            self.last_scale_up = Some(at);
+        }
+    }
+
+    /// How many recommendations are remembered.
+    pub fn len(&self) -> usize {
+        self.recommendations.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.recommendations.is_empty()
+    }
+
+    fn prune(&mut self, now: Timestamp, keep: Duration) {
+        let cutoff = now.millis() - keep.as_millis() as i64;
+        while self
+            .recommendations
+            .front()
+            .is_some_and(|(t, _)| t.millis() < cutoff)
+        {
+            self.recommendations.pop_front();
+        }
+        while self
+            .scale_events
+            .front()
+            .is_some_and(|(t, _)| t.millis() < cutoff)
+        {
+            self.scale_events.pop_front();
+        }
+    }
+
+    fn changes_since(&self, since_ms: i64, up: bool) -> u32 {
+        self.scale_events
+            .iter()
+            .filter(|(t, d)| t.millis() > since_ms && (*d > 0) == up && *d != 0)
+            .map(|(_, d)| d.unsigned_abs() as u32)
+            .sum()
+    }
+}
+
+/// Why the behaviour changed the recommendation, if it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Limit {
+    /// Nothing held the recommendation back.
+    None,
+    /// A stabilization window kept an earlier, higher (or lower) recommendation.
+    Stabilized,
+    /// A rate-limit policy capped the change for this period.
+    RateLimited,
+    /// Scale-down is disabled by `selectPolicy: Disabled`.
+    Disabled,
+    /// Within the delay after a scale-up.
+    DelayAfterScaleUp,
+}
+
+/// The behaviour's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Normalized {
+    pub replicas: u32,
+    pub limit: Limit,
+    pub history: History,
+}
+
+/// Applies the behaviour to a recommendation. `current` is the replicas now.
+pub fn normalize(
+    behavior: &Behavior,
+    history: &History,
+    current: u32,
+    recommended: u32,
+    now: Timestamp,
+) -> Normalized {
+    let mut history = history.clone();
+    let keep = [
+        behavior.scale_up.stabilization_window,
+        behavior.scale_down.stabilization_window,
+        behavior.scale_down_delay_after_scale_up,
+    ]
+    .into_iter()
+    .chain(behavior.scale_up.policies.iter().map(|p| p.period))
+    .chain(behavior.scale_down.policies.iter().map(|p| p.period))
+    .max()
+    .unwrap_or_default();
+    history.prune(now, keep);
+
+    let within =
+        |window: Duration, t: Timestamp| t.millis() > now.millis() - window.as_millis() as i64;
+    let mut up_rec = recommended;
+    let mut down_rec = recommended;
+    for (t, r) in &history.recommendations {
+        if within(behavior.scale_up.stabilization_window, *t) {
+            up_rec = up_rec.min(*r);
+        }
+        if within(behavior.scale_down.stabilization_window, *t) {
+            down_rec = down_rec.max(*r);
+        }
+    }
+    history.recommendations.push_back((now, recommended));
+
+    let mut stabilized = current;
+    if stabilized < up_rec {
+        stabilized = up_rec;
+    }
+    if stabilized > down_rec {
+        stabilized = down_rec;
+    }
+    let mut limit = if stabilized != recommended {
+        Limit::Stabilized
+    } else {
+        Limit::None
+    };
+
+    let replicas = if stabilized > current {
+        let cap = scale_up_limit(&behavior.scale_up, &history, current, now);
+        if stabilized > cap {
+            limit = if behavior.scale_up.select_policy == SelectPolicy::Disabled {
+                Limit::Disabled
+            } else {
+                Limit::RateLimited
+            };
+            cap
+        } else {
+            stabilized
+        }
+    } else if stabilized < current {
+        if let Some(up) = history.last_scale_up
+            && within(behavior.scale_down_delay_after_scale_up, up)
+        {
+            limit = Limit::DelayAfterScaleUp;
+            current
+        } else {
+            let floor = scale_down_limit(&behavior.scale_down, &history, current, now);
+            if stabilized < floor {
+                limit = if behavior.scale_down.select_policy == SelectPolicy::Disabled {
+                    Limit::Disabled
+                } else {
+                    Limit::RateLimited
+                };
+                floor
+            } else {
+                stabilized
+            }
+        }
+    } else {
+        stabilized
+    };
+    Normalized {
+        replicas,
+        limit,
+        history,
+    }
+}
+
+fn scale_up_limit(rules: &ScalingRules, history: &History, current: u32, now: Timestamp) -> u32 {
+    if rules.select_policy == SelectPolicy::Disabled {
+        return current;
+    }
+    let limits = rules.policies.iter().map(|p| {
+        let added = history.changes_since(now.millis() - p.period.as_millis() as i64, true);
+        let start = current.saturating_sub(added);
+        match p.kind {
+            PolicyKind::Pods => start.saturating_add(p.value),
+            PolicyKind::Percent => {
+                (f64::from(start) * (1.0 + f64::from(p.value) / 100.0)).ceil() as u32
+            }
+        }
+    });
+    let limit = match rules.select_policy {
+        SelectPolicy::Min => limits.min(),
+        _ => limits.max(),
+    };
+    // No policy at all: unlimited.
+    limit.unwrap_or(u32::MAX).max(current)
+}
+
+fn scale_down_limit(rules: &ScalingRules, history: &History, current: u32, now: Timestamp) -> u32 {
+    if rules.select_policy == SelectPolicy::Disabled {
+        return current;
+    }
+    let limits = rules.policies.iter().map(|p| {
+        let removed = history.changes_since(now.millis() - p.period.as_millis() as i64, false);
+        let start = current.saturating_add(removed);
+        match p.kind {
+            PolicyKind::Pods => start.saturating_sub(p.value),
+            PolicyKind::Percent => {
+                (f64::from(start) * (1.0 - f64::from(p.value.min(100)) / 100.0)) as u32
+            }
+        }
+    });
+    // For scale-down the policy allowing the most change is the lowest floor.
+    let limit = match rules.select_policy {
+        SelectPolicy::Min => limits.max(),
+        _ => limits.min(),
+    };
+    limit.unwrap_or(0).min(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_millis(1_700_000_000_000 + s * 1000).unwrap()
+    }
+
+    /// Runs a sequence of (second, recommendation) through the behaviour, applying every
+    /// result, and returns the replicas after each step.
+    fn run(behavior: &Behavior, start: u32, steps: &[(i64, u32)]) -> Vec<(u32, Limit)> {
+        let mut history = History::default();
+        let mut current = start;
+        let mut out = Vec::new();
+        for (s, rec) in steps {
+            let n = normalize(behavior, &history, current, *rec, at(*s));
+            history = n.history;
+            history.record_change(at(*s), current, n.replicas);
+            current = n.replicas;
+            out.push((n.replicas, n.limit));
+        }
+        out
+    }
+
+    #[test]
+    fn a_spike_scales_up_at_once_within_the_rate_limit() {
+        let b = Behavior::default();
+        // From 2: +100 % gives 4, +4 pods gives 6; the larger wins.
+        assert_eq!(run(&b, 2, &[(0, 50)]), [(6, Limit::RateLimited)]);
+        // 15 s later the period has passed: 6 -> 12 (+100 %).
+        let r = run(&b, 2, &[(0, 50), (5, 50), (16, 50)]);
+        assert_eq!(r.iter().map(|x| x.0).collect::<Vec<_>>(), [6, 6, 12]);
+        // From 0, +4 pods is what allows any growth.
+        assert_eq!(run(&b, 0, &[(0, 3)]), [(3, Limit::None)]);
+    }
+
+    #[test]
+    fn flapping_demand_does_not_flap_the_pool() {
+        let b = Behavior::default();
+        let steps: Vec<(i64, u32)> = (0..40)
+            .map(|i| (i * 10, if i % 2 == 0 { 8 } else { 2 }))
+            .collect();
+        let r = run(&b, 8, &steps);
+        assert!(r.iter().all(|(n, _)| *n == 8), "{r:?}");
+    }
+
+    #[test]
+    fn scale_down_waits_for_the_window_then_follows() {
+        let b = Behavior::default();
+        // High at 0 s, then low for 400 s: nothing drops until the high leaves the window.
+        let mut steps = vec![(0, 10)];
+        steps.extend((1..=40).map(|i| (i * 10, 2)));
+        let r = run(&b, 10, &steps);
+        let at_s = |s: i64| r[(s / 10) as usize].0;
+        assert_eq!(at_s(290), 10);
+        assert_eq!(r[(290 / 10) as usize].1, Limit::Stabilized);
+        assert_eq!(at_s(310), 2);
+    }
+
+    #[test]
+    fn no_scale_down_right_after_a_scale_up() {
+        let mut b = Behavior::default();
+        b.scale_down.stabilization_window = Duration::ZERO;
+        let r = run(&b, 1, &[(0, 5), (30, 1), (61, 1)]);
+        assert_eq!(
+            r,
+            [
+                (5, Limit::None),
+                (5, Limit::DelayAfterScaleUp),
+                (1, Limit::None)
+            ]
+        );
+    }
+
+    #[test]
+    fn scale_down_rate_policies_and_select() {
+        let mut b = Behavior {
+            scale_down_delay_after_scale_up: Duration::ZERO,
+            ..Default::default()
+        };
+        b.scale_down.stabilization_window = Duration::ZERO;
+        b.scale_down.policies = vec![
+            RatePolicy {
+                kind: PolicyKind::Pods,
+                value: 2,
+                period: Duration::from_secs(60),
+            },
+            RatePolicy {
+                kind: PolicyKind::Percent,
+                value: 10,
+                period: Duration::from_secs(60),
+            },
+        ];
+        // Max: the policy allowing the most change (2 pods from 10 -> 8).
+        assert_eq!(run(&b, 10, &[(0, 1)]), [(8, Limit::RateLimited)]);
+        // Within the same period nothing more may go.
+        assert_eq!(run(&b, 10, &[(0, 1), (30, 1)])[1], (8, Limit::RateLimited));
+        b.scale_down.select_policy = SelectPolicy::Min;
+        assert_eq!(run(&b, 10, &[(0, 1)]), [(9, Limit::RateLimited)]);
+        b.scale_down.select_policy = SelectPolicy::Disabled;
+        assert_eq!(run(&b, 10, &[(0, 1)]), [(10, Limit::Disabled)]);
+    }
+
+    #[test]
+    fn history_stays_bounded() {
+        let b = Behavior::default();
+        let steps: Vec<(i64, u32)> = (0..10_000).map(|i| (i, 3)).collect();
+        let mut history = History::default();
+        for (s, rec) in steps {
+            history = normalize(&b, &history, 3, rec, at(s)).history;
+        }
+        assert!(history.len() <= 301, "{}", history.len());
+    }
+}

@@ -1,0 +1,8 @@
+//! Agent pool scaling. The decision core is pure (`decide`, `behavior`); the controller
+//! gathers snapshots from Jenkins and Kubernetes, calls it, and applies the result.
+
+pub mod behavior;
+pub mod decide;
+
+pub use behavior::{Behavior, History, PolicyKind, RatePolicy, ScalingRules, SelectPolicy};
+pub use decide::{PolicyName, PoolSnapshot, Rule, ScaleDecision, ScalePolicy, decide};
