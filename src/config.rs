@@ -6,9 +6,11 @@ use crate::domain::ControllerName;
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The built-in defaults, which are also the documented sample file.
 pub const DEFAULTS_YAML: &str = include_str!("../ci-cd-integration/service.yaml");
@@ -27,6 +29,152 @@ pub struct Settings {
     pub webhook: WebhookSettings,
     /// Log output.
     pub logging: LoggingSettings,
+    /// Jenkins controllers the service reads and drains.
+    #[serde(default)]
+    pub jenkins: JenkinsSettings,
+    /// The Kubernetes cluster the pools run in.
+    #[serde(default)]
+    pub kubernetes: KubernetesSettings,
+    /// Agent pools and the controller loop.
+    #[serde(default)]
+    pub scaling: ScalingSettings,
+}
+
+/// Jenkins controllers, by name. The name is the one webhooks use (`?controller=`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct JenkinsSettings {
+    /// Controllers by name, e.g. `prod: {url: https://ci.example.com/, user: autopilot}`.
+    #[serde(default)]
+    pub controllers: BTreeMap<String, JenkinsControllerSettings>,
+}
+
+/// How to reach one Jenkins controller's REST API.
+#[derive(Debug, Clone, Deserialize)]
+pub struct JenkinsControllerSettings {
+    /// Root URL, e.g. `https://ci.example.com/` or `https://host/jenkins/`.
+    pub url: url::Url,
+    /// User for basic auth with an API token.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The user's API token (AUTOPILOT_JENKINS__CONTROLLERS__<NAME>__API_TOKEN).
+    #[serde(default)]
+    pub api_token: Option<SecretString>,
+    /// Time allowed for one request.
+    #[serde(default = "default_jenkins_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Retries of a failed read (with exponential backoff from 100 ms); writes are never
+    /// retried.
+    #[serde(default = "default_jenkins_retries")]
+    pub retries: u32,
+}
+
+fn default_jenkins_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_jenkins_retries() -> u32 {
+    2
+}
+
+/// Where scaling decisions are applied.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct KubernetesSettings {
+    /// `auto` (default): apply when a cluster is found (in-cluster config or KUBECONFIG),
+    /// else dry-run. `dry-run`: never apply. `apply`: a cluster is required.
+    #[serde(default)]
+    pub mode: KubernetesMode,
+    /// A kubeconfig file to use instead of the environment's.
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+/// Whether decisions are applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KubernetesMode {
+    #[default]
+    Auto,
+    DryRun,
+    Apply,
+}
+
+/// Agent pools and the controller loop.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ScalingSettings {
+    /// Every pool is reconciled at least this often, whatever events arrive.
+    #[serde(default = "default_reconcile_interval", with = "humantime_serde")]
+    pub reconcile_interval: Duration,
+    /// Events for a pool within this long are handled by one reconcile.
+    #[serde(default = "default_debounce", with = "humantime_serde")]
+    pub debounce: Duration,
+    /// Pools by name.
+    #[serde(default)]
+    pub pools: BTreeMap<String, PoolSettings>,
+}
+
+impl Default for ScalingSettings {
+    fn default() -> Self {
+        Self {
+            reconcile_interval: default_reconcile_interval(),
+            debounce: default_debounce(),
+            pools: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_reconcile_interval() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_debounce() -> Duration {
+    Duration::from_millis(50)
+}
+
+/// One agent pool: a Jenkins label served by a Deployment of inbound agents.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PoolSettings {
+    /// The Jenkins controller (a key of `jenkins.controllers`).
+    pub controller: String,
+    /// The label expression builds ask for, as Jenkins prints it (e.g. `linux`).
+    pub label: String,
+    /// Namespace of the agents' Deployment.
+    pub namespace: String,
+    /// The agents' Deployment; its pods register with Jenkins under their pod names.
+    pub deployment: String,
+    /// Executors each agent offers.
+    #[serde(default = "one")]
+    pub executors_per_agent: u32,
+    /// Fewest agents.
+    #[serde(default)]
+    pub min: u32,
+    /// Most agents.
+    #[serde(default = "ten")]
+    pub max: u32,
+    /// Idle agents kept beyond the demand.
+    #[serde(default)]
+    pub idle_headroom: u32,
+    /// `queue` (default) or the seed's `seed-queue-half`, kept for comparison.
+    #[serde(default = "default_policy")]
+    pub policy: crate::scaling::PolicyName,
+    /// Take chosen idle nodes offline in Jenkins before removing them.
+    #[serde(default)]
+    pub drain: bool,
+    /// HPA-style behaviour; defaults as the HPA's, plus 60 s without scale-down after a
+    /// scale-up.
+    #[serde(default)]
+    pub behavior: crate::scaling::Behavior,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn ten() -> u32 {
+    10
+}
+
+fn default_policy() -> crate::scaling::PolicyName {
+    crate::scaling::PolicyName::Queue
 }
 
 /// HTTP listener and local storage.
@@ -280,7 +428,105 @@ impl Settings {
         {
             bad("logging.filter", "is not a valid tracing filter");
         }
+        self.validate_pools(&mut bad);
     }
+
+    fn validate_pools(&self, bad: &mut impl FnMut(&str, &str)) {
+        for (name, c) in &self.jenkins.controllers {
+            if ControllerName::parse(name).is_err() {
+                bad(
+                    &format!("jenkins.controllers.{name}"),
+                    "name: letters, digits, '.', '_', '-' only",
+                );
+            }
+            if !matches!(c.url.scheme(), "http" | "https") {
+                bad(
+                    &format!("jenkins.controllers.{name}.url"),
+                    "must be an http or https URL",
+                );
+            }
+            if c.api_token.is_some() && c.user.is_none() {
+                bad(
+                    &format!("jenkins.controllers.{name}.user"),
+                    "is required with api_token",
+                );
+            }
+        }
+        if self.scaling.reconcile_interval < Duration::from_secs(1) {
+            bad("scaling.reconcile_interval", "must be at least 1s");
+        }
+        for (name, p) in &self.scaling.pools {
+            let at = |field: &str| format!("scaling.pools.{name}.{field}");
+            if !is_dns_label(name) {
+                bad(
+                    &format!("scaling.pools.{name}"),
+                    "name must be a DNS label (a-z, 0-9, '-')",
+                );
+            }
+            if !self.jenkins.controllers.contains_key(&p.controller) {
+                bad(
+                    &at("controller"),
+                    &format!(
+                        "names no controller in jenkins.controllers ({:?})",
+                        p.controller
+                    ),
+                );
+            }
+            if p.label.trim().is_empty() {
+                bad(&at("label"), "must not be empty");
+            }
+            if !is_dns_label(&p.namespace) {
+                bad(
+                    &at("namespace"),
+                    "must be a DNS label (a-z, 0-9, '-', at most 63)",
+                );
+            }
+            if !is_dns_subdomain(&p.deployment) {
+                bad(
+                    &at("deployment"),
+                    "must be a DNS subdomain name (a-z, 0-9, '-', '.')",
+                );
+            }
+            if p.executors_per_agent == 0 {
+                bad(&at("executors_per_agent"), "must be at least 1");
+            }
+            if p.min > p.max {
+                bad(&at("min"), &format!("must not exceed max ({})", p.max));
+            }
+            for (dir, rules) in [
+                ("scaleUp", &p.behavior.scale_up),
+                ("scaleDown", &p.behavior.scale_down),
+            ] {
+                for (i, policy) in rules.policies.iter().enumerate() {
+                    if policy.period.is_zero() {
+                        bad(
+                            &at(&format!("behavior.{dir}.policies.{i}.period")),
+                            "must be longer than 0s",
+                        );
+                    }
+                    if policy.value == 0 {
+                        bad(
+                            &at(&format!("behavior.{dir}.policies.{i}.value")),
+                            "must be at least 1",
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
 fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, String> {

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 /// How a rate-limit policy counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
 pub enum PolicyKind {
     /// At most `value` agents per period.
     Pods,
@@ -51,9 +50,11 @@ pub struct ScalingRules {
     pub policies: Vec<RatePolicy>,
 }
 
-/// Both directions and the delay after a scale-up.
+/// Both directions and the delay after a scale-up. Spelled as the HPA's `behavior`
+/// (`scaleUp`, `scaleDown`, `stabilizationWindow`, `selectPolicy`, `policies`); a direction
+/// left out keeps its default, a direction given is given whole.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct Behavior {
     pub scale_up: ScalingRules,
     pub scale_down: ScalingRules,
