@@ -5,6 +5,8 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod ingest;
+pub mod jenkins;
+pub mod kube;
 pub mod metrics;
 pub mod scaling;
 pub mod startup;

@@ -1,0 +1,369 @@
+//! The Jenkins REST client: all Jenkins I/O lives here. Reads are retried with backoff;
+//! writes (taking a node offline) are not, since Jenkins' `toggleOffline` toggles.
+
+use crate::config::JenkinsControllerSettings;
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use url::Url;
+
+/// A failed Jenkins call. Never read as "zero".
+#[derive(Debug, thiserror::Error)]
+pub enum JenkinsError {
+    #[error("{method} {url}: HTTP {status}")]
+    Status {
+        method: &'static str,
+        url: String,
+        status: u16,
+    },
+    #[error("{method} {url}: not authorized (HTTP {status}): check the user and API token")]
+    Unauthorized {
+        method: &'static str,
+        url: String,
+        status: u16,
+    },
+    #[error("{method} {url}: {source}")]
+    Transport {
+        method: &'static str,
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("GET {url}: the answer is not the JSON expected: {detail}")]
+    BadJson { url: String, detail: String },
+}
+
+/// `/queue/api/json` items.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueItemView {
+    #[serde(rename = "_class", default)]
+    pub class: Option<String>,
+    pub id: u64,
+    #[serde(default)]
+    pub why: Option<String>,
+    #[serde(default)]
+    pub buildable: bool,
+    #[serde(default)]
+    pub blocked: bool,
+    #[serde(default)]
+    pub stuck: bool,
+    #[serde(default)]
+    pub in_queue_since: Option<i64>,
+    #[serde(default)]
+    pub task: Option<TaskView>,
+}
+
+/// The queued task.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct TaskView {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// `/label/NAME/api/json`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelView {
+    pub busy_executors: u32,
+    pub idle_executors: u32,
+    pub total_executors: u32,
+    #[serde(default)]
+    pub nodes: Vec<NodeRef>,
+}
+
+/// A node named by a label.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeRef {
+    pub node_name: String,
+}
+
+/// `/computer/api/json` entries.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ComputerView {
+    pub display_name: String,
+    #[serde(default)]
+    pub assigned_labels: Vec<LabelRef>,
+    /// All executors idle.
+    pub idle: bool,
+    pub offline: bool,
+    #[serde(default)]
+    pub temporarily_offline: bool,
+    pub num_executors: u32,
+}
+
+/// A label of a computer.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct LabelRef {
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ComputerSet {
+    computer: Vec<ComputerView>,
+}
+
+#[derive(Debug, Deserialize)]
+struct QueueView {
+    items: Vec<QueueItemView>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LoadStatistics {
+    queue_length: TimeSeries,
+}
+
+#[derive(Debug, Deserialize)]
+struct TimeSeries {
+    sec10: SeriesPoint,
+}
+
+#[derive(Debug, Deserialize)]
+struct SeriesPoint {
+    latest: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Crumb {
+    crumb: String,
+    crumb_request_field: String,
+}
+
+/// A client for one controller.
+pub struct JenkinsClient {
+    http: reqwest::Client,
+    base: Url,
+    user: Option<String>,
+    token: Option<SecretString>,
+    retries: u32,
+    crumb: Mutex<Option<(String, String)>>,
+}
+
+impl JenkinsClient {
+    pub fn new(settings: &JenkinsControllerSettings) -> anyhow::Result<Self> {
+        // reqwest is built without a default TLS provider; ring is the process's.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            .cookie_store(true) // crumbs are tied to the session cookie
+            .user_agent(concat!("jenkins-autopilot/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("building the Jenkins HTTP client")?;
+        let mut base = settings.url.clone();
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        Ok(Self {
+            http,
+            base,
+            user: settings.user.clone(),
+            token: settings.api_token.clone(),
+            retries: settings.retries,
+            crumb: Mutex::new(None),
+        })
+    }
+
+    /// `base` + path segments, each encoded (label expressions hold spaces and `&`).
+    fn url(&self, segments: &[&str], query: Option<&str>) -> Url {
+        let mut url = self.base.clone();
+        {
+            let mut path = url.path_segments_mut().expect("http URLs have paths");
+            path.pop_if_empty();
+            path.extend(segments);
+        }
+        url.set_query(query);
+        url
+    }
+
+    fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.user {
+            Some(user) => req.basic_auth(
+                user,
+                self.token.as_ref().map(|t| t.expose_secret().to_string()),
+            ),
+            None => req,
+        }
+    }
+
+    async fn get_json<T: DeserializeOwned>(&self, url: Url) -> Result<T, JenkinsError> {
+        let mut attempt = 0;
+        loop {
+            let result = self.get_once(&url).await;
+            match result {
+                Err(JenkinsError::Transport { .. })
+                | Err(JenkinsError::Status {
+                    status: 500..=599, ..
+                }) if attempt < self.retries => {
+                    let backoff = Duration::from_millis(100 << attempt.min(6));
+                    tracing::debug!(url = %url, attempt, ?backoff, "Jenkins read failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn get_once<T: DeserializeOwned>(&self, url: &Url) -> Result<T, JenkinsError> {
+        let shown = url.to_string();
+        let resp = self
+            .authed(self.http.get(url.clone()))
+            .send()
+            .await
+            .map_err(|source| JenkinsError::Transport {
+                method: "GET",
+                url: shown.clone(),
+                source,
+            })?;
+        let status = resp.status().as_u16();
+        match status {
+            200..=299 => {}
+            401 | 403 => {
+                return Err(JenkinsError::Unauthorized {
+                    method: "GET",
+                    url: shown,
+                    status,
+                });
+            }
+            _ => {
+                return Err(JenkinsError::Status {
+                    method: "GET",
+                    url: shown,
+                    status,
+                });
+            }
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|source| JenkinsError::Transport {
+                method: "GET",
+                url: shown.clone(),
+                source,
+            })?;
+        serde_json::from_slice(&body).map_err(|e| JenkinsError::BadJson {
+            url: shown,
+            detail: e.to_string(),
+        })
+    }
+
+    /// The build queue.
+    pub async fn queue(&self) -> Result<Vec<QueueItemView>, JenkinsError> {
+        let url = self.url(
+            &["queue", "api", "json"],
+            Some("tree=items[_class,id,why,buildable,blocked,stuck,inQueueSince,task[name,url]]"),
+        );
+        Ok(self.get_json::<QueueView>(url).await?.items)
+    }
+
+    /// A label's executors and nodes.
+    pub async fn label(&self, label: &str) -> Result<LabelView, JenkinsError> {
+        let url = self.url(
+            &["label", label, "api", "json"],
+            Some("tree=busyExecutors,idleExecutors,totalExecutors,nodes[nodeName]"),
+        );
+        self.get_json(url).await
+    }
+
+    /// The label's queue length as Jenkins' load statistics count it (10-second series).
+    pub async fn label_queue_length(&self, label: &str) -> Result<f64, JenkinsError> {
+        let url = self.url(
+            &["label", label, "loadStatistics", "api", "json"],
+            Some("depth=1"),
+        );
+        Ok(self
+            .get_json::<LoadStatistics>(url)
+            .await?
+            .queue_length
+            .sec10
+            .latest)
+    }
+
+    /// Every agent.
+    pub async fn computers(&self) -> Result<Vec<ComputerView>, JenkinsError> {
+        let url = self.url(
+            &["computer", "api", "json"],
+            Some("tree=computer[displayName,assignedLabels[name],idle,offline,temporarilyOffline,numExecutors]"),
+        );
+        Ok(self.get_json::<ComputerSet>(url).await?.computer)
+    }
+
+    /// One agent.
+    pub async fn computer(&self, node: &str) -> Result<ComputerView, JenkinsError> {
+        let url = self.url(
+            &["computer", node, "api", "json"],
+            Some("tree=displayName,assignedLabels[name],idle,offline,temporarilyOffline,numExecutors"),
+        );
+        self.get_json(url).await
+    }
+
+    async fn crumb(&self) -> Result<Option<(String, String)>, JenkinsError> {
+        let mut cached = self.crumb.lock().await;
+        if cached.is_none() {
+            let url = self.url(&["crumbIssuer", "api", "json"], None);
+            match self.get_once::<Crumb>(&url).await {
+                Ok(c) => *cached = Some((c.crumb_request_field, c.crumb)),
+                // No crumb issuer (CSRF protection off): post without one.
+                Err(JenkinsError::Status { status: 404, .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(cached.clone())
+    }
+
+    /// Takes a node offline (or brings it back) with a message. Jenkins only offers a
+    /// toggle, so the node's `temporarilyOffline` is read first and the toggle sent only
+    /// when it differs. Returns whether a toggle was sent.
+    pub async fn set_offline(
+        &self,
+        node: &str,
+        offline: bool,
+        message: &str,
+    ) -> Result<bool, JenkinsError> {
+        let now = self.computer(node).await?;
+        if now.temporarily_offline == offline {
+            return Ok(false);
+        }
+        let crumb = self.crumb().await?;
+        let mut url = self.url(&["computer", node, "toggleOffline"], None);
+        url.query_pairs_mut().append_pair("offlineMessage", message);
+        let shown = url.to_string();
+        let mut req = self.authed(self.http.post(url));
+        if let Some((field, value)) = &crumb {
+            req = req.header(field.as_str(), value.as_str());
+        }
+        let resp = req.send().await.map_err(|source| JenkinsError::Transport {
+            method: "POST",
+            url: shown.clone(),
+            source,
+        })?;
+        let status = resp.status().as_u16();
+        match status {
+            200..=399 => Ok(true),
+            401 | 403 => {
+                // A stale crumb is refused with 403: drop it so the next call fetches anew.
+                *self.crumb.lock().await = None;
+                Err(JenkinsError::Unauthorized {
+                    method: "POST",
+                    url: shown,
+                    status,
+                })
+            }
+            _ => Err(JenkinsError::Status {
+                method: "POST",
+                url: shown,
+                status,
+            }),
+        }
+    }
+}
