@@ -47,6 +47,8 @@ fn config_dir(explicit: Option<PathBuf>) -> Option<PathBuf> {
 }
 
 fn main() -> ExitCode {
+    // One TLS provider for the whole process: ring, shared by kube, reqwest and sqlx.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { dir } => {

@@ -1,7 +1,8 @@
 //! Prometheus metrics of the service, in one registry served at `/metrics`.
 
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// The service's metrics. Cheap to clone (the collectors are shared handles).
@@ -19,6 +20,15 @@ pub struct Metrics {
     pub write_queue_length: IntGauge,
     /// Failed commits.
     pub store_errors: IntCounter,
+    /// Agents per pool by kind: desired, current, ready, pending, busy.
+    pub pool_agents: IntGaugeVec,
+    /// Queued items waiting for each pool's label.
+    pub pool_queued: IntGaugeVec,
+    /// Applied scale changes per pool and direction (up, down).
+    pub pool_scale_events: IntCounterVec,
+    /// Failed reads or writes per pool and source (jenkins, kubernetes, store): the pool
+    /// held its size each time.
+    pub pool_failures: IntCounterVec,
 }
 
 impl Metrics {
@@ -72,6 +82,42 @@ impl Metrics {
         registry
             .register(Box::new(store_errors.clone()))
             .expect("unique metric");
+        let pool_agents = IntGaugeVec::new(
+            Opts::new("pool_agents", "Agents per pool by kind"),
+            &["pool", "kind"],
+        )
+        .expect("valid metric");
+        let pool_queued = IntGaugeVec::new(
+            Opts::new("pool_queued", "Queued items for the pool's label"),
+            &["pool"],
+        )
+        .expect("valid metric");
+        let pool_scale_events = IntCounterVec::new(
+            Opts::new(
+                "pool_scale_events_total",
+                "Applied scale changes by direction",
+            ),
+            &["pool", "direction"],
+        )
+        .expect("valid metric");
+        let pool_failures = IntCounterVec::new(
+            Opts::new(
+                "pool_failures_total",
+                "Failed reads or writes; the pool held its size",
+            ),
+            &["pool", "source"],
+        )
+        .expect("valid metric");
+        for c in [&pool_agents, &pool_queued] {
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+        }
+        for c in [&pool_scale_events, &pool_failures] {
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+        }
         Self {
             registry,
             events,
@@ -79,6 +125,10 @@ impl Metrics {
             batch_size,
             write_queue_length,
             store_errors,
+            pool_agents,
+            pool_queued,
+            pool_scale_events,
+            pool_failures,
         }
     }
 

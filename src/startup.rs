@@ -2,6 +2,7 @@
 
 use crate::config::Settings;
 use crate::http::{self, AppState, auth};
+use crate::kube::KubeExecutor;
 use crate::metrics::Metrics;
 use crate::store::{Store, Writer};
 use actix_web::dev::Server;
@@ -32,12 +33,16 @@ impl Application {
             settings.ingest.max_batch,
             metrics.clone(),
         );
+        let kube = KubeExecutor::from_settings(&settings.kubernetes).await?;
+        let scaling =
+            crate::scaling::controller::start(&settings, store.clone(), metrics.clone(), kube)?;
         let state = AppState {
             store: store.clone(),
             writer,
             metrics,
             auth: auth::WebhookAuth::new(token),
             settings: settings.clone(),
+            scaling,
         };
         let listener = TcpListener::bind(settings.server.listen)
             .with_context(|| format!("binding {}", settings.server.listen))?;

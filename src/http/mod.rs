@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod errors;
 mod ops;
+mod pools;
 mod read;
 mod webhooks;
 
@@ -20,6 +21,7 @@ pub struct AppState {
     pub metrics: Metrics,
     pub auth: auth::WebhookAuth,
     pub settings: Arc<Settings>,
+    pub scaling: crate::scaling::controller::ScalingHandle,
 }
 
 /// Registers every route.
@@ -40,6 +42,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(read::get_build)),
     )
     .service(web::resource("/api/v1/queue").route(web::get().to(read::list_queue)))
+    .service(web::resource("/api/v1/pools").route(web::get().to(pools::list_pools)))
+    .service(
+        web::resource("/api/v1/pools/{name}/decisions").route(web::get().to(pools::list_decisions)),
+    )
     .service(web::resource("/healthz").route(web::get().to(ops::healthz)))
     .service(web::resource("/readyz").route(web::get().to(ops::readyz)))
     .service(web::resource("/metrics").route(web::get().to(ops::metrics)))
@@ -60,6 +66,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         read::list_builds,
         read::get_build,
         read::list_queue,
+        pools::list_pools,
+        pools::list_decisions,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -72,6 +80,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         webhooks::WebhookReply,
         read::BuildList,
         read::QueueList,
+        pools::PoolList,
+        pools::DecisionList,
+        crate::scaling::controller::PoolView,
+        crate::store::DecisionRecord,
         ops::Health,
     ))
 )]

@@ -253,8 +253,17 @@ async fn store(
         Ingested::Events(events) => events,
     };
     let kinds: Vec<String> = events.iter().map(|e| e.kind.clone()).collect();
+    // Queue changes wake their controller's pools once the events are committed.
+    let wake: Vec<crate::domain::ControllerName> = events
+        .iter()
+        .filter(|e| matches!(e.event, crate::domain::DomainEvent::Queue(_)))
+        .map(|e| e.controller.clone())
+        .collect();
     match state.writer.write(events).await {
         Ok(outcome) => {
+            for controller in &wake {
+                state.scaling.notify(controller);
+            }
             for (i, kind) in kinds.iter().enumerate() {
                 let outcome_label = if i < outcome.stored {
                     "stored"

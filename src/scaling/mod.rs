@@ -2,7 +2,9 @@
 //! gathers snapshots from Jenkins and Kubernetes, calls it, and applies the result.
 
 pub mod behavior;
+pub mod controller;
 pub mod decide;
+pub mod demand;
 
 pub use behavior::{Behavior, History, PolicyKind, RatePolicy, ScalingRules, SelectPolicy};
 pub use decide::{PolicyName, PoolSnapshot, Rule, ScaleDecision, ScalePolicy, decide};

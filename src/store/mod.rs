@@ -56,6 +56,33 @@ pub struct BuildFilter {
     pub limit: u32,
 }
 
+/// One scaling decision as stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct DecisionRecord {
+    pub pool: String,
+    #[schema(value_type = i64)]
+    pub decided_at: Timestamp,
+    /// Orders decisions of the same millisecond.
+    pub seq: i64,
+    /// What started the reconcile: `event`, `periodic`.
+    pub trigger: String,
+    /// Replicas before; `null` when they could not be read.
+    pub current: Option<u32>,
+    pub recommended: Option<u32>,
+    /// Replicas decided; `null` when no decision could be made (a read failed).
+    pub desired: Option<u32>,
+    /// The rule that fired (`demand`, `min`, `max`, `busy-floor`, `stabilized`,
+    /// `rate-limited`, `delay-after-scale-up`, `hold-on-error`, ...).
+    pub rule: String,
+    pub reason: String,
+    /// `applied`, `unchanged`, `dry-run`, `held` or `failed`.
+    pub outcome: String,
+    pub error: Option<String>,
+    /// The snapshot the decision was made from.
+    #[schema(value_type = Object)]
+    pub inputs: serde_json::Value,
+}
+
 /// Counts of stored rows, for tests and diagnostics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowCounts {
@@ -132,13 +159,22 @@ impl Store {
     }
 
     async fn migrate(&self) -> anyhow::Result<()> {
-        let migrations = vec![Migration::new(
-            1,
-            Cow::Borrowed("initial"),
-            MigrationType::Simple,
-            include_str!("migrations/0001_initial.sql").into_sql_str(),
-            false,
-        )];
+        let migrations = vec![
+            Migration::new(
+                1,
+                Cow::Borrowed("initial"),
+                MigrationType::Simple,
+                include_str!("migrations/0001_initial.sql").into_sql_str(),
+                false,
+            ),
+            Migration::new(
+                2,
+                Cow::Borrowed("scaling decisions"),
+                MigrationType::Simple,
+                include_str!("migrations/0002_scaling_decisions.sql").into_sql_str(),
+                false,
+            ),
+        ];
         Migrator::with_migrations(migrations)
             .run(&self.pool)
             .await
@@ -245,6 +281,71 @@ impl Store {
             }
         };
         rows.iter().map(queue_from_row).collect()
+    }
+
+    /// Records one scaling decision.
+    pub async fn insert_decision(&self, d: &DecisionRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO scaling_decisions (pool, decided_at, seq, trigger_kind, current_replicas, recommended, \
+             desired, rule, reason, outcome, error, inputs) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(d.pool.as_str())
+        .bind(d.decided_at.millis())
+        .bind(d.seq)
+        .bind(d.trigger.as_str())
+        .bind(d.current.map(i64::from))
+        .bind(d.recommended.map(i64::from))
+        .bind(d.desired.map(i64::from))
+        .bind(d.rule.as_str())
+        .bind(d.reason.as_str())
+        .bind(d.outcome.as_str())
+        .bind(d.error.as_deref())
+        .bind(d.inputs.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A pool's decisions at or after `since`, newest first.
+    pub async fn decisions(
+        &self,
+        pool: &str,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<DecisionRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT * FROM scaling_decisions WHERE pool = $1 AND decided_at >= $2 \
+             ORDER BY decided_at DESC, seq DESC LIMIT {limit}"
+        )))
+        .bind(pool)
+        .bind(since.millis())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let inputs: String = row.try_get("inputs")?;
+                let replicas = |col: &str| -> Result<Option<u32>, StoreError> {
+                    row.try_get::<Option<i64>, _>(col)?
+                        .map(|v| u32::try_from(v).map_err(|e| corrupt(col, e)))
+                        .transpose()
+                };
+                Ok(DecisionRecord {
+                    pool: row.try_get("pool")?,
+                    decided_at: instant(row, "decided_at")?
+                        .ok_or_else(|| corrupt("decided_at", "null"))?,
+                    seq: row.try_get("seq")?,
+                    trigger: row.try_get("trigger_kind")?,
+                    current: replicas("current_replicas")?,
+                    recommended: replicas("recommended")?,
+                    desired: replicas("desired")?,
+                    rule: row.try_get("rule")?,
+                    reason: row.try_get("reason")?,
+                    outcome: row.try_get("outcome")?,
+                    error: row.try_get("error")?,
+                    inputs: serde_json::from_str(&inputs).map_err(|e| corrupt("inputs", e))?,
+                })
+            })
+            .collect()
     }
 
     /// How many rows each table holds.

@@ -69,6 +69,8 @@ pub async fn test_settings(db: Db) -> (Settings, tempfile::TempDir) {
     settings.server.listen = "127.0.0.1:0".parse().unwrap();
     settings.server.data_dir = dir.path().to_path_buf();
     settings.webhook.token = Some(SecretString::from(TOKEN));
+    // Deterministic whatever the machine has: tests that want a cluster give a kubeconfig.
+    settings.kubernetes.mode = jenkins_autopilot::config::KubernetesMode::DryRun;
     if db == Db::Postgres {
         settings.database.url = Some(SecretString::from(fresh_postgres_url().await));
     }

@@ -1,0 +1,75 @@
+//! The pools API: each pool's latest snapshot and decision, and its decision history.
+
+use super::AppState;
+use super::errors::ApiError;
+use crate::domain::Timestamp;
+use crate::scaling::controller::PoolView;
+use crate::store::DecisionRecord;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+/// Every pool.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PoolList {
+    pub pools: Vec<PoolView>,
+}
+
+/// A pool's decisions, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DecisionList {
+    pub decisions: Vec<DecisionRecord>,
+}
+
+/// Query of the decisions endpoint.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct DecisionQuery {
+    /// Decisions at or after this instant (RFC 3339 or epoch ms); default the last hour.
+    since: Option<String>,
+    /// At most this many (default 100, at most 1000).
+    limit: Option<String>,
+}
+
+/// Every pool with its latest snapshot and decision.
+#[utoipa::path(get, path = "/api/v1/pools", tag = "pools", responses((status = 200, body = PoolList)))]
+pub async fn list_pools(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(PoolList {
+        pools: state.scaling.pools().await,
+    })
+}
+
+/// A pool's decisions: inputs, rule, result, applied or dry-run, error.
+#[utoipa::path(get, path = "/api/v1/pools/{name}/decisions", tag = "pools",
+    params(("name" = String, Path, description = "Pool name"), DecisionQuery),
+    responses((status = 200, body = DecisionList), (status = 400, body = super::errors::ErrorBody),
+              (status = 404, body = super::errors::ErrorBody)))]
+pub async fn list_decisions(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let name = req.match_info().get("name").unwrap_or_default().to_string();
+    if state.scaling.pool(&name).await.is_none() {
+        return Err(ApiError::NotFound(format!("no pool {name:?}")));
+    }
+    let q = web::Query::<DecisionQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::invalid("query", e))?
+        .into_inner();
+    let since = match q.since.as_deref() {
+        Some(s) => Timestamp::parse_str(s).map_err(|e| ApiError::invalid("since", e))?,
+        None => Timestamp::from_millis(Timestamp::now().millis() - 3_600_000)
+            .unwrap_or(Timestamp::now()),
+    };
+    let limit = match q.limit.as_deref() {
+        None => 100,
+        Some(l) => match l.parse::<u32>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                return Err(ApiError::invalid(
+                    "limit",
+                    "must be a whole number from 1 to 1000",
+                ));
+            }
+        },
+    };
+    let decisions = state.store.decisions(&name, since, limit).await?;
+    Ok(HttpResponse::Ok().json(DecisionList { decisions }))
+}

@@ -1,0 +1,559 @@
+//! The controller: one task per pool. It gathers a snapshot from Jenkins and Kubernetes,
+//! calls the pure [`decide`], applies the result, and records it. Queue webhooks trigger a
+//! pool's reconcile at once (debounced); a periodic reconcile catches what events miss.
+//! A failed read holds the pool at its size: nothing is scaled on an error.
+
+use super::demand::{self, QueueDemand, QueuedItem};
+use super::{History, PoolSnapshot, ScalePolicy, decide};
+use crate::config::{PoolSettings, Settings};
+use crate::domain::{ControllerName, Timestamp};
+use crate::jenkins::{ComputerView, JenkinsClient, LabelView, QueueItemView};
+use crate::kube::{KubeExecutor, PodState, PoolState};
+use crate::metrics::Metrics;
+use crate::store::{DecisionRecord, Store};
+use anyhow::Context;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+use tokio::sync::{RwLock, mpsc};
+
+/// Deletion cost given to pods whose agent is busy: removed last.
+pub const BUSY_COST: i32 = 10_000;
+/// Deletion cost given to idle pods: removed first.
+pub const IDLE_COST: i32 = -100;
+/// Deletion cost given to pods drained for removal.
+pub const DRAINED_COST: i32 = -1_000;
+
+/// What a pool looks like now, for the API.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PoolView {
+    pub name: String,
+    pub controller: String,
+    pub label: String,
+    pub namespace: String,
+    pub deployment: String,
+    /// `apply` or `dry-run`.
+    pub mode: &'static str,
+    pub min: u32,
+    pub max: u32,
+    pub executors_per_agent: u32,
+    /// The latest reconcile, once one has run.
+    #[schema(value_type = Option<Object>)]
+    pub last: Option<DecisionRecord>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    Event,
+    Periodic,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Event => "event",
+            Trigger::Periodic => "periodic",
+        }
+    }
+}
+
+/// Lets webhooks wake pools and the API read them.
+#[derive(Clone, Default)]
+pub struct ScalingHandle {
+    views: Arc<RwLock<BTreeMap<String, PoolView>>>,
+    wake: Arc<HashMap<String, Vec<mpsc::Sender<()>>>>,
+}
+
+impl ScalingHandle {
+    /// Wakes the pools of a controller: a queue event arrived for it. Never blocks: a
+    /// pool with a wake-up pending already will reconcile anyway.
+    pub fn notify(&self, controller: &ControllerName) {
+        if let Some(senders) = self.wake.get(controller.as_str()) {
+            for s in senders {
+                let _ = s.try_send(());
+            }
+        }
+    }
+
+    /// Every pool's current view.
+    pub async fn pools(&self) -> Vec<PoolView> {
+        self.views.read().await.values().cloned().collect()
+    }
+
+    pub async fn pool(&self, name: &str) -> Option<PoolView> {
+        self.views.read().await.get(name).cloned()
+    }
+}
+
+/// Starts one task per configured pool.
+pub fn start(
+    settings: &Settings,
+    store: Store,
+    metrics: Metrics,
+    kube: Option<KubeExecutor>,
+) -> anyhow::Result<ScalingHandle> {
+    let mut clients: HashMap<String, Arc<JenkinsClient>> = HashMap::new();
+    for (name, c) in &settings.jenkins.controllers {
+        clients.insert(
+            name.clone(),
+            Arc::new(JenkinsClient::new(c).with_context(|| format!("Jenkins controller {name}"))?),
+        );
+    }
+    let views: Arc<RwLock<BTreeMap<String, PoolView>>> = Arc::default();
+    let mut wake: HashMap<String, Vec<mpsc::Sender<()>>> = HashMap::new();
+    let seq = Arc::new(AtomicI64::new(0));
+    for (name, pool) in &settings.scaling.pools {
+        let jenkins = clients
+            .get(&pool.controller)
+            .cloned()
+            .with_context(|| format!("pool {name}: no Jenkins controller {:?}", pool.controller))?;
+        let (tx, rx) = mpsc::channel(1);
+        wake.entry(pool.controller.to_ascii_lowercase())
+            .or_default()
+            .push(tx);
+        let view = PoolView {
+            name: name.clone(),
+            controller: pool.controller.clone(),
+            label: pool.label.clone(),
+            namespace: pool.namespace.clone(),
+            deployment: pool.deployment.clone(),
+            mode: if kube.is_some() { "apply" } else { "dry-run" },
+            min: pool.min,
+            max: pool.max,
+            executors_per_agent: pool.executors_per_agent,
+            last: None,
+        };
+        views
+            .try_write()
+            .expect("no other holder yet")
+            .insert(name.clone(), view);
+        let worker = PoolWorker {
+            name: name.clone(),
+            settings: pool.clone(),
+            policy: ScalePolicy {
+                policy: pool.policy,
+                executors_per_agent: pool.executors_per_agent,
+                min: pool.min,
+                max: pool.max,
+                idle_headroom: pool.idle_headroom,
+                behavior: pool.behavior.clone(),
+            },
+            controller: ControllerName::parse(&pool.controller).context("controller name")?,
+            jenkins,
+            kube: kube.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            views: views.clone(),
+            history: History::default(),
+            dry_run_replicas: None,
+            seq: seq.clone(),
+        };
+        tokio::spawn(worker.run(
+            rx,
+            settings.scaling.reconcile_interval,
+            settings.scaling.debounce,
+        ));
+    }
+    Ok(ScalingHandle {
+        views,
+        wake: Arc::new(wake),
+    })
+}
+
+struct PoolWorker {
+    name: String,
+    settings: PoolSettings,
+    policy: ScalePolicy,
+    controller: ControllerName,
+    jenkins: Arc<JenkinsClient>,
+    kube: Option<KubeExecutor>,
+    store: Store,
+    metrics: Metrics,
+    views: Arc<RwLock<BTreeMap<String, PoolView>>>,
+    history: History,
+    /// In dry-run the replicas are never read from a cluster: the last decision stands in.
+    dry_run_replicas: Option<u32>,
+    seq: Arc<AtomicI64>,
+}
+
+/// What Jenkins says about a pool.
+struct JenkinsView {
+    queue: Vec<QueueItemView>,
+    label: LabelView,
+    computers: Vec<ComputerView>,
+    load_statistics: f64,
+}
+
+impl PoolWorker {
+    async fn run(mut self, mut wake: mpsc::Receiver<()>, period: Duration, debounce: Duration) {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let trigger = tokio::select! {
+                _ = tick.tick() => Trigger::Periodic,
+                woken = wake.recv() => match woken {
+                    Some(()) => {
+                        if !debounce.is_zero() {
+                            tokio::time::sleep(debounce).await;
+                        }
+                        while wake.try_recv().is_ok() {}
+                        Trigger::Event
+                    }
+                    None => return,
+                },
+            };
+            self.reconcile(trigger).await;
+        }
+    }
+
+    async fn read_jenkins(&self) -> Result<JenkinsView, String> {
+        let label = self.settings.label.as_str();
+        let (queue, label_view, computers, stats) = tokio::try_join!(
+            self.jenkins.queue(),
+            self.jenkins.label(label),
+            self.jenkins.computers(),
+            self.jenkins.label_queue_length(label),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(JenkinsView {
+            queue,
+            label: label_view,
+            computers,
+            load_statistics: stats,
+        })
+    }
+
+    async fn reconcile(&mut self, trigger: Trigger) {
+        let now = Timestamp::now();
+        let (jenkins, pool) = tokio::join!(self.read_jenkins(), self.read_kube());
+        let event_labels = self.store.waiting_queue(Some(&self.controller)).await;
+        let failure = match (&jenkins, &pool, &event_labels) {
+            (Err(e), _, _) => Some(("jenkins", e.clone())),
+            (_, Err(e), _) => Some(("kubernetes", e.clone())),
+            (_, _, Err(e)) => Some(("store", e.to_string())),
+            _ => None,
+        };
+        if let Some((source, error)) = failure {
+            // Never "zero": the pool keeps its size until the reads work again.
+            self.metrics
+                .pool_failures
+                .with_label_values(&[&self.name, source])
+                .inc();
+            tracing::warn!(pool = %self.name, source, %error, "read failed; holding the pool at its size");
+            let current = pool
+                .as_ref()
+                .ok()
+                .and_then(|p| p.as_ref().map(|p| p.replicas))
+                .or(self.dry_run_replicas);
+            self.record(
+                now,
+                trigger,
+                current,
+                None,
+                None,
+                "hold-on-error",
+                "a read failed; the pool holds its size",
+                "held",
+                Some(format!("{source}: {error}")),
+                serde_json::json!({}),
+            )
+            .await;
+            return;
+        }
+        let (Ok(jenkins), Ok(pool)) = (jenkins, pool) else {
+            unreachable!("failures returned above")
+        };
+        let event_labels: HashMap<u64, String> = event_labels
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|q| q.label.map(|l| (q.queue_id, l)))
+            .collect();
+        let items: Vec<QueuedItem> = jenkins
+            .queue
+            .iter()
+            .map(|i| QueuedItem {
+                id: i.id,
+                blocked: i.blocked,
+                why: i.why.clone(),
+            })
+            .collect();
+        let queue = demand::queued_for_label(
+            &self.settings.label,
+            &items,
+            &event_labels,
+            jenkins.load_statistics,
+        );
+
+        let nodes: HashSet<&str> = jenkins
+            .label
+            .nodes
+            .iter()
+            .map(|n| n.node_name.as_str())
+            .collect();
+        let busy_nodes: Vec<&str> = jenkins
+            .computers
+            .iter()
+            .filter(|c| nodes.contains(c.display_name.as_str()) && !c.offline && !c.idle)
+            .map(|c| c.display_name.as_str())
+            .collect();
+        let online_nodes = jenkins
+            .computers
+            .iter()
+            .filter(|c| nodes.contains(c.display_name.as_str()) && !c.offline)
+            .count() as u32;
+        let (current, ready, pending) = match &pool {
+            Some(p) => (
+                p.replicas,
+                p.pods.iter().filter(|x| x.ready && !x.terminating).count() as u32,
+                p.pods.iter().filter(|x| !x.ready && !x.terminating).count() as u32,
+            ),
+            None => (
+                self.dry_run_replicas.unwrap_or(online_nodes),
+                online_nodes,
+                0,
+            ),
+        };
+        let snapshot = PoolSnapshot {
+            queued: queue.queued,
+            busy_executors: jenkins.label.busy_executors,
+            idle_executors: jenkins.label.idle_executors,
+            busy_agents: busy_nodes.len() as u32,
+            ready_agents: ready,
+            pending_agents: pending,
+            current_replicas: current,
+            forecast_extra: 0,
+            history: self.history.clone(),
+        };
+        let decision = decide(&snapshot, &self.policy, now);
+        self.history = decision.history.clone();
+        let inputs = inputs_json(&snapshot, &queue, &busy_nodes);
+        self.update_gauges(&snapshot, decision.desired);
+
+        let mut desired = decision.desired;
+        let (outcome, error) = match (&self.kube, &pool) {
+            (None, _) => {
+                self.dry_run_replicas = Some(desired);
+                self.history.record_change(now, current, desired);
+                ("dry-run", None)
+            }
+            (Some(_), _) if desired == current => ("unchanged", None),
+            (Some(kube), Some(state)) => {
+                match self.apply(kube, state, &busy_nodes, current, desired).await {
+                    Ok(applied) => {
+                        desired = applied;
+                        self.history.record_change(now, current, applied);
+                        let direction = if applied > current { "up" } else { "down" };
+                        if applied != current {
+                            self.metrics
+                                .pool_scale_events
+                                .with_label_values(&[&self.name, direction])
+                                .inc();
+                        }
+                        ("applied", None)
+                    }
+                    Err(e) => {
+                        self.metrics
+                            .pool_failures
+                            .with_label_values(&[&self.name, "kubernetes"])
+                            .inc();
+                        tracing::warn!(pool = %self.name, error = %e, "applying the decision failed");
+                        ("failed", Some(e))
+                    }
+                }
+            }
+            (Some(_), None) => unreachable!("a cluster read gives a pool state"),
+        };
+        let rule = serde_json::to_value(decision.rule)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        self.record(
+            now,
+            trigger,
+            Some(current),
+            Some(decision.recommended),
+            Some(desired),
+            &rule,
+            &decision.reason,
+            outcome,
+            error,
+            inputs,
+        )
+        .await;
+    }
+
+    async fn read_kube(&self) -> Result<Option<PoolState>, String> {
+        match &self.kube {
+            None => Ok(None),
+            Some(k) => k
+                .read_pool(&self.settings.namespace, &self.settings.deployment)
+                .await
+                .map(Some)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Applies a decision; returns the replicas set. Before a scale-down busy pods get a
+    /// high deletion cost and idle ones a low one; with `drain`, the idle nodes chosen
+    /// for removal are taken offline in Jenkins and checked idle again first, and a node
+    /// that turned busy is brought back and kept.
+    async fn apply(
+        &self,
+        kube: &KubeExecutor,
+        state: &PoolState,
+        busy: &[&str],
+        current: u32,
+        desired: u32,
+    ) -> Result<u32, String> {
+        let ns = &self.settings.namespace;
+        let dep = &self.settings.deployment;
+        let mut target = desired;
+        if desired < current {
+            let busy: HashSet<&str> = busy.iter().copied().collect();
+            let mut costs: BTreeMap<String, i32> = state
+                .pods
+                .iter()
+                .map(|p| {
+                    (
+                        p.name.clone(),
+                        if busy.contains(p.name.as_str()) {
+                            BUSY_COST
+                        } else {
+                            IDLE_COST
+                        },
+                    )
+                })
+                .collect();
+            if self.settings.drain {
+                let drained = self.drain(state, &busy, (current - desired) as usize).await;
+                for (name, ok) in &drained {
+                    costs.insert(name.clone(), if *ok { DRAINED_COST } else { BUSY_COST });
+                }
+                // Remove only what was drained and is still idle.
+                let removable = drained.iter().filter(|(_, ok)| *ok).count() as u32;
+                target = current - removable.min(current - desired);
+            }
+            kube.set_deletion_costs(ns, &state.pods, &costs)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if target != current {
+            kube.scale(ns, dep, target, state.resource_version.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(target)
+    }
+
+    /// Takes up to `count` idle, ready agents offline; returns each with whether it is
+    /// still idle after going offline (those that turned busy are brought back online).
+    async fn drain(
+        &self,
+        state: &PoolState,
+        busy: &HashSet<&str>,
+        count: usize,
+    ) -> Vec<(String, bool)> {
+        let candidates: Vec<&PodState> = state
+            .pods
+            .iter()
+            .filter(|p| p.ready && !p.terminating && !busy.contains(p.name.as_str()))
+            .take(count)
+            .collect();
+        let mut out = Vec::new();
+        for pod in candidates {
+            let name = pod.name.clone();
+            let result = async {
+                self.jenkins
+                    .set_offline(&name, true, "jenkins-autopilot: scaling in")
+                    .await?;
+                let again = self.jenkins.computer(&name).await?;
+                if again.idle {
+                    Ok(true)
+                } else {
+                    self.jenkins.set_offline(&name, false, "").await?;
+                    Ok::<bool, crate::jenkins::JenkinsError>(false)
+                }
+            }
+            .await;
+            match result {
+                Ok(ok) => out.push((name, ok)),
+                Err(e) => {
+                    tracing::warn!(pool = %self.name, node = %name, error = %e, "draining failed; keeping the agent");
+                    out.push((name, false));
+                }
+            }
+        }
+        out
+    }
+
+    fn update_gauges(&self, s: &PoolSnapshot, desired: u32) {
+        let g = |kind: &str, v: u32| {
+            self.metrics
+                .pool_agents
+                .with_label_values(&[&self.name, kind])
+                .set(i64::from(v))
+        };
+        g("desired", desired);
+        g("current", s.current_replicas);
+        g("ready", s.ready_agents);
+        g("pending", s.pending_agents);
+        g("busy", s.busy_agents);
+        self.metrics
+            .pool_queued
+            .with_label_values(&[&self.name])
+            .set(i64::from(s.queued));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record(
+        &self,
+        now: Timestamp,
+        trigger: Trigger,
+        current: Option<u32>,
+        recommended: Option<u32>,
+        desired: Option<u32>,
+        rule: &str,
+        reason: &str,
+        outcome: &str,
+        error: Option<String>,
+        inputs: serde_json::Value,
+    ) {
+        let record = DecisionRecord {
+            pool: self.name.clone(),
+            decided_at: now,
+            seq: self.seq.fetch_add(1, Ordering::Relaxed),
+            trigger: trigger.as_str().to_string(),
+            current,
+            recommended,
+            desired,
+            rule: rule.to_string(),
+            reason: reason.to_string(),
+            outcome: outcome.to_string(),
+            error,
+            inputs,
+        };
+        if let Err(e) = self.store.insert_decision(&record).await {
+            tracing::error!(pool = %self.name, error = %e, "storing the decision failed");
+        }
+        if let Some(view) = self.views.write().await.get_mut(&self.name) {
+            view.last = Some(record);
+        }
+    }
+}
+
+fn inputs_json(s: &PoolSnapshot, q: &QueueDemand, busy_nodes: &[&str]) -> serde_json::Value {
+    serde_json::json!({
+        "queued": s.queued,
+        "queue_sources": q,
+        "busy_executors": s.busy_executors,
+        "idle_executors": s.idle_executors,
+        "busy_agents": s.busy_agents,
+        "busy_nodes": busy_nodes,
+        "ready_agents": s.ready_agents,
+        "pending_agents": s.pending_agents,
+        "current_replicas": s.current_replicas,
+        "forecast_extra": s.forecast_extra,
+    })
+}

@@ -1,0 +1,128 @@
+//! How many queued items wait for a pool's label. Jenkins' queue items carry no label
+//! field: the label shows only in `why`, and not at all while an item sits in its quiet
+//! period. Sources, in order of trust: Jenkins' own load statistics for the label, the
+//! label named in `why`, and the label an earlier queue webhook named for the same item.
+
+use std::collections::HashMap;
+
+/// A queue item as far as demand goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedItem {
+    pub id: u64,
+    /// Blocked items (e.g. waiting for another build of the same job) need no executor.
+    pub blocked: bool,
+    pub why: Option<String>,
+}
+
+/// The queue length for one label and where it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct QueueDemand {
+    pub queued: u32,
+    /// Jenkins' load statistics (10-second series, rounded).
+    pub load_statistics: u32,
+    /// Items whose `why` names the label.
+    pub from_why: u32,
+    /// Items Jenkins still lists whose label only a webhook told.
+    pub from_events: u32,
+}
+
+/// Label expressions compare without whitespace: Jenkins prints `docker&&amd64` for a
+/// label written `docker && amd64`.
+pub fn same_label(a: &str, b: &str) -> bool {
+    a.chars()
+        .filter(|c| !c.is_whitespace())
+        .eq(b.chars().filter(|c| !c.is_whitespace()))
+}
+
+/// Counts the items waiting for `label`. Only items Jenkins lists now count (Jenkins is
+/// authoritative for what is queued); webhooks only add what Jenkins does not say.
+pub fn queued_for_label(
+    label: &str,
+    items: &[QueuedItem],
+    event_labels: &HashMap<u64, String>,
+    load_statistics: f64,
+) -> QueueDemand {
+    let mut from_why = 0;
+    let mut from_events = 0;
+    for item in items.iter().filter(|i| !i.blocked) {
+        match item.why.as_deref().and_then(crate::domain::label_from_why) {
+            Some(l) if same_label(&l, label) => from_why += 1,
+            Some(_) => {}
+            None => {
+                if event_labels
+                    .get(&item.id)
+                    .is_some_and(|l| same_label(l, label))
+                {
+                    from_events += 1;
+                }
+            }
+        }
+    }
+    let stats = if load_statistics.is_finite() && load_statistics > 0.0 {
+        load_statistics.round() as u32
+    } else {
+        0
+    };
+    QueueDemand {
+        queued: stats.max(from_why + from_events),
+        load_statistics: stats,
+        from_why,
+        from_events,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: u64, why: Option<&str>) -> QueuedItem {
+        QueuedItem {
+            id,
+            blocked: false,
+            why: why.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn sources_combine() {
+        let items = vec![
+            item(1, Some("Waiting for next available executor on ‘linux’")),
+            item(2, Some("There are no nodes with the label ‘linux’")),
+            item(3, Some("Waiting for next available executor on ‘windows’")),
+            item(4, Some("In the quiet period. Expires in 3.2 sec")),
+            item(5, None),
+            QueuedItem {
+                id: 6,
+                blocked: true,
+                why: Some("Build #4 is already in progress".into()),
+            },
+        ];
+        let events: HashMap<u64, String> = [
+            (4, "linux".to_string()),
+            (5, "windows".to_string()),
+            (99, "linux".to_string()),
+        ]
+        .into();
+        let d = queued_for_label("linux", &items, &events, 0.4);
+        assert_eq!(
+            d,
+            QueueDemand {
+                queued: 3,
+                load_statistics: 0,
+                from_why: 2,
+                from_events: 1
+            }
+        );
+        // Load statistics win when they see more.
+        assert_eq!(queued_for_label("linux", &items, &events, 5.6).queued, 6);
+        // Expressions compare without spaces.
+        let expr = vec![item(
+            7,
+            Some("Waiting for next available executor on ‘docker&&amd64’"),
+        )];
+        assert_eq!(
+            queued_for_label("docker && amd64", &expr, &HashMap::new(), f64::NAN).queued,
+            1
+        );
+    }
+}
