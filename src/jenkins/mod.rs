@@ -25,15 +25,32 @@ pub enum JenkinsError {
         url: String,
         status: u16,
     },
-    #[error("{method} {url}: {source}")]
+    #[error("{method} {url}: {detail}")]
     Transport {
         method: &'static str,
         url: String,
-        #[source]
-        source: reqwest::Error,
+        detail: String,
     },
     #[error("GET {url}: the answer is not the JSON expected: {detail}")]
     BadJson { url: String, detail: String },
+}
+
+/// A transport error with its causes: reqwest's own message leaves them out.
+fn describe(e: &reqwest::Error) -> String {
+    let mut out = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "could not connect".to_string()
+    } else {
+        e.to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 /// `/queue/api/json` items.
@@ -156,6 +173,8 @@ impl JenkinsClient {
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
             .cookie_store(true) // crumbs are tied to the session cookie
+            // toggleOffline answers 302 to the node page: the POST is done then.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("jenkins-autopilot/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("building the Jenkins HTTP client")?;
@@ -220,10 +239,10 @@ impl JenkinsClient {
             .authed(self.http.get(url.clone()))
             .send()
             .await
-            .map_err(|source| JenkinsError::Transport {
+            .map_err(|e| JenkinsError::Transport {
                 method: "GET",
                 url: shown.clone(),
-                source,
+                detail: describe(&e),
             })?;
         let status = resp.status().as_u16();
         match status {
@@ -243,14 +262,11 @@ impl JenkinsClient {
                 });
             }
         }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|source| JenkinsError::Transport {
-                method: "GET",
-                url: shown.clone(),
-                source,
-            })?;
+        let body = resp.bytes().await.map_err(|e| JenkinsError::Transport {
+            method: "GET",
+            url: shown.clone(),
+            detail: describe(&e),
+        })?;
         serde_json::from_slice(&body).map_err(|e| JenkinsError::BadJson {
             url: shown,
             detail: e.to_string(),
@@ -342,10 +358,10 @@ impl JenkinsClient {
         if let Some((field, value)) = &crumb {
             req = req.header(field.as_str(), value.as_str());
         }
-        let resp = req.send().await.map_err(|source| JenkinsError::Transport {
+        let resp = req.send().await.map_err(|e| JenkinsError::Transport {
             method: "POST",
             url: shown.clone(),
-            source,
+            detail: describe(&e),
         })?;
         let status = resp.status().as_u16();
         match status {

@@ -121,6 +121,15 @@ impl History {
         }
     }
 
+    /// Starts an empty history from the replicas found, as if they had been recommended
+    /// now: a restarted service then waits out the scale-down window instead of
+    /// shrinking a pool it knows nothing about yet.
+    pub fn seed(&mut self, at: Timestamp, replicas: u32) {
+        if self.recommendations.is_empty() {
+            self.recommendations.push_back((at, replicas));
+        }
+    }
+
     /// How many recommendations are remembered.
     pub fn len(&self) -> usize {
         self.recommendations.len()

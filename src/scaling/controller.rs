@@ -295,7 +295,8 @@ impl PoolWorker {
         let busy_nodes: Vec<&str> = jenkins
             .computers
             .iter()
-            .filter(|c| nodes.contains(c.display_name.as_str()) && !c.offline && !c.idle)
+            // A node taken offline may still be finishing a build: busy is busy.
+            .filter(|c| nodes.contains(c.display_name.as_str()) && !c.idle)
             .map(|c| c.display_name.as_str())
             .collect();
         let online_nodes = jenkins
@@ -315,6 +316,7 @@ impl PoolWorker {
                 0,
             ),
         };
+        self.history.seed(now, current);
         let snapshot = PoolSnapshot {
             queued: queue.queued,
             busy_executors: jenkins.label.busy_executors,

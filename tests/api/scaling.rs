@@ -1,0 +1,552 @@
+//! Agent pool autoscaling end to end: the real app, the real `kube::Client` against a
+//! fake Kubernetes API server, the real Jenkins client against a fake Jenkins.
+
+use crate::fake_jenkins::{self, FakeJenkins};
+use crate::fake_kube::FakeKube;
+use crate::helpers::{Db, TestApp, spawn_with, test_settings};
+use jenkins_autopilot::config::{
+    JenkinsControllerSettings, KubernetesMode, PoolSettings, Settings,
+};
+use jenkins_autopilot::scaling::{Behavior, PolicyName};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+pub const NS: &str = "ci-agents";
+
+pub struct Rig {
+    pub app: TestApp,
+    pub jenkins: FakeJenkins,
+    pub kube: FakeKube,
+    _dir: tempfile::TempDir,
+}
+
+pub fn pool(label: &str, deployment: &str) -> PoolSettings {
+    PoolSettings {
+        controller: "prod".into(),
+        label: label.into(),
+        namespace: NS.into(),
+        deployment: deployment.into(),
+        executors_per_agent: 1,
+        min: 1,
+        max: 10,
+        idle_headroom: 0,
+        policy: PolicyName::Queue,
+        drain: false,
+        behavior: Behavior::default(),
+    }
+}
+
+/// Fakes first (the caller fills them in `arrange`), then the app pointing at them.
+pub async fn rig(
+    mode: KubernetesMode,
+    arrange: impl FnOnce(&FakeJenkins, &FakeKube),
+    tweak: impl FnOnce(&mut Settings),
+) -> Rig {
+    let jenkins = FakeJenkins::start().await;
+    let kube = FakeKube::start().await;
+    arrange(&jenkins, &kube);
+    let (mut settings, dir) = test_settings(Db::Sqlite).await;
+    settings.jenkins.controllers.insert(
+        "prod".into(),
+        JenkinsControllerSettings {
+            url: jenkins.url.parse().unwrap(),
+            user: Some(fake_jenkins::USER.into()),
+            api_token: Some(SecretString::from(fake_jenkins::API_TOKEN)),
+            timeout: Duration::from_millis(500),
+            retries: 0,
+        },
+    );
+    settings.kubernetes.mode = mode;
+    settings.kubernetes.kubeconfig = Some(kube.write_kubeconfig(dir.path()));
+    settings.scaling.reconcile_interval = Duration::from_secs(3600);
+    settings.scaling.debounce = Duration::from_millis(10);
+    settings
+        .scaling
+        .pools
+        .insert("linux".into(), pool("linux", "agent-linux"));
+    tweak(&mut settings);
+    let app = spawn_with(settings).await;
+    Rig {
+        app,
+        jenkins,
+        kube,
+        _dir: dir,
+    }
+}
+
+pub async fn eventually(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+impl Rig {
+    pub async fn decisions(&self, pool: &str) -> Vec<Value> {
+        let (status, body) = self
+            .app
+            .get_json(&format!("/api/v1/pools/{pool}/decisions?since=0"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["decisions"].as_array().cloned().unwrap()
+    }
+
+    /// Waits for the reconcile every pool runs at start.
+    pub async fn settled(&self) {
+        eventually(
+            "first reconcile of every pool",
+            Duration::from_secs(5),
+            async || {
+                let (_, body) = self.app.get_json("/api/v1/pools").await;
+                body["pools"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|p| !p["last"].is_null())
+            },
+        )
+        .await;
+    }
+
+    /// A CloudEvents `queue.entered_waiting` for an item waiting for `label`.
+    pub async fn queue_event(&self, id: u64, label: &str) -> reqwest::Response {
+        let data = json!({"ciUrl": "https://ci.example.com/", "displayName": "app", "entryTime": 1_700_000_000_000i64,
+            "exitTime": null, "startedBy": "admin", "jenkinsQueueId": id, "status": "ENTERED_WAITING", "duration": 0,
+            "queueCauses": [{"reasonForWaiting": format!("Waiting for next available executor on ‘{label}’"), "type": "entered_waiting"}]});
+        self.app
+            .client
+            .post(self.app.url(&format!(
+                "/webhooks/cloudevents?controller=prod&token={}",
+                crate::helpers::TOKEN
+            )))
+            .header("Content-Type", "application/json")
+            .header("ce-specversion", "1.0")
+            .header("ce-id", format!("q-{id}"))
+            .header("ce-type", "org.jenkinsci.queue.entered_waiting")
+            .header("ce-source", "job/app")
+            .body(data.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_queue_event_scales_the_right_deployment_up_at_once() {
+    let rig = rig(
+        KubernetesMode::Apply,
+        |j, k| {
+            j.add_agent("agent-linux-a", "linux", 1, 1);
+            j.add_agent("agent-docker-a", "docker", 1, 0);
+            k.add_deployment(NS, "agent-linux", &["agent-linux-a"]);
+            k.add_deployment(NS, "agent-docker", &["agent-docker-a"]);
+        },
+        |s| {
+            s.scaling
+                .pools
+                .insert("docker".into(), pool("docker", "agent-docker"));
+        },
+    )
+    .await;
+    rig.settled().await;
+    assert_eq!(rig.kube.replicas(NS, "agent-linux"), 1);
+    assert!(
+        rig.kube.scale_patches().is_empty(),
+        "nothing to change at start"
+    );
+
+    rig.jenkins.set_queue("linux", 1..=3);
+    let sent = Instant::now();
+    let resp = rig.queue_event(1, "linux").await;
+    assert_eq!(resp.status().as_u16(), 200);
+    eventually(
+        "agent-linux scaled to 4",
+        Duration::from_secs(3),
+        async || rig.kube.replicas(NS, "agent-linux") == 4,
+    )
+    .await;
+    assert_eq!(
+        rig.kube.replicas(NS, "agent-docker"),
+        1,
+        "the other pool is left alone"
+    );
+    let patches = rig.kube.scale_patches();
+    assert_eq!(patches.len(), 1);
+    assert!(patches[0].at > sent, "the scale-up followed the webhook");
+    assert!(
+        patches[0]
+            .path
+            .ends_with("/namespaces/ci-agents/deployments/agent-linux/scale")
+    );
+
+    let d = &rig.decisions("linux").await[0];
+    assert_eq!(d["trigger"], "event");
+    assert_eq!(d["outcome"], "applied");
+    assert_eq!(d["rule"], "demand");
+    assert_eq!(
+        (d["current"].as_u64(), d["desired"].as_u64()),
+        (Some(1), Some(4))
+    );
+    assert_eq!(d["inputs"]["queued"], 3);
+    assert_eq!(d["inputs"]["busy_agents"], 1);
+    let (_, pools) = rig.app.get_json("/api/v1/pools").await;
+    let linux = pools["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "linux")
+        .unwrap()
+        .clone();
+    assert_eq!(linux["mode"], "apply");
+    assert_eq!(linux["last"]["desired"], 4);
+    let metrics = rig
+        .app
+        .client
+        .get(rig.app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"autopilot_pool_agents{kind="desired",pool="linux"} 4"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"autopilot_pool_scale_events_total{direction="up",pool="linux"} 1"#)
+    );
+    assert!(metrics.contains(r#"autopilot_pool_queued{pool="linux"} 3"#));
+}
+
+#[tokio::test]
+async fn idle_agents_go_only_after_the_window_and_a_busy_agent_never_does() {
+    let rig = rig(
+        KubernetesMode::Apply,
+        |j, k| {
+            for (name, busy) in [
+                ("agent-linux-a", 1),
+                ("agent-linux-b", 0),
+                ("agent-linux-c", 0),
+                ("agent-linux-d", 0),
+            ] {
+                j.add_agent(name, "linux", 1, busy);
+            }
+            k.add_deployment(
+                NS,
+                "agent-linux",
+                &[
+                    "agent-linux-a",
+                    "agent-linux-b",
+                    "agent-linux-c",
+                    "agent-linux-d",
+                ],
+            );
+        },
+        |s| {
+            s.scaling.reconcile_interval = Duration::from_secs(1);
+            let p = s.scaling.pools.get_mut("linux").unwrap();
+            p.behavior.scale_down.stabilization_window = Duration::from_secs(3);
+            p.behavior.scale_down_delay_after_scale_up = Duration::ZERO;
+        },
+    )
+    .await;
+    let started = Instant::now();
+    rig.settled().await;
+    // Demand is one busy agent, but the window holds the four found at start.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        rig.kube.replicas(NS, "agent-linux"),
+        4,
+        "held within the window"
+    );
+    assert!(
+        rig.decisions("linux")
+            .await
+            .iter()
+            .any(|d| d["rule"] == "stabilized")
+    );
+
+    eventually(
+        "scaled down to the busy agent",
+        Duration::from_secs(6),
+        async || rig.kube.replicas(NS, "agent-linux") == 1,
+    )
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "not before the window"
+    );
+    assert_eq!(
+        rig.kube.pod_names(),
+        ["agent-linux-a"],
+        "the busy agent's pod stays"
+    );
+    assert_eq!(rig.kube.cost("agent-linux-a"), Some(10_000));
+    let deleted = rig.kube.state.lock().unwrap().deleted.clone();
+    assert!(!deleted.contains(&"agent-linux-a".to_string()));
+    // Every idle pod was marked cheap before the replicas dropped.
+    let requests = rig.kube.state.lock().unwrap().requests.clone();
+    let scale_at = requests
+        .iter()
+        .position(|r| r.method == "PATCH" && r.path.ends_with("/scale"))
+        .unwrap();
+    for pod in ["agent-linux-b", "agent-linux-c", "agent-linux-d"] {
+        let marked = requests
+            .iter()
+            .position(|r| r.method == "PATCH" && r.path.ends_with(&format!("/pods/{pod}")))
+            .unwrap_or_else(|| panic!("{pod} never marked"));
+        assert!(marked < scale_at, "{pod} marked after the scale-down");
+        let cost = &requests[marked].body["metadata"]["annotations"]["controller.kubernetes.io/pod-deletion-cost"];
+        assert_eq!(cost, "-100");
+    }
+    let busy_patch = requests
+        .iter()
+        .find(|r| r.path.ends_with("/pods/agent-linux-a"))
+        .unwrap();
+    assert_eq!(
+        busy_patch.body["metadata"]["annotations"]["controller.kubernetes.io/pod-deletion-cost"],
+        "10000"
+    );
+}
+
+#[tokio::test]
+async fn failed_reads_hold_the_pool_and_it_moves_again_when_they_work() {
+    for (what, break_it, fix_it, expect) in [
+        (
+            "jenkins 503",
+            (|r: &Rig| r.jenkins.state.lock().unwrap().fail_status = Some(503)) as fn(&Rig),
+            (|r: &Rig| r.jenkins.state.lock().unwrap().fail_status = None) as fn(&Rig),
+            "503",
+        ),
+        (
+            "jenkins bad json",
+            |r| r.jenkins.state.lock().unwrap().bad_json = true,
+            |r| r.jenkins.state.lock().unwrap().bad_json = false,
+            "JSON",
+        ),
+        (
+            "jenkins slow",
+            |r| r.jenkins.state.lock().unwrap().delay = Some(Duration::from_secs(2)),
+            |r| r.jenkins.state.lock().unwrap().delay = None,
+            "timed out",
+        ),
+        (
+            "jenkins auth",
+            |r| r.jenkins.state.lock().unwrap().refuse_auth = true,
+            |r| r.jenkins.state.lock().unwrap().refuse_auth = false,
+            "not authorized",
+        ),
+        (
+            "kubernetes 500",
+            |r| r.kube.state.lock().unwrap().fail_status = Some(500),
+            |r| r.kube.state.lock().unwrap().fail_status = None,
+            "500",
+        ),
+        (
+            "kubernetes 403",
+            |r| r.kube.state.lock().unwrap().fail_status = Some(403),
+            |r| r.kube.state.lock().unwrap().fail_status = None,
+            "forbidden",
+        ),
+    ] {
+        let rig = rig(
+            KubernetesMode::Apply,
+            |j, k| {
+                j.add_agent("agent-linux-a", "linux", 1, 0);
+                k.add_deployment(NS, "agent-linux", &["agent-linux-a"]);
+            },
+            |_| {},
+        )
+        .await;
+        rig.settled().await;
+        break_it(&rig);
+        rig.jenkins.set_queue("linux", 1..=5);
+        rig.queue_event(1, "linux").await;
+        eventually(what, Duration::from_secs(5), async || {
+            rig.decisions("linux")
+                .await
+                .first()
+                .is_some_and(|d| d["outcome"] == "held")
+        })
+        .await;
+        let d = &rig.decisions("linux").await[0];
+        assert_eq!(d["rule"], "hold-on-error", "{what}");
+        assert!(d["error"].as_str().unwrap().contains(expect), "{what}: {d}");
+        assert!(
+            d["desired"].is_null(),
+            "{what}: no decision is made from a failed read"
+        );
+        assert_eq!(
+            rig.kube.state.lock().unwrap().deployments[&(NS.into(), "agent-linux".into())].replicas,
+            1,
+            "{what}"
+        );
+        assert!(
+            rig.kube.scale_patches().is_empty(),
+            "{what}: nothing applied"
+        );
+
+        fix_it(&rig);
+        rig.queue_event(2, "linux").await;
+        eventually(
+            &format!("{what}: scales once reads work"),
+            Duration::from_secs(5),
+            async || rig.kube.replicas(NS, "agent-linux") == 5,
+        )
+        .await;
+        let metrics = rig
+            .app
+            .client
+            .get(rig.app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("autopilot_pool_failures_total{pool=\"linux\""),
+            "{what}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn dry_run_decides_and_records_but_applies_nothing() {
+    let rig = rig(
+        KubernetesMode::DryRun,
+        |j, k| {
+            j.add_agent("agent-linux-a", "linux", 2, 2);
+            k.add_deployment(NS, "agent-linux", &["agent-linux-a"]);
+        },
+        |s| {
+            s.scaling
+                .pools
+                .get_mut("linux")
+                .unwrap()
+                .executors_per_agent = 2
+        },
+    )
+    .await;
+    rig.settled().await;
+    rig.jenkins.set_queue("linux", 1..=4);
+    rig.queue_event(1, "linux").await;
+    eventually(
+        "a dry-run scale-up decision",
+        Duration::from_secs(3),
+        async || {
+            rig.decisions("linux")
+                .await
+                .first()
+                .is_some_and(|d| d["trigger"] == "event")
+        },
+    )
+    .await;
+    let d = &rig.decisions("linux").await[0];
+    assert_eq!(d["outcome"], "dry-run");
+    assert_eq!(d["desired"], 3, "ceil((2 busy + 4 queued) / 2)");
+    assert_eq!(
+        rig.kube.request_count(),
+        0,
+        "dry-run never calls Kubernetes"
+    );
+    let (_, pools) = rig.app.get_json("/api/v1/pools").await;
+    assert_eq!(pools["pools"][0]["mode"], "dry-run");
+}
+
+#[tokio::test]
+async fn a_conflicting_scale_change_is_reread_and_retried() {
+    let rig = rig(
+        KubernetesMode::Apply,
+        |j, k| {
+            j.add_agent("agent-linux-a", "linux", 1, 1);
+            k.add_deployment(NS, "agent-linux", &["agent-linux-a"]);
+            k.state.lock().unwrap().conflicts = 1;
+        },
+        |_| {},
+    )
+    .await;
+    rig.settled().await;
+    rig.jenkins.set_queue("linux", 1..=2);
+    rig.queue_event(1, "linux").await;
+    eventually("scaled after a 409", Duration::from_secs(3), async || {
+        rig.kube.replicas(NS, "agent-linux") == 3
+    })
+    .await;
+    assert_eq!(
+        rig.kube.scale_patches().len(),
+        2,
+        "one refused with 409, one applied"
+    );
+    assert_eq!(rig.decisions("linux").await[0]["outcome"], "applied");
+}
+
+#[tokio::test]
+async fn drain_takes_idle_nodes_offline_first_and_keeps_one_that_turned_busy() {
+    let rig = rig(
+        KubernetesMode::Apply,
+        |j, k| {
+            for name in ["agent-linux-a", "agent-linux-b", "agent-linux-c"] {
+                j.add_agent(name, "linux", 1, 0);
+            }
+            j.state
+                .lock()
+                .unwrap()
+                .agents
+                .get_mut("agent-linux-b")
+                .unwrap()
+                .turns_busy_when_taken_offline = true;
+            k.add_deployment(
+                NS,
+                "agent-linux",
+                &["agent-linux-a", "agent-linux-b", "agent-linux-c"],
+            );
+        },
+        |s| {
+            let p = s.scaling.pools.get_mut("linux").unwrap();
+            p.drain = true;
+            p.behavior.scale_down.stabilization_window = Duration::ZERO;
+            p.behavior.scale_down_delay_after_scale_up = Duration::ZERO;
+        },
+    )
+    .await;
+    rig.settled().await;
+    eventually(
+        "one drained agent removed",
+        Duration::from_secs(3),
+        async || rig.kube.replicas(NS, "agent-linux") == 2,
+    )
+    .await;
+    let toggles = rig.jenkins.state.lock().unwrap().toggles.clone();
+    assert_eq!(
+        toggles,
+        ["agent-linux-a", "agent-linux-b", "agent-linux-b"],
+        "a off; b off, busy, back on"
+    );
+    assert_eq!(rig.kube.state.lock().unwrap().deleted, ["agent-linux-a"]);
+    assert_eq!(
+        rig.kube.cost("agent-linux-b"),
+        Some(10_000),
+        "the agent that turned busy is protected"
+    );
+    let b = rig.jenkins.state.lock().unwrap().agents["agent-linux-b"].clone();
+    assert!(!b.temporarily_offline, "and back online");
+}
+
+#[tokio::test]
+async fn unknown_pool_decisions_are_404() {
+    let rig = rig(KubernetesMode::DryRun, |_, _| {}, |_| {}).await;
+    let (status, body) = rig.app.get_json("/api/v1/pools/nope/decisions").await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = rig
+        .app
+        .get_json("/api/v1/pools/linux/decisions?limit=0")
+        .await;
+    assert_eq!(status, 400, "{body}");
+}
