@@ -49,3 +49,27 @@ fn check_config_accepts_the_shipped_files() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("settings are valid"));
 }
+
+#[test]
+fn the_settings_in_the_kubernetes_configmap_are_valid() {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("ci-cd-integration/k8s/configmap.yaml");
+    let map: serde_json::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(manifest).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let files = map["data"].as_object().unwrap();
+    assert!(files.contains_key("jenkins-scaling.yaml"));
+    for (name, content) in files {
+        std::fs::write(dir.path().join(name), content.as_str().unwrap()).unwrap();
+    }
+    let (code, _, stderr) = check_config(dir.path(), &[]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn the_example_pools_are_valid() {
+    let examples =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ci-cd-integration/examples");
+    let (code, _, stderr) = check_config(&examples, &[]);
+    assert_eq!(code, 0, "{stderr}");
+}
