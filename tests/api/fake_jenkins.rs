@@ -31,6 +31,8 @@ pub struct JenkinsState {
     /// Load statistics queue length per label.
     pub load: BTreeMap<String, f64>,
     pub fail_status: Option<u16>,
+    /// Fail this many of the next requests with 502, then answer normally.
+    pub fail_next: u32,
     pub delay: Option<Duration>,
     pub bad_json: bool,
     pub refuse_auth: bool,
@@ -108,7 +110,13 @@ async fn handle(req: HttpRequest, state: web::Data<Arc<Mutex<JenkinsState>>>) ->
             req.method().to_string(),
             format!("{}?{}", path, req.query_string()),
         ));
-        (s.delay, s.fail_status, s.bad_json, s.refuse_auth)
+        let fail = if s.fail_next > 0 {
+            s.fail_next -= 1;
+            Some(502)
+        } else {
+            s.fail_status
+        };
+        (s.delay, fail, s.bad_json, s.refuse_auth)
     };
     if let Some(d) = delay {
         tokio::time::sleep(d).await;

@@ -550,3 +550,31 @@ async fn unknown_pool_decisions_are_404() {
         .await;
     assert_eq!(status, 400, "{body}");
 }
+
+#[tokio::test]
+async fn transient_jenkins_errors_are_retried() {
+    let rig = rig(
+        KubernetesMode::Apply,
+        |j, k| {
+            j.add_agent("agent-linux-a", "linux", 1, 1);
+            k.add_deployment(NS, "agent-linux", &["agent-linux-a"]);
+        },
+        |s| s.jenkins.controllers.get_mut("prod").unwrap().retries = 2,
+    )
+    .await;
+    rig.settled().await;
+    let before = rig.jenkins.state.lock().unwrap().requests.len();
+    rig.jenkins.set_queue("linux", 1..=1);
+    rig.jenkins.state.lock().unwrap().fail_next = 3;
+    rig.queue_event(1, "linux").await;
+    eventually(
+        "scaled despite three 502s",
+        Duration::from_secs(5),
+        async || rig.kube.replicas(NS, "agent-linux") == 2,
+    )
+    .await;
+    assert_eq!(rig.decisions("linux").await[0]["outcome"], "applied");
+    let reads = rig.jenkins.state.lock().unwrap().requests.len() - before;
+    let all = rig.jenkins.state.lock().unwrap().requests.clone();
+    assert!(reads >= 4 + 3, "four reads plus three retries, got {reads}: {all:?}");
+}
