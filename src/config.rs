@@ -127,7 +127,7 @@ fn default_reconcile_interval() -> Duration {
 }
 
 fn default_debounce() -> Duration {
-    Duration::from_millis(50)
+    Duration::from_millis(10)
 }
 
 /// One agent pool: a Jenkins label served by a Deployment of inbound agents.

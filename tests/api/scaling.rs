@@ -576,5 +576,8 @@ async fn transient_jenkins_errors_are_retried() {
     assert_eq!(rig.decisions("linux").await[0]["outcome"], "applied");
     let reads = rig.jenkins.state.lock().unwrap().requests.len() - before;
     let all = rig.jenkins.state.lock().unwrap().requests.clone();
-    assert!(reads >= 4 + 3, "four reads plus three retries, got {reads}: {all:?}");
+    assert!(
+        reads >= 4 + 3,
+        "four reads plus three retries, got {reads}: {all:?}"
+    );
 }

@@ -1,0 +1,133 @@
+//! Scale-up latency: from a queue webhook's arrival to the scale PATCH at the (fake)
+//! Kubernetes API server, through the real app, the real Jenkins client against a fake
+//! Jenkins, and the real `kube::Client`. 1,000 events, one at a time, each asking for one
+//! more agent. Prints p50, p99 and max. Run: `cargo bench --bench scale_latency`.
+//! Loopback only.
+
+// The integration tests' fakes, shared; the benchmark uses only part of them.
+#[allow(dead_code)]
+#[path = "../tests/api/fake_jenkins.rs"]
+mod fake_jenkins;
+#[allow(dead_code)]
+#[path = "../tests/api/fake_kube.rs"]
+mod fake_kube;
+
+use jenkins_autopilot::config::{
+    JenkinsControllerSettings, KubernetesMode, PoolSettings, Settings,
+};
+use jenkins_autopilot::scaling::{Behavior, PolicyKind, PolicyName, RatePolicy};
+use jenkins_autopilot::startup::Application;
+use secrecy::SecretString;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "bench-webhook-token-0123456789";
+const NS: &str = "ci-agents";
+
+fn main() {
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let events: u64 = if smoke {
+        20
+    } else {
+        std::env::var("BENCH_EVENTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000)
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let jenkins = fake_jenkins::FakeJenkins::start().await;
+        let kube = fake_kube::FakeKube::start().await;
+        kube.add_deployment(NS, "agent-linux", &[]);
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::load(None, Vec::new()).unwrap();
+        settings.server.listen = "127.0.0.1:0".parse().unwrap();
+        settings.server.data_dir = dir.path().to_path_buf();
+        settings.webhook.token = Some(SecretString::from(TOKEN));
+        settings.logging.filter = "warn".into();
+        settings.jenkins.controllers.insert(
+            "prod".into(),
+            JenkinsControllerSettings {
+                url: jenkins.url.parse().unwrap(),
+                user: Some(fake_jenkins::USER.into()),
+                api_token: Some(SecretString::from(fake_jenkins::API_TOKEN)),
+                timeout: Duration::from_secs(5),
+                retries: 0,
+            },
+        );
+        settings.kubernetes.mode = KubernetesMode::Apply;
+        settings.kubernetes.kubeconfig = Some(kube.write_kubeconfig(dir.path()));
+        settings.scaling.reconcile_interval = Duration::from_secs(3600);
+        let mut behavior = Behavior::default();
+        // One more agent per event: no rate limit may hold a step back.
+        behavior.scale_up.policies = vec![RatePolicy { kind: PolicyKind::Pods, value: 100_000, period: Duration::from_secs(1) }];
+        settings.scaling.pools.insert(
+            "linux".into(),
+            PoolSettings {
+                controller: "prod".into(),
+                label: "linux".into(),
+                namespace: NS.into(),
+                deployment: "agent-linux".into(),
+                executors_per_agent: 1,
+                min: 0,
+                max: 100_000,
+                idle_headroom: 0,
+                policy: PolicyName::Queue,
+                drain: false,
+                behavior,
+            },
+        );
+        println!(
+            "scale latency: {events} queue webhooks, one at a time; debounce {:?} (the default)",
+            settings.scaling.debounce
+        );
+        let app = Application::build(settings).await.unwrap();
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let handle = app.server_handle();
+        tokio::spawn(app.run_until_stopped());
+        let client = reqwest::Client::new();
+        // Let the first reconcile pass.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        let mut latencies = Vec::with_capacity(events as usize);
+        for i in 1..=events {
+            jenkins.set_queue("linux", 1..=i);
+            let before = kube.scale_patches().len();
+            let body = serde_json::json!({"ciUrl": "https://ci.example.com/", "displayName": "app",
+                "entryTime": 1_700_000_000_000i64, "jenkinsQueueId": i, "status": "ENTERED_WAITING",
+                "queueCauses": [{"reasonForWaiting": "Waiting for next available executor on ‘linux’"}]});
+            let sent = Instant::now();
+            let resp = client
+                .post(format!("{base}/webhooks/cloudevents?controller=prod&token={TOKEN}"))
+                .header("Content-Type", "application/json")
+                .header("ce-id", format!("q{i}"))
+                .header("ce-type", "org.jenkinsci.queue.entered_waiting")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert!(resp.status().is_success());
+            let deadline = sent + Duration::from_secs(10);
+            let patched = loop {
+                let patches = kube.scale_patches();
+                if let Some(p) = patches.get(before) {
+                    break p.at;
+                }
+                assert!(Instant::now() < deadline, "no scale PATCH for event {i}");
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            };
+            latencies.push(patched.duration_since(sent));
+        }
+        assert_eq!(kube.replicas(NS, "agent-linux"), events as i64);
+        latencies.sort();
+        let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+        println!(
+            "webhook arrival -> scale PATCH: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} events (goal: p99 < 100 ms)",
+            pct(0.50).as_secs_f64() * 1e3,
+            pct(0.99).as_secs_f64() * 1e3,
+            latencies.last().unwrap().as_secs_f64() * 1e3,
+            latencies.len()
+        );
+        handle.stop(true).await;
+    });
+}
