@@ -581,3 +581,21 @@ async fn transient_jenkins_errors_are_retried() {
         "four reads plus three retries, got {reads}: {all:?}"
     );
 }
+
+#[tokio::test]
+async fn a_missing_deployment_is_a_clear_error_and_holds() {
+    let rig = rig(
+        KubernetesMode::Apply,
+        |j, _| j.add_agent("agent-linux-a", "linux", 1, 0),
+        |s| s.scaling.pools.get_mut("linux").unwrap().deployment = "no-such-deployment".into(),
+    )
+    .await;
+    rig.settled().await;
+    let d = &rig.decisions("linux").await[0];
+    assert_eq!(d["outcome"], "held");
+    let error = d["error"].as_str().unwrap();
+    assert!(
+        error.contains("ci-agents/no-such-deployment") && error.contains("not found (404)"),
+        "{error}"
+    );
+}
