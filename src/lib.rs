@@ -9,6 +9,7 @@ pub mod jenkins;
 pub mod kube;
 pub mod metrics;
 pub mod scaling;
+pub mod sim;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -32,6 +32,35 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Replay a trace of real builds against scaling policies.
+    Simulate {
+        /// Trace CSV: queued_at, job, label, duration_s (optional result, cpu_millicores, memory_mib).
+        #[arg(long)]
+        trace: PathBuf,
+        /// Pool settings YAML (executors_per_agent, min, max, idle_headroom, behavior, prices);
+        /// default: a pool's defaults.
+        #[arg(long)]
+        pool_config: Option<PathBuf>,
+        /// Replay only this label's builds.
+        #[arg(long)]
+        label: Option<String>,
+        /// The policy to replay: queue (default), seed-queue-half, per-build, oracle, static:N.
+        #[arg(long, default_value = "queue")]
+        policy: String,
+        /// Replay several policies side by side; without a list: static:N (N = the oracle's
+        /// peak), seed-queue-half, queue, per-build, oracle.
+        #[arg(long, num_args = 0.., value_delimiter = ',')]
+        compare: Option<Vec<String>>,
+        /// Seconds from a pod's creation to its agent being ready.
+        #[arg(long, default_value_t = 60)]
+        pod_startup: u64,
+        /// The controller's reconcile period, seconds.
+        #[arg(long, default_value_t = 10)]
+        reconcile: u64,
+        /// table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
     /// Check settings: print every invalid field with its path; exit 1 if any.
     CheckConfig {
         /// Directory of YAML settings (default ./ci-cd-integration).
@@ -51,6 +80,33 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
+        Command::Simulate {
+            trace,
+            pool_config,
+            label,
+            policy,
+            compare,
+            pod_startup,
+            reconcile,
+            format,
+        } => {
+            match simulate(
+                trace,
+                pool_config,
+                label,
+                policy,
+                compare,
+                pod_startup,
+                reconcile,
+                &format,
+            ) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::CheckConfig { dir } => {
             let dir = config_dir(dir);
             match Settings::load(dir.as_deref(), std::env::vars()) {
@@ -108,4 +164,90 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn simulate(
+    trace: PathBuf,
+    pool_config: Option<PathBuf>,
+    label: Option<String>,
+    policy: String,
+    compare: Option<Vec<String>>,
+    pod_startup: u64,
+    reconcile: u64,
+    format: &str,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use jenkins_autopilot::sim::{self, SimPolicy};
+    use std::time::Duration;
+    anyhow::ensure!(
+        matches!(format, "table" | "json"),
+        "--format must be table or json"
+    );
+    let settings: sim::SimPoolSettings = match &pool_config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            serde_yaml::from_str(&text)
+                .with_context(|| format!("{} is not a valid pool configuration", path.display()))?
+        }
+        None => sim::SimPoolSettings::default(),
+    };
+    let mut builds = sim::trace::read(&trace)?;
+    if let Some(l) = &label {
+        builds.retain(|b| &b.label == l);
+        anyhow::ensure!(
+            !builds.is_empty(),
+            "the trace has no builds with label {l:?}"
+        );
+    }
+    let startup = Duration::from_secs(pod_startup);
+    let period = Duration::from_secs(reconcile.max(1));
+    let policies: Vec<SimPolicy> = match compare {
+        None => {
+            vec![SimPolicy::parse(&policy).with_context(|| format!("unknown policy {policy:?}"))?]
+        }
+        Some(list) if list.is_empty() => {
+            // The static pool sized to the oracle's peak: what a fixed pool needs never to queue.
+            let peak = sim::peak_agents(&builds, &settings.config(startup, period));
+            vec![
+                SimPolicy::Static(peak),
+                SimPolicy::SeedQueueHalf,
+                SimPolicy::Queue,
+                SimPolicy::PerBuild,
+                SimPolicy::Oracle,
+            ]
+        }
+        Some(list) => list
+            .iter()
+            .map(|p| SimPolicy::parse(p).with_context(|| format!("unknown policy {p:?}")))
+            .collect::<anyhow::Result<_>>()?,
+    };
+    let progress = indicatif::ProgressBar::new((builds.len() * policies.len()) as u64);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} replaying {msg} [{bar:30}] {pos}/{len} builds",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let results = sim::compare(&builds, &policies, &settings, startup, period, &progress);
+    if format == "json" {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"policies": results}))?
+        );
+    } else {
+        println!(
+            "{} builds, {} label(s), pod start-up {pod_startup} s, reconcile every {reconcile} s",
+            builds.len(),
+            builds
+                .iter()
+                .map(|b| b.label.as_str())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+        );
+        print!("{}", sim::table(&results, &policies));
+    }
+    Ok(())
 }

@@ -73,3 +73,112 @@ fn the_example_pools_are_valid() {
     let (code, _, stderr) = check_config(&examples, &[]);
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[test]
+fn simulate_compares_policies_on_a_trace_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.csv");
+    let mut csv = String::from("queued_at,job,label,duration_s,result\n");
+    for i in 0..60 {
+        // Bursts of three every ten minutes on linux, a build an hour on arm64.
+        let t = 1_700_000_000 + (i / 3) * 600 + (i % 3) * 5;
+        csv.push_str(&format!("{t},build,linux,{},success\n", 240 + (i % 7) * 30));
+        if i % 6 == 0 {
+            csv.push_str(&format!("{},test,arm64,120,failure\n", t + 1));
+        }
+    }
+    std::fs::write(&trace, csv).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"))
+        .args([
+            "simulate",
+            "--compare",
+            "--format",
+            "json",
+            "--pod-startup",
+            "60",
+            "--trace",
+        ])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = &v["policies"];
+    for name in ["seed-queue-half", "queue", "per-build", "oracle"] {
+        let f = &p[name];
+        assert_eq!(f["busy_agents_removed"], 0, "{name}");
+        assert_eq!(f["builds"], 70, "{name}");
+        assert!(
+            f["pools"]["linux"].is_object() && f["pools"]["arm64"].is_object(),
+            "{name}: one pool per label"
+        );
+        for key in [
+            "agent_hours",
+            "cost",
+            "wait_p50_s",
+            "wait_p95_s",
+            "wait_p99_s",
+            "wait_max_s",
+            "builds_waited",
+            "scale_ups",
+            "scale_downs",
+            "efficiency",
+        ] {
+            assert!(f[key].is_number(), "{name}.{key}");
+        }
+    }
+    let static_name = p
+        .as_object()
+        .unwrap()
+        .keys()
+        .find(|k| k.starts_with("static:"))
+        .unwrap()
+        .clone();
+    assert_eq!(
+        p[&static_name]["wait_max_s"], 0.0,
+        "a static pool at the oracle's peak never queues"
+    );
+    let oracle = p["oracle"]["agent_hours"].as_f64().unwrap();
+    for name in [
+        "seed-queue-half",
+        "queue",
+        "per-build",
+        static_name.as_str(),
+    ] {
+        assert!(
+            p[name]["agent_hours"].as_f64().unwrap() >= oracle - 1e-9,
+            "{name} below the oracle"
+        );
+    }
+    assert_eq!(p["oracle"]["wait_max_s"], 0.0);
+    assert_eq!(
+        p["per-build"]["wait_p50_s"], 60.0,
+        "every per-build pod waits the start-up"
+    );
+
+    // One label, one policy, and a bad policy name.
+    let one = std::process::Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"))
+        .args([
+            "simulate", "--label", "arm64", "--policy", "static:1", "--trace",
+        ])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(one.status.success());
+    let table = String::from_utf8_lossy(&one.stdout);
+    assert!(
+        table.contains("static:1") && table.contains("10 builds"),
+        "{table}"
+    );
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"))
+        .args(["simulate", "--policy", "magic", "--trace"])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown policy"));
+}

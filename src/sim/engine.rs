@@ -1,0 +1,517 @@
+//! The discrete-event replay of one pool. Builds arrive at their queue time, start FIFO
+//! when an executor is free, and run their duration; agents take the pod start-up time to
+//! become ready. Reactive policies call the very `scaling::decide` the live controller
+//! calls, with the same inputs, on every arrival (as a queue webhook would trigger) and
+//! at the reconcile period; scale-down removes agents that are starting or idle, never a
+//! busy one.
+
+use crate::domain::Timestamp;
+use crate::scaling::{Behavior, History, PolicyName, PoolSnapshot, ScalePolicy, decide};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+
+/// The pool's configuration for a replay.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub executors_per_agent: u32,
+    pub min: u32,
+    pub max: u32,
+    pub idle_headroom: u32,
+    pub behavior: Behavior,
+    /// Time from an agent's creation to its readiness.
+    pub pod_startup_ms: i64,
+    /// The controller's reconcile period.
+    pub reconcile_ms: i64,
+    /// What one agent costs per hour.
+    pub agent_hour_price: f64,
+}
+
+/// Which sizing to replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimPolicy {
+    /// A fixed number of agents, always ready.
+    Static(u32),
+    /// The seed's rule through `decide`.
+    SeedQueueHalf,
+    /// The reactive queue policy through `decide` (the default).
+    Queue,
+    /// The Kubernetes plugin's model: one pod per build, each waiting the start-up.
+    PerBuild,
+    /// Knows the future: no build waits, and agents are exactly the running builds'
+    /// executors at every instant. The lower bound for both wait and agent time.
+    Oracle,
+}
+
+impl SimPolicy {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "seed-queue-half" => Some(Self::SeedQueueHalf),
+            "queue" => Some(Self::Queue),
+            "per-build" => Some(Self::PerBuild),
+            "oracle" => Some(Self::Oracle),
+            _ => raw
+                .strip_prefix("static:")
+                .and_then(|n| n.parse().ok())
+                .map(Self::Static),
+        }
+    }
+
+    pub fn name(self) -> String {
+        match self {
+            Self::Static(n) => format!("static:{n}"),
+            Self::SeedQueueHalf => "seed-queue-half".into(),
+            Self::Queue => "queue".into(),
+            Self::PerBuild => "per-build".into(),
+            Self::Oracle => "oracle".into(),
+        }
+    }
+}
+
+/// A build to replay: queue time and duration in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimBuild {
+    pub queued_at: i64,
+    pub duration: i64,
+}
+
+/// What a replay measured. Waits in milliseconds, one per build, in input order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SimOutcome {
+    pub waits_ms: Vec<i64>,
+    /// Agent lifetime summed, from creation (start-up included) to removal.
+    pub agent_ms: i64,
+    /// Executor time spent running builds.
+    pub busy_executor_ms: i64,
+    /// Executor time provisioned (agent time x executors per agent).
+    pub provisioned_executor_ms: i64,
+    pub scale_ups: u64,
+    pub scale_downs: u64,
+    pub busy_agents_removed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    // Order matters at equal times: finishes free executors before arrivals look for one.
+    Finish(usize),
+    Ready(usize),
+    Arrival(usize),
+    Tick,
+}
+
+#[derive(Debug, Clone)]
+struct Agent {
+    created: i64,
+    ready_at: i64,
+    removed_at: Option<i64>,
+    busy: u32,
+}
+
+/// Replays `builds` (sorted by queue time) under `policy`.
+pub fn replay(builds: &[SimBuild], policy: SimPolicy, cfg: &SimConfig) -> SimOutcome {
+    match policy {
+        SimPolicy::PerBuild => per_build(builds, cfg),
+        SimPolicy::Oracle => oracle(builds, cfg),
+        _ => reactive(builds, policy, cfg),
+    }
+}
+
+fn per_build(builds: &[SimBuild], cfg: &SimConfig) -> SimOutcome {
+    let mut out = SimOutcome::default();
+    for b in builds {
+        out.waits_ms.push(cfg.pod_startup_ms);
+        out.agent_ms += cfg.pod_startup_ms + b.duration;
+        out.busy_executor_ms += b.duration;
+        out.scale_ups += 1;
+        out.scale_downs += 1;
+    }
+    // A build's pod has one executor: the build's.
+    out.provisioned_executor_ms = out.agent_ms;
+    out
+}
+
+fn oracle(builds: &[SimBuild], cfg: &SimConfig) -> SimOutcome {
+    let per = i64::from(cfg.executors_per_agent.max(1));
+    let mut edges: Vec<(i64, i64)> = builds
+        .iter()
+        .flat_map(|b| [(b.queued_at, 1), (b.queued_at + b.duration, -1)])
+        .collect();
+    edges.sort();
+    let mut out = SimOutcome {
+        waits_ms: vec![0; builds.len()],
+        ..Default::default()
+    };
+    let (mut running, mut last, mut agents) = (0i64, edges.first().map_or(0, |e| e.0), 0i64);
+    for (t, d) in edges {
+        out.agent_ms += agents * (t - last);
+        running += d;
+        let needed = (running + per - 1) / per;
+        if needed > agents {
+            out.scale_ups += 1;
+        } else if needed < agents {
+            out.scale_downs += 1;
+        }
+        agents = needed;
+        last = t;
+    }
+    out.busy_executor_ms = builds.iter().map(|b| b.duration).sum();
+    out.provisioned_executor_ms = out.agent_ms * per;
+    out
+}
+
+fn reactive(builds: &[SimBuild], policy: SimPolicy, cfg: &SimConfig) -> SimOutcome {
+    let Some(start) = builds.first().map(|b| b.queued_at) else {
+        return SimOutcome::default();
+    };
+    let mut pool = Pool::new(builds, policy, cfg, start);
+    let reconciles = !matches!(policy, SimPolicy::Static(_));
+    for (i, b) in builds.iter().enumerate() {
+        pool.heap.push(Reverse((b.queued_at, Event::Arrival(i))));
+    }
+    let mut ticking = false;
+
+    while let Some(Reverse((now, event))) = pool.heap.pop() {
+        match event {
+            Event::Arrival(i) => {
+                pool.queue.push_back(i);
+                pool.start_builds(now);
+                if reconciles {
+                    // A queue webhook reconciles at once; the periodic reconcile resumes.
+                    pool.reconcile(now);
+                    if !ticking {
+                        ticking = true;
+                        pool.heap
+                            .push(Reverse((now + cfg.reconcile_ms, Event::Tick)));
+                    }
+                }
+            }
+            Event::Ready(_) => pool.start_builds(now),
+            Event::Finish(k) => {
+                let a = pool.running_on[pool.finish_of[k]];
+                pool.agents[a].busy -= 1;
+                pool.running -= 1;
+                pool.start_builds(now);
+            }
+            Event::Tick => {
+                let rest = pool.reconcile(now);
+                // Stop ticking once the pool is idle and at the size its demand asks for:
+                // nothing changes until the next arrival, which resumes the ticks.
+                if pool.running == 0 && pool.queue.is_empty() && rest {
+                    ticking = false;
+                } else {
+                    pool.heap
+                        .push(Reverse((now + cfg.reconcile_ms, Event::Tick)));
+                }
+            }
+        }
+    }
+    pool.finish()
+}
+
+/// The replay state of one reactive pool.
+struct Pool<'a> {
+    builds: &'a [SimBuild],
+    cfg: &'a SimConfig,
+    per: u32,
+    policy: ScalePolicy,
+    history: History,
+    heap: BinaryHeap<Reverse<(i64, Event)>>,
+    /// Every agent ever created, by id.
+    agents: Vec<Agent>,
+    /// Ids of agents not removed, in creation order.
+    live: Vec<usize>,
+    queue: VecDeque<usize>,
+    /// The agent each started build runs on.
+    running_on: Vec<usize>,
+    /// `Finish(k)` is the end of build `finish_of[k]`.
+    finish_of: Vec<usize>,
+    last_finish: i64,
+    running: usize,
+    out: SimOutcome,
+}
+
+impl<'a> Pool<'a> {
+    fn new(builds: &'a [SimBuild], policy: SimPolicy, cfg: &'a SimConfig, start: i64) -> Self {
+        let per = cfg.executors_per_agent.max(1);
+        let initial = match policy {
+            SimPolicy::Static(n) => n,
+            _ => cfg.min,
+        };
+        let agents: Vec<Agent> = (0..initial)
+            .map(|_| Agent {
+                created: start,
+                ready_at: start,
+                removed_at: None,
+                busy: 0,
+            })
+            .collect();
+        Self {
+            builds,
+            cfg,
+            per,
+            policy: ScalePolicy {
+                policy: if policy == SimPolicy::SeedQueueHalf {
+                    PolicyName::SeedQueueHalf
+                } else {
+                    PolicyName::Queue
+                },
+                executors_per_agent: per,
+                min: cfg.min,
+                max: cfg.max,
+                idle_headroom: cfg.idle_headroom,
+                behavior: cfg.behavior.clone(),
+            },
+            history: History::default(),
+            heap: BinaryHeap::new(),
+            live: (0..agents.len()).collect(),
+            agents,
+            queue: VecDeque::new(),
+            running_on: vec![usize::MAX; builds.len()],
+            finish_of: Vec::new(),
+            last_finish: start,
+            running: 0,
+            out: SimOutcome {
+                waits_ms: vec![0; builds.len()],
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Starts queued builds, FIFO, on the first ready agent with a free executor (Jenkins
+    /// fills busy agents first).
+    fn start_builds(&mut self, now: i64) {
+        while let Some(&i) = self.queue.front() {
+            let Some(&a) = self
+                .live
+                .iter()
+                .find(|&&a| self.agents[a].ready_at <= now && self.agents[a].busy < self.per)
+            else {
+                return;
+            };
+            self.queue.pop_front();
+            self.agents[a].busy += 1;
+            self.running_on[i] = a;
+            self.out.waits_ms[i] = now - self.builds[i].queued_at;
+            let end = now + self.builds[i].duration;
+            self.last_finish = self.last_finish.max(end);
+            self.finish_of.push(i);
+            self.heap
+                .push(Reverse((end, Event::Finish(self.finish_of.len() - 1))));
+            self.running += 1;
+        }
+    }
+
+    /// One controller reconcile: the live controller's inputs, `decide`, then the change.
+    /// Returns whether the pool is at rest: unchanged, and at the size its demand asks for
+    /// (no window or delay is holding it).
+    fn reconcile(&mut self, now: i64) -> bool {
+        let agents = &self.agents;
+        let ready = self
+            .live
+            .iter()
+            .filter(|&&i| agents[i].ready_at <= now)
+            .count() as u32;
+        let busy_executors: u32 = self.live.iter().map(|&i| agents[i].busy).sum();
+        let idle_executors: u32 = self
+            .live
+            .iter()
+            .filter(|&&i| agents[i].ready_at <= now)
+            .map(|&i| self.per - agents[i].busy)
+            .sum();
+        let current = self.live.len() as u32;
+        let snapshot = PoolSnapshot {
+            queued: self.queue.len() as u32,
+            busy_executors,
+            idle_executors,
+            busy_agents: self.live.iter().filter(|&&i| agents[i].busy > 0).count() as u32,
+            ready_agents: ready,
+            pending_agents: current - ready,
+            current_replicas: current,
+            forecast_extra: 0,
+            history: std::mem::take(&mut self.history),
+        };
+        let at = Timestamp::from_millis(now).unwrap_or(Timestamp::now());
+        let decision = decide(&snapshot, &self.policy, at);
+        self.history = decision.history;
+        let mut after = current;
+        if decision.desired > current {
+            for _ in current..decision.desired {
+                let ready_at = now + self.cfg.pod_startup_ms;
+                self.agents.push(Agent {
+                    created: now,
+                    ready_at,
+                    removed_at: None,
+                    busy: 0,
+                });
+                self.live.push(self.agents.len() - 1);
+                self.heap
+                    .push(Reverse((ready_at, Event::Ready(self.agents.len() - 1))));
+            }
+            after = decision.desired;
+            self.out.scale_ups += 1;
+        } else if decision.desired < current {
+            // As the ReplicaSet does with the deletion costs set: starting pods first,
+            // then idle ones; a busy agent is never chosen.
+            let want = (current - decision.desired) as usize;
+            let agents = &self.agents;
+            let starting = self
+                .live
+                .iter()
+                .copied()
+                .filter(|&i| agents[i].ready_at > now);
+            let idle = self
+                .live
+                .iter()
+                .copied()
+                .filter(|&i| agents[i].ready_at <= now && agents[i].busy == 0);
+            let chosen: Vec<usize> = starting.chain(idle).take(want).collect();
+            for &i in &chosen {
+                if self.agents[i].busy > 0 {
+                    self.out.busy_agents_removed += 1;
+                }
+                self.agents[i].removed_at = Some(now);
+                self.out.agent_ms += now - self.agents[i].created;
+            }
+            self.live.retain(|i| !chosen.contains(i));
+            after = current - chosen.len() as u32;
+            if !chosen.is_empty() {
+                self.out.scale_downs += 1;
+            }
+        }
+        self.history.record_change(at, current, after);
+        after == current && decision.recommended == current
+    }
+
+    /// Agents that stay (a minimum, a static pool) count until the last build finishes:
+    /// the same span for every policy.
+    fn finish(mut self) -> SimOutcome {
+        for &i in &self.live {
+            self.out.agent_ms += (self.last_finish - self.agents[i].created).max(0);
+        }
+        self.out.busy_executor_ms = self.builds.iter().map(|b| b.duration).sum();
+        self.out.provisioned_executor_ms = self.out.agent_ms * i64::from(self.per);
+        self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn cfg() -> SimConfig {
+        SimConfig {
+            executors_per_agent: 1,
+            min: 0,
+            max: 10,
+            idle_headroom: 0,
+            behavior: Behavior {
+                scale_down_delay_after_scale_up: Duration::ZERO,
+                scale_down: crate::scaling::ScalingRules {
+                    stabilization_window: Duration::ZERO,
+                    ..Behavior::default().scale_down
+                },
+                ..Behavior::default()
+            },
+            pod_startup_ms: 60_000,
+            reconcile_ms: 10_000,
+            agent_hour_price: 1.0,
+        }
+    }
+
+    fn b(at_s: i64, dur_s: i64) -> SimBuild {
+        SimBuild {
+            queued_at: at_s * 1000,
+            duration: dur_s * 1000,
+        }
+    }
+
+    #[test]
+    fn one_build_waits_the_start_up_then_its_agent_goes() {
+        let out = replay(&[b(0, 100)], SimPolicy::Queue, &cfg());
+        assert_eq!(out.waits_ms, [60_000]);
+        // Created at 0, ready at 60, build ends at 160, removed at the next tick (160).
+        assert_eq!(out.agent_ms, 160_000);
+        assert_eq!(
+            (out.scale_ups, out.scale_downs, out.busy_agents_removed),
+            (1, 1, 0)
+        );
+    }
+
+    #[test]
+    fn static_agents_serve_fifo() {
+        // One agent: the second build waits for the first to finish.
+        let out = replay(&[b(0, 100), b(10, 50)], SimPolicy::Static(1), &cfg());
+        assert_eq!(out.waits_ms, [0, 90_000]);
+        assert_eq!(
+            out.agent_ms, 150_000,
+            "from the first arrival to the last finish"
+        );
+        let two = replay(&[b(0, 100), b(10, 50)], SimPolicy::Static(2), &cfg());
+        assert_eq!(two.waits_ms, [0, 0]);
+        assert_eq!(two.agent_ms, 200_000);
+    }
+
+    #[test]
+    fn executors_per_agent_pack_builds() {
+        let mut c = cfg();
+        c.executors_per_agent = 2;
+        let out = replay(&[b(0, 100), b(0, 100)], SimPolicy::Queue, &c);
+        // ceil(2 queued / 2) = 1 agent; both start when it is ready.
+        assert_eq!(out.waits_ms, [60_000, 60_000]);
+        assert_eq!(out.agent_ms, 160_000);
+        assert_eq!(out.busy_executor_ms, 200_000);
+        assert_eq!(out.provisioned_executor_ms, 320_000);
+    }
+
+    #[test]
+    fn warm_agents_take_the_next_build_without_waiting() {
+        let mut c = cfg();
+        c.behavior.scale_down.stabilization_window = Duration::from_secs(300);
+        // The second build arrives while the first agent is idle but kept by the window.
+        let out = replay(&[b(0, 100), b(200, 10)], SimPolicy::Queue, &c);
+        assert_eq!(out.waits_ms, [60_000, 0]);
+    }
+
+    #[test]
+    fn the_pool_empties_after_the_window_in_a_gap_and_refills() {
+        let c = SimConfig {
+            behavior: Behavior::default(),
+            ..cfg()
+        };
+        let out = replay(&[b(0, 100), b(10_000, 100)], SimPolicy::Queue, &c);
+        // Busy until 160 s; the last busy tick (150 s) leaves the 300 s window at 450 s.
+        assert_eq!(out.waits_ms, [60_000, 60_000]);
+        assert_eq!(out.agent_ms, 2 * 450_000);
+        assert_eq!((out.scale_ups, out.scale_downs), (2, 2));
+    }
+
+    #[test]
+    fn per_build_and_oracle_bounds() {
+        let builds = [b(0, 100), b(10, 50), b(500, 20)];
+        let pb = replay(&builds, SimPolicy::PerBuild, &cfg());
+        assert_eq!(pb.waits_ms, [60_000; 3]);
+        assert_eq!(pb.agent_ms, 3 * 60_000 + 170_000);
+        let o = replay(&builds, SimPolicy::Oracle, &cfg());
+        assert_eq!(o.waits_ms, [0, 0, 0]);
+        // Two agents from 10 to 60, one from 0 to 10 and 60 to 100, one from 500 to 520.
+        assert_eq!(o.agent_ms, 10_000 + 2 * 50_000 + 40_000 + 20_000);
+        let q = replay(&builds, SimPolicy::Queue, &cfg());
+        assert!(q.agent_ms >= o.agent_ms);
+        assert!(q.waits_ms.iter().sum::<i64>() >= 0);
+    }
+
+    #[test]
+    fn no_busy_agent_is_ever_removed_under_churn() {
+        let builds: Vec<SimBuild> = (0..300).map(|i| b(i * 7, 30 + (i * 13) % 200)).collect();
+        for p in [
+            SimPolicy::Queue,
+            SimPolicy::SeedQueueHalf,
+            SimPolicy::Static(3),
+        ] {
+            let out = replay(&builds, p, &cfg());
+            assert_eq!(out.busy_agents_removed, 0);
+            assert_eq!(out.waits_ms.len(), 300);
+            assert!(out.busy_executor_ms <= out.provisioned_executor_ms, "{p:?}");
+        }
+    }
+}
