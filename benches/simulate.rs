@@ -15,7 +15,11 @@ fn main() {
         .map(|_| {
             // Busier by day: gaps of 5 s to 5 min depending on the hour.
             let hour = (t / 3_600_000) % 24;
-            let gap = if (8..18).contains(&hour) { rng.random_range(5_000..60_000) } else { rng.random_range(30_000..300_000) };
+            let gap = if (8..18).contains(&hour) {
+                rng.random_range(5_000..60_000)
+            } else {
+                rng.random_range(30_000..300_000)
+            };
             t += gap;
             TraceBuild {
                 queued_at_ms: t,
@@ -28,13 +32,32 @@ fn main() {
             }
         })
         .collect();
-    let settings = SimPoolSettings { max: 200, ..Default::default() };
-    let policies = [SimPolicy::Static(20), SimPolicy::SeedQueueHalf, SimPolicy::Queue, SimPolicy::PerBuild, SimPolicy::Oracle];
-    println!("simulate: {n} builds over {:.0} days, 4 labels", (t - 1_700_000_000_000) as f64 / 86_400_000.0);
+    let settings = SimPoolSettings {
+        max: 200,
+        ..Default::default()
+    };
+    let policies = [
+        SimPolicy::Static(20),
+        SimPolicy::SeedQueueHalf,
+        SimPolicy::Queue,
+        SimPolicy::PerBuild,
+        SimPolicy::Oracle,
+    ];
+    println!(
+        "simulate: {n} builds over {:.0} days, 4 labels",
+        (t - 1_700_000_000_000) as f64 / 86_400_000.0
+    );
     for p in policies {
         let started = Instant::now();
         let hidden = indicatif::ProgressBar::hidden();
-        let r = compare(&builds, &[p], &settings, Duration::from_secs(60), Duration::from_secs(10), &hidden);
+        let r = compare(
+            &builds,
+            &[p],
+            &settings,
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+            &hidden,
+        );
         let secs = started.elapsed().as_secs_f64();
         let f = &r[&p.name()];
         assert_eq!(f.builds, n);

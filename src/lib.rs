@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod domain;
+pub mod forecast;
 pub mod http;
 pub mod ingest;
 pub mod jenkins;

@@ -182,3 +182,86 @@ fn simulate_compares_policies_on_a_trace_as_json() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown policy"));
 }
+
+#[test]
+fn forecast_backtest_train_and_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let series = dir.path().join("series.csv");
+    let mut csv = String::from("timestamp,busy_executors,agents_online\n");
+    for i in 0..(24 * 24) {
+        let t = chrono::DateTime::from_timestamp(1_700_006_400 + i * 3600, 0).unwrap();
+        let hour = (i % 24) as f64;
+        let v = 5.0
+            + 0.2 * (i / 24) as f64
+            + 6.0 * (std::f64::consts::PI * (hour - 6.0) / 12.0).sin().max(0.0);
+        csv.push_str(&format!("{},{v:.3},10\n", t.to_rfc3339()));
+    }
+    std::fs::write(&series, csv).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"))
+            .arg("forecast")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let s = series.to_str().unwrap();
+    let small = [
+        "--horizon",
+        "1h",
+        "--step",
+        "1h",
+        "--trees",
+        "8",
+        "--max-depth",
+        "6",
+    ];
+    let json = run(&[
+        &[
+            "backtest", "--series", s, "--format", "json", "--folds", "2",
+        ][..],
+        &small[..],
+    ]
+    .concat());
+    let b: serde_json::Value = serde_json::from_str(&json).unwrap();
+    for k in ["model", "last_value", "seasonal_naive"] {
+        assert!(
+            b["mae"][k].as_f64().unwrap() >= 0.0 && b["rmse"][k].is_number(),
+            "{k}"
+        );
+    }
+    assert!(b["points"].as_u64().unwrap() > 0);
+    let model = dir.path().join("model.json");
+    let trained = run(&[
+        &["train", "--series", s, "--model", model.to_str().unwrap()][..],
+        &small[..],
+    ]
+    .concat());
+    assert!(trained.contains("trained on"), "{trained}");
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&model).unwrap()).unwrap();
+    assert!(
+        saved["backtest"]["mae"]["model"].is_number(),
+        "the model keeps its backtest scores"
+    );
+    assert!(saved["trained_to_ms"].is_number());
+    let predicted: serde_json::Value = serde_json::from_str(&run(&[
+        "predict",
+        "--series",
+        s,
+        "--model",
+        model.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert!(predicted["forecast"].as_f64().unwrap() >= 0.0);
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"))
+        .args(["forecast", "backtest", "--series", s, "--column", "nope"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no column \"nope\""));
+}
