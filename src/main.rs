@@ -286,6 +286,7 @@ fn simulate(
                 SimPolicy::SeedQueueHalf,
                 SimPolicy::Queue,
                 SimPolicy::PerBuild,
+                SimPolicy::Predictive,
                 SimPolicy::Oracle,
             ]
         }

@@ -24,6 +24,8 @@ pub struct SimConfig {
     pub reconcile_ms: i64,
     /// What one agent costs per hour.
     pub agent_hour_price: f64,
+    /// The forest the predictive policy trains.
+    pub forecast_params: crate::forecast::ModelParams,
 }
 
 /// Which sizing to replay.
@@ -40,6 +42,9 @@ pub enum SimPolicy {
     /// Knows the future: no build waits, and agents are exactly the running builds'
     /// executors at every instant. The lower bound for both wait and agent time.
     Oracle,
+    /// The queue policy plus a forecast of demand one pod start-up ahead, which can only
+    /// raise the agents (never scale in on a forecast alone).
+    Predictive,
 }
 
 impl SimPolicy {
@@ -49,6 +54,7 @@ impl SimPolicy {
             "queue" => Some(Self::Queue),
             "per-build" => Some(Self::PerBuild),
             "oracle" => Some(Self::Oracle),
+            "predictive" => Some(Self::Predictive),
             _ => raw
                 .strip_prefix("static:")
                 .and_then(|n| n.parse().ok())
@@ -63,6 +69,7 @@ impl SimPolicy {
             Self::Queue => "queue".into(),
             Self::PerBuild => "per-build".into(),
             Self::Oracle => "oracle".into(),
+            Self::Predictive => "predictive".into(),
         }
     }
 }
@@ -227,6 +234,7 @@ struct Pool<'a> {
     last_finish: i64,
     running: usize,
     out: SimOutcome,
+    forecaster: Option<super::predictive::Forecaster>,
 }
 
 impl<'a> Pool<'a> {
@@ -273,6 +281,17 @@ impl<'a> Pool<'a> {
                 waits_ms: vec![0; builds.len()],
                 ..Default::default()
             },
+            forecaster: (policy == SimPolicy::Predictive)
+                .then(|| {
+                    let pairs: Vec<(i64, i64)> =
+                        builds.iter().map(|b| (b.queued_at, b.duration)).collect();
+                    super::predictive::Forecaster::new(
+                        &pairs,
+                        cfg.pod_startup_ms,
+                        cfg.forecast_params,
+                    )
+                })
+                .flatten(),
         }
     }
 
@@ -304,6 +323,7 @@ impl<'a> Pool<'a> {
     /// Returns whether the pool is at rest: unchanged, and at the size its demand asks for
     /// (no window or delay is holding it).
     fn reconcile(&mut self, now: i64) -> bool {
+        let forecast = self.forecaster.as_mut().and_then(|f| f.demand_ahead(now));
         let agents = &self.agents;
         let ready = self
             .live
@@ -318,15 +338,20 @@ impl<'a> Pool<'a> {
             .map(|&i| self.per - agents[i].busy)
             .sum();
         let current = self.live.len() as u32;
+        let queued = self.queue.len() as u32;
+        // Executors the forecast wants beyond today's demand, rounded to the nearest.
+        let forecast_extra = forecast.map_or(0, |f| {
+            (f.round() as u32).saturating_sub(busy_executors + queued)
+        });
         let snapshot = PoolSnapshot {
-            queued: self.queue.len() as u32,
+            queued,
             busy_executors,
             idle_executors,
             busy_agents: self.live.iter().filter(|&&i| agents[i].busy > 0).count() as u32,
             ready_agents: ready,
             pending_agents: current - ready,
             current_replicas: current,
-            forecast_extra: 0,
+            forecast_extra,
             history: std::mem::take(&mut self.history),
         };
         let at = Timestamp::from_millis(now).unwrap_or(Timestamp::now());
@@ -415,6 +440,7 @@ mod tests {
             pod_startup_ms: 60_000,
             reconcile_ms: 10_000,
             agent_hour_price: 1.0,
+            forecast_params: crate::forecast::ModelParams::default(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! cost and wait is measured. `jenkins-autopilot simulate`.
 
 pub mod engine;
+pub mod predictive;
 pub mod trace;
 
 pub use engine::{SimBuild, SimConfig, SimOutcome, SimPolicy, replay};
@@ -62,6 +63,13 @@ impl SimPoolSettings {
             reconcile_ms: (reconcile.as_millis() as i64).max(1),
             agent_hour_price: self.agent_cpu * self.cpu_hour_price
                 + self.agent_memory_gib * self.memory_gib_hour_price,
+            // Weekly refits on four weeks of 5-minute steps: 50 trees keep a long replay
+            // to seconds.
+            forecast_params: crate::forecast::ModelParams {
+                trees: 50,
+                max_depth: 10,
+                seed: 42,
+            },
         }
     }
 }
