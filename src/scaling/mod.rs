@@ -5,6 +5,7 @@ pub mod behavior;
 pub mod controller;
 pub mod decide;
 pub mod demand;
+pub mod multi_metric;
 
 pub use behavior::{Behavior, History, PolicyKind, RatePolicy, ScalingRules, SelectPolicy};
 pub use decide::{PolicyName, PoolSnapshot, Rule, ScaleDecision, ScalePolicy, decide};
