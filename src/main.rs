@@ -287,6 +287,7 @@ fn simulate(
                 SimPolicy::Queue,
                 SimPolicy::PerBuild,
                 SimPolicy::Predictive,
+                SimPolicy::MultiMetric,
                 SimPolicy::Oracle,
             ]
         }

@@ -326,6 +326,7 @@ impl PoolWorker {
             pending_agents: pending,
             current_replicas: current,
             forecast_extra: 0,
+            signals: Vec::new(),
             history: self.history.clone(),
         };
         let decision = decide(&snapshot, &self.policy, now);

@@ -13,6 +13,10 @@ pub enum PolicyName {
     Queue,
     /// The seed's rule, kept for comparison: agents = min(max(queue / 2, 1), 10).
     SeedQueueHalf,
+    /// Multi-metric, HPA-style: per signal ceil(current x value / target), the most wins.
+    Hpa,
+    /// Multi-metric, the seed's weighted scorer.
+    Weighted,
 }
 
 /// A pool's sizing rules.
@@ -29,7 +33,7 @@ pub struct ScalePolicy {
 }
 
 /// What the controller saw of one pool at one instant.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PoolSnapshot {
     /// Buildable queue items waiting for this pool's label.
     pub queued: u32,
@@ -45,6 +49,9 @@ pub struct PoolSnapshot {
     pub current_replicas: u32,
     /// Extra executors a forecast asks for (0 when forecasting is off).
     pub forecast_extra: u32,
+    /// Multi-metric signals, for the `hpa` and `weighted` policies.
+    #[serde(skip)]
+    pub signals: Vec<super::multi_metric::Signal>,
     /// The behaviour's memory: past recommendations and applied changes.
     #[serde(skip)]
     pub history: History,
@@ -58,6 +65,8 @@ pub enum Rule {
     Demand,
     /// The seed-queue-half rule decided.
     SeedQueueHalf,
+    /// A multi-metric policy decided.
+    MultiMetric,
     /// Raised to the pool's minimum.
     Min,
     /// Capped at the pool's maximum.
@@ -116,6 +125,15 @@ pub fn decide(snapshot: &PoolSnapshot, policy: &ScalePolicy, now: Timestamp) -> 
                 Rule::SeedQueueHalf,
                 format!("min(max({} queued / 2, 1), 10) = {agents}", snapshot.queued),
             )
+        }
+        PolicyName::Hpa | PolicyName::Weighted => {
+            let kind = if policy.policy == PolicyName::Hpa {
+                super::multi_metric::MultiMetricPolicy::Hpa
+            } else {
+                super::multi_metric::MultiMetricPolicy::Weighted
+            };
+            let m = super::multi_metric::decide(kind, &snapshot.signals, snapshot.current_replicas);
+            (m.desired, Rule::MultiMetric, m.reason)
         }
     };
     let mut recommended = raw;

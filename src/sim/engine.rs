@@ -45,6 +45,10 @@ pub enum SimPolicy {
     /// The queue policy plus a forecast of demand one pod start-up ahead, which can only
     /// raise the agents (never scale in on a forecast alone).
     Predictive,
+    /// The `hpa` multi-metric policy on the signals a replay has: demand rate (builds
+    /// queued in the last minute) and queue wait p95 (builds started in the last five
+    /// minutes, and the age of those still queued).
+    MultiMetric,
 }
 
 impl SimPolicy {
@@ -55,6 +59,7 @@ impl SimPolicy {
             "per-build" => Some(Self::PerBuild),
             "oracle" => Some(Self::Oracle),
             "predictive" => Some(Self::Predictive),
+            "multi-metric" => Some(Self::MultiMetric),
             _ => raw
                 .strip_prefix("static:")
                 .and_then(|n| n.parse().ok())
@@ -70,6 +75,7 @@ impl SimPolicy {
             Self::PerBuild => "per-build".into(),
             Self::Oracle => "oracle".into(),
             Self::Predictive => "predictive".into(),
+            Self::MultiMetric => "multi-metric".into(),
         }
     }
 }
@@ -180,6 +186,7 @@ fn reactive(builds: &[SimBuild], policy: SimPolicy, cfg: &SimConfig) -> SimOutco
         match event {
             Event::Arrival(i) => {
                 pool.queue.push_back(i);
+                pool.recent_arrivals.push_back(now);
                 pool.start_builds(now);
                 if reconciles {
                     // A queue webhook reconciles at once; the periodic reconcile resumes.
@@ -235,6 +242,11 @@ struct Pool<'a> {
     running: usize,
     out: SimOutcome,
     forecaster: Option<super::predictive::Forecaster>,
+    /// Arrival times in the last minute, for the demand-rate signal.
+    recent_arrivals: VecDeque<i64>,
+    /// (start, wait) of builds started in the last five minutes, for the wait signal.
+    recent_waits: VecDeque<(i64, i64)>,
+    multi_metric: bool,
 }
 
 impl<'a> Pool<'a> {
@@ -257,10 +269,10 @@ impl<'a> Pool<'a> {
             cfg,
             per,
             policy: ScalePolicy {
-                policy: if policy == SimPolicy::SeedQueueHalf {
-                    PolicyName::SeedQueueHalf
-                } else {
-                    PolicyName::Queue
+                policy: match policy {
+                    SimPolicy::SeedQueueHalf => PolicyName::SeedQueueHalf,
+                    SimPolicy::MultiMetric => PolicyName::Hpa,
+                    _ => PolicyName::Queue,
                 },
                 executors_per_agent: per,
                 min: cfg.min,
@@ -292,6 +304,9 @@ impl<'a> Pool<'a> {
                     )
                 })
                 .flatten(),
+            recent_arrivals: VecDeque::new(),
+            recent_waits: VecDeque::new(),
+            multi_metric: policy == SimPolicy::MultiMetric,
         }
     }
 
@@ -310,6 +325,8 @@ impl<'a> Pool<'a> {
             self.agents[a].busy += 1;
             self.running_on[i] = a;
             self.out.waits_ms[i] = now - self.builds[i].queued_at;
+            self.recent_waits
+                .push_back((now, now - self.builds[i].queued_at));
             let end = now + self.builds[i].duration;
             self.last_finish = self.last_finish.max(end);
             self.finish_of.push(i);
@@ -352,6 +369,11 @@ impl<'a> Pool<'a> {
             pending_agents: current - ready,
             current_replicas: current,
             forecast_extra,
+            signals: if self.multi_metric {
+                self.signals(now)
+            } else {
+                Vec::new()
+            },
             history: std::mem::take(&mut self.history),
         };
         let at = Timestamp::from_millis(now).unwrap_or(Timestamp::now());
@@ -404,6 +426,38 @@ impl<'a> Pool<'a> {
         }
         self.history.record_change(at, current, after);
         after == current && decision.recommended == current
+    }
+
+    fn signals(&mut self, now: i64) -> Vec<crate::scaling::multi_metric::Signal> {
+        while self
+            .recent_arrivals
+            .front()
+            .is_some_and(|t| now - t > 60_000)
+        {
+            self.recent_arrivals.pop_front();
+        }
+        while self
+            .recent_waits
+            .front()
+            .is_some_and(|(t, _)| now - t > 300_000)
+        {
+            self.recent_waits.pop_front();
+        }
+        let mut waits: Vec<i64> = self.recent_waits.iter().map(|(_, w)| *w).collect();
+        waits.extend(self.queue.iter().map(|&i| now - self.builds[i].queued_at));
+        waits.sort_unstable();
+        let p95 = if waits.is_empty() {
+            0.0
+        } else {
+            waits[((waits.len() * 95).div_ceil(100)).max(1) - 1] as f64
+        };
+        let [_, _, demand, wait] = crate::scaling::multi_metric::signals(
+            None,
+            None,
+            Some(self.recent_arrivals.len() as f64),
+            Some(p95),
+        );
+        vec![demand, wait]
     }
 
     /// Agents that stay (a minimum, a static pool) count until the last build finishes:
@@ -533,6 +587,8 @@ mod tests {
             SimPolicy::Queue,
             SimPolicy::SeedQueueHalf,
             SimPolicy::Static(3),
+            SimPolicy::MultiMetric,
+            SimPolicy::Predictive,
         ] {
             let out = replay(&builds, p, &cfg());
             assert_eq!(out.busy_agents_removed, 0);
