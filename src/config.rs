@@ -699,6 +699,33 @@ mod tests {
     }
 
     #[test]
+    fn pools_are_checked_against_controllers_and_their_own_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("jenkins-scaling.yaml"),
+            "jenkins:\n  controllers:\n    prod: {url: \"https://ci.example.com/\", user: autopilot}\n\
+             scaling:\n  pools:\n    linux: {controller: prod, label: linux, namespace: ci-agents, deployment: agents}\n\
+             \x20   gpu: {controller: nope, label: gpu, namespace: CI, deployment: agents, min: 5, max: 2, executors_per_agent: 0, policy: hpa}\n",
+        )
+        .unwrap();
+        let errs = Settings::load(Some(dir.path()), Vec::new()).unwrap_err().0;
+        let has = |suffix: &str| errs.iter().any(|e| e.path.ends_with(suffix));
+        for field in [
+            "gpu.controller",
+            "gpu.namespace",
+            "gpu.min",
+            "gpu.executors_per_agent",
+            "gpu.policy",
+        ] {
+            assert!(has(&format!("scaling.pools.{field}")), "{field}: {errs:?}");
+        }
+        assert!(
+            !errs.iter().any(|e| e.path.contains("pools.linux")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
     fn every_bad_field_is_reported_with_its_path() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
