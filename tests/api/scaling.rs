@@ -96,6 +96,23 @@ impl Rig {
         body["decisions"].as_array().cloned().unwrap()
     }
 
+    /// The newest decision once one with this trigger and outcome is recorded (the scale
+    /// PATCH lands a moment before its decision is stored).
+    pub async fn decision(&self, pool: &str, trigger: &str, outcome: &str) -> Value {
+        eventually(
+            &format!("a {trigger} decision {outcome}"),
+            Duration::from_secs(5),
+            async || {
+                self.decisions(pool)
+                    .await
+                    .first()
+                    .is_some_and(|d| d["trigger"] == trigger && d["outcome"] == outcome)
+            },
+        )
+        .await;
+        self.decisions(pool).await.remove(0)
+    }
+
     /// Waits for the reconcile every pool runs at start.
     pub async fn settled(&self) {
         eventually(
@@ -184,7 +201,7 @@ async fn a_queue_event_scales_the_right_deployment_up_at_once() {
             .ends_with("/namespaces/ci-agents/deployments/agent-linux/scale")
     );
 
-    let d = &rig.decisions("linux").await[0];
+    let d = &rig.decision("linux", "event", "applied").await;
     assert_eq!(d["trigger"], "event");
     assert_eq!(d["outcome"], "applied");
     assert_eq!(d["rule"], "demand");
@@ -484,7 +501,10 @@ async fn a_conflicting_scale_change_is_reread_and_retried() {
         2,
         "one refused with 409, one applied"
     );
-    assert_eq!(rig.decisions("linux").await[0]["outcome"], "applied");
+    assert_eq!(
+        rig.decision("linux", "event", "applied").await["desired"],
+        3
+    );
 }
 
 #[tokio::test]
@@ -573,7 +593,10 @@ async fn transient_jenkins_errors_are_retried() {
         async || rig.kube.replicas(NS, "agent-linux") == 2,
     )
     .await;
-    assert_eq!(rig.decisions("linux").await[0]["outcome"], "applied");
+    assert_eq!(
+        rig.decision("linux", "event", "applied").await["desired"],
+        2
+    );
     let reads = rig.jenkins.state.lock().unwrap().requests.len() - before;
     let all = rig.jenkins.state.lock().unwrap().requests.clone();
     assert!(
