@@ -270,6 +270,23 @@ impl PoolWorker {
             .into_iter()
             .filter_map(|q| q.label.map(|l| (q.queue_id, l)))
             .collect();
+        // Jenkins is authoritative for what is queued: items a lost webhook left waiting
+        // in the store are closed (a minute's grace for items newer than this read).
+        let present: Vec<u64> = jenkins.queue.iter().map(|i| i.id).collect();
+        let grace = Timestamp::from_millis(now.millis() - 60_000).unwrap_or(now);
+        match self
+            .store
+            .close_missing_queue_items(&self.controller, &present, grace, now)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(pool = %self.name, closed = n, "queue items Jenkins no longer lists marked left")
+            }
+            Err(e) => {
+                tracing::warn!(pool = %self.name, error = %e, "closing stale queue items failed")
+            }
+        }
         let items: Vec<QueuedItem> = jenkins
             .queue
             .iter()

@@ -283,6 +283,37 @@ impl Store {
         rows.iter().map(queue_from_row).collect()
     }
 
+    /// Marks as left the items of a controller that Jenkins no longer lists (`present`
+    /// are the ids it lists now), for items whose last change is older than `older_than`:
+    /// a lost "left" webhook must not keep an item waiting forever. Returns how many.
+    pub async fn close_missing_queue_items(
+        &self,
+        controller: &ControllerName,
+        present: &[u64],
+        older_than: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        if present.len() > 10_000 {
+            return Ok(0);
+        }
+        let mut sql = String::from(
+            "UPDATE queue_items SET state = 'left', left_at = $2, state_at = $2, updated_at = $2 \
+             WHERE controller = $1 AND state <> 'left' AND state_at < $3",
+        );
+        if !present.is_empty() {
+            let marks: Vec<String> = (0..present.len()).map(|i| format!("${}", i + 4)).collect();
+            sql.push_str(&format!(" AND queue_id NOT IN ({})", marks.join(", ")));
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(controller.as_str())
+            .bind(now.millis())
+            .bind(older_than.millis());
+        for id in present {
+            q = q.bind(*id as i64);
+        }
+        Ok(q.execute(&self.pool).await?.rows_affected())
+    }
+
     /// Records one scaling decision.
     pub async fn insert_decision(&self, d: &DecisionRecord) -> Result<(), StoreError> {
         sqlx::query(

@@ -622,3 +622,38 @@ async fn a_missing_deployment_is_a_clear_error_and_holds() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn queue_items_jenkins_no_longer_lists_are_closed() {
+    let rig = rig(
+        KubernetesMode::DryRun,
+        |j, _| j.add_agent("agent-linux-a", "linux", 1, 0),
+        |_| {},
+    )
+    .await;
+    rig.settled().await;
+    // An item whose "left" webhook was lost: Jenkins' queue is empty.
+    rig.queue_event(77, "linux").await;
+    eventually(
+        "the stale item is closed",
+        Duration::from_secs(3),
+        async || {
+            let (_, body) = rig.app.get_json("/api/v1/queue?controller=prod").await;
+            body["items"].as_array().unwrap().is_empty()
+        },
+    )
+    .await;
+    // An item Jenkins still lists stays.
+    rig.jenkins.set_queue("linux", 78..=78);
+    rig.queue_event(78, "linux").await;
+    rig.decision("linux", "event", "dry-run").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, body) = rig.app.get_json("/api/v1/queue?controller=prod").await;
+    let ids: Vec<u64> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["queue_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [78]);
+}
