@@ -110,6 +110,13 @@ pub struct ScalingSettings {
     /// Pools by name.
     #[serde(default)]
     pub pools: BTreeMap<String, PoolSettings>,
+    /// Decisions older than this are deleted (hourly).
+    #[serde(default = "default_decision_retention", with = "humantime_serde")]
+    pub decision_retention: Duration,
+}
+
+fn default_decision_retention() -> Duration {
+    Duration::from_secs(30 * 86_400)
 }
 
 impl Default for ScalingSettings {
@@ -118,6 +125,7 @@ impl Default for ScalingSettings {
             reconcile_interval: default_reconcile_interval(),
             debounce: default_debounce(),
             pools: BTreeMap::new(),
+            decision_retention: default_decision_retention(),
         }
     }
 }

@@ -337,6 +337,15 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes decisions made before `before`; returns how many.
+    pub async fn delete_decisions_before(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM scaling_decisions WHERE decided_at < $1")
+            .bind(before.millis())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// A pool's decisions at or after `since`, newest first.
     pub async fn decisions(
         &self,

@@ -121,3 +121,54 @@ async fn one_batch_folds_like_one_by_one_sqlite() {
 async fn one_batch_folds_like_one_by_one_postgres() {
     one_batch_folds_like_one_by_one(Db::Postgres).await;
 }
+
+async fn decisions_are_kept_to_their_retention(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = match db {
+        Db::Sqlite => None,
+        Db::Postgres => Some(fresh_postgres_url().await),
+    };
+    let store = Store::connect(&crate::helpers::database_settings(url), dir.path())
+        .await
+        .unwrap();
+    for (seq, at) in [(1, T0 - 40 * 86_400_000), (2, T0 - 86_400_000), (3, T0)] {
+        let d = jenkins_autopilot::store::DecisionRecord {
+            pool: "linux".into(),
+            decided_at: Timestamp::from_millis(at).unwrap(),
+            seq,
+            trigger: "periodic".into(),
+            current: Some(2),
+            recommended: Some(1),
+            desired: Some(2),
+            rule: "stabilized".into(),
+            reason: "kept by the window".into(),
+            outcome: "unchanged".into(),
+            error: None,
+            inputs: json!({"queued": 0}),
+        };
+        store.insert_decision(&d).await.unwrap();
+    }
+    let cutoff = Timestamp::from_millis(T0 - 30 * 86_400_000).unwrap();
+    assert_eq!(store.delete_decisions_before(cutoff).await.unwrap(), 1);
+    let left = store
+        .decisions("linux", Timestamp::from_millis(0).unwrap(), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        left.iter().map(|d| d.seq).collect::<Vec<_>>(),
+        [3, 2],
+        "newest first"
+    );
+    assert_eq!(left[0].inputs["queued"], 0);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn decisions_are_kept_to_their_retention_sqlite() {
+    decisions_are_kept_to_their_retention(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn decisions_are_kept_to_their_retention_postgres() {
+    decisions_are_kept_to_their_retention(Db::Postgres).await;
+}
