@@ -134,6 +134,34 @@ impl Series {
     }
 }
 
+/// Builds running (or waiting) at each step's start, from `(start, end)` in epoch ms:
+/// the demand series both the replay and the live controller forecast.
+pub fn running_demand(spans: &[(i64, i64)], step_ms: i64) -> Option<Series> {
+    let first = spans.iter().map(|s| s.0).min()?;
+    let start = first - first.rem_euclid(step_ms);
+    let end = spans.iter().map(|s| s.1).max()?;
+    let steps = ((end - start) / step_ms + 1) as usize;
+    let mut delta = vec![0i64; steps + 1];
+    for &(from_ms, to_ms) in spans {
+        // Counted at the sample instants in [from, to).
+        let from = ((from_ms - start) + step_ms - 1).div_euclid(step_ms) as usize;
+        let to = ((to_ms - start) + step_ms - 1).div_euclid(step_ms) as usize;
+        if from < to {
+            delta[from] += 1;
+            delta[to.min(steps)] -= 1;
+        }
+    }
+    let mut running = 0;
+    let values = delta[..steps]
+        .iter()
+        .map(|d| {
+            running += d;
+            running as f64
+        })
+        .collect();
+    Some(Series { start_ms: start, step_ms, values, filled: 0 })
+}
+
 /// Number of features.
 pub const FEATURES: usize = 9;
 

@@ -26,39 +26,14 @@ impl Forecaster {
     /// Demand from builds given as (queued at, duration) in ms, sorted by queue time;
     /// the horizon is the pod start-up, rounded up to whole steps.
     pub fn new(builds: &[(i64, i64)], pod_startup_ms: i64, params: ModelParams) -> Option<Self> {
-        let first = builds.first()?.0;
-        let start = first - first.rem_euclid(STEP_MS);
-        let end = builds.iter().map(|(q, d)| q + d).max()?;
-        let steps = ((end - start) / STEP_MS + 1) as usize;
-        let mut delta = vec![0i64; steps + 1];
-        for &(q, d) in builds {
-            // Running at the sample instants in [q, q + d).
-            let from = ((q - start) + STEP_MS - 1).div_euclid(STEP_MS) as usize;
-            let to = ((q + d - start) + STEP_MS - 1).div_euclid(STEP_MS) as usize;
-            if from < to {
-                delta[from] += 1;
-                delta[to.min(steps)] -= 1;
-            }
-        }
-        let mut running = 0;
-        let values = delta[..steps]
-            .iter()
-            .map(|d| {
-                running += d;
-                running as f64
-            })
-            .collect();
+        let spans: Vec<(i64, i64)> = builds.iter().map(|&(q, d)| (q, q + d)).collect();
+        let series = crate::forecast::running_demand(&spans, STEP_MS)?;
         Some(Self {
-            series: Series {
-                start_ms: start,
-                step_ms: STEP_MS,
-                values,
-                filled: 0,
-            },
+            next_retrain: series.start_ms + 14 * 86_400_000,
+            series,
             horizon_steps: ((pod_startup_ms + STEP_MS - 1) / STEP_MS).max(1) as usize,
             params,
             model: None,
-            next_retrain: start + 14 * 86_400_000,
             retrains: 0,
         })
     }
