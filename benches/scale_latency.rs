@@ -75,6 +75,7 @@ fn main() {
                 policy: PolicyName::Queue,
                 drain: false,
                 behavior,
+                predictive: Default::default(),
             },
         );
         println!(

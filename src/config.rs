@@ -110,9 +110,30 @@ pub struct ScalingSettings {
     /// Pools by name.
     #[serde(default)]
     pub pools: BTreeMap<String, PoolSettings>,
+    /// Trees in each pool's demand model.
+    #[serde(default = "default_trees")]
+    pub forecast_trees: usize,
+    /// How often each pool's demand model is retrained (in the background).
+    #[serde(default = "default_retrain", with = "humantime_serde")]
+    pub forecast_retrain_every: Duration,
+    /// Time from a pod's creation to its agent taking work: the forecast's horizon.
+    #[serde(default = "default_pod_startup", with = "humantime_serde")]
+    pub pod_startup: Duration,
     /// Decisions older than this are deleted (hourly).
     #[serde(default = "default_decision_retention", with = "humantime_serde")]
     pub decision_retention: Duration,
+}
+
+fn default_trees() -> usize {
+    100
+}
+
+fn default_retrain() -> Duration {
+    Duration::from_secs(86_400)
+}
+
+fn default_pod_startup() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_decision_retention() -> Duration {
@@ -126,6 +147,9 @@ impl Default for ScalingSettings {
             debounce: default_debounce(),
             pools: BTreeMap::new(),
             decision_retention: default_decision_retention(),
+            forecast_retrain_every: default_retrain(),
+            forecast_trees: default_trees(),
+            pod_startup: default_pod_startup(),
         }
     }
 }
@@ -171,6 +195,22 @@ pub struct PoolSettings {
     /// scale-up.
     #[serde(default)]
     pub behavior: crate::scaling::Behavior,
+    /// Predictive scaling: `off`, `forecast-only` (the default: forecasts are recorded
+    /// beside the actual demand, nothing is acted on) or `scale` (agents for the demand
+    /// forecast one pod start-up ahead, never fewer than the reactive answer; only while
+    /// the model's backtest beats the seasonal naive).
+    #[serde(default)]
+    pub predictive: PredictiveMode,
+}
+
+/// How a pool uses its demand forecast.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PredictiveMode {
+    Off,
+    #[default]
+    ForecastOnly,
+    Scale,
 }
 
 fn one() -> u32 {

@@ -159,7 +159,12 @@ pub fn running_demand(spans: &[(i64, i64)], step_ms: i64) -> Option<Series> {
             running as f64
         })
         .collect();
-    Some(Series { start_ms: start, step_ms, values, filled: 0 })
+    Some(Series {
+        start_ms: start,
+        step_ms,
+        values,
+        filled: 0,
+    })
 }
 
 /// Number of features.

@@ -46,6 +46,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/api/v1/pools/{name}/decisions").route(web::get().to(pools::list_decisions)),
     )
+    .service(
+        web::resource("/api/v1/pools/{name}/forecast").route(web::get().to(pools::get_forecast)),
+    )
     .service(web::resource("/healthz").route(web::get().to(ops::healthz)))
     .service(web::resource("/readyz").route(web::get().to(ops::readyz)))
     .service(web::resource("/metrics").route(web::get().to(ops::metrics)))
@@ -68,6 +71,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         read::list_queue,
         pools::list_pools,
         pools::list_decisions,
+        pools::get_forecast,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -83,6 +87,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         pools::PoolList,
         pools::DecisionList,
         crate::scaling::controller::PoolView,
+        crate::scaling::controller::ForecastView,
         crate::store::DecisionRecord,
         ops::Health,
     ))

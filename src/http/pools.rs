@@ -73,3 +73,23 @@ pub async fn list_decisions(
     let decisions = state.store.decisions(&name, since, limit).await?;
     Ok(HttpResponse::Ok().json(DecisionList { decisions }))
 }
+
+/// A pool's demand forecast beside the actual demand, with the model's training window
+/// and backtest scores, and whether it acts (mode `scale` and a model that beats the
+/// seasonal naive).
+#[utoipa::path(get, path = "/api/v1/pools/{name}/forecast", tag = "pools",
+    params(("name" = String, Path, description = "Pool name")),
+    responses((status = 200, body = crate::scaling::controller::ForecastView),
+              (status = 404, body = super::errors::ErrorBody)))]
+pub async fn get_forecast(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let name = req.match_info().get("name").unwrap_or_default().to_string();
+    let Some(pool) = state.scaling.pool(&name).await else {
+        return Err(ApiError::NotFound(format!("no pool {name:?}")));
+    };
+    let mode = serde_json::to_value(pool.predictive).unwrap_or_default();
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({"pool": name, "mode": mode, "forecast": pool.forecast})))
+}

@@ -42,6 +42,37 @@ pub struct PoolView {
     /// The latest reconcile, once one has run.
     #[schema(value_type = Option<Object>)]
     pub last: Option<DecisionRecord>,
+    /// `off`, `forecast-only` or `scale`.
+    #[schema(value_type = String)]
+    pub predictive: crate::config::PredictiveMode,
+    /// The latest demand forecast, when the mode is not `off`.
+    pub forecast: Option<ForecastView>,
+}
+
+/// A pool's demand forecast as last made.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct ForecastView {
+    /// Builds expected running or waiting one pod start-up from the reconcile.
+    pub value: Option<f64>,
+    /// When the forecast is for (epoch ms).
+    pub target_at: Option<i64>,
+    /// The demand at the reconcile, for comparison.
+    pub actual_now: Option<f64>,
+    /// Whether the forecast raised the agents (mode `scale` and the guard passed).
+    pub acting: bool,
+    /// The model in use: training window, rows, backtest scores.
+    #[schema(value_type = Option<Object>)]
+    pub model: Option<serde_json::Value>,
+    /// Why there is no forecast (e.g. too little history yet).
+    pub error: Option<String>,
+}
+
+/// The model and its background retraining.
+struct LiveForecast {
+    model: Option<Arc<crate::forecast::Model>>,
+    training: Option<tokio::task::JoinHandle<Result<crate::forecast::Model, String>>>,
+    next_train_ms: i64,
+    error: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +155,8 @@ pub fn start(
             max: pool.max,
             executors_per_agent: pool.executors_per_agent,
             last: None,
+            predictive: pool.predictive,
+            forecast: None,
         };
         views
             .try_write()
@@ -149,6 +182,17 @@ pub fn start(
             history: History::default(),
             dry_run_replicas: None,
             seq: seq.clone(),
+            live_forecast: LiveForecast {
+                model: None,
+                training: None,
+                next_train_ms: 0,
+                error: None,
+            },
+            retrain_ms: settings.scaling.forecast_retrain_every.as_millis() as i64,
+            trees: settings.scaling.forecast_trees.max(1),
+            horizon_steps: (settings.scaling.pod_startup.as_millis() as i64 + STEP_MS - 1)
+                .div_euclid(STEP_MS)
+                .max(1) as usize,
         };
         tokio::spawn(worker.run(
             rx,
@@ -182,7 +226,16 @@ struct PoolWorker {
     /// In dry-run the replicas are never read from a cluster: the last decision stands in.
     dry_run_replicas: Option<u32>,
     seq: Arc<AtomicI64>,
+    live_forecast: LiveForecast,
+    retrain_ms: i64,
+    trees: usize,
+    horizon_steps: usize,
 }
+
+/// Step of the live demand series.
+const STEP_MS: i64 = 5 * 60_000;
+/// History the model trains on.
+const HISTORY_MS: i64 = 28 * 86_400_000;
 
 /// What Jenkins says about a pool.
 struct JenkinsView {
@@ -340,6 +393,13 @@ impl PoolWorker {
             ),
         };
         self.history.seed(now, current);
+        let forecast = self.forecast(now).await;
+        let forecast_extra = match &forecast {
+            Some(f) if f.acting => f.value.map_or(0, |v| {
+                (v.round() as u32).saturating_sub(jenkins.label.busy_executors + queue.queued)
+            }),
+            _ => 0,
+        };
         let snapshot = PoolSnapshot {
             queued: queue.queued,
             busy_executors: jenkins.label.busy_executors,
@@ -348,13 +408,20 @@ impl PoolWorker {
             ready_agents: ready,
             pending_agents: pending,
             current_replicas: current,
-            forecast_extra: 0,
+            forecast_extra,
             signals: Vec::new(),
             history: self.history.clone(),
         };
         let decision = decide(&snapshot, &self.policy, now);
         self.history = decision.history.clone();
-        let inputs = inputs_json(&snapshot, &queue, &busy_nodes);
+        let mut inputs = inputs_json(&snapshot, &queue, &busy_nodes);
+        if let Some(f) = &forecast {
+            inputs["forecast"] =
+                serde_json::json!({"value": f.value, "target_at": f.target_at, "acting": f.acting});
+        }
+        if let Some(view) = self.views.write().await.get_mut(&self.name) {
+            view.forecast = forecast;
+        }
         self.update_gauges(&snapshot, decision.desired);
 
         let mut desired = decision.desired;
@@ -408,6 +475,102 @@ impl PoolWorker {
             inputs,
         )
         .await;
+    }
+
+    /// The demand forecast one pod start-up ahead, from the builds in the store. The model
+    /// is retrained in the background (on a blocking thread) every `retrain_ms`; until a
+    /// model exists, or when too little history is known, there is no forecast.
+    async fn forecast(&mut self, now: Timestamp) -> Option<ForecastView> {
+        use crate::config::PredictiveMode;
+        use crate::forecast::{self, Model, ModelParams};
+        if self.settings.predictive == PredictiveMode::Off {
+            return None;
+        }
+        let lf = &mut self.live_forecast;
+        if lf.training.as_ref().is_some_and(|h| h.is_finished()) {
+            match lf.training.take().expect("checked").await {
+                Ok(Ok(model)) => {
+                    lf.model = Some(Arc::new(model));
+                    lf.error = None;
+                }
+                Ok(Err(e)) => {
+                    // Usually too little history yet: try again within the hour.
+                    lf.next_train_ms = lf.next_train_ms.min(now.millis() + 3_600_000);
+                    lf.error = Some(e);
+                }
+                Err(e) => lf.error = Some(format!("training stopped: {e}")),
+            }
+        }
+        let since = Timestamp::from_millis((now.millis() - HISTORY_MS).max(0)).ok()?;
+        let spans = match self.store.build_spans(&self.controller, since).await {
+            Ok(s) => s,
+            Err(e) => {
+                return Some(ForecastView {
+                    error: Some(format!("reading build history: {e}")),
+                    ..Default::default()
+                });
+            }
+        };
+        let label = self.settings.label.as_str();
+        let mine: Vec<(i64, i64)> = spans
+            .into_iter()
+            .filter(|(l, _, _)| {
+                l.as_deref().is_some_and(|l| {
+                    demand::same_label(l, label) || l.split_whitespace().any(|a| a == label)
+                })
+            })
+            .map(|(_, start, end)| (start, end.unwrap_or(now.millis() + STEP_MS)))
+            .collect();
+        let Some(mut series) = forecast::running_demand(&mine, STEP_MS) else {
+            return Some(ForecastView {
+                error: Some("no build history for this label yet".into()),
+                ..Default::default()
+            });
+        };
+        // Steps since the last build are steps of no demand.
+        let t = (now.millis() - series.start_ms).div_euclid(STEP_MS).max(0) as usize;
+        if series.values.len() <= t {
+            series.values.resize(t + 1, 0.0);
+        }
+        series.values.truncate(t + 1);
+        let lf = &mut self.live_forecast;
+        if now.millis() >= lf.next_train_ms && lf.training.is_none() {
+            lf.next_train_ms = now.millis() + self.retrain_ms;
+            let training = series.clone();
+            let h = self.horizon_steps;
+            let params = ModelParams {
+                trees: self.trees,
+                ..ModelParams::default()
+            };
+            lf.training = Some(tokio::task::spawn_blocking(move || {
+                let mut model = Model::train(&training, h, params, training.values.len())
+                    .map_err(|e| e.to_string())?;
+                model.backtest = forecast::backtest(&training, h, params, 4, 288).ok();
+                Ok(model)
+            }));
+        }
+        let mut view = ForecastView {
+            actual_now: Some(series.values[t]),
+            error: lf.error.clone(),
+            ..Default::default()
+        };
+        if let Some(model) = &lf.model {
+            view.value = model.predict(&series, t);
+            view.target_at = Some(series.start_ms + (t + model.horizon_steps) as i64 * STEP_MS);
+            // The guard: act only on a model that beat the seasonal naive in its backtest.
+            let beats_naive = model
+                .backtest
+                .as_ref()
+                .is_some_and(|b| b.mae.model < b.mae.seasonal_naive);
+            view.acting = self.settings.predictive == PredictiveMode::Scale
+                && beats_naive
+                && view.value.is_some();
+            view.model = Some(serde_json::json!({
+                "trained_from_ms": model.trained_from_ms, "trained_to_ms": model.trained_to_ms,
+                "rows": model.rows, "backtest": model.backtest, "beats_seasonal_naive": beats_naive,
+            }));
+        }
+        Some(view)
     }
 
     async fn read_kube(&self) -> Result<Option<PoolState>, String> {

@@ -337,6 +337,32 @@ impl Store {
         Ok(())
     }
 
+    /// `(label, start, end)` of a controller's builds since `since`: start is the queue
+    /// time (or the start), end the finish (`None` while running).
+    pub async fn build_spans(
+        &self,
+        controller: &ControllerName,
+        since: Timestamp,
+    ) -> Result<Vec<(Option<String>, i64, Option<i64>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT label, queued_at, started_at, finished_at FROM builds \
+             WHERE controller = $1 AND sort_at >= $2",
+        )
+        .bind(controller.as_str())
+        .bind(since.millis())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let queued: Option<i64> = row.try_get("queued_at")?;
+            let started: Option<i64> = row.try_get("started_at")?;
+            if let Some(start) = queued.or(started) {
+                out.push((row.try_get("label")?, start, row.try_get("finished_at")?));
+            }
+        }
+        Ok(out)
+    }
+
     /// Deletes decisions made before `before`; returns how many.
     pub async fn delete_decisions_before(&self, before: Timestamp) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM scaling_decisions WHERE decided_at < $1")

@@ -34,6 +34,7 @@ pub fn pool(label: &str, deployment: &str) -> PoolSettings {
         policy: PolicyName::Queue,
         drain: false,
         behavior: Behavior::default(),
+        predictive: jenkins_autopilot::config::PredictiveMode::ForecastOnly,
     }
 }
 
@@ -656,4 +657,81 @@ async fn queue_items_jenkins_no_longer_lists_are_closed() {
         .map(|i| i["queue_id"].as_u64().unwrap())
         .collect();
     assert_eq!(ids, [78]);
+}
+
+#[tokio::test]
+async fn the_demand_forecast_is_recorded_and_acts_only_in_scale_mode_with_a_good_model() {
+    let rig = rig(
+        KubernetesMode::DryRun,
+        |j, _| j.add_agent("agent-linux-a", "linux", 1, 0),
+        |s| {
+            s.scaling.reconcile_interval = Duration::from_secs(1);
+            s.scaling.forecast_trees = 5;
+            s.scaling.forecast_retrain_every = Duration::from_secs(2);
+            s.scaling.pools.get_mut("linux").unwrap().predictive =
+                jenkins_autopilot::config::PredictiveMode::Scale;
+        },
+    )
+    .await;
+    // Three weeks of history: a build every working hour, 40 minutes each.
+    let now = chrono::Utc::now().timestamp_millis();
+    let day = 86_400_000i64;
+    let midnight = now - now.rem_euclid(day);
+    let mut n = 0;
+    for d in 1..=21 {
+        for h in 8..18 {
+            n += 1;
+            let start = midnight - d * day + h * 3_600_000;
+            let started = json!({"ciUrl": "https://ci.example.com/", "jobName": "app", "fullJobName": "app", "number": n,
+                "slaveInfo": {"slaveName": "agent-linux-a", "label": "linux", "executor": "0"}, "startTime": start,
+                "result": "INPROGRESS", "duration": 0, "queueTime": 30_000, "buildUrl": format!("job/app/{n}/")});
+            let done = json!({"ciUrl": "https://ci.example.com/", "jobName": "app", "fullJobName": "app", "number": n,
+                "result": "SUCCESS", "duration": 2_400_000, "buildUrl": format!("job/app/{n}/")});
+            for body in [started, done] {
+                let resp = rig
+                    .app
+                    .post_webhook("/webhooks/statistics?controller=prod", &body)
+                    .await;
+                assert_eq!(resp.status().as_u16(), 200);
+            }
+        }
+    }
+    eventually(
+        "a trained model and a forecast",
+        Duration::from_secs(60),
+        async || {
+            let (_, body) = rig.app.get_json("/api/v1/pools/linux/forecast").await;
+            body["forecast"]["value"].is_number()
+        },
+    )
+    .await;
+    let (status, body) = rig.app.get_json("/api/v1/pools/linux/forecast").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["mode"], "scale");
+    let f = &body["forecast"];
+    assert!(f["value"].as_f64().unwrap() >= 0.0);
+    assert!(f["actual_now"].is_number());
+    assert!(f["target_at"].as_i64().unwrap() > now - 600_000, "{f}");
+    let model = &f["model"];
+    assert!(model["rows"].as_u64().unwrap() >= 50, "{model}");
+    let beats = model["beats_seasonal_naive"].as_bool().unwrap();
+    assert_eq!(
+        f["acting"].as_bool().unwrap(),
+        beats,
+        "acts only with a model that beats the seasonal naive"
+    );
+    // Every decision carries the forecast it saw.
+    eventually(
+        "a decision with the forecast",
+        Duration::from_secs(5),
+        async || {
+            rig.decisions("linux")
+                .await
+                .first()
+                .is_some_and(|d| d["inputs"]["forecast"]["value"].is_number())
+        },
+    )
+    .await;
+    let (status, _) = rig.app.get_json("/api/v1/pools/nope/forecast").await;
+    assert_eq!(status, 404);
 }
