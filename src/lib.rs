@@ -9,6 +9,7 @@ pub mod ingest;
 pub mod jenkins;
 pub mod kube;
 pub mod metrics;
+pub mod profiles;
 pub mod scaling;
 pub mod sim;
 pub mod startup;
