@@ -29,6 +29,16 @@ pub struct DecisionQuery {
     limit: Option<String>,
 }
 
+/// The pool the path names, or 404.
+async fn pool_or_404(req: &HttpRequest, state: &AppState) -> Result<PoolView, ApiError> {
+    let name = req.match_info().get("name").unwrap_or_default();
+    state
+        .scaling
+        .pool(name)
+        .await
+        .ok_or_else(|| ApiError::NotFound(format!("no pool {name:?}")))
+}
+
 /// Every pool with its latest snapshot and decision.
 #[utoipa::path(get, path = "/api/v1/pools", tag = "pools", responses((status = 200, body = PoolList)))]
 pub async fn list_pools(state: web::Data<AppState>) -> HttpResponse {
@@ -46,10 +56,7 @@ pub async fn list_decisions(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = req.match_info().get("name").unwrap_or_default().to_string();
-    if state.scaling.pool(&name).await.is_none() {
-        return Err(ApiError::NotFound(format!("no pool {name:?}")));
-    }
+    let name = pool_or_404(&req, &state).await?.name;
     let q = web::Query::<DecisionQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::invalid("query", e))?
         .into_inner();
@@ -58,18 +65,7 @@ pub async fn list_decisions(
         None => Timestamp::from_millis(Timestamp::now().millis() - 3_600_000)
             .unwrap_or(Timestamp::now()),
     };
-    let limit = match q.limit.as_deref() {
-        None => 100,
-        Some(l) => match l.parse::<u32>() {
-            Ok(n) if (1..=1000).contains(&n) => n,
-            _ => {
-                return Err(ApiError::invalid(
-                    "limit",
-                    "must be a whole number from 1 to 1000",
-                ));
-            }
-        },
-    };
+    let limit = super::read::parse_limit(q.limit.as_deref())?;
     let decisions = state.store.decisions(&name, since, limit).await?;
     Ok(HttpResponse::Ok().json(DecisionList { decisions }))
 }
@@ -85,10 +81,8 @@ pub async fn get_forecast(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = req.match_info().get("name").unwrap_or_default().to_string();
-    let Some(pool) = state.scaling.pool(&name).await else {
-        return Err(ApiError::NotFound(format!("no pool {name:?}")));
-    };
+    let pool = pool_or_404(&req, &state).await?;
+    let name = pool.name.clone();
     let mode = serde_json::to_value(pool.predictive).unwrap_or_default();
     Ok(HttpResponse::Ok()
         .json(serde_json::json!({"pool": name, "mode": mode, "forecast": pool.forecast})))

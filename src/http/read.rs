@@ -37,6 +37,20 @@ pub struct QueueList {
     pub items: Vec<QueueItem>,
 }
 
+/// A `limit` query parameter: 1 to 1000, 100 when absent.
+pub(super) fn parse_limit(raw: Option<&str>) -> Result<u32, ApiError> {
+    match raw {
+        None => Ok(DEFAULT_LIMIT),
+        Some(l) => match l.parse::<u32>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(ApiError::invalid(
+                "limit",
+                format!("must be a whole number from 1 to {MAX_LIMIT}"),
+            )),
+        },
+    }
+}
+
 fn controller_param(raw: Option<&str>) -> Result<Option<ControllerName>, ApiError> {
     raw.map(|c| ControllerName::parse(c).map_err(|e| ApiError::invalid("controller", e)))
         .transpose()
@@ -52,18 +66,7 @@ pub async fn list_builds(
     let q = web::Query::<BuildQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::invalid("query", e))?
         .into_inner();
-    let limit = match q.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(l) => match l.parse::<u32>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(ApiError::invalid(
-                    "limit",
-                    format!("must be a whole number from 1 to {MAX_LIMIT}"),
-                ));
-            }
-        },
-    };
+    let limit = parse_limit(q.limit.as_deref())?;
     let result = match q.result.as_deref() {
         None => None,
         Some(r) => match BuildResult::parse(r) {
