@@ -73,6 +73,8 @@ struct LiveForecast {
     training: Option<tokio::task::JoinHandle<Result<crate::forecast::Model, String>>>,
     next_train_ms: i64,
     error: Option<String>,
+    /// The demand series and the step it was read at.
+    series: Option<(i64, crate::forecast::Series)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,6 +189,7 @@ pub fn start(
                 training: None,
                 next_train_ms: 0,
                 error: None,
+                series: None,
             },
             retrain_ms: settings.scaling.forecast_retrain_every.as_millis() as i64,
             trees: settings.scaling.forecast_trees.max(1),
@@ -477,6 +480,37 @@ impl PoolWorker {
         .await;
     }
 
+    /// The pool's demand series up to `now` (last index = now's step), from the builds of
+    /// the last four weeks in the store.
+    async fn demand_series(&self, now: Timestamp) -> Result<crate::forecast::Series, String> {
+        let since = Timestamp::from_millis((now.millis() - HISTORY_MS).max(0))
+            .map_err(|e| e.to_string())?;
+        let spans = self
+            .store
+            .build_spans(&self.controller, since)
+            .await
+            .map_err(|e| format!("reading build history: {e}"))?;
+        let label = self.settings.label.as_str();
+        let mine: Vec<(i64, i64)> = spans
+            .into_iter()
+            .filter(|(l, _, _)| {
+                l.as_deref().is_some_and(|l| {
+                    demand::same_label(l, label) || l.split_whitespace().any(|a| a == label)
+                })
+            })
+            .map(|(_, start, end)| (start, end.unwrap_or(now.millis() + STEP_MS)))
+            .collect();
+        let mut series = crate::forecast::running_demand(&mine, STEP_MS)
+            .ok_or_else(|| "no build history for this label yet".to_string())?;
+        // Steps since the last build are steps of no demand.
+        let t = (now.millis() - series.start_ms).div_euclid(STEP_MS).max(0) as usize;
+        if series.values.len() <= t {
+            series.values.resize(t + 1, 0.0);
+        }
+        series.values.truncate(t + 1);
+        Ok(series)
+    }
+
     /// The demand forecast one pod start-up ahead, from the builds in the store. The model
     /// is retrained in the background (on a blocking thread) every `retrain_ms`; until a
     /// model exists, or when too little history is known, there is no forecast.
@@ -501,38 +535,28 @@ impl PoolWorker {
                 Err(e) => lf.error = Some(format!("training stopped: {e}")),
             }
         }
-        let since = Timestamp::from_millis((now.millis() - HISTORY_MS).max(0)).ok()?;
-        let spans = match self.store.build_spans(&self.controller, since).await {
-            Ok(s) => s,
-            Err(e) => {
-                return Some(ForecastView {
-                    error: Some(format!("reading build history: {e}")),
-                    ..Default::default()
-                });
-            }
+        // The series is sampled at step starts: read the store once per step, not on
+        // every reconcile, and afresh for every training.
+        let step = now.millis().div_euclid(STEP_MS);
+        let lf = &self.live_forecast;
+        let train_due = now.millis() >= lf.next_train_ms && lf.training.is_none();
+        let cached = lf.series.as_ref().filter(|(s, _)| *s == step && !train_due);
+        let series = match cached {
+            Some((_, series)) => series.clone(),
+            None => match self.demand_series(now).await {
+                Ok(series) => {
+                    self.live_forecast.series = Some((step, series.clone()));
+                    series
+                }
+                Err(error) => {
+                    return Some(ForecastView {
+                        error: Some(error),
+                        ..Default::default()
+                    });
+                }
+            },
         };
-        let label = self.settings.label.as_str();
-        let mine: Vec<(i64, i64)> = spans
-            .into_iter()
-            .filter(|(l, _, _)| {
-                l.as_deref().is_some_and(|l| {
-                    demand::same_label(l, label) || l.split_whitespace().any(|a| a == label)
-                })
-            })
-            .map(|(_, start, end)| (start, end.unwrap_or(now.millis() + STEP_MS)))
-            .collect();
-        let Some(mut series) = forecast::running_demand(&mine, STEP_MS) else {
-            return Some(ForecastView {
-                error: Some("no build history for this label yet".into()),
-                ..Default::default()
-            });
-        };
-        // Steps since the last build are steps of no demand.
-        let t = (now.millis() - series.start_ms).div_euclid(STEP_MS).max(0) as usize;
-        if series.values.len() <= t {
-            series.values.resize(t + 1, 0.0);
-        }
-        series.values.truncate(t + 1);
+        let t = series.values.len() - 1;
         let lf = &mut self.live_forecast;
         if now.millis() >= lf.next_train_ms && lf.training.is_none() {
             lf.next_train_ms = now.millis() + self.retrain_ms;
