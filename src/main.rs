@@ -132,6 +132,17 @@ enum ForecastAction {
     },
 }
 
+/// Success, or the error with its causes on stderr and a failing exit code.
+fn exit_code(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn config_dir(explicit: Option<PathBuf>) -> Option<PathBuf> {
     explicit.or_else(|| {
         let default = PathBuf::from("ci-cd-integration");
@@ -153,31 +164,17 @@ fn main() -> ExitCode {
             pod_startup,
             reconcile,
             format,
-        } => {
-            match simulate(
-                trace,
-                pool_config,
-                label,
-                policy,
-                compare,
-                pod_startup,
-                reconcile,
-                &format,
-            ) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Command::Forecast { action } => match forecast(action) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+        } => exit_code(simulate(
+            trace,
+            pool_config,
+            label,
+            policy,
+            compare,
+            pod_startup,
+            reconcile,
+            &format,
+        )),
+        Command::Forecast { action } => exit_code(forecast(action)),
         Command::CheckConfig { dir } => {
             let dir = config_dir(dir);
             match Settings::load(dir.as_deref(), std::env::vars()) {
