@@ -76,6 +76,7 @@ fn main() {
                 drain: false,
                 behavior,
                 predictive: Default::default(),
+                exact_sizes: false,
             },
         );
         println!(

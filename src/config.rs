@@ -12,8 +12,21 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The built-in defaults, which are also the documented sample file.
-pub const DEFAULTS_YAML: &str = include_str!("../ci-cd-integration/service.yaml");
+/// The built-in defaults, which are also the documented sample files.
+pub const DEFAULTS_YAML: [(&str, &str); 3] = [
+    (
+        "service.yaml",
+        include_str!("../ci-cd-integration/service.yaml"),
+    ),
+    (
+        "resource-profiles.yaml",
+        include_str!("../ci-cd-integration/resource-profiles.yaml"),
+    ),
+    (
+        "build-optimization.yaml",
+        include_str!("../ci-cd-integration/build-optimization.yaml"),
+    ),
+];
 const ENV_PREFIX: &str = "AUTOPILOT_";
 
 /// All settings of the service.
@@ -38,6 +51,28 @@ pub struct Settings {
     /// Agent pools and the controller loop.
     #[serde(default)]
     pub scaling: ScalingSettings,
+    /// API tokens (JWT).
+    pub auth: AuthSettings,
+    /// The resource profile ladder and the build container.
+    pub profiles: crate::profiles::settings::ProfileSettings,
+    /// Profile rules and the learned recommendation.
+    pub build_optimization: crate::profiles::settings::BuildOptimizationSettings,
+}
+
+/// API tokens: HS256 with a secret, or RS256 with a key pair.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    /// HS256 secret; `None` (and no public key): generated under the data directory.
+    pub jwt_secret: Option<SecretString>,
+    /// RS256: tokens are verified with this PEM public key.
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// RS256: `token issue` signs with this PEM private key.
+    pub jwt_private_key_file: Option<PathBuf>,
+    /// The `iss` claim.
+    pub issuer: String,
+    /// Clock difference allowed when checking `exp`.
+    #[serde(with = "humantime_serde")]
+    pub clock_skew: Duration,
 }
 
 /// Jenkins controllers, by name. The name is the one webhooks use (`?controller=`).
@@ -201,6 +236,9 @@ pub struct PoolSettings {
     /// the model's backtest beats the seasonal naive).
     #[serde(default)]
     pub predictive: PredictiveMode,
+    /// Learned build sizes for this pool's jobs are exact, not rounded up to the ladder.
+    #[serde(default)]
+    pub exact_sizes: bool,
 }
 
 /// How a pool uses its demand forecast.
@@ -351,8 +389,17 @@ impl Settings {
         config_dir: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigErrors> {
-        let defaults: Value =
-            serde_yaml::from_str(DEFAULTS_YAML).expect("embedded defaults are valid YAML");
+        let mut defaults = Value::Object(Default::default());
+        for (name, text) in DEFAULTS_YAML {
+            let file: Value = serde_yaml::from_str(text)
+                .unwrap_or_else(|e| panic!("embedded defaults {name} are not valid YAML: {e}"));
+            let Value::Object(map) = file else {
+                panic!("embedded defaults {name} are not a mapping");
+            };
+            for (section, value) in map {
+                merge(&mut defaults, &section, value);
+            }
+        }
         let mut tree = defaults.clone();
         let mut origins = Origins::default();
         let mut errors = Vec::new();
@@ -467,6 +514,42 @@ impl Settings {
             if token.expose_secret().len() < 16 {
                 bad("webhook.token", "must be at least 16 characters");
             }
+        }
+        if let Some(secret) = &self.auth.jwt_secret {
+            use secrecy::ExposeSecret;
+            if secret.expose_secret().len() < 32 {
+                bad("auth.jwt_secret", "must be at least 32 characters");
+            }
+            if self.auth.jwt_public_key_file.is_some() {
+                bad(
+                    "auth.jwt_secret",
+                    "give either jwt_secret (HS256) or jwt_public_key_file (RS256), not both",
+                );
+            }
+        }
+        if self.auth.jwt_private_key_file.is_some() && self.auth.jwt_public_key_file.is_none() {
+            bad(
+                "auth.jwt_private_key_file",
+                "needs jwt_public_key_file, which the service verifies tokens with",
+            );
+        }
+        for (field, path) in [
+            ("auth.jwt_public_key_file", &self.auth.jwt_public_key_file),
+            ("auth.jwt_private_key_file", &self.auth.jwt_private_key_file),
+        ] {
+            if let Some(path) = path
+                && !path.is_file()
+            {
+                bad(field, &format!("{} is not a readable file", path.display()));
+            }
+        }
+        if self.auth.issuer.trim().is_empty() {
+            bad("auth.issuer", "must not be empty");
+        }
+        for (path, reason) in
+            crate::profiles::settings::validate(&self.profiles, &self.build_optimization)
+        {
+            bad(&path, &reason);
         }
         if self
             .logging

@@ -66,6 +66,11 @@ enum Command {
         #[command(subcommand)]
         action: ForecastAction,
     },
+    /// API tokens for pipelines and people.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Check settings: print every invalid field with its path; exit 1 if any.
     CheckConfig {
         /// Directory of YAML settings (default ./ci-cd-integration).
@@ -133,6 +138,52 @@ enum ForecastAction {
 }
 
 /// Success, or the error with its causes on stderr and a failing exit code.
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Print a token signed with the service's key (from settings, or the secret the
+    /// service generated under its data directory; created here when absent).
+    Issue {
+        /// Who the token is for (`sub`), e.g. jenkins-prod.
+        #[arg(long)]
+        subject: String,
+        /// Scopes: profiles:read, builds:write, reports:read, admin (repeat or comma-separate).
+        #[arg(long, required = true, num_args = 1.., value_delimiter = ',')]
+        scope: Vec<String>,
+        /// How long it is valid, e.g. 90d, 12h.
+        #[arg(long, default_value = "90d")]
+        ttl: humantime::Duration,
+        /// The service's data directory (default from settings: ./data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Directory of YAML settings (default ./ci-cd-integration).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn issue_token(
+    subject: &str,
+    scopes: &[String],
+    ttl: std::time::Duration,
+    data_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use jenkins_autopilot::tokens::{Scope, TokenKeys};
+    let settings = Settings::load(config_dir(config).as_deref(), std::env::vars())
+        .map_err(|e| anyhow::anyhow!("invalid settings:\n{e}"))?;
+    let data_dir = data_dir.unwrap_or(settings.server.data_dir.clone());
+    let scopes = scopes
+        .iter()
+        .map(|s| s.trim().parse::<Scope>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("--scope: {e}"))?;
+    anyhow::ensure!(!ttl.is_zero(), "--ttl must be longer than 0s");
+    let keys = TokenKeys::load(&settings.auth, &data_dir)?;
+    let token = keys.issue(subject, &scopes, ttl, chrono::Utc::now().timestamp())?;
+    println!("{token}");
+    Ok(())
+}
+
 fn exit_code(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -175,6 +226,16 @@ fn main() -> ExitCode {
             &format,
         )),
         Command::Forecast { action } => exit_code(forecast(action)),
+        Command::Token {
+            action:
+                TokenAction::Issue {
+                    subject,
+                    scope,
+                    ttl,
+                    data_dir,
+                    config,
+                },
+        } => exit_code(issue_token(&subject, &scope, *ttl, data_dir, config)),
         Command::CheckConfig { dir } => {
             let dir = config_dir(dir);
             match Settings::load(dir.as_deref(), std::env::vars()) {

@@ -26,6 +26,7 @@ impl Application {
         let data_dir = settings.server.data_dir.clone();
         let store = Store::connect(&settings.database, &data_dir).await?;
         let token = auth::load_or_create_token(settings.webhook.token.as_ref(), &data_dir)?;
+        let tokens = crate::tokens::TokenKeys::load(&settings.auth, &data_dir)?;
         let metrics = Metrics::new();
         let writer = Writer::spawn(
             store.clone(),
@@ -41,6 +42,7 @@ impl Application {
             writer,
             metrics,
             auth: auth::WebhookAuth::new(token),
+            tokens,
             settings: settings.clone(),
             scaling,
         };

@@ -1,5 +1,6 @@
-//! Webhook authentication: one shared token, accepted four ways (`?token=`, bearer,
+//! Authentication. Webhooks: one shared token, accepted four ways (`?token=`, bearer,
 //! basic-auth password, HMAC-SHA256 signature of the raw body), compared in constant time.
+//! The pipeline API: a JWT bearer token holding the endpoint's scope.
 
 use super::errors::ApiError;
 use actix_web::HttpRequest;
@@ -84,6 +85,29 @@ impl WebhookAuth {
     }
 }
 
+/// The claims of the request's bearer JWT when it holds `scope`: 401 without a valid
+/// token, 403 with a valid one lacking the scope.
+pub fn require_scope(
+    req: &HttpRequest,
+    keys: &crate::tokens::TokenKeys,
+    scope: crate::tokens::Scope,
+) -> Result<crate::tokens::Claims, ApiError> {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| unauthorized("a bearer token is required (Authorization: Bearer <JWT>)"))?
+        .to_str()
+        .map_err(|_| unauthorized("the Authorization header is not text"))?;
+    let token = strip_scheme(value.trim(), "Bearer")
+        .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <JWT>`"))?;
+    keys.verify(token.trim(), scope).map_err(|e| match e {
+        crate::tokens::TokenError::Invalid(m) => unauthorized(&m),
+        missing @ crate::tokens::TokenError::MissingScope { .. } => {
+            ApiError::Forbidden(missing.to_string())
+        }
+    })
+}
+
 fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
     let (s, rest) = value.split_once(' ')?;
     s.eq_ignore_ascii_case(scheme).then_some(rest)
@@ -93,53 +117,14 @@ fn unauthorized(detail: &str) -> ApiError {
     ApiError::Unauthorized(detail.to_string())
 }
 
-/// The token from settings, or else the one kept under the data directory, created on
-/// first start with mode 0600. The token itself is never logged.
+/// The token from settings, or else the one kept in `<data_dir>/webhook-token`, created
+/// on first start with mode 0600. The token itself is never logged.
 pub fn load_or_create_token(
     configured: Option<&SecretString>,
     data_dir: &std::path::Path,
 ) -> anyhow::Result<SecretString> {
-    use anyhow::Context;
-    if let Some(t) = configured {
-        return Ok(t.clone());
+    match configured {
+        Some(t) => Ok(t.clone()),
+        None => crate::secrets::load_or_create(data_dir, "webhook-token", 16),
     }
-    let path = data_dir.join("webhook-token");
-    if path.exists() {
-        let token = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let token = token.trim().to_string();
-        anyhow::ensure!(
-            token.len() >= 16,
-            "{} holds no usable token (under 16 characters)",
-            path.display()
-        );
-        tracing::info!(path = %path.display(), "webhook token read from file");
-        return Ok(SecretString::from(token));
-    }
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
-    let bytes: [u8; 32] = rand::random();
-    let token = hex::encode(bytes);
-    write_private(&path, &token).with_context(|| format!("writing {}", path.display()))?;
-    tracing::info!(path = %path.display(), "generated a webhook token; give it to Jenkins from this file");
-    Ok(SecretString::from(token))
-}
-
-#[cfg(unix)]
-fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(content.as_bytes())?;
-    f.write_all(b"\n")?;
-    f.sync_all()
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
-    std::fs::write(path, format!("{content}\n"))
 }

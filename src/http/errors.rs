@@ -18,6 +18,9 @@ pub enum ApiError {
     /// Missing or wrong credentials (401).
     #[error("{0}")]
     Unauthorized(String),
+    /// Valid credentials without the permission the endpoint needs (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// Nothing at this address (404).
     #[error("{0}")]
     NotFound(String),
@@ -62,6 +65,7 @@ impl ApiError {
             Self::Invalid { .. } => "invalid_field",
             Self::Malformed(_) => "malformed_json",
             Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::TooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -77,6 +81,7 @@ impl ResponseError for ApiError {
         match self {
             Self::Invalid { .. } | Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

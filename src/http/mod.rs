@@ -20,6 +20,7 @@ pub struct AppState {
     pub writer: WriterHandle,
     pub metrics: Metrics,
     pub auth: auth::WebhookAuth,
+    pub tokens: crate::tokens::TokenKeys,
     pub settings: Arc<Settings>,
     pub scaling: crate::scaling::controller::ScalingHandle,
 }

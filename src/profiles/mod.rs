@@ -4,5 +4,6 @@
 pub mod quantity;
 pub mod recommend;
 pub mod rules;
+pub mod settings;
 
 pub use quantity::{Bytes, Millicores, QuantityError};

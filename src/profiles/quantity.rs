@@ -1,16 +1,17 @@
 //! Kubernetes resource quantities: CPU in millicores, memory in bytes.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
+use std::marker::PhantomData;
 
 /// CPU in thousandths of a core (`500m` = half a core, `2` = 2000).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(into = "String")]
 pub struct Millicores(u64);
 
 /// Memory in bytes (`256Mi`, `1Gi`, `512M`, plain bytes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(into = "String")]
 pub struct Bytes(u64);
 
 /// A quantity that is not one.
@@ -132,6 +133,67 @@ impl From<Bytes> for String {
     }
 }
 
+/// A quantity read from text (`500m`, `1Gi`) or from a bare number (cores for CPU,
+/// bytes for memory), as Kubernetes accepts both.
+trait Quantity: Sized {
+    const WHAT: &'static str;
+    fn parse_text(raw: &str) -> Result<Self, QuantityError>;
+    fn from_number(n: f64) -> Option<Self>;
+}
+
+impl Quantity for Millicores {
+    const WHAT: &'static str = "a CPU quantity such as 500m or 2";
+    fn parse_text(raw: &str) -> Result<Self, QuantityError> {
+        Self::parse(raw)
+    }
+    fn from_number(cores: f64) -> Option<Self> {
+        (cores.is_finite() && cores >= 0.0).then(|| Self((cores * 1000.0).ceil() as u64))
+    }
+}
+
+impl Quantity for Bytes {
+    const WHAT: &'static str = "a memory quantity such as 512Mi or 1Gi";
+    fn parse_text(raw: &str) -> Result<Self, QuantityError> {
+        Self::parse(raw)
+    }
+    fn from_number(bytes: f64) -> Option<Self> {
+        (bytes.is_finite() && bytes >= 0.0).then(|| Self(bytes.ceil() as u64))
+    }
+}
+
+struct QuantityVisitor<T>(PhantomData<T>);
+
+impl<T: Quantity> serde::de::Visitor<'_> for QuantityVisitor<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(T::WHAT)
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+        T::parse_text(v).map_err(E::custom)
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<T, E> {
+        self.visit_f64(v as f64)
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<T, E> {
+        self.visit_f64(v as f64)
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<T, E> {
+        T::from_number(v).ok_or_else(|| E::custom(format!("{v} is not {}", T::WHAT)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Millicores {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(QuantityVisitor(PhantomData))
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(QuantityVisitor(PhantomData))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +217,21 @@ mod tests {
             assert!(Bytes::parse(bad).is_err(), "memory {bad:?}");
         }
         assert!(Bytes::parse("lots").is_err());
+    }
+
+    #[test]
+    fn quantities_deserialize_from_text_or_numbers() {
+        let cpu: Vec<Millicores> = serde_json::from_str(r#"["250m", 2, 0.5]"#).unwrap();
+        assert_eq!(cpu, [250, 2000, 500].map(Millicores::new));
+        let mem: Vec<Bytes> = serde_json::from_str(r#"["1Gi", 1048576]"#).unwrap();
+        assert_eq!(mem, [Bytes::mib(1024), Bytes::mib(1)]);
+        let err = serde_json::from_str::<Bytes>(r#""lots""#).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("\"lots\" is not a Kubernetes quantity"),
+            "{err}"
+        );
+        assert!(serde_json::from_str::<Millicores>("-1").is_err());
+        assert!(serde_json::from_str::<Millicores>("true").is_err());
     }
 }

@@ -150,6 +150,10 @@ pub fn recommend(
 mod tests {
     use super::*;
 
+    fn catalog() -> Catalog {
+        crate::profiles::rules::tests::defaults().profiles.catalog()
+    }
+
     const H: i64 = 3_600_000;
 
     fn at(h: i64) -> Timestamp {
@@ -168,15 +172,7 @@ mod tests {
     #[test]
     fn too_few_samples_leave_it_to_the_rules() {
         let few: Vec<Sample> = (0..4).map(|i| s(i, 100, 300)).collect();
-        assert!(
-            recommend(
-                &few,
-                at(5),
-                &RecommendSettings::default(),
-                &Catalog::default()
-            )
-            .is_none()
-        );
+        assert!(recommend(&few, at(5), &RecommendSettings::default(), &catalog()).is_none());
     }
 
     #[test]
@@ -184,13 +180,7 @@ mod tests {
         let builds: Vec<Sample> = (0..20)
             .map(|i| s(i, 200 + (i as u64 % 3) * 50, 280 + (i as u64 % 2) * 20))
             .collect();
-        let r = recommend(
-            &builds,
-            at(20),
-            &RecommendSettings::default(),
-            &Catalog::default(),
-        )
-        .unwrap();
+        let r = recommend(&builds, at(20), &RecommendSettings::default(), &catalog()).unwrap();
         // p90 peak 300Mi x 1.15 = 345Mi: above light's 256Mi, within medium's 512Mi.
         assert_eq!(r.profile.as_deref(), Some("medium"), "{}", r.reason);
         let exact = recommend(
@@ -200,7 +190,7 @@ mod tests {
                 exact: true,
                 ..Default::default()
             },
-            &Catalog::default(),
+            &catalog(),
         )
         .unwrap();
         assert_eq!(exact.requests.memory, Bytes::mib(345));
@@ -217,7 +207,7 @@ mod tests {
             exact: true,
             ..Default::default()
         };
-        let r = recommend(&builds, at(24 * 7 + 5), &settings, &Catalog::default()).unwrap();
+        let r = recommend(&builds, at(24 * 7 + 5), &settings, &catalog()).unwrap();
         assert_eq!(r.requests.cpu, Millicores::new(100), "{}", r.reason);
         // Without decay (a huge half-life) the heavy past dominates the p90.
         let flat = RecommendSettings {
@@ -225,7 +215,7 @@ mod tests {
             ..settings
         };
         assert_eq!(
-            recommend(&builds, at(24 * 7 + 5), &flat, &Catalog::default())
+            recommend(&builds, at(24 * 7 + 5), &flat, &catalog())
                 .unwrap()
                 .requests
                 .cpu,
@@ -242,13 +232,13 @@ mod tests {
             exact: true,
             ..Default::default()
         };
-        let r = recommend(&builds, at(6), &settings, &Catalog::default()).unwrap();
+        let r = recommend(&builds, at(6), &settings, &catalog()).unwrap();
         // max(400 + 100, 400 x 1.2) = 500Mi.
         assert_eq!(r.requests.memory, Bytes::mib(500), "{}", r.reason);
         assert_eq!(r.requests.cpu, Millicores::new(25), "the CPU floor");
         let tiny: Vec<Sample> = (0..6).map(|i| s(i, 1, 10)).collect();
         assert_eq!(
-            recommend(&tiny, at(6), &settings, &Catalog::default())
+            recommend(&tiny, at(6), &settings, &catalog())
                 .unwrap()
                 .requests
                 .memory,

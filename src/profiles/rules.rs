@@ -25,33 +25,6 @@ pub struct Catalog {
     pub profiles: Vec<Profile>,
 }
 
-impl Default for Catalog {
-    /// light 100m/256Mi, medium 500m/512Mi, heavy 1000m/1Gi, intensive 2000m/2Gi;
-    /// limits: twice the CPU, the same memory plus half (an OOM kill is worse than a
-    /// throttle).
-    fn default() -> Self {
-        let p = |name: &str, cpu: u64, mib: u64| Profile {
-            name: name.into(),
-            requests: Resources {
-                cpu: Millicores::new(cpu),
-                memory: Bytes::mib(mib),
-            },
-            limits: Resources {
-                cpu: Millicores::new(cpu * 2),
-                memory: Bytes::mib(mib + mib / 2),
-            },
-        };
-        Self {
-            profiles: vec![
-                p("light", 100, 256),
-                p("medium", 500, 512),
-                p("heavy", 1000, 1024),
-                p("intensive", 2000, 2048),
-            ],
-        }
-    }
-}
-
 impl Catalog {
     pub fn get(&self, name: &str) -> Option<&Profile> {
         self.profiles.iter().find(|p| p.name == name)
@@ -78,43 +51,40 @@ pub struct Rule {
     pub profile: String,
 }
 
-/// The design's rules: test & load < 50 -> light; test -> medium; build & load < 70 ->
-/// medium; build -> heavy; deploy -> intensive; anything else -> medium.
-pub fn default_rules() -> Vec<Rule> {
-    let r = |t: Option<&str>, below: Option<u32>, profile: &str| Rule {
-        build_type: t.map(str::to_string),
-        load_below: below,
-        profile: profile.into(),
-    };
-    vec![
-        r(Some("test"), Some(50), "light"),
-        r(Some("test"), None, "medium"),
-        r(Some("build"), Some(70), "medium"),
-        r(Some("build"), None, "heavy"),
-        r(Some("deploy"), None, "intensive"),
-        r(None, None, "medium"),
-    ]
-}
-
-/// The rule that applies and its profile name; `None` when no rule matches.
-pub fn select<'a>(rules: &'a [Rule], build_type: &str, load_pct: u32) -> Option<(usize, &'a str)> {
+/// The rule that applies and its profile name; `None` when no rule matches. With the load
+/// unknown (`None`) a rule bounded by load cannot be judged and does not match, so the
+/// choice falls to the type's unbounded rule: the larger profile, never a guess of 0 %.
+pub fn select<'a>(
+    rules: &'a [Rule],
+    build_type: &str,
+    load_pct: Option<u32>,
+) -> Option<(usize, &'a str)> {
     rules.iter().enumerate().find_map(|(i, r)| {
         let type_ok = r
             .build_type
             .as_deref()
             .is_none_or(|t| t.eq_ignore_ascii_case(build_type));
-        let load_ok = r.load_below.is_none_or(|b| load_pct < b);
+        let load_ok = match (r.load_below, load_pct) {
+            (None, _) => true,
+            (Some(b), Some(load)) => load < b,
+            (Some(_), None) => false,
+        };
         (type_ok && load_ok).then_some((i, r.profile.as_str()))
     })
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The shipped defaults (resource-profiles.yaml, build-optimization.yaml).
+    pub(crate) fn defaults() -> crate::config::Settings {
+        crate::config::Settings::load(None, Vec::new()).expect("the defaults load")
+    }
 
     #[test]
     fn every_rule_row() {
-        let rules = default_rules();
+        let rules = defaults().build_optimization.rules;
         let cases = [
             ("test", 0, 0, "light"),
             ("test", 49, 0, "light"),
@@ -127,17 +97,20 @@ mod tests {
         ];
         for (t, load, row, want) in cases {
             assert_eq!(
-                select(&rules, t, load),
+                select(&rules, t, Some(load)),
                 Some((row, want)),
                 "{t} at {load} %"
             );
         }
-        assert_eq!(select(&rules[..1], "build", 10), None);
+        assert_eq!(select(&rules[..1], "build", Some(10)), None);
+        // Load unknown: the bounded rows are skipped.
+        assert_eq!(select(&rules, "test", None), Some((1, "medium")));
+        assert_eq!(select(&rules, "build", None), Some((3, "heavy")));
     }
 
     #[test]
     fn the_ladder_rounds_up() {
-        let c = Catalog::default();
+        let c = defaults().profiles.catalog();
         let need = |cpu, mib| Resources {
             cpu: Millicores::new(cpu),
             memory: Bytes::mib(mib),

@@ -35,6 +35,7 @@ pub fn pool(label: &str, deployment: &str) -> PoolSettings {
         drain: false,
         behavior: Behavior::default(),
         predictive: jenkins_autopilot::config::PredictiveMode::ForecastOnly,
+        exact_sizes: false,
     }
 }
 

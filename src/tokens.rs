@@ -1,0 +1,308 @@
+//! API tokens: JSON Web Tokens with `sub`, `exp`, `iat`, `iss` and a space-separated
+//! `scope`, signed HS256 with the service's secret or RS256 with a key pair. `admin`
+//! grants every scope.
+
+use crate::config::AuthSettings;
+use anyhow::Context;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    /// Ask for build profiles and recommendations.
+    ProfilesRead,
+    /// Report build performance.
+    BuildsWrite,
+    /// Read analyses and reports.
+    ReportsRead,
+    /// Everything.
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 4] = [
+        Scope::ProfilesRead,
+        Scope::BuildsWrite,
+        Scope::ReportsRead,
+        Scope::Admin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::ProfilesRead => "profiles:read",
+            Scope::BuildsWrite => "builds:write",
+            Scope::ReportsRead => "reports:read",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scope::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| {
+                format!("{s:?} is not a scope (profiles:read, builds:write, reports:read, admin)")
+            })
+    }
+}
+
+/// The claims of a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub iss: String,
+    pub iat: i64,
+    pub exp: i64,
+    /// Space-separated scopes (RFC 8693 style).
+    pub scope: String,
+}
+
+impl Claims {
+    pub fn scopes(&self) -> impl Iterator<Item = Scope> + '_ {
+        self.scope.split_whitespace().filter_map(|s| s.parse().ok())
+    }
+
+    pub fn allows(&self, needed: Scope) -> bool {
+        self.scopes().any(|s| s == needed || s == Scope::Admin)
+    }
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Missing, malformed, expired, wrongly signed or from another issuer: 401.
+    #[error("{0}")]
+    Invalid(String),
+    /// Valid, but without the scope the endpoint needs: 403.
+    #[error("the token's scopes ({held}) do not include {needed}")]
+    MissingScope { needed: Scope, held: String },
+}
+
+/// Signs and checks tokens.
+#[derive(Clone)]
+pub struct TokenKeys {
+    algorithm: Algorithm,
+    decoding: DecodingKey,
+    /// `None` for RS256 without the private key: the service checks, never signs.
+    encoding: Option<EncodingKey>,
+    issuer: String,
+    clock_skew: Duration,
+}
+
+impl TokenKeys {
+    /// The keys from settings: RS256 when a public key file is set, else HS256 with the
+    /// configured secret or the one generated in `<data_dir>/jwt-secret`.
+    pub fn load(settings: &AuthSettings, data_dir: &Path) -> anyhow::Result<Self> {
+        if let Some(public) = &settings.jwt_public_key_file {
+            let pem = std::fs::read(public)
+                .with_context(|| format!("reading the JWT public key {}", public.display()))?;
+            let decoding = DecodingKey::from_rsa_pem(&pem)
+                .with_context(|| format!("{} is not an RSA public key (PEM)", public.display()))?;
+            let encoding = match &settings.jwt_private_key_file {
+                None => None,
+                Some(private) => {
+                    let pem = std::fs::read(private).with_context(|| {
+                        format!("reading the JWT private key {}", private.display())
+                    })?;
+                    Some(EncodingKey::from_rsa_pem(&pem).with_context(|| {
+                        format!("{} is not an RSA private key (PEM)", private.display())
+                    })?)
+                }
+            };
+            return Ok(Self {
+                algorithm: Algorithm::RS256,
+                decoding,
+                encoding,
+                issuer: settings.issuer.clone(),
+                clock_skew: settings.clock_skew,
+            });
+        }
+        let secret = match &settings.jwt_secret {
+            Some(s) => s.clone(),
+            None => crate::secrets::load_or_create(data_dir, "jwt-secret", 32)?,
+        };
+        let bytes = secret.expose_secret().as_bytes();
+        Ok(Self {
+            algorithm: Algorithm::HS256,
+            decoding: DecodingKey::from_secret(bytes),
+            encoding: Some(EncodingKey::from_secret(bytes)),
+            issuer: settings.issuer.clone(),
+            clock_skew: settings.clock_skew,
+        })
+    }
+
+    /// A signed token for `subject` with `scopes`, valid for `ttl` from `now` (epoch s).
+    pub fn issue(
+        &self,
+        subject: &str,
+        scopes: &[Scope],
+        ttl: Duration,
+        now: i64,
+    ) -> anyhow::Result<String> {
+        let key = self.encoding.as_ref().context(
+            "RS256 tokens are signed with the private key: set auth.jwt_private_key_file",
+        )?;
+        anyhow::ensure!(!subject.trim().is_empty(), "the subject must not be empty");
+        anyhow::ensure!(!scopes.is_empty(), "give at least one scope");
+        let mut names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let claims = Claims {
+            sub: subject.to_string(),
+            iss: self.issuer.clone(),
+            iat: now,
+            exp: now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
+            scope: names.join(" "),
+        };
+        Ok(jsonwebtoken::encode(
+            &Header::new(self.algorithm),
+            &claims,
+            key,
+        )?)
+    }
+
+    /// The claims of a valid token holding `needed`.
+    pub fn verify(&self, token: &str, needed: Scope) -> Result<Claims, TokenError> {
+        let mut validation = Validation::new(self.algorithm);
+        validation.leeway = self.clock_skew.as_secs();
+        validation.set_issuer(&[self.issuer.as_str()]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|e| {
+                TokenError::Invalid(match e.kind() {
+                    ErrorKind::ExpiredSignature => "the token has expired".to_string(),
+                    ErrorKind::InvalidSignature => {
+                        "the token's signature does not match the service's key".to_string()
+                    }
+                    ErrorKind::InvalidAlgorithm => format!(
+                        "the token is not signed with {:?}, the algorithm the service accepts",
+                        self.algorithm
+                    ),
+                    ErrorKind::InvalidIssuer => {
+                        format!("the token was not issued by {}", self.issuer)
+                    }
+                    ErrorKind::MissingRequiredClaim(c) => format!("the token has no `{c}` claim"),
+                    _ => format!("the token is not a valid JWT: {e}"),
+                })
+            })?;
+        let claims = data.claims;
+        if claims.allows(needed) {
+            Ok(claims)
+        } else {
+            Err(TokenError::MissingScope {
+                needed,
+                held: if claims.scope.trim().is_empty() {
+                    "none".into()
+                } else {
+                    claims.scope.clone()
+                },
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn keys(secret: &str) -> TokenKeys {
+        let settings = AuthSettings {
+            jwt_secret: Some(secret.to_string().into()),
+            jwt_public_key_file: None,
+            jwt_private_key_file: None,
+            issuer: "jenkins-autopilot".into(),
+            clock_skew: Duration::from_secs(30),
+        };
+        TokenKeys::load(&settings, Path::new("/nonexistent")).unwrap()
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn now() -> i64 {
+        chrono::Utc::now().timestamp()
+    }
+
+    #[test]
+    fn a_token_round_trips_and_admin_holds_every_scope() {
+        let k = keys(SECRET);
+        let t = k
+            .issue(
+                "jenkins-prod",
+                &[Scope::ProfilesRead],
+                Duration::from_secs(60),
+                now(),
+            )
+            .unwrap();
+        let c = k.verify(&t, Scope::ProfilesRead).unwrap();
+        assert_eq!(c.sub, "jenkins-prod");
+        assert!(matches!(
+            k.verify(&t, Scope::BuildsWrite),
+            Err(TokenError::MissingScope { .. })
+        ));
+        let admin = k
+            .issue("ops", &[Scope::Admin], Duration::from_secs(60), now())
+            .unwrap();
+        for s in Scope::ALL {
+            assert!(k.verify(&admin, s).is_ok(), "{s}");
+        }
+    }
+
+    #[test]
+    fn expired_foreign_and_unsigned_tokens_are_invalid() {
+        let k = keys(SECRET);
+        let old = k
+            .issue("a", &[Scope::Admin], Duration::from_secs(60), now() - 3600)
+            .unwrap();
+        let e = k.verify(&old, Scope::Admin).unwrap_err();
+        assert_eq!(e, TokenError::Invalid("the token has expired".into()));
+        let other = keys("ffffffffffffffffffffffffffffffff")
+            .issue("a", &[Scope::Admin], Duration::from_secs(60), now())
+            .unwrap();
+        assert!(
+            matches!(k.verify(&other, Scope::Admin), Err(TokenError::Invalid(m)) if m.contains("signature"))
+        );
+        // alg: none with the same claims and no signature.
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = b64.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let payload = b64.encode(
+            serde_json::json!({"sub":"a","iss":"jenkins-autopilot","iat":now(),"exp":now()+60,"scope":"admin"})
+                .to_string(),
+        );
+        for unsigned in [
+            format!("{header}.{payload}."),
+            format!("{header}.{payload}"),
+        ] {
+            assert!(matches!(
+                k.verify(&unsigned, Scope::Admin),
+                Err(TokenError::Invalid(_))
+            ));
+        }
+        assert!(matches!(
+            k.verify("not a token", Scope::Admin),
+            Err(TokenError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn scopes_parse_by_name_only() {
+        assert_eq!("builds:write".parse::<Scope>(), Ok(Scope::BuildsWrite));
+        assert!("builds".parse::<Scope>().is_err());
+    }
+}
