@@ -4,6 +4,7 @@ pub mod auth;
 pub mod errors;
 mod ops;
 mod pools;
+mod profiles;
 mod read;
 mod webhooks;
 
@@ -42,6 +43,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/api/v1/builds/{controller}/{job:.+}/{number:[0-9]+}")
             .route(web::get().to(read::get_build)),
     )
+    .service(
+        web::resource("/api/v1/builds/{controller}/{job:.+}/{number:[0-9]+}/performance")
+            .route(web::post().to(profiles::record_performance)),
+    )
+    .service(
+        web::resource("/api/v1/builds/{controller}/{job:.+}/{number:[0-9]+}/analysis")
+            .route(web::get().to(profiles::build_analysis)),
+    )
+    .service(
+        web::resource("/api/v1/jobs/{controller}/{job:.+}/recommendation")
+            .route(web::get().to(profiles::job_recommendation)),
+    )
+    .service(
+        web::resource("/api/v1/profiles/select").route(web::get().to(profiles::select_profile)),
+    )
     .service(web::resource("/api/v1/queue").route(web::get().to(read::list_queue)))
     .service(web::resource("/api/v1/pools").route(web::get().to(pools::list_pools)))
     .service(
@@ -59,6 +75,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The OpenAPI document of every endpoint.
 #[derive(utoipa::OpenApi)]
 #[openapi(
+    modifiers(&BearerJwt),
     info(
         title = "jenkins-autopilot",
         description = "Jenkins build events in; build records, queue and health out."
@@ -73,6 +90,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         pools::list_pools,
         pools::list_decisions,
         pools::get_forecast,
+        profiles::select_profile,
+        profiles::job_recommendation,
+        profiles::record_performance,
+        profiles::build_analysis,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -91,6 +112,35 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         crate::scaling::controller::ForecastView,
         crate::store::DecisionRecord,
         ops::Health,
+        profiles::JobRecommendation,
+        profiles::PerformanceReply,
+        profiles::BuildAnalysis,
+        crate::profiles::choose::Selection,
+        crate::profiles::choose::Source,
+        crate::profiles::analysis::Analysis,
+        crate::profiles::analysis::Part,
+        crate::store::StoredPerformance,
+        crate::ingest::performance::PerformanceReport,
+        crate::ingest::performance::StageTiming,
     ))
 )]
 pub struct ApiDoc;
+
+/// Declares the bearer JWT the pipeline API requires.
+struct BearerJwt;
+
+impl utoipa::Modify for BearerJwt {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}

@@ -113,21 +113,7 @@ pub async fn get_build(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let info = req.match_info();
-    let decode = |name: &str| -> Result<String, ApiError> {
-        let raw = info
-            .get(name)
-            .ok_or_else(|| ApiError::invalid(name, "is required"))?;
-        urlencoding::decode(raw)
-            .map(|s| s.into_owned())
-            .map_err(|_| ApiError::invalid(name, "is not valid percent-encoded UTF-8"))
-    };
-    let controller = ControllerName::parse(&decode("controller")?)
-        .map_err(|e| ApiError::invalid("controller", e))?;
-    let job = JobName::parse(&decode("job")?).map_err(|e| ApiError::invalid("job", e))?;
-    let number: u64 = decode("number")?
-        .parse()
-        .map_err(|_| ApiError::invalid("number", "must be a build number"))?;
+    let (controller, job, number) = super::profiles::build_path(&req)?;
     match state.store.get_build(&controller, &job, number).await? {
         Some(build) => Ok(HttpResponse::Ok().json(build)),
         None => Err(ApiError::NotFound(format!(

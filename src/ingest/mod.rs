@@ -3,6 +3,7 @@
 
 pub mod cloudevents;
 pub mod notification;
+pub mod performance;
 pub mod statistics;
 
 use crate::domain::{ControllerName, JobName, Timestamp};

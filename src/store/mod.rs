@@ -1,9 +1,11 @@
 //! All SQL lives here. One schema and one set of queries for SQLite (embedded default,
 //! WAL) and PostgreSQL, through sqlx's `Any` driver; `$N` placeholders work on both.
 
+mod performance;
 mod write;
 mod writer;
 
+pub use performance::StoredPerformance;
 pub use writer::{SubmitError, WriteOutcome, Writer, WriterHandle};
 
 use crate::config::{DatabaseSettings, SqliteSynchronous};
@@ -172,6 +174,13 @@ impl Store {
                 Cow::Borrowed("scaling decisions"),
                 MigrationType::Simple,
                 include_str!("migrations/0002_scaling_decisions.sql").into_sql_str(),
+                false,
+            ),
+            Migration::new(
+                3,
+                Cow::Borrowed("build performance"),
+                MigrationType::Simple,
+                include_str!("migrations/0003_build_performance.sql").into_sql_str(),
                 false,
             ),
         ];

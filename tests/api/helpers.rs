@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::sync::Once;
 
 pub const TOKEN: &str = "test-webhook-token-0123456789";
+/// HS256 secret of the test apps' API tokens.
+pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef0123456789";
 
 /// Which database a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +71,7 @@ pub async fn test_settings(db: Db) -> (Settings, tempfile::TempDir) {
     settings.server.listen = "127.0.0.1:0".parse().unwrap();
     settings.server.data_dir = dir.path().to_path_buf();
     settings.webhook.token = Some(SecretString::from(TOKEN));
+    settings.auth.jwt_secret = Some(SecretString::from(JWT_SECRET));
     // Deterministic whatever the machine has: tests that want a cluster give a kubeconfig.
     settings.kubernetes.mode = jenkins_autopilot::config::KubernetesMode::DryRun;
     if db == Db::Postgres {
@@ -156,6 +159,47 @@ impl TestApp {
             .send()
             .await
             .expect("request")
+    }
+
+    /// An API token of this app with `scopes`, valid for an hour.
+    pub fn jwt(&self, scopes: &[jenkins_autopilot::tokens::Scope]) -> String {
+        jenkins_autopilot::tokens::TokenKeys::load(&self.settings.auth, &self.data_dir)
+            .unwrap()
+            .issue(
+                "test",
+                scopes,
+                std::time::Duration::from_secs(3600),
+                chrono::Utc::now().timestamp(),
+            )
+            .unwrap()
+    }
+
+    /// GET with a bearer token.
+    pub async fn get_authed(&self, path: &str, token: &str) -> (u16, Value) {
+        let resp = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+    }
+
+    /// POST JSON with a bearer token.
+    pub async fn post_authed(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, Value) {

@@ -11,6 +11,7 @@ mod lifecycle;
 mod notification;
 mod ops;
 mod persistence;
+mod profiles;
 mod scaling;
 mod statistics;
 mod store;
