@@ -3,7 +3,7 @@
 
 use crate::fake_jenkins::{self, FakeJenkins};
 use crate::fake_kube::FakeKube;
-use crate::helpers::{Db, TestApp, spawn_with, test_settings};
+use crate::helpers::{Db, TestApp, payload, spawn_with, test_settings};
 use jenkins_autopilot::config::{
     JenkinsControllerSettings, KubernetesMode, PoolSettings, Settings,
 };
@@ -735,4 +735,67 @@ async fn the_demand_forecast_is_recorded_and_acts_only_in_scale_mode_with_a_good
     .await;
     let (status, _) = rig.app.get_json("/api/v1/pools/nope/forecast").await;
     assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn profile_selection_reads_the_load_of_the_jobs_pool_and_never_guesses_it() {
+    use jenkins_autopilot::tokens::Scope;
+    let rig = rig(
+        KubernetesMode::DryRun,
+        |j, k| {
+            // Three of four executors busy: 75 %.
+            j.add_agent("agent-linux-a", "linux", 2, 2);
+            j.add_agent("agent-linux-b", "linux", 2, 1);
+            k.add_deployment(NS, "agent-linux", &["agent-linux-a", "agent-linux-b"]);
+        },
+        |_| {},
+    )
+    .await;
+    rig.settled().await;
+    // The job's last build ran on `linux` (the Statistics plugin names the label).
+    let started = json!({"ciUrl": payload::ROOT, "jobName": "app", "fullJobName": "team/app", "number": 3,
+        "slaveInfo": {"slaveName": "agent-linux-a", "label": "linux", "executor": "1"},
+        "startTime": 1_700_000_000_000i64, "endTime": 0, "startedUserId": "SCM", "startedUserName": "SYSTEM",
+        "result": "INPROGRESS", "duration": 0, "parameters": {}, "scmInfo": {}, "queueTime": 0,
+        "buildUrl": "job/team/job/app/3/", "contextId": 1, "buildCause": "SCM", "buildFailureCauses": []});
+    let resp = rig
+        .app
+        .post_webhook("/webhooks/statistics?controller=prod", &started)
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let token = rig.app.jwt(&[Scope::ProfilesRead]);
+    let (status, s) = rig
+        .app
+        .get_authed(
+            "/api/v1/profiles/select?controller=prod&job=team/app&type=build",
+            &token,
+        )
+        .await;
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(s["load"], 75, "{s}");
+    assert_eq!(s["profile"], "heavy", "build at 75 % >= 70: {s}");
+    assert!(
+        s["reason"]
+            .as_str()
+            .unwrap()
+            .contains("pool linux is 75 % busy"),
+        "{s}"
+    );
+    // Jenkins stops answering: the next reading fails and the load is unknown, not 0.
+    rig.jenkins.state.lock().unwrap().fail_status = Some(500);
+    rig.queue_event(9, "linux").await;
+    rig.decision("linux", "event", "held").await;
+    let (_, s) = rig
+        .app
+        .get_authed(
+            "/api/v1/profiles/select?controller=prod&job=team/app&type=test",
+            &token,
+        )
+        .await;
+    assert!(s["load"].is_null(), "{s}");
+    assert!(
+        s["reason"].as_str().unwrap().contains("last read failed"),
+        "{s}"
+    );
+    assert_eq!(s["profile"], "medium", "test with the load unknown: {s}");
 }
