@@ -38,6 +38,8 @@ pub struct Selection {
     pub load: Option<u32>,
     /// Reported builds of this job and type.
     pub samples: usize,
+    /// The build container's name in `pod_yaml` (`container(NAME) { ... }`).
+    pub container: String,
     /// A Pod for `podTemplate(yaml: ...)`: the build container with these resources.
     pub pod_yaml: String,
 }
@@ -141,6 +143,7 @@ pub fn choose(settings: &Settings, inputs: &Inputs<'_>) -> Option<Selection> {
         reason,
         load: inputs.load.percent,
         samples: inputs.samples.len(),
+        container: settings.profiles.pod.container.clone(),
         pod_yaml: yaml,
     })
 }

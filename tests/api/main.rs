@@ -13,5 +13,6 @@ mod ops;
 mod persistence;
 mod profiles;
 mod scaling;
+mod shared_library;
 mod statistics;
 mod store;

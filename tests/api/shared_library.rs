@@ -1,0 +1,75 @@
+//! The Jenkins shared library (jenkins/) in the real Groovy runtime against this service:
+//! jenkins/test/AutopilotTest.groovy drives vars/autopilot.groovy through a harness that
+//! provides the pipeline steps, with real HTTP and a real shell.
+
+use crate::helpers::spawn_app;
+use jenkins_autopilot::tokens::Scope;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// JAVA_HOME for the `groovy` launcher: as set, else the JDK behind `java` on the PATH.
+fn java_home() -> Option<PathBuf> {
+    if let Some(home) = std::env::var_os("JAVA_HOME") {
+        return Some(PathBuf::from(home));
+    }
+    let out = Command::new("sh")
+        .args(["-c", "readlink -f \"$(command -v java)\""])
+        .output()
+        .ok()?;
+    let java = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    Some(java.parent()?.parent()?.to_path_buf())
+}
+
+#[tokio::test]
+async fn the_shared_library_passes_its_groovy_tests_against_the_live_service() {
+    let app = spawn_app().await;
+    let token = app.jwt(&[Scope::ProfilesRead, Scope::BuildsWrite]);
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("jenkins");
+    let mut cmd = Command::new("groovy");
+    cmd.arg("-cp")
+        .arg(format!(
+            "{}:{}",
+            lib.join("src").display(),
+            lib.join("test").display()
+        ))
+        .arg(lib.join("test/AutopilotTest.groovy"))
+        .env("AUTOPILOT_TEST_URL", &app.address)
+        .env("AUTOPILOT_TEST_TOKEN", &token)
+        .env("AUTOPILOT_TEST_LIB", &lib)
+        .current_dir(&lib);
+    if let Some(home) = java_home() {
+        cmd.env("JAVA_HOME", home);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .expect("run groovy (Debian package `groovy`; ./scripts/test installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "Groovy tests failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("9 passed, 0 failed"), "{stdout}");
+
+    // What the library reported is in the service: the build it ran, with its stage.
+    let (status, a) = app
+        .get_authed(
+            "/api/v1/builds/prod/groovy/app/1/analysis",
+            &app.jwt(&[Scope::ReportsRead]),
+        )
+        .await;
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["performance"]["profile"], "heavy");
+    assert_eq!(a["performance"]["memory_peak"], "300Mi");
+    assert_eq!(a["performance"]["cpu_average"], "250m");
+    assert_eq!(a["performance"]["stages"][0]["name"], "Compile");
+    let (_, rec) = app
+        .get_authed(
+            "/api/v1/jobs/prod/groovy/learner/recommendation?type=test",
+            &app.jwt(&[Scope::ProfilesRead]),
+        )
+        .await;
+    assert_eq!(rec["samples"], 5, "{rec}");
+    assert_eq!(rec["source"], "learned", "{rec}");
+}
