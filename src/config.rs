@@ -621,15 +621,6 @@ impl Settings {
             if p.executors_per_agent == 0 {
                 bad(&at("executors_per_agent"), "must be at least 1");
             }
-            if matches!(
-                p.policy,
-                crate::scaling::PolicyName::Hpa | crate::scaling::PolicyName::Weighted
-            ) {
-                bad(
-                    &at("policy"),
-                    "hpa and weighted are replayed by `simulate` only: the live controller does not collect their signals yet",
-                );
-            }
             if p.min > p.max {
                 bad(&at("min"), &format!("must not exceed max ({})", p.max));
             }

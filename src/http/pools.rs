@@ -72,7 +72,7 @@ pub async fn list_decisions(
 
 /// A pool's demand forecast beside the actual demand, with the model's training window
 /// and backtest scores, and whether it acts (mode `scale` and a model that beats the
-/// seasonal naive).
+/// seasonal naive); and the multi-metric signals with their scores.
 #[utoipa::path(get, path = "/api/v1/pools/{name}/forecast", tag = "pools",
     params(("name" = String, Path, description = "Pool name")),
     responses((status = 200, body = crate::scaling::controller::ForecastView),
@@ -84,6 +84,10 @@ pub async fn get_forecast(
     let pool = pool_or_404(&req, &state).await?;
     let name = pool.name.clone();
     let mode = serde_json::to_value(pool.predictive).unwrap_or_default();
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({"pool": name, "mode": mode, "forecast": pool.forecast})))
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "pool": name,
+        "mode": mode,
+        "forecast": pool.forecast,
+        "signals": pool.signals,
+    })))
 }

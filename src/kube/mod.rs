@@ -65,6 +65,21 @@ pub struct PodState {
     pub terminating: bool,
     /// The pod's current deletion cost annotation, if any.
     pub deletion_cost: Option<i32>,
+    /// The sum of its containers' CPU requests (millicores); `None` when a container has
+    /// none (utilisation is then undefined, as for the HPA).
+    pub cpu_request: Option<u64>,
+    /// The sum of its containers' memory requests (bytes); `None` as for CPU.
+    pub memory_request: Option<u64>,
+}
+
+/// The pool's pods' use against their requests, from metrics.k8s.io.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct PoolUsage {
+    /// Sum of CPU use over sum of CPU requests, percent; `None` without requests or data.
+    pub cpu_percent: Option<f64>,
+    pub memory_percent: Option<f64>,
+    /// Pods with both a reading and requests.
+    pub pods_measured: usize,
 }
 
 /// A pool's Deployment as read.
@@ -73,6 +88,8 @@ pub struct PoolState {
     /// `spec.replicas` of the scale subresource.
     pub replicas: u32,
     pub resource_version: Option<String>,
+    /// The scale's label selector (how the pods are found).
+    pub selector: String,
     pub pods: Vec<PodState>,
 }
 
@@ -148,8 +165,47 @@ impl KubeExecutor {
         Ok(PoolState {
             replicas,
             resource_version: scale.metadata.resource_version,
+            selector,
             pods,
         })
+    }
+
+    /// CPU and memory utilisation of the pool's ready pods (use over requests, summed as
+    /// the HPA does), from the metrics API (metrics-server). A missing metrics API is an
+    /// error, never a zero.
+    pub async fn pool_usage(
+        &self,
+        namespace: &str,
+        pool: &PoolState,
+    ) -> Result<PoolUsage, KubeError> {
+        if pool.selector.is_empty() {
+            return Ok(PoolUsage {
+                cpu_percent: None,
+                memory_percent: None,
+                pods_measured: 0,
+            });
+        }
+        let resource = kube::core::ApiResource {
+            group: "metrics.k8s.io".into(),
+            version: "v1beta1".into(),
+            api_version: "metrics.k8s.io/v1beta1".into(),
+            kind: "PodMetrics".into(),
+            plural: "pods".into(),
+        };
+        let api: Api<kube::core::DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &resource);
+        let list = api
+            .list(&ListParams::default().labels(&pool.selector))
+            .await
+            .map_err(|e| classify(format!("pod metrics in {namespace}"), e))?;
+        let mut readings = BTreeMap::new();
+        for item in list.items {
+            let name = item.metadata.name.clone().unwrap_or_default();
+            if let Some(usage) = pod_usage(&item.data) {
+                readings.insert(name, usage);
+            }
+        }
+        Ok(utilisation(&pool.pods, &readings))
     }
 
     /// Sets each named pod's deletion cost, skipping pods that already carry it.
@@ -237,10 +293,122 @@ fn pod_state(pod: Pod) -> PodState {
         .as_ref()
         .and_then(|a| a.get(DELETION_COST))
         .and_then(|v| v.parse().ok());
+    let requests = |key: &str| -> Option<u64> {
+        let containers = &pod.spec.as_ref()?.containers;
+        containers.iter().try_fold(0u64, |sum, c| {
+            let q = c.resources.as_ref()?.requests.as_ref()?.get(key)?;
+            let v = match key {
+                "cpu" => crate::profiles::Millicores::parse(&q.0).ok()?.get(),
+                _ => crate::profiles::Bytes::parse(&q.0).ok()?.get(),
+            };
+            Some(sum + v)
+        })
+    };
     PodState {
+        cpu_request: requests("cpu"),
+        memory_request: requests("memory"),
         name: pod.metadata.name.unwrap_or_default(),
         ready,
         terminating: pod.metadata.deletion_timestamp.is_some(),
         deletion_cost,
+    }
+}
+
+/// (CPU millicores, memory bytes) a PodMetrics item reports, summed over its containers.
+fn pod_usage(data: &serde_json::Value) -> Option<(u64, u64)> {
+    let containers = data.get("containers")?.as_array()?;
+    containers.iter().try_fold((0u64, 0u64), |(cpu, mem), c| {
+        let usage = c.get("usage")?;
+        let c_cpu = crate::profiles::Millicores::parse(usage.get("cpu")?.as_str()?).ok()?;
+        let c_mem = crate::profiles::Bytes::parse(usage.get("memory")?.as_str()?).ok()?;
+        Some((cpu + c_cpu.get(), mem + c_mem.get()))
+    })
+}
+
+/// Use over requests of the ready pods that have both, in percent.
+fn utilisation(pods: &[PodState], readings: &BTreeMap<String, (u64, u64)>) -> PoolUsage {
+    let (mut cpu_use, mut cpu_req, mut mem_use, mut mem_req, mut measured) = (0, 0, 0, 0, 0);
+    let (mut cpu_ok, mut mem_ok) = (true, true);
+    for pod in pods.iter().filter(|p| p.ready && !p.terminating) {
+        let Some((cpu, mem)) = readings.get(&pod.name) else {
+            continue;
+        };
+        measured += 1;
+        match pod.cpu_request {
+            Some(r) if r > 0 => {
+                cpu_use += cpu;
+                cpu_req += r;
+            }
+            _ => cpu_ok = false,
+        }
+        match pod.memory_request {
+            Some(r) if r > 0 => {
+                mem_use += mem;
+                mem_req += r;
+            }
+            _ => mem_ok = false,
+        }
+    }
+    let pct = |used: u64, req: u64, ok: bool| {
+        (ok && req > 0).then(|| (used as f64 / req as f64 * 1000.0).round() / 10.0)
+    };
+    PoolUsage {
+        cpu_percent: pct(cpu_use, cpu_req, cpu_ok),
+        memory_percent: pct(mem_use, mem_req, mem_ok),
+        pods_measured: measured,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, ready: bool, cpu: Option<u64>, mem: Option<u64>) -> PodState {
+        PodState {
+            name: name.into(),
+            ready,
+            terminating: false,
+            deletion_cost: None,
+            cpu_request: cpu,
+            memory_request: mem,
+        }
+    }
+
+    #[test]
+    fn utilisation_sums_use_over_requests_of_ready_measured_pods() {
+        const GI: u64 = 1 << 30;
+        let pods = [
+            pod("a", true, Some(1000), Some(GI)),
+            pod("b", true, Some(1000), Some(GI)),
+            pod("starting", false, Some(1000), Some(GI)),
+            pod("unmeasured", true, Some(1000), Some(GI)),
+        ];
+        let readings = BTreeMap::from([
+            ("a".to_string(), (1500, GI / 2)),
+            ("b".to_string(), (500, GI / 2)),
+            ("starting".to_string(), (4000, GI)),
+        ]);
+        let u = utilisation(&pods, &readings);
+        assert_eq!(u.pods_measured, 2);
+        assert_eq!(u.cpu_percent, Some(100.0));
+        assert_eq!(u.memory_percent, Some(50.0));
+        // A pod without a CPU request makes CPU utilisation undefined, not zero.
+        let no_req = [pod("a", true, None, Some(GI))];
+        let u = utilisation(&no_req, &readings);
+        assert_eq!(u.cpu_percent, None);
+        assert_eq!(u.memory_percent, Some(50.0));
+        assert_eq!(utilisation(&pods, &BTreeMap::new()).cpu_percent, None);
+    }
+
+    #[test]
+    fn pod_metrics_items_are_summed_over_containers() {
+        let item = serde_json::json!({"containers": [
+            {"name": "agent", "usage": {"cpu": "250000000n", "memory": "300Mi"}},
+            {"name": "side", "usage": {"cpu": "50m", "memory": "20Mi"}}]});
+        assert_eq!(pod_usage(&item), Some((300, 320 * 1024 * 1024)));
+        assert_eq!(
+            pod_usage(&serde_json::json!({"containers": [{"usage": {}}]})),
+            None
+        );
     }
 }

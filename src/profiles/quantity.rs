@@ -36,6 +36,15 @@ impl Millicores {
         if let Some(m) = raw.strip_suffix('m') {
             return m.parse::<u64>().map(Self).map_err(|_| bad());
         }
+        // metrics.k8s.io reports nano- and microcores.
+        for (suffix, per_milli) in [('n', 1_000_000u64), ('u', 1_000)] {
+            if let Some(v) = raw.strip_suffix(suffix) {
+                return v
+                    .parse::<u64>()
+                    .map(|v| Self(v.div_ceil(per_milli)))
+                    .map_err(|_| bad());
+            }
+        }
         let cores: f64 = raw.parse().map_err(|_| bad())?;
         if !cores.is_finite() || cores < 0.0 {
             return Err(bad());
@@ -203,6 +212,8 @@ mod tests {
         assert_eq!(Millicores::parse("500m").unwrap().get(), 500);
         assert_eq!(Millicores::parse("2").unwrap().get(), 2000);
         assert_eq!(Millicores::parse("0.25").unwrap().get(), 250);
+        assert_eq!(Millicores::parse("250000000n").unwrap().get(), 250);
+        assert_eq!(Millicores::parse("1500u").unwrap().get(), 2);
         assert_eq!(Millicores::new(1000).to_string(), "1");
         assert_eq!(Millicores::new(250).to_string(), "250m");
         assert_eq!(Bytes::parse("256Mi").unwrap(), Bytes::mib(256));

@@ -4,6 +4,7 @@
 //! A failed read holds the pool at its size: nothing is scaled on an error.
 
 use super::demand::{self, QueueDemand, QueuedItem};
+use super::multi_metric::Signal;
 use super::{History, PoolSnapshot, ScalePolicy, decide};
 use crate::config::{PoolSettings, Settings};
 use crate::domain::{ControllerName, Timestamp};
@@ -47,6 +48,10 @@ pub struct PoolView {
     pub predictive: crate::config::PredictiveMode,
     /// The latest demand forecast, when the mode is not `off`.
     pub forecast: Option<ForecastView>,
+    /// The multi-metric signals at the latest reconcile and how they scored: under the
+    /// pool's policy when it is `hpa` or `weighted`, else under `weighted` (shown only).
+    #[schema(value_type = Option<Object>)]
+    pub signals: Option<serde_json::Value>,
 }
 
 /// A pool's demand forecast as last made.
@@ -159,6 +164,7 @@ pub fn start(
             last: None,
             predictive: pool.predictive,
             forecast: None,
+            signals: None,
         };
         views
             .try_write()
@@ -412,18 +418,21 @@ impl PoolWorker {
             pending_agents: pending,
             current_replicas: current,
             forecast_extra,
-            signals: Vec::new(),
+            signals: self.signals(pool.as_ref(), now).await,
             history: self.history.clone(),
         };
         let decision = decide(&snapshot, &self.policy, now);
         self.history = decision.history.clone();
         let mut inputs = inputs_json(&snapshot, &queue, &busy_nodes);
+        let scored = self.score_signals(&snapshot);
+        inputs["signals"] = scored.clone();
         if let Some(f) = &forecast {
             inputs["forecast"] =
                 serde_json::json!({"value": f.value, "target_at": f.target_at, "acting": f.acting});
         }
         if let Some(view) = self.views.write().await.get_mut(&self.name) {
             view.forecast = forecast;
+            view.signals = Some(scored);
         }
         self.update_gauges(&snapshot, decision.desired);
 
@@ -514,6 +523,105 @@ impl PoolWorker {
     /// The demand forecast one pod start-up ahead, from the builds in the store. The model
     /// is retrained in the background (on a blocking thread) every `retrain_ms`; until a
     /// model exists, or when too little history is known, there is no forecast.
+    /// The multi-metric signals. Pods' CPU and memory use (metrics.k8s.io) are read only
+    /// for the `hpa` and `weighted` policies; demand rate is the builds that entered the
+    /// queue for this label per minute over the last 5 minutes; queue wait is the p95 of
+    /// builds started in the last 15 minutes. A failed or impossible read leaves its
+    /// signal unknown (`None`), never 0.
+    async fn signals(&self, pool: Option<&PoolState>, now: Timestamp) -> Vec<Signal> {
+        let label = self.settings.label.as_str();
+        let needs_usage = matches!(
+            self.settings.policy,
+            super::PolicyName::Hpa | super::PolicyName::Weighted
+        );
+        let usage = match (&self.kube, pool, needs_usage) {
+            (Some(kube), Some(state), true) => {
+                match kube.pool_usage(&self.settings.namespace, state).await {
+                    Ok(u) => Some(u),
+                    Err(e) => {
+                        self.metrics
+                            .pool_failures
+                            .with_label_values(&[&self.name, "metrics"])
+                            .inc();
+                        tracing::warn!(pool = %self.name, error = %e, "reading pod metrics failed; CPU and memory signals unknown");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let since = |ms: i64| Timestamp::from_millis(now.millis() - ms).unwrap_or(now);
+        let demand = match self
+            .store
+            .queue_entries_since(&self.controller, since(5 * 60_000))
+            .await
+        {
+            Ok(labels) => Some(
+                labels
+                    .iter()
+                    .filter(|l| l.as_deref().is_some_and(|l| demand::same_label(l, label)))
+                    .count() as f64
+                    / 5.0,
+            ),
+            Err(e) => {
+                tracing::warn!(pool = %self.name, error = %e, "reading the demand rate failed");
+                None
+            }
+        };
+        let wait = match self
+            .store
+            .waits_since(&self.controller, since(15 * 60_000))
+            .await
+        {
+            Ok(rows) => {
+                let mut waits: Vec<i64> = rows
+                    .into_iter()
+                    .filter(|(l, _)| l.as_deref().is_some_and(|l| demand::same_label(l, label)))
+                    .map(|(_, w)| w.max(0))
+                    .collect();
+                waits.sort_unstable();
+                // No build started: nobody waited.
+                Some(if waits.is_empty() {
+                    0.0
+                } else {
+                    let rank = ((waits.len() as f64) * 0.95).ceil() as usize;
+                    waits[rank.clamp(1, waits.len()) - 1] as f64
+                })
+            }
+            Err(e) => {
+                tracing::warn!(pool = %self.name, error = %e, "reading queue waits failed");
+                None
+            }
+        };
+        super::multi_metric::signals(
+            usage.and_then(|u| u.cpu_percent),
+            usage.and_then(|u| u.memory_percent),
+            demand,
+            wait,
+        )
+        .to_vec()
+    }
+
+    /// The signals scored as the pool's multi-metric policy scores them (or as `weighted`
+    /// would, for pools that do not use them).
+    fn score_signals(&self, snapshot: &PoolSnapshot) -> serde_json::Value {
+        use super::multi_metric::{MultiMetricPolicy, decide as score};
+        let (kind, name, acting) = match self.settings.policy {
+            super::PolicyName::Hpa => (MultiMetricPolicy::Hpa, "hpa", true),
+            super::PolicyName::Weighted => (MultiMetricPolicy::Weighted, "weighted", true),
+            _ => (MultiMetricPolicy::Weighted, "weighted", false),
+        };
+        let m = score(kind, &snapshot.signals, snapshot.current_replicas);
+        serde_json::json!({
+            "scored_by": name,
+            "acting": acting,
+            "desired": m.desired,
+            "total_score": m.total_score,
+            "reason": m.reason,
+            "scores": m.signals,
+        })
+    }
+
     async fn forecast(&mut self, now: Timestamp) -> Option<ForecastView> {
         use crate::config::PredictiveMode;
         use crate::forecast::{self, Model, ModelParams};

@@ -372,6 +372,43 @@ impl Store {
         Ok(out)
     }
 
+    /// Labels of a controller's queue items that entered the queue at or after `since`
+    /// (`None` for items whose label is not known).
+    pub async fn queue_entries_since(
+        &self,
+        controller: &ControllerName,
+        since: Timestamp,
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        let rows =
+            sqlx::query("SELECT label FROM queue_items WHERE controller = $1 AND entered_at >= $2")
+                .bind(controller.as_str())
+                .bind(since.millis())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<Option<String>, _>("label")?))
+            .collect()
+    }
+
+    /// `(label, queue wait ms)` of a controller's builds that started at or after `since`.
+    pub async fn waits_since(
+        &self,
+        controller: &ControllerName,
+        since: Timestamp,
+    ) -> Result<Vec<(Option<String>, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT label, queue_wait_ms FROM builds WHERE controller = $1 AND started_at >= $2 \
+             AND queue_wait_ms IS NOT NULL",
+        )
+        .bind(controller.as_str())
+        .bind(since.millis())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("label")?, r.try_get("queue_wait_ms")?)))
+            .collect()
+    }
+
     /// Deletes decisions made before `before`; returns how many.
     pub async fn delete_decisions_before(&self, before: Timestamp) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM scaling_decisions WHERE decided_at < $1")

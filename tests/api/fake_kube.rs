@@ -46,6 +46,9 @@ pub struct KubeState {
     /// Pods removed by scale-downs, in order.
     pub deleted: Vec<String>,
     pub requests: Vec<Recorded>,
+    /// metrics.k8s.io: `None` answers 404 (no metrics-server); else each pod's
+    /// (cpu, memory) use by name, e.g. ("700m", "512Mi").
+    pub pod_metrics: Option<BTreeMap<String, (String, String)>>,
     next_pod: u64,
 }
 
@@ -177,7 +180,8 @@ fn pod_json(name: &str, p: &FakePod) -> Value {
     json!({"kind": "Pod", "apiVersion": "v1",
         "metadata": {"name": name, "namespace": p.namespace, "resourceVersion": p.resource_version.to_string(),
             "labels": {"app": p.app_label}, "annotations": p.annotations},
-        "spec": {"containers": [{"name": "agent", "image": "jenkins/inbound-agent"}]},
+        "spec": {"containers": [{"name": "agent", "image": "jenkins/inbound-agent",
+            "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]},
         "status": {"phase": if p.ready { "Running" } else { "Pending" },
             "conditions": [{"type": "Ready", "status": if p.ready { "True" } else { "False" }}]}})
 }
@@ -303,6 +307,37 @@ async fn handle(
                 .map(|(n, p)| pod_json(n, p))
                 .collect();
             HttpResponse::Ok().json(json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": s.next_rv.to_string()}, "items": items}))
+        }
+        (
+            "GET",
+            [
+                "apis",
+                "metrics.k8s.io",
+                "v1beta1",
+                "namespaces",
+                ns,
+                "pods",
+            ],
+        ) => {
+            let Some(usage) = &s.pod_metrics else {
+                return status(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource".into(),
+                );
+            };
+            let items: Vec<Value> = s
+                .pods
+                .iter()
+                .filter(|(_, p)| p.namespace == *ns)
+                .filter_map(|(n, _)| {
+                    let (cpu, mem) = usage.get(n)?;
+                    Some(json!({"metadata": {"name": n, "namespace": ns},
+                        "timestamp": "2026-11-27T10:00:00Z", "window": "15s",
+                        "containers": [{"name": "agent", "usage": {"cpu": cpu, "memory": mem}}]}))
+                })
+                .collect();
+            HttpResponse::Ok().json(json!({"kind": "PodMetricsList", "apiVersion": "metrics.k8s.io/v1beta1", "metadata": {}, "items": items}))
         }
         ("PATCH", ["api", "v1", "namespaces", ns, "pods", name]) => {
             let rv = s.rv();

@@ -799,3 +799,65 @@ async fn profile_selection_reads_the_load_of_the_jobs_pool_and_never_guesses_it(
     );
     assert_eq!(s["profile"], "medium", "test with the load unknown: {s}");
 }
+
+#[tokio::test]
+async fn an_hpa_pool_scales_on_pod_cpu_and_shows_its_signals_and_scores() {
+    let rig = rig(
+        KubernetesMode::Apply,
+        |j, k| {
+            j.add_agent("agent-linux-a", "linux", 1, 1);
+            j.add_agent("agent-linux-b", "linux", 1, 1);
+            k.add_deployment(NS, "agent-linux", &["agent-linux-a", "agent-linux-b"]);
+            // Each agent requests 1 CPU and 1Gi; both run at 1.5 CPU and 512Mi.
+            k.state.lock().unwrap().pod_metrics = Some(
+                [("agent-linux-a", "1500m"), ("agent-linux-b", "1500000000n")]
+                    .into_iter()
+                    .map(|(p, cpu)| (p.to_string(), (cpu.to_string(), "512Mi".to_string())))
+                    .collect(),
+            );
+        },
+        |s| {
+            s.scaling.pools.get_mut("linux").unwrap().policy = PolicyName::Hpa;
+        },
+    )
+    .await;
+    rig.settled().await;
+    // CPU 150 % against a 70 % target: ceil(2 x 150 / 70) = 5 agents.
+    eventually(
+        "agent-linux scaled to 5 on CPU",
+        Duration::from_secs(3),
+        async || rig.kube.replicas(NS, "agent-linux") == 5,
+    )
+    .await;
+    let d = rig.decisions("linux").await.remove(0);
+    assert_eq!(d["rule"], "multi-metric", "{d}");
+    let signals = &d["inputs"]["signals"];
+    assert_eq!(signals["scored_by"], "hpa");
+    assert_eq!(signals["acting"], true);
+    let by_name = |n: &str| {
+        signals["scores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == n)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(by_name("cpu")["value"], 150.0);
+    assert_eq!(by_name("cpu")["desired"], 5);
+    assert_eq!(by_name("memory")["value"], 50.0);
+    assert_eq!(by_name("queue_wait_p95")["value"], 0.0);
+    // The forecast endpoint shows the same signals beside the forecast.
+    let (status, f) = rig.app.get_json("/api/v1/pools/linux/forecast").await;
+    assert_eq!(status, 200, "{f}");
+    assert_eq!(f["signals"]["scored_by"], "hpa", "{f}");
+
+    // No metrics-server: CPU and memory unknown, so the HPA rule holds (no scale-down).
+    rig.kube.state.lock().unwrap().pod_metrics = None;
+    rig.queue_event(1, "linux").await;
+    let d = rig.decision("linux", "event", "unchanged").await;
+    let scores = d["inputs"]["signals"]["scores"].as_array().unwrap().clone();
+    let cpu = scores.iter().find(|s| s["name"] == "cpu").unwrap();
+    assert!(cpu["value"].is_null(), "{d}");
+    assert_eq!(d["desired"], 5, "{d}");
+}
