@@ -827,7 +827,7 @@ mod tests {
             dir.path().join("jenkins-scaling.yaml"),
             "jenkins:\n  controllers:\n    prod: {url: \"https://ci.example.com/\", user: autopilot}\n\
              scaling:\n  pools:\n    linux: {controller: prod, label: linux, namespace: ci-agents, deployment: agents}\n\
-             \x20   gpu: {controller: nope, label: gpu, namespace: CI, deployment: agents, min: 5, max: 2, executors_per_agent: 0, policy: hpa}\n",
+             \x20   gpu: {controller: nope, label: gpu, namespace: CI, deployment: agents, min: 5, max: 2, executors_per_agent: 0, policy: sometimes}\n",
         )
         .unwrap();
         let errs = Settings::load(Some(dir.path()), Vec::new()).unwrap_err().0;
