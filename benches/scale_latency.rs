@@ -77,6 +77,7 @@ fn main() {
                 behavior,
                 predictive: Default::default(),
                 exact_sizes: false,
+ agent: Default::default(),
             },
         );
         println!(

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The built-in defaults, which are also the documented sample files.
-pub const DEFAULTS_YAML: [(&str, &str); 3] = [
+pub const DEFAULTS_YAML: [(&str, &str); 4] = [
     (
         "service.yaml",
         include_str!("../ci-cd-integration/service.yaml"),
@@ -25,6 +25,10 @@ pub const DEFAULTS_YAML: [(&str, &str); 3] = [
     (
         "build-optimization.yaml",
         include_str!("../ci-cd-integration/build-optimization.yaml"),
+    ),
+    (
+        "cost-policies.yaml",
+        include_str!("../ci-cd-integration/cost-policies.yaml"),
     ),
 ];
 const ENV_PREFIX: &str = "AUTOPILOT_";
@@ -57,6 +61,18 @@ pub struct Settings {
     pub profiles: crate::profiles::settings::ProfileSettings,
     /// Profile rules and the learned recommendation.
     pub build_optimization: crate::profiles::settings::BuildOptimizationSettings,
+    /// Prices and cost alerts.
+    pub cost: CostSettings,
+}
+
+/// Prices and cost alerts (`ci-cd-integration/cost-policies.yaml`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct CostSettings {
+    pub currency: String,
+    pub prices: crate::cost::Prices,
+    /// Requests of a build with no usage report outside any pool.
+    pub default_build: crate::profiles::rules::Resources,
+    pub alerts: crate::cost::AlertThresholds,
 }
 
 /// API tokens: HS256 with a secret, or RS256 with a key pair.
@@ -239,6 +255,9 @@ pub struct PoolSettings {
     /// Learned build sizes for this pool's jobs are exact, not rounded up to the ladder.
     #[serde(default)]
     pub exact_sizes: bool,
+    /// What one agent pod requests (priced by the cost model); default 1 CPU, 2Gi.
+    #[serde(default)]
+    pub agent: crate::cost::Shape,
 }
 
 /// How a pool uses its demand forecast.
@@ -545,6 +564,34 @@ impl Settings {
         }
         if self.auth.issuer.trim().is_empty() {
             bad("auth.issuer", "must not be empty");
+        }
+        let c = &self.cost;
+        if c.currency.trim().is_empty() {
+            bad("cost.currency", "must not be empty");
+        }
+        for (field, v) in [
+            ("cost.prices.cpu_hour", c.prices.cpu_hour),
+            ("cost.prices.memory_gib_hour", c.prices.memory_gib_hour),
+            ("cost.prices.storage_gib_month", c.prices.storage_gib_month),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                bad(field, "must be a price of 0 or more");
+            }
+        }
+        if c.alerts
+            .cost_per_build
+            .is_some_and(|v| !v.is_finite() || v < 0.0)
+        {
+            bad("cost.alerts.cost_per_build", "must be 0 or more, or null");
+        }
+        if c.alerts
+            .idle_share_percent
+            .is_some_and(|v| !(0.0..=100.0).contains(&v))
+        {
+            bad(
+                "cost.alerts.idle_share_percent",
+                "must be 0 to 100, or null",
+            );
         }
         for (path, reason) in
             crate::profiles::settings::validate(&self.profiles, &self.build_optimization)

@@ -1,7 +1,9 @@
 //! jenkins-autopilot: receives Jenkins build and queue events, keeps every build's record,
 //! and (in later modules) sizes agent pools and build pods from what it learns.
 
+pub mod analytics;
 pub mod config;
+pub mod cost;
 pub mod domain;
 pub mod forecast;
 pub mod http;

@@ -29,6 +29,8 @@ pub struct Metrics {
     /// Failed reads or writes per pool and source (jenkins, kubernetes, store): the pool
     /// held its size each time.
     pub pool_failures: IntCounterVec,
+    /// Cost alerts raised, by kind (cost_per_build, idle_share).
+    pub cost_alerts: IntCounterVec,
 }
 
 impl Metrics {
@@ -113,7 +115,12 @@ impl Metrics {
                 .register(Box::new(c.clone()))
                 .expect("unique metric");
         }
-        for c in [&pool_scale_events, &pool_failures] {
+        let cost_alerts = IntCounterVec::new(
+            Opts::new("cost_alerts_total", "Cost alerts raised by kind"),
+            &["kind"],
+        )
+        .expect("valid metric");
+        for c in [&pool_scale_events, &pool_failures, &cost_alerts] {
             registry
                 .register(Box::new(c.clone()))
                 .expect("unique metric");
@@ -123,6 +130,7 @@ impl Metrics {
             events,
             store_commit_seconds,
             batch_size,
+            cost_alerts,
             write_queue_length,
             store_errors,
             pool_agents,

@@ -37,6 +37,11 @@ impl Application {
         let kube = KubeExecutor::from_settings(&settings.kubernetes).await?;
         let scaling =
             crate::scaling::controller::start(&settings, store.clone(), metrics.clone(), kube)?;
+        tokio::spawn(crate::analytics::costs::watch_alerts(
+            store.clone(),
+            settings.clone(),
+            metrics.clone(),
+        ));
         let state = AppState {
             store: store.clone(),
             writer,

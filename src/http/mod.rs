@@ -1,6 +1,7 @@
 //! HTTP surface: webhooks, the read API, health, metrics and the OpenAPI document.
 
 pub mod auth;
+mod costs;
 pub mod errors;
 mod ops;
 mod pools;
@@ -58,6 +59,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/api/v1/profiles/select").route(web::get().to(profiles::select_profile)),
     )
+    .service(web::resource("/api/v1/costs").route(web::get().to(costs::get_costs)))
     .service(web::resource("/api/v1/queue").route(web::get().to(read::list_queue)))
     .service(web::resource("/api/v1/pools").route(web::get().to(pools::list_pools)))
     .service(
@@ -90,6 +92,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         pools::list_pools,
         pools::list_decisions,
         pools::get_forecast,
+        costs::get_costs,
         profiles::select_profile,
         profiles::job_recommendation,
         profiles::record_performance,
@@ -112,6 +115,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         crate::scaling::controller::ForecastView,
         crate::store::DecisionRecord,
         ops::Health,
+        crate::analytics::costs::CostReport,
+        crate::analytics::costs::Money,
+        crate::analytics::costs::Row,
+        crate::analytics::costs::PricedBy,
+        crate::analytics::costs::GroupBy,
+        crate::analytics::Range,
+        crate::cost::PoolCost,
+        crate::cost::Breakdown,
+        crate::cost::Alert,
         profiles::JobRecommendation,
         profiles::PerformanceReply,
         profiles::BuildAnalysis,

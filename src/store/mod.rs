@@ -5,7 +5,7 @@ mod performance;
 mod write;
 mod writer;
 
-pub use performance::StoredPerformance;
+pub use performance::{PricedBuild, StoredPerformance};
 pub use writer::{SubmitError, WriteOutcome, Writer, WriterHandle};
 
 use crate::config::{DatabaseSettings, SqliteSynchronous};
@@ -181,6 +181,13 @@ impl Store {
                 Cow::Borrowed("build performance"),
                 MigrationType::Simple,
                 include_str!("migrations/0003_build_performance.sql").into_sql_str(),
+                false,
+            ),
+            Migration::new(
+                4,
+                Cow::Borrowed("builds by finish"),
+                MigrationType::Simple,
+                include_str!("migrations/0004_builds_finished_at.sql").into_sql_str(),
                 false,
             ),
         ];

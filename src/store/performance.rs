@@ -196,3 +196,121 @@ impl Store {
         })
     }
 }
+
+/// A finished build with what it is priced from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PricedBuild {
+    pub controller: String,
+    pub job: String,
+    pub number: u64,
+    pub label: Option<String>,
+    pub duration_ms: i64,
+    pub finished_at: i64,
+    pub queue_wait_ms: Option<i64>,
+    pub result: Option<String>,
+    /// From the build's usage report, when it sent one.
+    pub requests: Option<Resources>,
+    pub usage: Option<crate::cost::BuildUsage>,
+}
+
+impl Store {
+    /// Calls `each` for every finished build whose finish is in `[from, to)`, with its usage
+    /// report joined, one row at a time (a year of builds is never held in memory).
+    pub async fn for_each_finished_build(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        mut each: impl FnMut(PricedBuild),
+    ) -> Result<u64, StoreError> {
+        use futures_util::TryStreamExt;
+        let mut rows = sqlx::query(
+            "SELECT b.controller, b.job, b.number, b.label, b.duration_ms, b.finished_at, \
+             b.queue_wait_ms, b.result, p.request_cpu_m, p.request_memory_bytes, \
+             p.cpu_average_m, p.memory_peak_bytes \
+             FROM builds b LEFT JOIN build_performance p \
+             ON p.controller = b.controller AND p.job = b.job AND p.number = b.number \
+             WHERE b.finished_at >= $1 AND b.finished_at < $2 AND b.duration_ms IS NOT NULL",
+        )
+        .bind(from.millis())
+        .bind(to.millis())
+        .fetch(&self.pool);
+        let mut n = 0;
+        while let Some(row) = rows.try_next().await? {
+            let usage = match (
+                unsigned(&row, "cpu_average_m")?,
+                unsigned(&row, "memory_peak_bytes")?,
+            ) {
+                (Some(c), Some(m)) => Some(crate::cost::BuildUsage {
+                    cpu: Millicores::new(c),
+                    memory_peak: Bytes::new(m),
+                }),
+                _ => None,
+            };
+            each(PricedBuild {
+                controller: row.try_get("controller")?,
+                job: row.try_get("job")?,
+                number: required(&row, "number")?,
+                label: row.try_get("label")?,
+                duration_ms: row.try_get("duration_ms")?,
+                finished_at: row.try_get("finished_at")?,
+                queue_wait_ms: row.try_get("queue_wait_ms")?,
+                result: row.try_get("result")?,
+                requests: resources(&row, "request_cpu_m", "request_memory_bytes")?,
+                usage,
+            });
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// A pool's replica count over `[from, to)`: the count in force at `from` (from the
+    /// last decision before it, `None` when there is none) and each change after, from the
+    /// recorded decisions. A decision that was applied, unchanged or dry-run set `desired`;
+    /// a held or failed one left `current`.
+    pub async fn replica_steps(
+        &self,
+        pool: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<(Option<u32>, Vec<(i64, u32)>), StoreError> {
+        let level = |row: &AnyRow| -> Result<Option<u32>, StoreError> {
+            let outcome: String = row.try_get("outcome")?;
+            let col = match outcome.as_str() {
+                "applied" | "unchanged" | "dry-run" => "desired",
+                _ => "current_replicas",
+            };
+            Ok(unsigned(row, col)?.map(|v| u32::try_from(v).unwrap_or(u32::MAX)))
+        };
+        let before = sqlx::query(
+            "SELECT outcome, desired, current_replicas FROM scaling_decisions \
+             WHERE pool = $1 AND decided_at < $2 ORDER BY decided_at DESC, seq DESC LIMIT 1",
+        )
+        .bind(pool)
+        .bind(from.millis())
+        .fetch_optional(&self.pool)
+        .await?;
+        let before = match before {
+            Some(row) => level(&row)?,
+            None => None,
+        };
+        let rows = sqlx::query(
+            "SELECT decided_at, outcome, desired, current_replicas FROM scaling_decisions \
+             WHERE pool = $1 AND decided_at >= $2 AND decided_at < $3 ORDER BY decided_at, seq",
+        )
+        .bind(pool)
+        .bind(from.millis())
+        .bind(to.millis())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut steps: Vec<(i64, u32)> = Vec::new();
+        for row in &rows {
+            if let Some(l) = level(row)? {
+                let at: i64 = row.try_get("decided_at")?;
+                if steps.last().is_none_or(|(_, prev)| *prev != l) {
+                    steps.push((at, l));
+                }
+            }
+        }
+        Ok((before, steps))
+    }
+}

@@ -4,6 +4,7 @@ mod auth;
 mod bad_input;
 mod cli;
 mod cloudevents;
+mod costs;
 mod fake_jenkins;
 mod fake_kube;
 mod helpers;

@@ -36,6 +36,7 @@ pub fn pool(label: &str, deployment: &str) -> PoolSettings {
         behavior: Behavior::default(),
         predictive: jenkins_autopilot::config::PredictiveMode::ForecastOnly,
         exact_sizes: false,
+        agent: Default::default(),
     }
 }
 

@@ -1,0 +1,353 @@
+//! What CI cost over a range: every finished build priced by the cost model, every pool's
+//! provisioned agents from its recorded scaling decisions, the idle difference, grouped by
+//! job, pool, controller or label, with the trend against the range before.
+
+use super::{Range, percent_change};
+use crate::config::{PoolSettings, Settings};
+use crate::cost::{self, Alert, Breakdown, PoolCost};
+use crate::domain::Timestamp;
+use crate::scaling::demand::same_label;
+use crate::store::{PricedBuild, Store, StoreError};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// How the breakdown is grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupBy {
+    Job,
+    Pool,
+    Controller,
+    Label,
+}
+
+impl GroupBy {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw {
+            "job" => Ok(Self::Job),
+            "pool" => Ok(Self::Pool),
+            "controller" => Ok(Self::Controller),
+            "label" => Ok(Self::Label),
+            _ => Err("must be job, pool, controller or label".into()),
+        }
+    }
+}
+
+/// Money by resource, with its total.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Money {
+    pub cpu: f64,
+    pub memory: f64,
+    pub storage: f64,
+    /// The part of the total paid for agents no build used.
+    pub idle: f64,
+    pub total: f64,
+}
+
+impl From<Breakdown> for Money {
+    fn from(b: Breakdown) -> Self {
+        Self {
+            cpu: round(b.cpu),
+            memory: round(b.memory),
+            storage: round(b.storage),
+            idle: round(b.idle),
+            total: round(b.total()),
+        }
+    }
+}
+
+fn round(v: f64) -> f64 {
+    (v * 10_000.0).round() / 10_000.0
+}
+
+/// One group of the breakdown.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Row {
+    /// The job, pool, controller or label; `(idle)` for idle agents outside any build,
+    /// `(no pool)` for builds outside every pool, `(none)` for builds without a label.
+    pub key: String,
+    pub builds: u64,
+    pub cost: Money,
+    /// Of the range's total, percent.
+    pub share_percent: f64,
+}
+
+/// How many builds were priced from what.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct PricedBy {
+    /// Their own usage report's requests.
+    pub report: u64,
+    /// Their executor's share of their pool's agent.
+    pub pool: u64,
+    /// `cost.default_build`.
+    pub default: u64,
+}
+
+/// The cost of a range.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct CostReport {
+    pub range: Range,
+    pub hours: f64,
+    pub currency: String,
+    pub group_by: GroupBy,
+    pub total: Money,
+    pub builds: u64,
+    pub priced_by: PricedBy,
+    /// Total / hours of the range.
+    pub hourly_rate: f64,
+    /// The hourly rate over a month (730.5 hours).
+    pub monthly_projection: f64,
+    /// The previous range of the same length.
+    pub previous_total: Option<f64>,
+    /// Change of the total against the previous range, percent.
+    pub trend_percent: Option<f64>,
+    /// Largest first; the rows add up to the total.
+    pub breakdown: Vec<Row>,
+    #[schema(value_type = Object)]
+    pub pools: BTreeMap<String, PoolCost>,
+    pub alerts: Vec<Alert>,
+}
+
+/// The pool a build ran in: same controller, same label.
+pub fn pool_of<'a>(
+    pools: &'a BTreeMap<String, PoolSettings>,
+    controller: &str,
+    label: Option<&str>,
+) -> Option<(&'a String, &'a PoolSettings)> {
+    let label = label?;
+    pools
+        .iter()
+        .find(|(_, p)| p.controller == controller && same_label(&p.label, label))
+}
+
+/// Prices one build: its report's requests, else its executor's share of its pool's
+/// agent, else the default; at max(request, use) x duration.
+pub fn price_build(settings: &Settings, b: &PricedBuild) -> (Breakdown, &'static str) {
+    let pool = pool_of(&settings.scaling.pools, &b.controller, b.label.as_deref());
+    let (requests, source) = match (b.requests, pool) {
+        (Some(r), _) => (r, "report"),
+        (None, Some((_, p))) => (
+            cost::executor_share(&p.agent, p.executors_per_agent),
+            "pool",
+        ),
+        (None, None) => (settings.cost.default_build, "default"),
+    };
+    (
+        cost::build_cost(&settings.cost.prices, requests, b.usage, b.duration_ms),
+        source,
+    )
+}
+
+struct Group {
+    builds: u64,
+    cost: Breakdown,
+}
+
+/// Most builds listed in the per-build alerts of one report.
+const MAX_BUILD_ALERTS: usize = 100;
+
+/// The cost report for `range`; with `previous`, also the total of the range before.
+pub async fn cost_report(
+    store: &Store,
+    settings: &Settings,
+    range: Range,
+    group_by: GroupBy,
+    previous: bool,
+) -> Result<CostReport, StoreError> {
+    let prices = &settings.cost.prices;
+    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+    let mut per_pool: BTreeMap<String, (Breakdown, i64, u64)> = BTreeMap::new();
+    let mut unpooled = Group {
+        builds: 0,
+        cost: Breakdown::default(),
+    };
+    let mut priced_by = PricedBy::default();
+    let mut expensive: Vec<(String, f64)> = Vec::new();
+    let threshold = settings.cost.alerts.cost_per_build;
+    let count = store
+        .for_each_finished_build(range.from, range.to, |b| {
+            let (c, source) = price_build(settings, &b);
+            match source {
+                "report" => priced_by.report += 1,
+                "pool" => priced_by.pool += 1,
+                _ => priced_by.default += 1,
+            }
+            if threshold.is_some_and(|t| c.total() > t) && expensive.len() < MAX_BUILD_ALERTS {
+                expensive.push((
+                    format!("{}/{}#{}", b.controller, b.job, b.number),
+                    c.total(),
+                ));
+            }
+            let pool = pool_of(&settings.scaling.pools, &b.controller, b.label.as_deref());
+            match pool {
+                Some((name, _)) => {
+                    let e = per_pool.entry(name.clone()).or_default();
+                    e.0 += c;
+                    e.1 += b.duration_ms.max(0);
+                    e.2 += 1;
+                }
+                None => {
+                    unpooled.builds += 1;
+                    unpooled.cost += c;
+                }
+            }
+            let key = match group_by {
+                GroupBy::Job => format!("{}/{}", b.controller, b.job),
+                GroupBy::Controller => b.controller.clone(),
+                GroupBy::Label => b.label.clone().unwrap_or_else(|| "(none)".into()),
+                GroupBy::Pool => pool.map_or_else(|| "(no pool)".into(), |(n, _)| n.clone()),
+            };
+            let g = groups.entry(key).or_insert(Group {
+                builds: 0,
+                cost: Breakdown::default(),
+            });
+            g.builds += 1;
+            g.cost += c;
+        })
+        .await?;
+
+    // Pools: provisioned agents until now at the latest (the future is not provisioned).
+    let now = Timestamp::now();
+    let until = range.to.min(now).max(range.from);
+    let mut pools = BTreeMap::new();
+    let mut total = unpooled.cost;
+    let mut idle_total = 0.0;
+    for (name, p) in &settings.scaling.pools {
+        let (before, steps) = store.replica_steps(name, range.from, until).await?;
+        let hours = cost::agent_hours(&steps, before, range.from.millis(), until.millis());
+        let (builds_cost, busy_ms, _) = per_pool.get(name).copied().unwrap_or_default();
+        let busy_hours = busy_ms as f64 / 3_600_000.0 / f64::from(p.executors_per_agent.max(1));
+        let pc = cost::pool_cost(prices, &p.agent, hours, busy_hours, builds_cost);
+        // The pool's spend: its agents, or its builds when they priced above the agents
+        // (usage above requests, or no decisions recorded for the range).
+        let mut spend = if pc.cost.total() >= builds_cost.total() {
+            pc.cost
+        } else {
+            builds_cost
+        };
+        spend.idle = pc.cost.idle;
+        idle_total += spend.idle;
+        total += Breakdown { idle: 0.0, ..spend };
+        if group_by == GroupBy::Pool {
+            let g = groups.entry(name.clone()).or_insert(Group {
+                builds: 0,
+                cost: Breakdown::default(),
+            });
+            g.cost = spend;
+        }
+        pools.insert(name.clone(), pc);
+    }
+    total.idle = idle_total;
+    if group_by != GroupBy::Pool && idle_total > 0.0 {
+        groups.insert(
+            "(idle)".into(),
+            Group {
+                builds: 0,
+                cost: Breakdown {
+                    idle: idle_total,
+                    ..Default::default()
+                },
+            },
+        );
+    }
+    let grand = total.total();
+    let mut breakdown: Vec<Row> = groups
+        .into_iter()
+        .map(|(key, g)| {
+            let row_total = if key == "(idle)" {
+                g.cost.idle
+            } else {
+                g.cost.total()
+            };
+            let mut cost = Money::from(g.cost);
+            cost.total = round(row_total);
+            Row {
+                key,
+                builds: g.builds,
+                cost,
+                share_percent: if grand > 0.0 {
+                    (row_total / grand * 1000.0).round() / 10.0
+                } else {
+                    0.0
+                },
+            }
+        })
+        .collect();
+    breakdown.sort_by(|a, b| {
+        b.cost
+            .total
+            .total_cmp(&a.cost.total)
+            .then(a.key.cmp(&b.key))
+    });
+
+    let hours = range.hours();
+    let hourly = if hours > 0.0 { grand / hours } else { 0.0 };
+    let previous_total = match (previous, range.previous()) {
+        (true, Some(prev)) => Some(
+            Box::pin(cost_report(store, settings, prev, group_by, false))
+                .await?
+                .total
+                .total,
+        ),
+        _ => None,
+    };
+    let pool_list: Vec<(String, PoolCost)> = pools.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    Ok(CostReport {
+        range,
+        hours: round(hours),
+        currency: settings.cost.currency.clone(),
+        group_by,
+        total: Money::from(total),
+        builds: count,
+        priced_by,
+        hourly_rate: round(hourly),
+        monthly_projection: round(hourly * cost::HOURS_PER_MONTH),
+        trend_percent: previous_total.and_then(|p| percent_change(p, round(grand))),
+        previous_total,
+        breakdown,
+        pools,
+        alerts: cost::alerts(
+            &settings.cost.alerts,
+            &expensive,
+            &pool_list,
+            &settings.cost.currency,
+        ),
+    })
+}
+
+/// Every hour, checks the hour just past against the alert thresholds: each alert is
+/// logged and counted (`autopilot_cost_alerts_total`); a build or pool-hour is checked
+/// once, as the hours do not overlap.
+pub async fn watch_alerts(
+    store: Store,
+    settings: std::sync::Arc<Settings>,
+    metrics: crate::metrics::Metrics,
+) {
+    const HOUR_MS: i64 = 3_600_000;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let now = Timestamp::now().millis();
+        let end = now - now.rem_euclid(HOUR_MS);
+        let (Ok(from), Ok(to)) = (
+            Timestamp::from_millis(end - HOUR_MS),
+            Timestamp::from_millis(end),
+        ) else {
+            continue;
+        };
+        match cost_report(&store, &settings, Range { from, to }, GroupBy::Pool, false).await {
+            Ok(report) => raise(&report.alerts, &metrics),
+            Err(e) => tracing::warn!(error = %e, "checking cost alerts failed"),
+        }
+    }
+}
+
+/// Logs and counts alerts.
+pub fn raise(alerts: &[Alert], metrics: &crate::metrics::Metrics) {
+    for a in alerts {
+        metrics.cost_alerts.with_label_values(&[a.kind]).inc();
+        tracing::warn!(kind = a.kind, subject = %a.subject, value = a.value, threshold = a.threshold, "{}", a.message);
+    }
+}

@@ -1,0 +1,42 @@
+//! Costs: what CI cost over a range, grouped, with its trend and alerts.
+
+use super::AppState;
+use super::errors::ApiError;
+use crate::analytics::Range;
+use crate::analytics::costs::{CostReport, GroupBy, cost_report};
+use crate::domain::Timestamp;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+/// Query of `GET /api/v1/costs`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct CostQuery {
+    /// `24h` (default), `7d`, `30d` (any span ending now), or `FROM..TO` (RFC 3339 or epoch ms).
+    range: Option<String>,
+    /// `job` (default), `pool`, `controller` or `label`.
+    group_by: Option<String>,
+}
+
+/// The parsed `range` parameter (default `24h`).
+pub(super) fn range_param(raw: Option<&str>) -> Result<Range, ApiError> {
+    Range::parse(raw.unwrap_or("24h"), Timestamp::now()).map_err(|e| ApiError::invalid("range", e))
+}
+
+/// Totals by resource (CPU, memory, storage, and the idle part), the breakdown by group
+/// (rows add up to the total), the hourly rate, the monthly projection, the trend against
+/// the range before, each pool's provisioned agent-hours and efficiency, and alerts.
+#[utoipa::path(get, path = "/api/v1/costs", tag = "costs", params(CostQuery),
+    responses((status = 200, body = CostReport), (status = 400, body = super::errors::ErrorBody)))]
+pub async fn get_costs(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let q = web::Query::<CostQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::invalid("query", e))?
+        .into_inner();
+    let range = range_param(q.range.as_deref())?;
+    let group_by = GroupBy::parse(q.group_by.as_deref().unwrap_or("job"))
+        .map_err(|e| ApiError::invalid("group_by", e))?;
+    let report = cost_report(&state.store, &state.settings, range, group_by, true).await?;
+    Ok(HttpResponse::Ok().json(report))
+}

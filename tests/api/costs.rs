@@ -1,0 +1,188 @@
+//! Costs over HTTP on a hand-computed history: builds from the webhooks, one with a usage
+//! report, scaling decisions of one pool.
+
+use crate::helpers::{Db, payload, spawn_with, test_settings};
+use jenkins_autopilot::config::{JenkinsControllerSettings, PoolSettings};
+use jenkins_autopilot::store::{DecisionRecord, Store};
+use jenkins_autopilot::tokens::Scope;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const H: i64 = 3_600_000;
+/// 2026-09-21T14:13:20Z: the start of the range the test asks for.
+const T0: i64 = 1_790_000_000_000;
+
+fn close(v: &Value, want: f64) -> bool {
+    v.as_f64().is_some_and(|x| (x - want).abs() < 1e-3)
+}
+
+/// A build seen by the Statistics plugin: started on `label`, finalized after `hours`.
+async fn build(app: &crate::helpers::TestApp, job: &str, n: u64, label: &str, start: i64, ms: i64) {
+    let started = json!({"ciUrl": payload::ROOT, "jobName": job, "fullJobName": job, "number": n,
+        "slaveInfo": {"slaveName": "agent-1", "label": label, "executor": "0"}, "startTime": start,
+        "endTime": 0, "startedUserId": "SCM", "startedUserName": "SYSTEM", "result": "INPROGRESS",
+        "duration": 0, "parameters": {}, "scmInfo": {}, "queueTime": 0,
+        "buildUrl": format!("job/{job}/{n}/"), "contextId": 1, "buildCause": "SCM", "buildFailureCauses": []});
+    let mut finalized = started.clone();
+    finalized["result"] = json!("SUCCESS");
+    finalized["duration"] = json!(ms);
+    finalized["slaveInfo"] = json!({});
+    for body in [started, finalized] {
+        let resp = app
+            .post_webhook("/webhooks/statistics?controller=prod", &body)
+            .await;
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+}
+
+fn decision(at: i64, seq: i64, desired: u32) -> DecisionRecord {
+    DecisionRecord {
+        pool: "linux".into(),
+        decided_at: jenkins_autopilot::domain::Timestamp::from_millis(at).unwrap(),
+        seq,
+        trigger: "periodic".into(),
+        current: Some(desired),
+        recommended: Some(desired),
+        desired: Some(desired),
+        rule: "demand".into(),
+        reason: "test".into(),
+        outcome: "dry-run".into(),
+        error: None,
+        inputs: json!({}),
+    }
+}
+
+#[tokio::test]
+async fn costs_of_a_known_history_add_up_by_hand() {
+    let (mut settings, dir) = test_settings(Db::Sqlite).await;
+    settings.jenkins.controllers.insert(
+        "prod".into(),
+        JenkinsControllerSettings {
+            // Nothing listens here: the pool's own reconciles are held and change nothing.
+            url: "http://127.0.0.1:9/".parse().unwrap(),
+            user: None,
+            api_token: None,
+            timeout: Duration::from_millis(200),
+            retries: 0,
+        },
+    );
+    settings.scaling.reconcile_interval = Duration::from_secs(3600);
+    let mut pool: PoolSettings = serde_yaml::from_str(
+        "{controller: prod, label: linux, namespace: ci, deployment: agents, agent: {cpu: '1', memory: 2Gi}}",
+    )
+    .unwrap();
+    pool.executors_per_agent = 1;
+    settings.scaling.pools.insert("linux".into(), pool);
+    settings.cost.alerts.cost_per_build = Some(0.1);
+    let app = spawn_with(settings).await;
+
+    // The pool: 2 agents from T0, 1 from T0 + 2 h.
+    let store = Store::connect(&app.settings.database, &app.data_dir)
+        .await
+        .unwrap();
+    store.insert_decision(&decision(T0, 1, 2)).await.unwrap();
+    store
+        .insert_decision(&decision(T0 + 2 * H, 2, 1))
+        .await
+        .unwrap();
+    store.close().await;
+    // A: 1 h on linux, no report: its executor's share, 1 CPU and 2Gi: 0.05 + 0.02.
+    build(&app, "a", 1, "linux", T0, H).await;
+    // B: 30 min on linux; reported 500m/512Mi requested, 1.5 CPU and 256Mi used:
+    // CPU 1.5 x 0.5 x 0.05 = 0.0375, memory 0.5 x 0.5 x 0.01 = 0.0025.
+    build(&app, "b", 1, "linux", T0 + H, H / 2).await;
+    let report = json!({"type": "build", "elapsed_ms": H / 2,
+        "usage": {"cpu_usage_usec": 1500 * (H / 2), "memory_peak_bytes": 256u64 << 20},
+        "requests": {"cpu": "500m", "memory": "512Mi"}});
+    let (status, body) = app
+        .post_authed(
+            "/api/v1/builds/prod/b/1/performance",
+            &app.jwt(&[Scope::BuildsWrite]),
+            &report,
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    // C: 2 h on gpu, which no pool serves: the default 1 CPU, 2Gi: 0.10 + 0.04.
+    build(&app, "c", 1, "gpu", T0 + H, 2 * H).await;
+    // D: the range before, 1 h, no pool: 0.07.
+    build(&app, "d", 1, "gpu", T0 - 2 * H, H).await;
+
+    let range = format!("{T0}..{}", T0 + 4 * H);
+    let (status, c) = app
+        .get_json(&format!("/api/v1/costs?range={range}&group_by=job"))
+        .await;
+    assert_eq!(status, 200, "{c}");
+    // Pool: 2 x 2 h + 1 x 2 h = 6 agent-hours: CPU 0.30, memory 0.12; its builds 0.11, so
+    // idle 0.31. Total 0.42 + C's 0.14 = 0.56.
+    let linux = &c["pools"]["linux"];
+    assert!(close(&linux["agent_hours"], 6.0), "{linux}");
+    assert!(close(&linux["busy_agent_hours"], 1.5), "{linux}");
+    assert!(close(&linux["efficiency"], 0.25), "{linux}");
+    assert!(close(&c["total"]["total"], 0.56), "{c}");
+    assert!(close(&c["total"]["idle"], 0.31), "{c}");
+    assert!(close(&c["total"]["cpu"], 0.40), "{c}");
+    assert!(close(&c["total"]["memory"], 0.16), "{c}");
+    assert!(close(&c["hourly_rate"], 0.14), "{c}");
+    assert!(close(&c["monthly_projection"], 0.14 * 730.5), "{c}");
+    assert_eq!(c["builds"], 3);
+    assert_eq!(
+        c["priced_by"],
+        json!({"report": 1, "pool": 1, "default": 1})
+    );
+    assert!(close(&c["previous_total"], 0.07), "{c}");
+    assert!(close(&c["trend_percent"], 700.0), "{c}");
+    let rows: Vec<(String, f64)> = c["breakdown"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["key"].as_str().unwrap().to_string(),
+                r["cost"]["total"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let keys: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(keys, ["(idle)", "prod/c", "prod/a", "prod/b"]);
+    let sum: f64 = rows.iter().map(|r| r.1).sum();
+    assert!(
+        (sum - 0.56).abs() < 1e-3,
+        "rows add up to the total: {rows:?}"
+    );
+    // Alerts: C above 0.10 per build; the pool 74 % idle, above 60 %.
+    let alerts = c["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    assert_eq!(alerts[0]["subject"], "prod/c#1");
+    assert_eq!(alerts[1]["kind"], "idle_share");
+
+    // By pool: linux (0.42, its builds and idle) and the builds outside any pool.
+    let (_, p) = app
+        .get_json(&format!("/api/v1/costs?range={range}&group_by=pool"))
+        .await;
+    let pools: Vec<(String, f64)> = p["breakdown"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["key"].as_str().unwrap().to_string(),
+                r["cost"]["total"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(pools[0].0, "linux");
+    assert!((pools[0].1 - 0.42).abs() < 1e-3, "{pools:?}");
+    assert_eq!(pools[1].0, "(no pool)");
+    assert!((pools[1].1 - 0.14).abs() < 1e-3, "{pools:?}");
+
+    for (query, field) in [
+        ("range=soon", "range"),
+        ("range=7d&group_by=team", "group_by"),
+        ("range=2026-01-02T00:00:00Z..2026-01-01T00:00:00Z", "range"),
+    ] {
+        let (status, body) = app.get_json(&format!("/api/v1/costs?{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["field"], field);
+    }
+    drop(dir);
+}
