@@ -66,6 +66,30 @@ enum Command {
         #[command(subcommand)]
         action: ForecastAction,
     },
+    /// Print the performance report of a range from the service's store.
+    Report {
+        /// 24h, 7d, 30d (any span ending now) or FROM..TO (RFC 3339 or epoch ms).
+        #[arg(long, default_value = "7d")]
+        range: String,
+        /// json, csv, md or html.
+        #[arg(long, default_value = "json")]
+        format: String,
+        #[arg(long)]
+        controller: Option<String>,
+        #[arg(long)]
+        job: Option<String>,
+        #[arg(long)]
+        label: Option<String>,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// The service's data directory (default from settings: ./data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Directory of YAML settings (default ./ci-cd-integration).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// API tokens for pipelines and people.
     Token {
         #[command(subcommand)]
@@ -161,6 +185,40 @@ enum TokenAction {
     },
 }
 
+#[allow(clippy::too_many_arguments)]
+fn report(
+    range: &str,
+    format: &str,
+    filter: jenkins_autopilot::analytics::performance::Filter,
+    output: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use jenkins_autopilot::analytics::{Range, performance, render};
+    use jenkins_autopilot::domain::Timestamp;
+    let settings = Settings::load(config_dir(config).as_deref(), std::env::vars())
+        .map_err(|e| anyhow::anyhow!("invalid settings:\n{e}"))?;
+    let data_dir = data_dir.unwrap_or(settings.server.data_dir.clone());
+    let range =
+        Range::parse(range, Timestamp::now()).map_err(|e| anyhow::anyhow!("--range {e}"))?;
+    let format = render::Format::parse(format).map_err(|e| anyhow::anyhow!("--format {e}"))?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let text = runtime.block_on(async {
+        let store = jenkins_autopilot::store::Store::connect(&settings.database, &data_dir).await?;
+        let r = performance::performance_report(&store, &settings, range, filter).await;
+        store.close().await;
+        anyhow::Ok(render::render(&r?, format))
+    })?;
+    match output {
+        Some(path) => std::fs::write(&path, text)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display())),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
 fn issue_token(
     subject: &str,
     scopes: &[String],
@@ -226,6 +284,27 @@ fn main() -> ExitCode {
             &format,
         )),
         Command::Forecast { action } => exit_code(forecast(action)),
+        Command::Report {
+            range,
+            format,
+            controller,
+            job,
+            label,
+            output,
+            data_dir,
+            config,
+        } => exit_code(report(
+            &range,
+            &format,
+            jenkins_autopilot::analytics::performance::Filter {
+                controller,
+                job,
+                label,
+            },
+            output,
+            data_dir,
+            config,
+        )),
         Command::Token {
             action:
                 TokenAction::Issue {

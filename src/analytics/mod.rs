@@ -2,6 +2,8 @@
 //! `crate::cost`), and the time ranges they are asked for.
 
 pub mod costs;
+pub mod performance;
+pub mod render;
 
 use crate::domain::Timestamp;
 use serde::Serialize;

@@ -7,6 +7,7 @@ mod ops;
 mod pools;
 mod profiles;
 mod read;
+mod reports;
 mod webhooks;
 
 use crate::config::Settings;
@@ -59,6 +60,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/api/v1/profiles/select").route(web::get().to(profiles::select_profile)),
     )
+    .service(
+        web::resource("/api/v1/reports/performance").route(web::get().to(reports::performance)),
+    )
     .service(web::resource("/api/v1/costs").route(web::get().to(costs::get_costs)))
     .service(web::resource("/api/v1/queue").route(web::get().to(read::list_queue)))
     .service(web::resource("/api/v1/pools").route(web::get().to(pools::list_pools)))
@@ -93,6 +97,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         pools::list_decisions,
         pools::get_forecast,
         costs::get_costs,
+        reports::performance,
         profiles::select_profile,
         profiles::job_recommendation,
         profiles::record_performance,
@@ -115,6 +120,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         crate::scaling::controller::ForecastView,
         crate::store::DecisionRecord,
         ops::Health,
+        crate::analytics::performance::PerformanceReport,
+        crate::analytics::performance::Filter,
+        crate::analytics::performance::Stats,
+        crate::analytics::performance::Trend,
+        crate::analytics::performance::Trends,
+        crate::analytics::performance::Regression,
+        crate::analytics::performance::SlowBuild,
+        crate::analytics::performance::Scaling,
+        crate::analytics::performance::CostSummary,
         crate::analytics::costs::CostReport,
         crate::analytics::costs::Money,
         crate::analytics::costs::Row,

@@ -313,4 +313,30 @@ impl Store {
         }
         Ok((before, steps))
     }
+
+    /// Scale changes of a pool decided in `[from, to)`: (ups, downs), counting decisions
+    /// applied (or, in dry-run, that would have been) whose replicas differ from before.
+    pub async fn scale_events(
+        &self,
+        pool: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<(u64, u64), StoreError> {
+        let row = sqlx::query(
+            "SELECT \
+             SUM(CASE WHEN desired > current_replicas THEN 1 ELSE 0 END) AS ups, \
+             SUM(CASE WHEN desired < current_replicas THEN 1 ELSE 0 END) AS downs \
+             FROM scaling_decisions WHERE pool = $1 AND decided_at >= $2 AND decided_at < $3 \
+             AND outcome IN ('applied', 'dry-run')",
+        )
+        .bind(pool)
+        .bind(from.millis())
+        .bind(to.millis())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((
+            unsigned(&row, "ups")?.unwrap_or(0),
+            unsigned(&row, "downs")?.unwrap_or(0),
+        ))
+    }
 }

@@ -13,6 +13,7 @@ mod notification;
 mod ops;
 mod persistence;
 mod profiles;
+mod reports;
 mod scaling;
 mod shared_library;
 mod statistics;

@@ -1,0 +1,246 @@
+//! The performance report on a known data set: every field, every format, and the CLI.
+
+use crate::helpers::{Db, TestApp, payload, spawn_with, test_settings};
+use jenkins_autopilot::config::{JenkinsControllerSettings, PoolSettings};
+use jenkins_autopilot::store::{DecisionRecord, Store};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const H: i64 = 3_600_000;
+const S: i64 = 1000;
+const T0: i64 = 1_790_000_000_000;
+
+/// A build seen by the Statistics plugin: queued `wait` before `start`, lasting `ms`.
+async fn build(app: &TestApp, job: &str, n: u64, start: i64, wait: i64, ms: i64, result: &str) {
+    let started = json!({"ciUrl": payload::ROOT, "jobName": job, "fullJobName": job, "number": n,
+        "slaveInfo": {"slaveName": "agent-1", "label": "linux", "executor": "0"}, "startTime": start,
+        "endTime": 0, "startedUserId": "SCM", "startedUserName": "SYSTEM", "result": "INPROGRESS",
+        "duration": 0, "parameters": {}, "scmInfo": {}, "queueTime": wait,
+        "buildUrl": format!("job/{job}/{n}/"), "contextId": 1, "buildCause": "SCM", "buildFailureCauses": []});
+    let mut finalized = started.clone();
+    finalized["result"] = json!(result);
+    finalized["duration"] = json!(ms);
+    finalized["slaveInfo"] = json!({});
+    for body in [started, finalized] {
+        let resp = app
+            .post_webhook("/webhooks/statistics?controller=prod", &body)
+            .await;
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+}
+
+fn decision(at: i64, seq: i64, current: u32, desired: u32) -> DecisionRecord {
+    DecisionRecord {
+        pool: "linux".into(),
+        decided_at: jenkins_autopilot::domain::Timestamp::from_millis(at).unwrap(),
+        seq,
+        trigger: "periodic".into(),
+        current: Some(current),
+        recommended: Some(desired),
+        desired: Some(desired),
+        rule: "demand".into(),
+        reason: "test".into(),
+        outcome: "dry-run".into(),
+        error: None,
+        inputs: json!({}),
+    }
+}
+
+async fn known_app() -> (TestApp, tempfile::TempDir) {
+    let (mut settings, dir) = test_settings(Db::Sqlite).await;
+    settings.jenkins.controllers.insert(
+        "prod".into(),
+        JenkinsControllerSettings {
+            url: "http://127.0.0.1:9/".parse().unwrap(),
+            user: None,
+            api_token: None,
+            timeout: Duration::from_millis(200),
+            retries: 0,
+        },
+    );
+    settings.scaling.reconcile_interval = Duration::from_secs(3600);
+    let pool: PoolSettings =
+        serde_yaml::from_str("{controller: prod, label: linux, namespace: ci, deployment: agents}")
+            .unwrap();
+    settings.scaling.pools.insert("linux".into(), pool);
+    let app = spawn_with(settings).await;
+    let store = Store::connect(&app.settings.database, &app.data_dir)
+        .await
+        .unwrap();
+    store.insert_decision(&decision(T0, 1, 0, 2)).await.unwrap();
+    store
+        .insert_decision(&decision(T0 + 24 * H, 2, 2, 1))
+        .await
+        .unwrap();
+    store
+        .insert_decision(&decision(T0 + 25 * H, 3, 1, 1))
+        .await
+        .unwrap();
+    store.close().await;
+    // The range before: app #1 and #2, 100 s each after 10 s in the queue.
+    build(&app, "app", 1, T0 - 30 * H, 10 * S, 100 * S, "SUCCESS").await;
+    build(&app, "app", 2, T0 - 20 * H, 10 * S, 100 * S, "SUCCESS").await;
+    // The range, day 0: app #3 100 s, #4 150 s (slower than 120 s: the first slow one),
+    // lib #1 failed after 60 s and 10 min in the queue. Day 1: app #5 160 s.
+    build(&app, "app", 3, T0 + H, 0, 100 * S, "SUCCESS").await;
+    build(&app, "app", 4, T0 + 2 * H, 20 * S, 150 * S, "SUCCESS").await;
+    build(&app, "lib", 1, T0 + 3 * H, 600 * S, 60 * S, "FAILURE").await;
+    build(&app, "app", 5, T0 + 30 * H, 40 * S, 160 * S, "SUCCESS").await;
+    (app, dir)
+}
+
+fn close(v: &Value, want: f64) -> bool {
+    v.as_f64()
+        .is_some_and(|x| (x - want).abs() < 1e-3 * want.abs().max(1.0))
+}
+
+#[tokio::test]
+async fn every_field_of_the_performance_report_on_a_known_data_set() {
+    let (app, dir) = known_app().await;
+    let range = format!("{T0}..{}", T0 + 48 * H);
+    let (status, r) = app
+        .get_json(&format!("/api/v1/reports/performance?range={range}"))
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["range"]["from"], T0);
+    assert_eq!(r["range"]["to"], T0 + 48 * H);
+    assert_eq!(
+        r["filter"],
+        json!({"controller": null, "job": null, "label": null})
+    );
+    assert_eq!(r["builds"], 4);
+    assert_eq!(r["results"], json!({"FAILURE": 1, "SUCCESS": 3}));
+    assert!(
+        close(&r["success_rate"], 0.75) && close(&r["error_rate"], 0.25),
+        "{r}"
+    );
+    assert!(close(&r["demand_per_hour"], 4.0 / 48.0), "{r}");
+    // Waits 0, 20 s, 40 s, 600 s; durations 100, 150, 60, 160 s.
+    assert_eq!(
+        r["queue_wait"],
+        json!({"count": 4, "mean_ms": 165000.0, "p50_ms": 20000, "p95_ms": 600000})
+    );
+    assert_eq!(
+        r["duration"],
+        json!({"count": 4, "mean_ms": 117500.0, "p50_ms": 100000, "p95_ms": 160000})
+    );
+    assert_eq!(r["scaling"]["scale_ups"], 1);
+    assert_eq!(r["scaling"]["scale_downs"], 1);
+    assert_eq!(r["scaling"]["pools"]["linux"], json!([1, 1]));
+    // 2 agents for 24 h, then 1 for 24 h: 72 agent-hours.
+    // Agent 1 CPU, 2Gi: 0.07 an hour: 72 x 0.07 = 5.04 (cost rounds to 4 decimals).
+    let c = &r["cost"];
+    assert_eq!(c["currency"], "USD");
+    assert!(close(&c["total"], 5.04), "{c}");
+    // Builds ran 470 s = 0.1306 h of 72: efficiency 0.2 %.
+    assert!(close(&c["efficiency"], 0.002), "{c}");
+    assert!(close(&c["idle"], 5.04 - 470.0 / 3600.0 * 0.07), "{c}");
+    assert!(close(&c["monthly_projection"], 5.04 / 48.0 * 730.5), "{c}");
+    let t = &r["trends"];
+    assert!(
+        close(&t["duration"]["value"], 117500.0) && close(&t["duration"]["previous"], 100000.0),
+        "{t}"
+    );
+    assert!(close(&t["duration"]["change_percent"], 17.5), "{t}");
+    // Daily mean durations: day 0 (100 + 150 + 60) / 3 s, day 1 160 s.
+    assert!(
+        close(&t["duration"]["slope_per_day"], 160000.0 - 310000.0 / 3.0),
+        "{t}"
+    );
+    assert!(close(&t["queue_wait"]["previous"], 10000.0), "{t}");
+    assert!(close(&t["queue_wait"]["change_percent"], 1550.0), "{t}");
+    assert!(close(&t["demand"]["change_percent"], 100.0), "{t}");
+    assert!(close(&t["cost"]["previous"], 200.0 / 3600.0 * 0.07), "{t}");
+    let regs = r["regressions"].as_array().unwrap();
+    assert_eq!(regs.len(), 1, "{regs:?}");
+    assert_eq!(regs[0]["job"], "prod/app");
+    assert!(
+        close(&regs[0]["median_ms"], 150000.0) && close(&regs[0]["baseline_median_ms"], 100000.0)
+    );
+    assert!(close(&regs[0]["change_percent"], 50.0));
+    assert_eq!(regs[0]["builds"], 3);
+    assert_eq!(regs[0]["first_slow_build"]["number"], 4);
+    assert_eq!(regs[0]["first_slow_build"]["duration_ms"], 150000);
+    let recs: Vec<&str> = r["recommendations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(recs.len(), 5, "{recs:#?}");
+    assert!(recs[0].starts_with("queue wait p95 is 10m"), "{recs:#?}");
+    assert!(recs[1].starts_with("agents were busy 0 %"), "{recs:#?}");
+    assert!(
+        recs[2].starts_with("prod/app is +50 % slower") && recs[2].contains("since #4"),
+        "{recs:#?}"
+    );
+    assert!(recs[3].starts_with("25 % of builds failed"), "{recs:#?}");
+    assert!(
+        recs[4].starts_with("4 of 4 builds sent no usage report"),
+        "{recs:#?}"
+    );
+
+    // Filters narrow the builds.
+    let (_, lib) = app
+        .get_json(&format!(
+            "/api/v1/reports/performance?range={range}&job=lib"
+        ))
+        .await;
+    assert_eq!(lib["builds"], 1);
+    assert_eq!(lib["regressions"], json!([]));
+
+    // The other formats carry the same rows.
+    for (format, ctype, needle) in [
+        ("csv", "text/csv", "builds,count,4"),
+        ("md", "text/markdown", "| builds | count | 4 |"),
+        ("html", "text/html", "<td>regression</td><td>prod/app</td>"),
+    ] {
+        let resp = app
+            .client
+            .get(app.url(&format!(
+                "/api/v1/reports/performance?range={range}&format={format}"
+            )))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(ctype)
+        );
+        let text = resp.text().await.unwrap();
+        assert!(text.contains(needle), "{format}: {text}");
+    }
+    let (status, body) = app
+        .get_json(&format!(
+            "/api/v1/reports/performance?range={range}&format=pdf"
+        ))
+        .await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("format")));
+
+    // The CLI reads the same store.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"))
+        .args([
+            "report",
+            "--range",
+            &range,
+            "--format",
+            "json",
+            "--data-dir",
+        ])
+        .arg(&app.data_dir)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cli["builds"], 4);
+    assert_eq!(cli["regressions"][0]["first_slow_build"]["number"], 4);
+    app.stop().await;
+}
