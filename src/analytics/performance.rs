@@ -181,8 +181,17 @@ struct Side {
     durations: Vec<i64>,
     waits: Vec<i64>,
     results: BTreeMap<String, u64>,
-    /// Day index -> (builds, duration sum, wait sum, waits).
-    days: BTreeMap<i64, (u64, f64, f64, u64)>,
+    /// Day index (from the range's start) -> that day's sums.
+    days: BTreeMap<i64, Day>,
+}
+
+/// One day's sums, for the daily trend points.
+#[derive(Default)]
+struct Day {
+    builds: u64,
+    duration_sum: f64,
+    wait_sum: f64,
+    waits: u64,
 }
 
 struct JobRuns {
@@ -241,11 +250,11 @@ pub async fn performance_report(
                 .or_default() += 1;
             let day = (b.finished_at - start).div_euclid(86_400_000);
             let d = side.days.entry(day).or_default();
-            d.0 += 1;
-            d.1 += b.duration_ms as f64;
+            d.builds += 1;
+            d.duration_sum += b.duration_ms as f64;
             if let Some(w) = b.queue_wait_ms {
-                d.2 += w.max(0) as f64;
-                d.3 += 1;
+                d.wait_sum += w.max(0) as f64;
+                d.waits += 1;
             }
             if b.result.as_deref() == Some("SUCCESS") {
                 let runs = jobs
@@ -293,7 +302,7 @@ pub async fn performance_report(
     let efficiency =
         (provisioned > 0.0).then(|| ((busy / provisioned).min(1.0) * 1000.0).round() / 1000.0);
 
-    let daily = |s: &Side, f: &dyn Fn(&(u64, f64, f64, u64)) -> Option<f64>| -> Vec<(f64, f64)> {
+    let daily = |s: &Side, f: &dyn Fn(&Day) -> Option<f64>| -> Vec<(f64, f64)> {
         s.days
             .iter()
             .filter_map(|(day, v)| f(v).map(|y| (*day as f64, y)))
@@ -312,17 +321,19 @@ pub async fn performance_report(
         duration: trend(
             mean(&cur.durations),
             mean(&prev.durations),
-            daily(&cur, &|v| Some(v.1 / v.0 as f64)),
+            daily(&cur, &|d| Some(d.duration_sum / d.builds as f64)),
         ),
         queue_wait: trend(
             mean(&cur.waits),
             mean(&prev.waits),
-            daily(&cur, &|v| (v.3 > 0).then(|| v.2 / v.3 as f64)),
+            daily(&cur, &|d| {
+                (d.waits > 0).then(|| d.wait_sum / d.waits as f64)
+            }),
         ),
         demand: trend(
             Some(demand),
             prev_demand,
-            daily(&cur, &|v| Some(v.0 as f64 / 24.0)),
+            daily(&cur, &|d| Some(d.builds as f64 / 24.0)),
         ),
         cost: Trend {
             value: Some(costs.total.total),
