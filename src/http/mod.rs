@@ -63,6 +63,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/api/v1/reports/performance").route(web::get().to(reports::performance)),
     )
+    .service(web::resource("/api/v1/export").route(web::get().to(reports::export)))
     .service(web::resource("/api/v1/costs").route(web::get().to(costs::get_costs)))
     .service(web::resource("/api/v1/queue").route(web::get().to(read::list_queue)))
     .service(web::resource("/api/v1/pools").route(web::get().to(pools::list_pools)))
@@ -98,6 +99,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         pools::get_forecast,
         costs::get_costs,
         reports::performance,
+        reports::export,
         profiles::select_profile,
         profiles::job_recommendation,
         profiles::record_performance,

@@ -46,3 +46,157 @@ pub async fn performance(
         .content_type(format.content_type())
         .body(render(&report, format)))
 }
+
+/// Query of `GET /api/v1/export`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ExportQuery {
+    /// `24h` (default), `7d`, `30d`, or `FROM..TO`.
+    range: Option<String>,
+    /// `csv` (default) or `json` (an array).
+    format: Option<String>,
+}
+
+/// One exported build.
+#[derive(Debug, serde::Serialize)]
+struct ExportRow<'a> {
+    controller: &'a str,
+    job: &'a str,
+    number: u64,
+    label: &'a str,
+    result: &'a str,
+    finished_at: String,
+    queue_wait_ms: Option<i64>,
+    duration_ms: i64,
+    cost: f64,
+    cost_cpu: f64,
+    cost_memory: f64,
+    priced_by: &'static str,
+}
+
+const EXPORT_COLUMNS: [&str; 12] = [
+    "controller",
+    "job",
+    "number",
+    "label",
+    "result",
+    "finished_at",
+    "queue_wait_ms",
+    "duration_ms",
+    "cost",
+    "cost_cpu",
+    "cost_memory",
+    "priced_by",
+];
+
+fn export_bytes(
+    settings: &crate::config::Settings,
+    b: &crate::store::PricedBuild,
+    json: bool,
+    first: bool,
+) -> web::Bytes {
+    let (cost, priced_by) = crate::analytics::costs::price_build(settings, b);
+    let r4 = |v: f64| (v * 10_000.0).round() / 10_000.0;
+    let row = ExportRow {
+        controller: &b.controller,
+        job: &b.job,
+        number: b.number,
+        label: b.label.as_deref().unwrap_or(""),
+        result: b.result.as_deref().unwrap_or(""),
+        finished_at: crate::domain::Timestamp::from_millis(b.finished_at)
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default(),
+        queue_wait_ms: b.queue_wait_ms,
+        duration_ms: b.duration_ms,
+        cost: r4(cost.total()),
+        cost_cpu: r4(cost.cpu),
+        cost_memory: r4(cost.memory),
+        priced_by,
+    };
+    if json {
+        let mut out = if first {
+            b"\n".to_vec()
+        } else {
+            b",\n".to_vec()
+        };
+        serde_json::to_writer(&mut out, &row).expect("a row serializes");
+        web::Bytes::from(out)
+    } else {
+        let mut w = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(Vec::new());
+        w.serialize(&row).expect("a row serializes");
+        web::Bytes::from(w.into_inner().expect("flushing to memory"))
+    }
+}
+
+/// Every finished build of the range with its cost, streamed as it is read (oldest
+/// first): CSV with a header, or a JSON array. Memory stays flat whatever the range.
+#[utoipa::path(get, path = "/api/v1/export", tag = "reports", params(ExportQuery),
+    responses((status = 200, description = "CSV or a JSON array of builds", content_type = "text/csv"),
+              (status = 400, body = super::errors::ErrorBody)))]
+pub async fn export(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let q = web::Query::<ExportQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::invalid("query", e))?
+        .into_inner();
+    let range = range_param(q.range.as_deref())?;
+    let json = match q.format.as_deref().unwrap_or("csv") {
+        "csv" => false,
+        "json" => true,
+        _ => return Err(ApiError::invalid("format", "must be csv or json")),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<crate::store::PricedBuild>(256);
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        if let Err(e) = store.send_finished_builds(range.from, range.to, tx).await {
+            // The status is sent already: the body ends short (and JSON unclosed).
+            tracing::error!(error = %e, "export failed part-way");
+        }
+    });
+    let settings = state.settings.clone();
+    let head = if json {
+        web::Bytes::from_static(b"[")
+    } else {
+        web::Bytes::from(format!("{}\n", EXPORT_COLUMNS.join(",")))
+    };
+    // States: the header, then rows, then (JSON) the closing bracket.
+    let body = futures_util::stream::unfold(
+        (rx, Some(head), true, false),
+        move |(mut rx, head, first, done)| {
+            let settings = settings.clone();
+            async move {
+                if let Some(h) = head {
+                    return Some((Ok::<_, actix_web::Error>(h), (rx, None, first, done)));
+                }
+                if done {
+                    return None;
+                }
+                match rx.recv().await {
+                    Some(b) => Some((
+                        Ok(export_bytes(&settings, &b, json, first)),
+                        (rx, None, false, false),
+                    )),
+                    None if json => Some((
+                        Ok(web::Bytes::from_static(b"\n]\n")),
+                        (rx, None, false, true),
+                    )),
+                    None => None,
+                }
+            }
+        },
+    );
+    let (ctype, ext) = if json {
+        ("application/json", "json")
+    } else {
+        ("text/csv; charset=utf-8", "csv")
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(ctype)
+        .insert_header((
+            actix_web::http::header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"builds.{ext}\""),
+        ))
+        .streaming(body))
+}

@@ -223,41 +223,30 @@ impl Store {
         mut each: impl FnMut(PricedBuild),
     ) -> Result<u64, StoreError> {
         use futures_util::TryStreamExt;
-        let mut rows = sqlx::query(
-            "SELECT b.controller, b.job, b.number, b.label, b.duration_ms, b.finished_at, \
-             b.queue_wait_ms, b.result, p.request_cpu_m, p.request_memory_bytes, \
-             p.cpu_average_m, p.memory_peak_bytes \
-             FROM builds b LEFT JOIN build_performance p \
-             ON p.controller = b.controller AND p.job = b.job AND p.number = b.number \
-             WHERE b.finished_at >= $1 AND b.finished_at < $2 AND b.duration_ms IS NOT NULL",
-        )
-        .bind(from.millis())
-        .bind(to.millis())
-        .fetch(&self.pool);
+        let mut rows = finished_builds(from, to).fetch(&self.pool);
         let mut n = 0;
         while let Some(row) = rows.try_next().await? {
-            let usage = match (
-                unsigned(&row, "cpu_average_m")?,
-                unsigned(&row, "memory_peak_bytes")?,
-            ) {
-                (Some(c), Some(m)) => Some(crate::cost::BuildUsage {
-                    cpu: Millicores::new(c),
-                    memory_peak: Bytes::new(m),
-                }),
-                _ => None,
-            };
-            each(PricedBuild {
-                controller: row.try_get("controller")?,
-                job: row.try_get("job")?,
-                number: required(&row, "number")?,
-                label: row.try_get("label")?,
-                duration_ms: row.try_get("duration_ms")?,
-                finished_at: row.try_get("finished_at")?,
-                queue_wait_ms: row.try_get("queue_wait_ms")?,
-                result: row.try_get("result")?,
-                requests: resources(&row, "request_cpu_m", "request_memory_bytes")?,
-                usage,
-            });
+            each(priced_from_row(&row)?);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Sends every finished build of `[from, to)` (oldest first) into `sink` as it is
+    /// read; stops early, without error, when the receiver is gone.
+    pub async fn send_finished_builds(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        sink: tokio::sync::mpsc::Sender<PricedBuild>,
+    ) -> Result<u64, StoreError> {
+        use futures_util::TryStreamExt;
+        let mut rows = finished_builds(from, to).fetch(&self.pool);
+        let mut n = 0;
+        while let Some(row) = rows.try_next().await? {
+            if sink.send(priced_from_row(&row)?).await.is_err() {
+                break;
+            }
             n += 1;
         }
         Ok(n)
@@ -339,4 +328,46 @@ impl Store {
             unsigned(&row, "downs")?.unwrap_or(0),
         ))
     }
+}
+
+fn finished_builds<'q>(
+    from: Timestamp,
+    to: Timestamp,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(
+        "SELECT b.controller, b.job, b.number, b.label, b.duration_ms, b.finished_at, \
+         b.queue_wait_ms, b.result, p.request_cpu_m, p.request_memory_bytes, \
+         p.cpu_average_m, p.memory_peak_bytes \
+         FROM builds b LEFT JOIN build_performance p \
+         ON p.controller = b.controller AND p.job = b.job AND p.number = b.number \
+         WHERE b.finished_at >= $1 AND b.finished_at < $2 AND b.duration_ms IS NOT NULL \
+         ORDER BY b.finished_at",
+    )
+    .bind(from.millis())
+    .bind(to.millis())
+}
+
+fn priced_from_row(row: &AnyRow) -> Result<PricedBuild, StoreError> {
+    let usage = match (
+        unsigned(row, "cpu_average_m")?,
+        unsigned(row, "memory_peak_bytes")?,
+    ) {
+        (Some(c), Some(m)) => Some(crate::cost::BuildUsage {
+            cpu: Millicores::new(c),
+            memory_peak: Bytes::new(m),
+        }),
+        _ => None,
+    };
+    Ok(PricedBuild {
+        controller: row.try_get("controller")?,
+        job: row.try_get("job")?,
+        number: required(row, "number")?,
+        label: row.try_get("label")?,
+        duration_ms: row.try_get("duration_ms")?,
+        finished_at: row.try_get("finished_at")?,
+        queue_wait_ms: row.try_get("queue_wait_ms")?,
+        result: row.try_get("result")?,
+        requests: resources(row, "request_cpu_m", "request_memory_bytes")?,
+        usage,
+    })
 }

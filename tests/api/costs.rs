@@ -1,12 +1,10 @@
 //! Costs over HTTP on a hand-computed history: builds from the webhooks, one with a usage
 //! report, scaling decisions of one pool.
 
-use crate::helpers::{Db, payload, spawn_with, test_settings};
-use jenkins_autopilot::config::{JenkinsControllerSettings, PoolSettings};
-use jenkins_autopilot::store::{DecisionRecord, Store};
+use crate::helpers::{dry_run_decision, pool_settings, spawn_with, statistics_build};
+use jenkins_autopilot::store::Store;
 use jenkins_autopilot::tokens::Scope;
 use serde_json::{Value, json};
-use std::time::Duration;
 
 const H: i64 = 3_600_000;
 /// 2026-09-21T14:13:20Z: the start of the range the test asks for.
@@ -16,63 +14,9 @@ fn close(v: &Value, want: f64) -> bool {
     v.as_f64().is_some_and(|x| (x - want).abs() < 1e-3)
 }
 
-/// A build seen by the Statistics plugin: started on `label`, finalized after `hours`.
-async fn build(app: &crate::helpers::TestApp, job: &str, n: u64, label: &str, start: i64, ms: i64) {
-    let started = json!({"ciUrl": payload::ROOT, "jobName": job, "fullJobName": job, "number": n,
-        "slaveInfo": {"slaveName": "agent-1", "label": label, "executor": "0"}, "startTime": start,
-        "endTime": 0, "startedUserId": "SCM", "startedUserName": "SYSTEM", "result": "INPROGRESS",
-        "duration": 0, "parameters": {}, "scmInfo": {}, "queueTime": 0,
-        "buildUrl": format!("job/{job}/{n}/"), "contextId": 1, "buildCause": "SCM", "buildFailureCauses": []});
-    let mut finalized = started.clone();
-    finalized["result"] = json!("SUCCESS");
-    finalized["duration"] = json!(ms);
-    finalized["slaveInfo"] = json!({});
-    for body in [started, finalized] {
-        let resp = app
-            .post_webhook("/webhooks/statistics?controller=prod", &body)
-            .await;
-        assert_eq!(resp.status().as_u16(), 200);
-    }
-}
-
-fn decision(at: i64, seq: i64, desired: u32) -> DecisionRecord {
-    DecisionRecord {
-        pool: "linux".into(),
-        decided_at: jenkins_autopilot::domain::Timestamp::from_millis(at).unwrap(),
-        seq,
-        trigger: "periodic".into(),
-        current: Some(desired),
-        recommended: Some(desired),
-        desired: Some(desired),
-        rule: "demand".into(),
-        reason: "test".into(),
-        outcome: "dry-run".into(),
-        error: None,
-        inputs: json!({}),
-    }
-}
-
 #[tokio::test]
 async fn costs_of_a_known_history_add_up_by_hand() {
-    let (mut settings, dir) = test_settings(Db::Sqlite).await;
-    settings.jenkins.controllers.insert(
-        "prod".into(),
-        JenkinsControllerSettings {
-            // Nothing listens here: the pool's own reconciles are held and change nothing.
-            url: "http://127.0.0.1:9/".parse().unwrap(),
-            user: None,
-            api_token: None,
-            timeout: Duration::from_millis(200),
-            retries: 0,
-        },
-    );
-    settings.scaling.reconcile_interval = Duration::from_secs(3600);
-    let mut pool: PoolSettings = serde_yaml::from_str(
-        "{controller: prod, label: linux, namespace: ci, deployment: agents, agent: {cpu: '1', memory: 2Gi}}",
-    )
-    .unwrap();
-    pool.executors_per_agent = 1;
-    settings.scaling.pools.insert("linux".into(), pool);
+    let (mut settings, dir) = pool_settings().await;
     settings.cost.alerts.cost_per_build = Some(0.1);
     let app = spawn_with(settings).await;
 
@@ -80,17 +24,20 @@ async fn costs_of_a_known_history_add_up_by_hand() {
     let store = Store::connect(&app.settings.database, &app.data_dir)
         .await
         .unwrap();
-    store.insert_decision(&decision(T0, 1, 2)).await.unwrap();
     store
-        .insert_decision(&decision(T0 + 2 * H, 2, 1))
+        .insert_decision(&dry_run_decision(T0, 1, 0, 2))
+        .await
+        .unwrap();
+    store
+        .insert_decision(&dry_run_decision(T0 + 2 * H, 2, 2, 1))
         .await
         .unwrap();
     store.close().await;
     // A: 1 h on linux, no report: its executor's share, 1 CPU and 2Gi: 0.05 + 0.02.
-    build(&app, "a", 1, "linux", T0, H).await;
+    statistics_build(&app, "a", 1, "linux", T0, 0, H, "SUCCESS").await;
     // B: 30 min on linux; reported 500m/512Mi requested, 1.5 CPU and 256Mi used:
     // CPU 1.5 x 0.5 x 0.05 = 0.0375, memory 0.5 x 0.5 x 0.01 = 0.0025.
-    build(&app, "b", 1, "linux", T0 + H, H / 2).await;
+    statistics_build(&app, "b", 1, "linux", T0 + H, 0, H / 2, "SUCCESS").await;
     let report = json!({"type": "build", "elapsed_ms": H / 2,
         "usage": {"cpu_usage_usec": 1500 * (H / 2), "memory_peak_bytes": 256u64 << 20},
         "requests": {"cpu": "500m", "memory": "512Mi"}});
@@ -103,9 +50,9 @@ async fn costs_of_a_known_history_add_up_by_hand() {
         .await;
     assert_eq!(status, 201, "{body}");
     // C: 2 h on gpu, which no pool serves: the default 1 CPU, 2Gi: 0.10 + 0.04.
-    build(&app, "c", 1, "gpu", T0 + H, 2 * H).await;
+    statistics_build(&app, "c", 1, "gpu", T0 + H, 0, 2 * H, "SUCCESS").await;
     // D: the range before, 1 h, no pool: 0.07.
-    build(&app, "d", 1, "gpu", T0 - 2 * H, H).await;
+    statistics_build(&app, "d", 1, "gpu", T0 - 2 * H, 0, H, "SUCCESS").await;
 
     let range = format!("{T0}..{}", T0 + 4 * H);
     let (status, c) = app

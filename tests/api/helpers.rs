@@ -328,3 +328,79 @@ pub mod payload {
         })
     }
 }
+
+/// A build seen by the Statistics plugin on `controller=prod`: started on `label` after
+/// `wait` ms in the queue, finalized with `result` after `ms`.
+#[allow(clippy::too_many_arguments)]
+pub async fn statistics_build(
+    app: &TestApp,
+    job: &str,
+    n: u64,
+    label: &str,
+    start: i64,
+    wait: i64,
+    ms: i64,
+    result: &str,
+) {
+    let started = serde_json::json!({"ciUrl": payload::ROOT, "jobName": job, "fullJobName": job, "number": n,
+        "slaveInfo": {"slaveName": "agent-1", "label": label, "executor": "0"}, "startTime": start,
+        "endTime": 0, "startedUserId": "SCM", "startedUserName": "SYSTEM", "result": "INPROGRESS",
+        "duration": 0, "parameters": {}, "scmInfo": {}, "queueTime": wait,
+        "buildUrl": format!("job/{job}/{n}/"), "contextId": 1, "buildCause": "SCM", "buildFailureCauses": []});
+    let mut finalized = started.clone();
+    finalized["result"] = serde_json::json!(result);
+    finalized["duration"] = serde_json::json!(ms);
+    finalized["slaveInfo"] = serde_json::json!({});
+    for body in [started, finalized] {
+        let resp = app
+            .post_webhook("/webhooks/statistics?controller=prod", &body)
+            .await;
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+}
+
+/// A dry-run scaling decision of pool `linux` from `current` to `desired` replicas.
+pub fn dry_run_decision(
+    at: i64,
+    seq: i64,
+    current: u32,
+    desired: u32,
+) -> jenkins_autopilot::store::DecisionRecord {
+    jenkins_autopilot::store::DecisionRecord {
+        pool: "linux".into(),
+        decided_at: jenkins_autopilot::domain::Timestamp::from_millis(at).unwrap(),
+        seq,
+        trigger: "periodic".into(),
+        current: Some(current),
+        recommended: Some(desired),
+        desired: Some(desired),
+        rule: "demand".into(),
+        reason: "test".into(),
+        outcome: "dry-run".into(),
+        error: None,
+        inputs: serde_json::json!({}),
+    }
+}
+
+/// Test settings with controller `prod` (nothing listening: its pools' reconciles hold)
+/// and pool `linux` (1 executor, 1 CPU and 2Gi agents), reconciling hourly.
+pub async fn pool_settings() -> (Settings, tempfile::TempDir) {
+    let (mut settings, dir) = test_settings(Db::Sqlite).await;
+    settings.jenkins.controllers.insert(
+        "prod".into(),
+        jenkins_autopilot::config::JenkinsControllerSettings {
+            url: "http://127.0.0.1:9/".parse().unwrap(),
+            user: None,
+            api_token: None,
+            timeout: std::time::Duration::from_millis(200),
+            retries: 0,
+        },
+    );
+    settings.scaling.reconcile_interval = std::time::Duration::from_secs(3600);
+    let pool: jenkins_autopilot::config::PoolSettings = serde_yaml::from_str(
+        "{controller: prod, label: linux, namespace: ci, deployment: agents, agent: {cpu: '1', memory: 2Gi}}",
+    )
+    .unwrap();
+    settings.scaling.pools.insert("linux".into(), pool);
+    (settings, dir)
+}

@@ -1,91 +1,91 @@
 //! The performance report on a known data set: every field, every format, and the CLI.
 
-use crate::helpers::{Db, TestApp, payload, spawn_with, test_settings};
-use jenkins_autopilot::config::{JenkinsControllerSettings, PoolSettings};
-use jenkins_autopilot::store::{DecisionRecord, Store};
+use crate::helpers::{TestApp, dry_run_decision, pool_settings, spawn_with, statistics_build};
+use jenkins_autopilot::store::Store;
 use serde_json::{Value, json};
-use std::time::Duration;
 
 const H: i64 = 3_600_000;
 const S: i64 = 1000;
 const T0: i64 = 1_790_000_000_000;
 
-/// A build seen by the Statistics plugin: queued `wait` before `start`, lasting `ms`.
-async fn build(app: &TestApp, job: &str, n: u64, start: i64, wait: i64, ms: i64, result: &str) {
-    let started = json!({"ciUrl": payload::ROOT, "jobName": job, "fullJobName": job, "number": n,
-        "slaveInfo": {"slaveName": "agent-1", "label": "linux", "executor": "0"}, "startTime": start,
-        "endTime": 0, "startedUserId": "SCM", "startedUserName": "SYSTEM", "result": "INPROGRESS",
-        "duration": 0, "parameters": {}, "scmInfo": {}, "queueTime": wait,
-        "buildUrl": format!("job/{job}/{n}/"), "contextId": 1, "buildCause": "SCM", "buildFailureCauses": []});
-    let mut finalized = started.clone();
-    finalized["result"] = json!(result);
-    finalized["duration"] = json!(ms);
-    finalized["slaveInfo"] = json!({});
-    for body in [started, finalized] {
-        let resp = app
-            .post_webhook("/webhooks/statistics?controller=prod", &body)
-            .await;
-        assert_eq!(resp.status().as_u16(), 200);
-    }
-}
-
-fn decision(at: i64, seq: i64, current: u32, desired: u32) -> DecisionRecord {
-    DecisionRecord {
-        pool: "linux".into(),
-        decided_at: jenkins_autopilot::domain::Timestamp::from_millis(at).unwrap(),
-        seq,
-        trigger: "periodic".into(),
-        current: Some(current),
-        recommended: Some(desired),
-        desired: Some(desired),
-        rule: "demand".into(),
-        reason: "test".into(),
-        outcome: "dry-run".into(),
-        error: None,
-        inputs: json!({}),
-    }
-}
-
 async fn known_app() -> (TestApp, tempfile::TempDir) {
-    let (mut settings, dir) = test_settings(Db::Sqlite).await;
-    settings.jenkins.controllers.insert(
-        "prod".into(),
-        JenkinsControllerSettings {
-            url: "http://127.0.0.1:9/".parse().unwrap(),
-            user: None,
-            api_token: None,
-            timeout: Duration::from_millis(200),
-            retries: 0,
-        },
-    );
-    settings.scaling.reconcile_interval = Duration::from_secs(3600);
-    let pool: PoolSettings =
-        serde_yaml::from_str("{controller: prod, label: linux, namespace: ci, deployment: agents}")
-            .unwrap();
-    settings.scaling.pools.insert("linux".into(), pool);
+    let (settings, dir) = pool_settings().await;
     let app = spawn_with(settings).await;
     let store = Store::connect(&app.settings.database, &app.data_dir)
         .await
         .unwrap();
-    store.insert_decision(&decision(T0, 1, 0, 2)).await.unwrap();
     store
-        .insert_decision(&decision(T0 + 24 * H, 2, 2, 1))
+        .insert_decision(&dry_run_decision(T0, 1, 0, 2))
         .await
         .unwrap();
     store
-        .insert_decision(&decision(T0 + 25 * H, 3, 1, 1))
+        .insert_decision(&dry_run_decision(T0 + 24 * H, 2, 2, 1))
+        .await
+        .unwrap();
+    store
+        .insert_decision(&dry_run_decision(T0 + 25 * H, 3, 1, 1))
         .await
         .unwrap();
     store.close().await;
     // The range before: app #1 and #2, 100 s each after 10 s in the queue.
-    build(&app, "app", 1, T0 - 30 * H, 10 * S, 100 * S, "SUCCESS").await;
-    build(&app, "app", 2, T0 - 20 * H, 10 * S, 100 * S, "SUCCESS").await;
+    statistics_build(
+        &app,
+        "app",
+        1,
+        "linux",
+        T0 - 30 * H,
+        10 * S,
+        100 * S,
+        "SUCCESS",
+    )
+    .await;
+    statistics_build(
+        &app,
+        "app",
+        2,
+        "linux",
+        T0 - 20 * H,
+        10 * S,
+        100 * S,
+        "SUCCESS",
+    )
+    .await;
     // The range, day 0: app #3 100 s, #4 150 s (slower than 120 s: the first slow one),
     // lib #1 failed after 60 s and 10 min in the queue. Day 1: app #5 160 s.
-    build(&app, "app", 3, T0 + H, 0, 100 * S, "SUCCESS").await;
-    build(&app, "app", 4, T0 + 2 * H, 20 * S, 150 * S, "SUCCESS").await;
-    build(&app, "lib", 1, T0 + 3 * H, 600 * S, 60 * S, "FAILURE").await;
-    build(&app, "app", 5, T0 + 30 * H, 40 * S, 160 * S, "SUCCESS").await;
+    statistics_build(&app, "app", 3, "linux", T0 + H, 0, 100 * S, "SUCCESS").await;
+    statistics_build(
+        &app,
+        "app",
+        4,
+        "linux",
+        T0 + 2 * H,
+        20 * S,
+        150 * S,
+        "SUCCESS",
+    )
+    .await;
+    statistics_build(
+        &app,
+        "lib",
+        1,
+        "linux",
+        T0 + 3 * H,
+        600 * S,
+        60 * S,
+        "FAILURE",
+    )
+    .await;
+    statistics_build(
+        &app,
+        "app",
+        5,
+        "linux",
+        T0 + 30 * H,
+        40 * S,
+        160 * S,
+        "SUCCESS",
+    )
+    .await;
     (app, dir)
 }
 
@@ -243,4 +243,61 @@ async fn every_field_of_the_performance_report_on_a_known_data_set() {
     assert_eq!(cli["builds"], 4);
     assert_eq!(cli["regressions"][0]["first_slow_build"]["number"], 4);
     app.stop().await;
+}
+
+#[tokio::test]
+async fn the_export_streams_every_build_with_its_cost() {
+    let (app, _dir) = known_app().await;
+    let range = format!("{T0}..{}", T0 + 48 * H);
+    let resp = app
+        .client
+        .get(app.url(&format!("/api/v1/export?range={range}&format=csv")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(
+        resp.headers().get("content-length").is_none(),
+        "streamed, not buffered"
+    );
+    assert_eq!(resp.headers()["transfer-encoding"], "chunked");
+    let text = resp.text().await.unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(header[..3], ["controller", "job", "number"]);
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 4, "{text}");
+    // Oldest first: app #3, 100 s on the pool's 1 CPU / 2Gi share: 100/3600 x 0.07.
+    assert_eq!(&rows[0][1], "app");
+    assert_eq!(&rows[0][2], "3");
+    assert_eq!(&rows[0][7], "100000");
+    assert_eq!(&rows[0][8], "0.0019");
+    assert_eq!(&rows[0][11], "pool");
+    assert_eq!(&rows[2][4], "FAILURE");
+
+    let resp = app
+        .client
+        .get(app.url(&format!("/api/v1/export?range={range}&format=json")))
+        .send()
+        .await
+        .unwrap();
+    let all: Vec<Value> = resp.json().await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[3]["number"], 5);
+    assert_eq!(all[3]["queue_wait_ms"], 40000);
+    // An empty range is an empty document, not an error.
+    let resp = app
+        .client
+        .get(app.url("/api/v1/export?range=1000..2000&format=json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.json::<Vec<Value>>().await.unwrap().len(), 0);
+    let (status, body) = app.get_json("/api/v1/export?format=xml").await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("format")));
 }
