@@ -7,7 +7,7 @@ use crate::config::{PoolSettings, Settings};
 use crate::cost::{self, Alert, Breakdown, PoolCost};
 use crate::domain::Timestamp;
 use crate::scaling::demand::same_label;
-use crate::store::{PricedBuild, Store, StoreError};
+use crate::store::{BuildGroup, PricedBuild, Store, StoreError};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -123,18 +123,41 @@ pub fn pool_of<'a>(
 /// Prices one build: its report's requests, else its executor's share of its pool's
 /// agent, else the default; at max(request, use) x duration.
 pub fn price_build(settings: &Settings, b: &PricedBuild) -> (Breakdown, &'static str) {
-    let pool = pool_of(&settings.scaling.pools, &b.controller, b.label.as_deref());
-    let (requests, source) = match (b.requests, pool) {
-        (Some(r), _) => (r, "report"),
-        (None, Some((_, p))) => (
-            cost::executor_share(&p.agent, p.executors_per_agent),
-            "pool",
-        ),
-        (None, None) => (settings.cost.default_build, "default"),
+    let (requests, source) = match b.requests {
+        Some(r) => (r, "report"),
+        None => match unreported_requests(settings, &b.controller, b.label.as_deref()) {
+            (r, true) => (r, "pool"),
+            (r, false) => (r, "default"),
+        },
     };
     (
         cost::build_cost(&settings.cost.prices, requests, b.usage, b.duration_ms),
         source,
+    )
+}
+
+/// The requests an unreported build of this controller and label is priced at, and
+/// whether they came from a pool.
+fn unreported_requests(
+    settings: &Settings,
+    controller: &str,
+    label: Option<&str>,
+) -> (crate::profiles::rules::Resources, bool) {
+    match pool_of(&settings.scaling.pools, controller, label) {
+        Some((_, p)) => (cost::executor_share(&p.agent, p.executors_per_agent), true),
+        None => (settings.cost.default_build, false),
+    }
+}
+
+/// Prices one group of builds.
+pub fn price_group(settings: &Settings, g: &BuildGroup) -> Breakdown {
+    let (requests, _) = unreported_requests(settings, &g.controller, g.label.as_deref());
+    cost::group_cost(
+        &settings.cost.prices,
+        requests,
+        g.unreported_ms,
+        g.cpu_m_ms,
+        g.memory_b_ms,
     )
 }
 
@@ -144,7 +167,57 @@ struct Group {
 }
 
 /// Most builds listed in the per-build alerts of one report.
-const MAX_BUILD_ALERTS: usize = 100;
+const MAX_BUILD_ALERTS: u32 = 100;
+
+/// Builds of the range costing more than the per-build alert threshold, dearest first.
+async fn costly_builds(
+    store: &Store,
+    settings: &Settings,
+    range: Range,
+) -> Result<Vec<(String, f64)>, StoreError> {
+    let Some(threshold) = settings.cost.alerts.cost_per_build else {
+        return Ok(Vec::new());
+    };
+    let prices = &settings.cost.prices;
+    // The dearest hourly rate an unreported build can have: a build shorter than
+    // threshold / rate cannot cross the threshold.
+    let rate = settings
+        .scaling
+        .pools
+        .values()
+        .map(|p| cost::executor_share(&p.agent, p.executors_per_agent))
+        .chain([settings.cost.default_build])
+        .map(|r| cost::build_cost(prices, r, None, 3_600_000).total())
+        .fold(0.0, f64::max);
+    let min_ms = if rate > 0.0 {
+        (threshold / rate * 3_600_000.0).floor() as i64
+    } else {
+        i64::MAX
+    };
+    let candidates = store
+        .costly_build_candidates(
+            range.from,
+            range.to,
+            min_ms,
+            prices.cpu_hour,
+            prices.memory_gib_hour,
+            threshold,
+            MAX_BUILD_ALERTS,
+        )
+        .await?;
+    let mut out: Vec<(String, f64)> = candidates
+        .iter()
+        .map(|b| {
+            (
+                format!("{}/{}#{}", b.controller, b.job, b.number),
+                price_build(settings, b).0.total(),
+            )
+        })
+        .filter(|(_, c)| *c > threshold)
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    Ok(out)
+}
 
 /// The cost report for `range`; with `previous`, also the total of the range before.
 pub async fn cost_report(
@@ -156,66 +229,52 @@ pub async fn cost_report(
 ) -> Result<CostReport, StoreError> {
     let prices = &settings.cost.prices;
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
-    let mut per_pool: BTreeMap<String, (Breakdown, i64, u64)> = BTreeMap::new();
-    let mut unpooled = Group {
-        builds: 0,
-        cost: Breakdown::default(),
-    };
+    let mut per_pool: BTreeMap<String, (Breakdown, i64)> = BTreeMap::new();
+    let mut unpooled = Breakdown::default();
     let mut priced_by = PricedBy::default();
-    let mut expensive: Vec<(String, f64)> = Vec::new();
-    let threshold = settings.cost.alerts.cost_per_build;
-    let count = store
-        .for_each_finished_build(range.from, range.to, |b| {
-            let (c, source) = price_build(settings, &b);
-            match source {
-                "report" => priced_by.report += 1,
-                "pool" => priced_by.pool += 1,
-                _ => priced_by.default += 1,
+    let mut count = 0;
+    for g in store.build_groups(range.from, range.from, range.to).await? {
+        let c = price_group(settings, &g);
+        count += g.builds;
+        let pool = pool_of(&settings.scaling.pools, &g.controller, g.label.as_deref());
+        priced_by.report += g.builds - g.unreported;
+        if pool.is_some() {
+            priced_by.pool += g.unreported;
+        } else {
+            priced_by.default += g.unreported;
+        }
+        match pool {
+            Some((name, _)) => {
+                let e = per_pool.entry(name.clone()).or_default();
+                e.0 += c;
+                e.1 += g.duration_ms.max(0);
             }
-            if threshold.is_some_and(|t| c.total() > t) && expensive.len() < MAX_BUILD_ALERTS {
-                expensive.push((
-                    format!("{}/{}#{}", b.controller, b.job, b.number),
-                    c.total(),
-                ));
-            }
-            let pool = pool_of(&settings.scaling.pools, &b.controller, b.label.as_deref());
-            match pool {
-                Some((name, _)) => {
-                    let e = per_pool.entry(name.clone()).or_default();
-                    e.0 += c;
-                    e.1 += b.duration_ms.max(0);
-                    e.2 += 1;
-                }
-                None => {
-                    unpooled.builds += 1;
-                    unpooled.cost += c;
-                }
-            }
-            let key = match group_by {
-                GroupBy::Job => format!("{}/{}", b.controller, b.job),
-                GroupBy::Controller => b.controller.clone(),
-                GroupBy::Label => b.label.clone().unwrap_or_else(|| "(none)".into()),
-                GroupBy::Pool => pool.map_or_else(|| "(no pool)".into(), |(n, _)| n.clone()),
-            };
-            let g = groups.entry(key).or_insert(Group {
-                builds: 0,
-                cost: Breakdown::default(),
-            });
-            g.builds += 1;
-            g.cost += c;
-        })
-        .await?;
+            None => unpooled += c,
+        }
+        let key = match group_by {
+            GroupBy::Job => format!("{}/{}", g.controller, g.job),
+            GroupBy::Controller => g.controller.clone(),
+            GroupBy::Label => g.label.clone().unwrap_or_else(|| "(none)".into()),
+            GroupBy::Pool => pool.map_or_else(|| "(no pool)".into(), |(n, _)| n.clone()),
+        };
+        let e = groups.entry(key).or_insert(Group {
+            builds: 0,
+            cost: Breakdown::default(),
+        });
+        e.builds += g.builds;
+        e.cost += c;
+    }
 
     // Pools: provisioned agents until now at the latest (the future is not provisioned).
     let now = Timestamp::now();
     let until = range.to.min(now).max(range.from);
     let mut pools = BTreeMap::new();
-    let mut total = unpooled.cost;
+    let mut total = unpooled;
     let mut idle_total = 0.0;
     for (name, p) in &settings.scaling.pools {
         let (before, steps) = store.replica_steps(name, range.from, until).await?;
         let hours = cost::agent_hours(&steps, before, range.from.millis(), until.millis());
-        let (builds_cost, busy_ms, _) = per_pool.get(name).copied().unwrap_or_default();
+        let (builds_cost, busy_ms) = per_pool.get(name).copied().unwrap_or_default();
         let busy_hours = busy_ms as f64 / 3_600_000.0 / f64::from(p.executors_per_agent.max(1));
         let pc = cost::pool_cost(prices, &p.agent, hours, busy_hours, builds_cost);
         // The pool's spend: its agents, or its builds when they priced above the agents
@@ -292,6 +351,7 @@ pub async fn cost_report(
         _ => None,
     };
     let pool_list: Vec<(String, PoolCost)> = pools.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    let expensive = costly_builds(store, settings, range).await?;
     Ok(CostReport {
         range,
         hours: round(hours),

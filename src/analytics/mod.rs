@@ -71,11 +71,13 @@ mod tests {
 
     #[test]
     fn ranges_parse_as_spans_or_bounds() {
-        let now = Timestamp::from_millis(10 * 86_400_000).unwrap();
+        let now = Timestamp::from_millis(20 * 86_400_000).unwrap();
         let r = Range::parse("7d", now).unwrap();
-        assert_eq!(r.from.millis(), 3 * 86_400_000);
+        assert_eq!(r.from.millis(), 13 * 86_400_000);
         assert_eq!(r.hours(), 168.0);
         assert_eq!(r.previous().unwrap().to, r.from);
+        // A range whose previous one would start before 1970 has none.
+        assert_eq!(Range::parse("15d", now).unwrap().previous(), None);
         let b = Range::parse("1970-01-02T00:00:00Z..86400000", now);
         assert!(b.is_err(), "TO equal to FROM");
         let b = Range::parse("86400000..1970-01-03T00:00:00Z", now).unwrap();

@@ -7,7 +7,7 @@ use super::costs::{GroupBy, cost_report};
 use super::{Range, percent_change};
 use crate::config::Settings;
 use crate::domain::Timestamp;
-use crate::store::{PricedBuild, Store, StoreError};
+use crate::store::{DaySums, Measure, Store, StoreError};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -20,14 +20,28 @@ pub struct Filter {
 }
 
 impl Filter {
-    fn admits(&self, b: &PricedBuild) -> bool {
-        self.controller.as_deref().is_none_or(|c| c == b.controller)
-            && self.job.as_deref().is_none_or(|j| j == b.job)
-            && self.label.as_deref().is_none_or(|l| {
-                b.label
-                    .as_deref()
-                    .is_some_and(|bl| crate::scaling::demand::same_label(l, bl))
-            })
+    /// Whether builds of this controller, job and label are in (a `None` label is not
+    /// checked: for per-job figures).
+    fn admits(&self, controller: &str, job: &str, label: Option<&str>) -> bool {
+        self.controller.as_deref().is_none_or(|c| c == controller)
+            && self.job.as_deref().is_none_or(|j| j == job)
+            && match (&self.label, label) {
+                (Some(want), Some(l)) => want == l,
+                (Some(_), None) => false,
+                (None, _) => true,
+            }
+    }
+
+    /// The filter as SQL equalities on the builds table.
+    fn columns(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("controller", &self.controller),
+            ("job", &self.job),
+            ("label", &self.label),
+        ]
+        .into_iter()
+        .filter_map(|(c, v)| v.as_deref().map(|v| (c, v)))
+        .collect()
     }
 }
 
@@ -38,31 +52,6 @@ pub struct Stats {
     pub mean_ms: Option<f64>,
     pub p50_ms: Option<i64>,
     pub p95_ms: Option<i64>,
-}
-
-/// Nearest-rank percentile of an unsorted list (reordered in place).
-fn percentile(values: &mut [i64], p: f64) -> Option<i64> {
-    if values.is_empty() {
-        return None;
-    }
-    let rank = ((values.len() as f64) * p).ceil() as usize;
-    let i = rank.clamp(1, values.len()) - 1;
-    Some(*values.select_nth_unstable(i).1)
-}
-
-impl Stats {
-    fn of(values: &mut [i64]) -> Self {
-        if values.is_empty() {
-            return Self::default();
-        }
-        let sum: f64 = values.iter().map(|v| *v as f64).sum();
-        Self {
-            count: values.len() as u64,
-            mean_ms: Some((sum / values.len() as f64 * 10.0).round() / 10.0),
-            p50_ms: percentile(values, 0.5),
-            p95_ms: percentile(values, 0.95),
-        }
-    }
 }
 
 /// How a measure moved.
@@ -175,50 +164,66 @@ pub struct PerformanceReport {
     pub recommendations: Vec<String>,
 }
 
+/// Nearest-rank percentile from a `(seconds, count)` histogram, in ms.
+fn histogram_percentile(h: &[(i64, u64)], p: f64) -> Option<i64> {
+    let n: u64 = h.iter().map(|x| x.1).sum();
+    if n == 0 {
+        return None;
+    }
+    let rank = ((n as f64) * p).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (s, c) in h {
+        seen += c;
+        if seen >= rank {
+            return Some(s * 1000);
+        }
+    }
+    h.last().map(|x| x.0 * 1000)
+}
+
+fn stats(sum_ms: f64, count: u64, h: &[(i64, u64)]) -> Stats {
+    if count == 0 {
+        return Stats::default();
+    }
+    Stats {
+        count,
+        mean_ms: Some((sum_ms / count as f64 * 10.0).round() / 10.0),
+        p50_ms: histogram_percentile(h, 0.5),
+        p95_ms: histogram_percentile(h, 0.95),
+    }
+}
+
+/// Sums of one side of the split.
 #[derive(Default)]
 struct Side {
     builds: u64,
-    durations: Vec<i64>,
-    waits: Vec<i64>,
-    results: BTreeMap<String, u64>,
-    /// Day index (from the range's start) -> that day's sums.
-    days: BTreeMap<i64, Day>,
-}
-
-/// One day's sums, for the daily trend points.
-#[derive(Default)]
-struct Day {
-    builds: u64,
-    duration_sum: f64,
-    wait_sum: f64,
+    duration_ms: f64,
+    wait_ms: f64,
     waits: u64,
+    results: BTreeMap<String, u64>,
 }
 
-struct JobRuns {
-    /// (finished_at, number, duration) in the range.
-    current: Vec<(i64, u64, i64)>,
-    previous: Vec<i64>,
-}
-
-fn median(values: &mut [i64]) -> Option<f64> {
-    if values.is_empty() {
-        return None;
+impl Side {
+    fn mean_duration(&self) -> Option<f64> {
+        (self.builds > 0).then(|| self.duration_ms / self.builds as f64)
     }
-    values.sort_unstable();
-    let n = values.len();
-    Some(if n % 2 == 1 {
-        values[n / 2] as f64
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) as f64 / 2.0
-    })
+
+    fn mean_wait(&self) -> Option<f64> {
+        (self.waits > 0).then(|| self.wait_ms / self.waits as f64)
+    }
+
+    fn rate(&self, result: &str) -> Option<f64> {
+        let with_result = self.builds - self.results.get("NONE").copied().unwrap_or(0);
+        (with_result > 0).then(|| {
+            (self.results.get(result).copied().unwrap_or(0) as f64 / with_result as f64 * 1000.0)
+                .round()
+                / 1000.0
+        })
+    }
 }
 
-fn mean(values: &[i64]) -> Option<f64> {
-    (!values.is_empty())
-        .then(|| values.iter().map(|v| *v as f64).sum::<f64>() / values.len() as f64)
-}
-
-/// Builds the report.
+/// Builds the report from the database's aggregates (groups, histograms, daily sums,
+/// per-job medians): the work does not grow with the builds held in memory.
 pub async fn performance_report(
     store: &Store,
     settings: &Settings,
@@ -230,55 +235,29 @@ pub async fn performance_report(
     let from = previous.map_or(range.from, |p| p.from);
     let mut cur = Side::default();
     let mut prev = Side::default();
-    let mut jobs: BTreeMap<String, JobRuns> = BTreeMap::new();
-    let start = range.from.millis();
-    store
-        .for_each_finished_build(from, range.to, |b| {
-            if !filter.admits(&b) {
-                return;
-            }
-            let in_range = b.finished_at >= start;
-            let side = if in_range { &mut cur } else { &mut prev };
-            side.builds += 1;
-            side.durations.push(b.duration_ms);
-            if let Some(w) = b.queue_wait_ms {
-                side.waits.push(w.max(0));
-            }
-            *side
-                .results
-                .entry(b.result.clone().unwrap_or_else(|| "NONE".into()))
-                .or_default() += 1;
-            let day = (b.finished_at - start).div_euclid(86_400_000);
-            let d = side.days.entry(day).or_default();
-            d.builds += 1;
-            d.duration_sum += b.duration_ms as f64;
-            if let Some(w) = b.queue_wait_ms {
-                d.wait_sum += w.max(0) as f64;
-                d.waits += 1;
-            }
-            if b.result.as_deref() == Some("SUCCESS") {
-                let runs = jobs
-                    .entry(format!("{}/{}", b.controller, b.job))
-                    .or_insert_with(|| JobRuns {
-                        current: Vec::new(),
-                        previous: Vec::new(),
-                    });
-                if in_range {
-                    runs.current.push((b.finished_at, b.number, b.duration_ms));
-                } else {
-                    runs.previous.push(b.duration_ms);
-                }
-            }
-        })
+    for g in store.build_groups(from, range.from, range.to).await? {
+        if !filter.admits(&g.controller, &g.job, g.label.as_deref()) {
+            continue;
+        }
+        let side = if g.current { &mut cur } else { &mut prev };
+        side.builds += g.builds;
+        side.duration_ms += g.duration_ms as f64;
+        side.wait_ms += g.wait_ms as f64;
+        side.waits += g.waits;
+        *side
+            .results
+            .entry(g.result.clone().unwrap_or_else(|| "NONE".into()))
+            .or_default() += g.builds;
+    }
+    let keep = filter.columns();
+    let waits = store
+        .histogram(Measure::QueueWait, range.from, range.to, &keep)
         .await?;
+    let durations = store
+        .histogram(Measure::Duration, range.from, range.to, &keep)
+        .await?;
+    let days = store.day_sums(range.from, range.to, &keep).await?;
 
-    let with_result = |s: &Side| s.builds - s.results.get("NONE").copied().unwrap_or(0);
-    let rate = |s: &Side, r: &str| {
-        let n = with_result(s);
-        (n > 0).then(|| {
-            (s.results.get(r).copied().unwrap_or(0) as f64 / n as f64 * 1000.0).round() / 1000.0
-        })
-    };
     let hours = range.hours();
     let demand = if hours > 0.0 {
         cur.builds as f64 / hours
@@ -302,10 +281,9 @@ pub async fn performance_report(
     let efficiency =
         (provisioned > 0.0).then(|| ((busy / provisioned).min(1.0) * 1000.0).round() / 1000.0);
 
-    let daily = |s: &Side, f: &dyn Fn(&Day) -> Option<f64>| -> Vec<(f64, f64)> {
-        s.days
-            .iter()
-            .filter_map(|(day, v)| f(v).map(|y| (*day as f64, y)))
+    let daily = |f: &dyn Fn(&DaySums) -> Option<f64>| -> Vec<(f64, f64)> {
+        days.iter()
+            .filter_map(|d| f(d).map(|y| (d.day as f64, y)))
             .collect()
     };
     let trend = |value: Option<f64>, previous: Option<f64>, points: Vec<(f64, f64)>| Trend {
@@ -319,21 +297,19 @@ pub async fn performance_report(
     };
     let trends = Trends {
         duration: trend(
-            mean(&cur.durations),
-            mean(&prev.durations),
-            daily(&cur, &|d| Some(d.duration_sum / d.builds as f64)),
+            cur.mean_duration(),
+            prev.mean_duration(),
+            daily(&|d| (d.builds > 0).then(|| d.duration_ms / d.builds as f64)),
         ),
         queue_wait: trend(
-            mean(&cur.waits),
-            mean(&prev.waits),
-            daily(&cur, &|d| {
-                (d.waits > 0).then(|| d.wait_sum / d.waits as f64)
-            }),
+            cur.mean_wait(),
+            prev.mean_wait(),
+            daily(&|d| (d.waits > 0).then(|| d.wait_ms / d.waits as f64)),
         ),
         demand: trend(
             Some(demand),
             prev_demand,
-            daily(&cur, &|d| Some(d.builds as f64 / 24.0)),
+            daily(&|d| Some(d.builds as f64 / 24.0)),
         ),
         cost: Trend {
             value: Some(costs.total.total),
@@ -343,14 +319,27 @@ pub async fn performance_report(
         },
     };
 
-    // Regressions: median against the job's median in the range before.
-    let mut regressions = Vec::new();
-    for (job, mut runs) in jobs {
-        let (Some(base), false) = (median(&mut runs.previous), runs.current.is_empty()) else {
+    // Regressions: each job's median against its median in the range before.
+    #[derive(Default)]
+    struct Medians {
+        before: Option<f64>,
+        now: Option<(f64, u64)>,
+    }
+    let mut medians: BTreeMap<(String, String), Medians> = BTreeMap::new();
+    for m in store.job_medians(from, range.from, range.to).await? {
+        if !filter.admits(&m.controller, &m.job, None) {
             continue;
-        };
-        let mut durations: Vec<i64> = runs.current.iter().map(|r| r.2).collect();
-        let Some(now) = median(&mut durations) else {
+        }
+        let e = medians.entry((m.controller, m.job)).or_default();
+        if m.current {
+            e.now = Some((m.median_ms, m.builds));
+        } else {
+            e.before = Some(m.median_ms);
+        }
+    }
+    let mut regressions = Vec::new();
+    for ((controller, job), m) in medians {
+        let (Some(base), Some((now, builds))) = (m.before, m.now) else {
             continue;
         };
         if base <= 0.0 {
@@ -359,34 +348,32 @@ pub async fn performance_report(
         let change = (now - base) / base * 100.0;
         if change > analysis.slower_percent {
             let limit = base * (1.0 + analysis.slower_percent / 100.0);
-            runs.current.sort_unstable();
-            let first = runs
-                .current
-                .iter()
-                .find(|r| r.2 as f64 > limit)
-                .and_then(|r| {
+            let first = store
+                .first_slow_build(&controller, &job, range.from, range.to, limit)
+                .await?
+                .and_then(|(number, at, duration_ms)| {
                     Some(SlowBuild {
-                        number: r.1,
-                        finished_at: Timestamp::from_millis(r.0).ok()?,
-                        duration_ms: r.2,
+                        number,
+                        finished_at: Timestamp::from_millis(at).ok()?,
+                        duration_ms,
                     })
                 });
             regressions.push(Regression {
-                job,
+                job: format!("{controller}/{job}"),
                 median_ms: now,
                 baseline_median_ms: base,
                 change_percent: (change * 10.0).round() / 10.0,
-                builds: runs.current.len() as u64,
+                builds,
                 first_slow_build: first,
             });
         }
     }
     regressions.sort_by(|a, b| b.change_percent.total_cmp(&a.change_percent));
 
-    let queue_wait = Stats::of(&mut cur.waits);
-    let duration = Stats::of(&mut cur.durations);
-    let success_rate = rate(&cur, "SUCCESS");
-    let error_rate = rate(&cur, "FAILURE");
+    let queue_wait = stats(cur.wait_ms, cur.waits, &waits);
+    let duration = stats(cur.duration_ms, cur.builds, &durations);
+    let success_rate = cur.rate("SUCCESS");
+    let error_rate = cur.rate("FAILURE");
     let cost = CostSummary {
         currency: costs.currency.clone(),
         total: costs.total.total,
@@ -497,16 +484,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percentiles_slope_and_medians() {
-        let mut v = vec![5, 1, 4, 2, 3];
-        let s = Stats::of(&mut v);
+    fn percentiles_from_histograms_and_slopes() {
+        // Seconds 1..=5 once each: nearest rank p50 is the 3rd, p95 the 5th.
+        let h: Vec<(i64, u64)> = (1..=5).map(|s| (s, 1)).collect();
+        let s = stats(15_000.0, 5, &h);
         assert_eq!(
             (s.count, s.mean_ms, s.p50_ms, s.p95_ms),
-            (5, Some(3.0), Some(3), Some(5))
+            (5, Some(3000.0), Some(3000), Some(5000))
         );
-        assert_eq!(Stats::of(&mut []).p50_ms, None);
+        assert_eq!(stats(0.0, 0, &[]).p50_ms, None);
+        // 99 builds of 1 s and one of 100 s: p95 is still 1 s.
+        assert_eq!(histogram_percentile(&[(1, 99), (100, 1)], 0.95), Some(1000));
         assert_eq!(slope(&[(0.0, 1.0), (1.0, 3.0), (2.0, 5.0)]), Some(2.0));
         assert_eq!(slope(&[(1.0, 1.0)]), None);
-        assert_eq!(median(&mut [4, 1, 3, 2]), Some(2.5));
     }
 }

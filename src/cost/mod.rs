@@ -133,6 +133,22 @@ pub fn build_cost(
     )
 }
 
+/// The cost of a group of builds from sums: `unreported_ms` of builds priced at
+/// `requests`, and for reported builds the sums of duration (ms) x max(requested, used)
+/// millicores and bytes. Linear, so it equals the sum of the builds' [`build_cost`].
+pub fn group_cost(
+    prices: &Prices,
+    requests: Resources,
+    unreported_ms: i64,
+    cpu_m_ms: f64,
+    memory_b_ms: f64,
+) -> Breakdown {
+    let mut c = build_cost(prices, requests, None, unreported_ms);
+    c.cpu += cpu_m_ms / 1000.0 / MS_PER_HOUR * prices.cpu_hour;
+    c.memory += memory_b_ms / GIB / MS_PER_HOUR * prices.memory_gib_hour;
+    c
+}
+
 /// One executor's share of an agent.
 pub fn executor_share(agent: &Shape, executors: u32) -> Resources {
     let n = u64::from(executors.max(1));
@@ -308,6 +324,32 @@ mod tests {
         assert!(
             close(used.cpu, 0.15) && close(used.memory, 0.01),
             "{used:?}"
+        );
+    }
+
+    #[test]
+    fn a_group_costs_the_sum_of_its_builds() {
+        let req = Resources {
+            cpu: Millicores::new(500),
+            memory: Bytes::mib(512),
+        };
+        let used = BuildUsage {
+            cpu: Millicores::new(1500),
+            memory_peak: Bytes::mib(256),
+        };
+        // Two builds: 1 h unreported at the request, 2 h reported (1.5 CPU, 512Mi).
+        let each = build_cost(&prices(), req, None, 3_600_000)
+            + build_cost(&prices(), req, Some(used), 7_200_000);
+        let g = group_cost(
+            &prices(),
+            req,
+            3_600_000,
+            7_200_000.0 * 1500.0,
+            7_200_000.0 * (512u64 << 20) as f64,
+        );
+        assert!(
+            close(g.cpu, each.cpu) && close(g.memory, each.memory),
+            "{g:?} {each:?}"
         );
     }
 

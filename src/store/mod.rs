@@ -1,10 +1,12 @@
 //! All SQL lives here. One schema and one set of queries for SQLite (embedded default,
 //! WAL) and PostgreSQL, through sqlx's `Any` driver; `$N` placeholders work on both.
 
+mod analytics;
 mod performance;
 mod write;
 mod writer;
 
+pub use analytics::{BuildGroup, DaySums, JobMedian, Measure};
 pub use performance::{PricedBuild, StoredPerformance};
 pub use writer::{SubmitError, WriteOutcome, Writer, WriterHandle};
 

@@ -347,7 +347,7 @@ fn finished_builds<'q>(
     .bind(to.millis())
 }
 
-fn priced_from_row(row: &AnyRow) -> Result<PricedBuild, StoreError> {
+pub(super) fn priced_from_row(row: &AnyRow) -> Result<PricedBuild, StoreError> {
     let usage = match (
         unsigned(row, "cpu_average_m")?,
         unsigned(row, "memory_peak_bytes")?,

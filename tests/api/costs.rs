@@ -1,7 +1,7 @@
 //! Costs over HTTP on a hand-computed history: builds from the webhooks, one with a usage
 //! report, scaling decisions of one pool.
 
-use crate::helpers::{dry_run_decision, pool_settings, spawn_with, statistics_build};
+use crate::helpers::{Db, dry_run_decision, pool_settings, spawn_with, statistics_build};
 use jenkins_autopilot::store::Store;
 use jenkins_autopilot::tokens::Scope;
 use serde_json::{Value, json};
@@ -15,8 +15,17 @@ fn close(v: &Value, want: f64) -> bool {
 }
 
 #[tokio::test]
-async fn costs_of_a_known_history_add_up_by_hand() {
-    let (mut settings, dir) = pool_settings().await;
+async fn costs_of_a_known_history_add_up_by_hand_on_sqlite() {
+    costs_of_a_known_history(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn costs_of_a_known_history_add_up_by_hand_on_postgres() {
+    costs_of_a_known_history(Db::Postgres).await;
+}
+
+async fn costs_of_a_known_history(db: Db) {
+    let (mut settings, dir) = pool_settings(db).await;
     settings.cost.alerts.cost_per_build = Some(0.1);
     let app = spawn_with(settings).await;
 

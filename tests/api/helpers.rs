@@ -384,8 +384,8 @@ pub fn dry_run_decision(
 
 /// Test settings with controller `prod` (nothing listening: its pools' reconciles hold)
 /// and pool `linux` (1 executor, 1 CPU and 2Gi agents), reconciling hourly.
-pub async fn pool_settings() -> (Settings, tempfile::TempDir) {
-    let (mut settings, dir) = test_settings(Db::Sqlite).await;
+pub async fn pool_settings(db: Db) -> (Settings, tempfile::TempDir) {
+    let (mut settings, dir) = test_settings(db).await;
     settings.jenkins.controllers.insert(
         "prod".into(),
         jenkins_autopilot::config::JenkinsControllerSettings {

@@ -1,6 +1,6 @@
 //! The performance report on a known data set: every field, every format, and the CLI.
 
-use crate::helpers::{TestApp, dry_run_decision, pool_settings, spawn_with, statistics_build};
+use crate::helpers::{Db, TestApp, dry_run_decision, pool_settings, spawn_with, statistics_build};
 use jenkins_autopilot::store::Store;
 use serde_json::{Value, json};
 
@@ -8,8 +8,8 @@ const H: i64 = 3_600_000;
 const S: i64 = 1000;
 const T0: i64 = 1_790_000_000_000;
 
-async fn known_app() -> (TestApp, tempfile::TempDir) {
-    let (settings, dir) = pool_settings().await;
+async fn known_app(db: Db) -> (TestApp, tempfile::TempDir) {
+    let (settings, dir) = pool_settings(db).await;
     let app = spawn_with(settings).await;
     let store = Store::connect(&app.settings.database, &app.data_dir)
         .await
@@ -95,8 +95,17 @@ fn close(v: &Value, want: f64) -> bool {
 }
 
 #[tokio::test]
-async fn every_field_of_the_performance_report_on_a_known_data_set() {
-    let (app, dir) = known_app().await;
+async fn every_field_of_the_performance_report_on_a_known_data_set_on_sqlite() {
+    every_report_field(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn every_field_of_the_performance_report_on_a_known_data_set_on_postgres() {
+    every_report_field(Db::Postgres).await;
+}
+
+async fn every_report_field(db: Db) {
+    let (app, dir) = known_app(db).await;
     let range = format!("{T0}..{}", T0 + 48 * H);
     let (status, r) = app
         .get_json(&format!("/api/v1/reports/performance?range={range}"))
@@ -221,19 +230,22 @@ async fn every_field_of_the_performance_report_on_a_known_data_set() {
     assert_eq!((status, body["field"].as_str()), (400, Some("format")));
 
     // The CLI reads the same store.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"))
-        .args([
-            "report",
-            "--range",
-            &range,
-            "--format",
-            "json",
-            "--data-dir",
-        ])
-        .arg(&app.data_dir)
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"));
+    cli.args([
+        "report",
+        "--range",
+        &range,
+        "--format",
+        "json",
+        "--data-dir",
+    ])
+    .arg(&app.data_dir)
+    .current_dir(dir.path());
+    if let Some(url) = &app.settings.database.url {
+        use secrecy::ExposeSecret;
+        cli.env("AUTOPILOT_DATABASE__URL", url.expose_secret());
+    }
+    let out = cli.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -247,7 +259,7 @@ async fn every_field_of_the_performance_report_on_a_known_data_set() {
 
 #[tokio::test]
 async fn the_export_streams_every_build_with_its_cost() {
-    let (app, _dir) = known_app().await;
+    let (app, _dir) = known_app(Db::Sqlite).await;
     let range = format!("{T0}..{}", T0 + 48 * H);
     let resp = app
         .client

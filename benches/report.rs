@@ -1,0 +1,113 @@
+//! `report --range 30d` over a store of 1,000,000 builds on SQLite. The builds are spread
+//! over the last 60 days, so the range and the range before (its trend baseline) hold all
+//! of them: the worst case for the report. 200 jobs, one pool with a decision every 10 s
+//! of the range. Prints the time of the report (the `report` command's work without the
+//! process start). Run: `cargo bench --bench report` (BENCH_BUILDS to change the count).
+
+use jenkins_autopilot::analytics::{Range, performance};
+use jenkins_autopilot::config::{PoolSettings, Settings};
+use jenkins_autopilot::domain::Timestamp;
+use jenkins_autopilot::store::Store;
+use sqlx::Connection;
+use std::time::Instant;
+
+const DAY: i64 = 86_400_000;
+
+fn main() {
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let builds: i64 = std::env::var("BENCH_BUILDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if smoke { 20_000 } else { 1_000_000 });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::load(None, Vec::new()).unwrap();
+        settings.server.data_dir = dir.path().to_path_buf();
+        let pool: PoolSettings = serde_yaml::from_str(
+            "{controller: prod, label: linux, namespace: ci, deployment: agents}",
+        )
+        .unwrap();
+        settings.scaling.pools.insert("linux".into(), pool);
+        let store = Store::connect(&settings.database, dir.path()).await.unwrap();
+        store.close().await;
+
+        let now = Timestamp::now().millis();
+        let start = now - 60 * DAY;
+        let loading = Instant::now();
+        let url = format!("sqlite://{}", dir.path().join("autopilot.db").display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let mut tx = conn.begin().await.unwrap();
+        let step = (60 * DAY) / builds;
+        let mut values = Vec::with_capacity(500);
+        for i in 0..builds {
+            let started = start + i * step;
+            let duration = 60_000 + (i * 7919) % 1_200_000;
+            let wait = (i * 104_729) % 120_000;
+            let result = if i % 10 == 0 { "FAILURE" } else { "SUCCESS" };
+            values.push(format!(
+                "('prod', 'job-{}', {i}, {i}, 'finalized', 'linux', 'agent', {}, {started}, {}, {wait}, {duration}, '{result}', '{{}}', {started}, {started})",
+                i % 200,
+                started - wait,
+                started + duration
+            ));
+            if values.len() == 500 || i == builds - 1 {
+                let sql = format!(
+                    "INSERT INTO builds (controller, job, number, queue_id, phase, label, node, queued_at, started_at, finished_at, queue_wait_ms, duration_ms, result, parameters, sort_at, updated_at) VALUES {}",
+                    values.join(", ")
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await.unwrap();
+                values.clear();
+            }
+        }
+        // A decision every 10 s over the last 30 days.
+        let decisions = 30 * DAY / 10_000;
+        for chunk in (0..decisions).collect::<Vec<_>>().chunks(500) {
+            let rows: Vec<String> = chunk
+                .iter()
+                .map(|k| {
+                    let replicas = 5 + (k / 360) % 20;
+                    format!(
+                        "('linux', {}, {k}, 'periodic', {replicas}, {replicas}, {replicas}, 'demand', 'r', 'dry-run', NULL, '{{}}')",
+                        now - 30 * DAY + k * 10_000
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO scaling_decisions (pool, decided_at, seq, trigger_kind, current_replicas, recommended, desired, rule, reason, outcome, error, inputs) VALUES {}",
+                rows.join(", ")
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+        println!(
+            "report benchmark: {builds} builds over 60 days and {decisions} decisions loaded in {:.1} s",
+            loading.elapsed().as_secs_f64()
+        );
+
+        let store = Store::connect(&settings.database, dir.path()).await.unwrap();
+        let range = Range::parse("30d", Timestamp::now()).unwrap();
+        for run in 1..=3 {
+            let t = Instant::now();
+            let report = performance::performance_report(
+                &store,
+                &settings,
+                range,
+                performance::Filter::default(),
+            )
+            .await
+            .unwrap();
+            println!(
+                "run {run}: report --range 30d in {:.3} s ({} builds in the range, {} in the one before; {} regressions)",
+                t.elapsed().as_secs_f64(),
+                report.builds,
+                (report.trends.demand.previous.unwrap_or(0.0) * range.hours()).round(),
+                report.regressions.len()
+            );
+            assert!(report.builds > 0);
+        }
+        store.close().await;
+    });
+}
