@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The built-in defaults, which are also the documented sample files.
-pub const DEFAULTS_YAML: [(&str, &str); 4] = [
+pub const DEFAULTS_YAML: [(&str, &str); 5] = [
     (
         "service.yaml",
         include_str!("../ci-cd-integration/service.yaml"),
@@ -29,6 +29,10 @@ pub const DEFAULTS_YAML: [(&str, &str); 4] = [
     (
         "cost-policies.yaml",
         include_str!("../ci-cd-integration/cost-policies.yaml"),
+    ),
+    (
+        "pipeline-performance.yaml",
+        include_str!("../ci-cd-integration/pipeline-performance.yaml"),
     ),
 ];
 const ENV_PREFIX: &str = "AUTOPILOT_";
@@ -63,6 +67,38 @@ pub struct Settings {
     pub build_optimization: crate::profiles::settings::BuildOptimizationSettings,
     /// Prices and cost alerts.
     pub cost: CostSettings,
+    /// Performance reports and their schedules.
+    pub reports: ReportSettings,
+}
+
+/// Performance reports (`ci-cd-integration/pipeline-performance.yaml`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReportSettings {
+    /// A job's median duration this much above its previous median is a regression, %.
+    pub regression_percent: f64,
+    pub schedules: Vec<ReportSchedule>,
+}
+
+/// One scheduled report.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReportSchedule {
+    /// Names the files: `<name>-<time>.<format>`.
+    pub name: String,
+    /// When, in UTC: 5 fields (minute first) or 6 (seconds first).
+    pub cron: String,
+    /// The span ending at each run, e.g. 7d.
+    pub range: String,
+    /// json, csv, md or html.
+    pub format: String,
+    pub directory: PathBuf,
+    /// Newest files of this schedule kept.
+    pub keep: usize,
+    #[serde(default)]
+    pub controller: Option<String>,
+    #[serde(default)]
+    pub job: Option<String>,
+    #[serde(default)]
+    pub label: Option<String>,
 }
 
 /// Prices and cost alerts (`ci-cd-integration/cost-policies.yaml`).
@@ -593,6 +629,40 @@ impl Settings {
                 "must be 0 to 100, or null",
             );
         }
+        if !self.reports.regression_percent.is_finite() || self.reports.regression_percent <= 0.0 {
+            bad("reports.regression_percent", "must be above 0");
+        }
+        for (i, sch) in self.reports.schedules.iter().enumerate() {
+            let at = |f: &str| format!("reports.schedules.{i}.{f}");
+            if sch.name.is_empty()
+                || !sch
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                bad(&at("name"), "must be letters, digits, '-' or '_'");
+            }
+            if self.reports.schedules[..i]
+                .iter()
+                .any(|o| o.name == sch.name)
+            {
+                bad(&at("name"), "is used by another schedule");
+            }
+            if let Err(e) = sch.cron.parse::<croner::Cron>() {
+                bad(&at("cron"), &format!("is not a cron expression: {e}"));
+            }
+            if let Err(e) =
+                crate::analytics::Range::parse(&sch.range, crate::domain::Timestamp::now())
+            {
+                bad(&at("range"), &e);
+            }
+            if let Err(e) = crate::analytics::render::Format::parse(&sch.format) {
+                bad(&at("format"), &e);
+            }
+            if sch.keep == 0 {
+                bad(&at("keep"), "must be at least 1");
+            }
+        }
         for (path, reason) in
             crate::profiles::settings::validate(&self.profiles, &self.build_optimization)
         {
@@ -865,6 +935,32 @@ mod tests {
         assert_eq!(s.server.body_limit_bytes, 2048);
         assert_eq!(s.ingest.max_batch, 64);
         assert_eq!(s.webhook.token.unwrap().expose_secret(), "0123456789012345");
+    }
+
+    #[test]
+    fn report_schedules_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("pipeline-performance.yaml"),
+            "reports:\n  schedules:\n    - {name: a, cron: 'every day', range: 7d, format: html, directory: r, keep: 1}\n\
+             \x20   - {name: a, cron: '0 6 * * MON', range: soon, format: pdf, directory: r, keep: 0}\n",
+        )
+        .unwrap();
+        let errs = Settings::load(Some(dir.path()), Vec::new()).unwrap_err().0;
+        for field in [
+            "schedules.0.cron",
+            "schedules.1.name",
+            "schedules.1.range",
+            "schedules.1.format",
+            "schedules.1.keep",
+        ] {
+            assert!(
+                errs.iter()
+                    .any(|e| e.path.ends_with(&format!("reports.{field}"))),
+                "{field}: {errs:?}"
+            );
+        }
+        assert!(!errs.iter().any(|e| e.path.ends_with("schedules.0.range")));
     }
 
     #[test]

@@ -42,6 +42,7 @@ impl Application {
             settings.clone(),
             metrics.clone(),
         ));
+        crate::analytics::schedule::start(store.clone(), settings.clone());
         let state = AppState {
             store: store.clone(),
             writer,

@@ -4,6 +4,7 @@
 pub mod costs;
 pub mod performance;
 pub mod render;
+pub mod schedule;
 
 use crate::domain::Timestamp;
 use serde::Serialize;

@@ -230,7 +230,7 @@ pub async fn performance_report(
     range: Range,
     filter: Filter,
 ) -> Result<PerformanceReport, StoreError> {
-    let analysis = &settings.build_optimization.analysis;
+    let threshold = settings.reports.regression_percent;
     let previous = range.previous();
     let from = previous.map_or(range.from, |p| p.from);
     let mut cur = Side::default();
@@ -346,8 +346,8 @@ pub async fn performance_report(
             continue;
         }
         let change = (now - base) / base * 100.0;
-        if change > analysis.slower_percent {
-            let limit = base * (1.0 + analysis.slower_percent / 100.0);
+        if change > threshold {
+            let limit = base * (1.0 + threshold / 100.0);
             let first = store
                 .first_slow_build(&controller, &job, range.from, range.to, limit)
                 .await?

@@ -313,3 +313,39 @@ async fn the_export_streams_every_build_with_its_cost() {
     let (status, body) = app.get_json("/api/v1/export?format=xml").await;
     assert_eq!((status, body["field"].as_str()), (400, Some("format")));
 }
+
+#[tokio::test]
+async fn a_scheduled_report_is_written_on_its_cron_and_only_the_newest_are_kept() {
+    let (mut settings, dir) = pool_settings(Db::Sqlite).await;
+    let out = dir.path().join("reports");
+    settings.reports.schedules = serde_yaml::from_str(&format!(
+        "[{{name: every-second, cron: '* * * * * *', range: 7d, format: json, directory: '{}', keep: 2}}]",
+        out.display()
+    ))
+    .unwrap();
+    let app = spawn_with(settings).await;
+    crate::scaling::eventually(
+        "three scheduled runs",
+        std::time::Duration::from_secs(10),
+        async || std::fs::read_dir(&out).map(|d| d.count()).unwrap_or(0) >= 2,
+    )
+    .await;
+    // Two more runs at least: still only the newest two.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let mut files: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2, "only the newest 2 are kept: {files:?}");
+    for f in &files {
+        let name = f.file_name().unwrap().to_str().unwrap();
+        assert!(
+            name.starts_with("every-second-") && name.ends_with(".json"),
+            "{name}"
+        );
+        let report: Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
+        assert_eq!(report["builds"], 0);
+    }
+    app.stop().await;
+}

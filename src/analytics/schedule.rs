@@ -1,0 +1,104 @@
+//! Scheduled reports: each schedule runs the performance report on its cron expression and
+//! writes it to a directory, keeping the newest N files.
+
+use super::Range;
+use super::performance::{Filter, performance_report};
+use super::render::{Format, render};
+use crate::config::{ReportSchedule, Settings};
+use crate::domain::Timestamp;
+use crate::store::Store;
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Starts one task per schedule.
+pub fn start(store: Store, settings: Arc<Settings>) {
+    for schedule in settings.reports.schedules.clone() {
+        tokio::spawn(run(store.clone(), settings.clone(), schedule));
+    }
+}
+
+async fn run(store: Store, settings: Arc<Settings>, schedule: ReportSchedule) {
+    let cron: croner::Cron = match schedule.cron.parse() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(schedule = %schedule.name, error = %e, "invalid cron expression; schedule not started");
+            return;
+        }
+    };
+    loop {
+        let now = chrono::Utc::now();
+        let next = match cron.find_next_occurrence(&now, false) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(schedule = %schedule.name, error = %e, "no next run; schedule stopped");
+                return;
+            }
+        };
+        let wait = (next - now).to_std().unwrap_or_default();
+        tokio::time::sleep(wait).await;
+        match write_report(&store, &settings, &schedule, Timestamp::now()).await {
+            Ok(path) => {
+                tracing::info!(schedule = %schedule.name, path = %path.display(), "scheduled report written")
+            }
+            Err(e) => {
+                tracing::warn!(schedule = %schedule.name, error = format!("{e:#}"), "scheduled report failed")
+            }
+        }
+    }
+}
+
+/// Runs one schedule's report as of `now`, writes it (atomically: a temporary file
+/// renamed), and removes the schedule's oldest files beyond `keep`.
+pub async fn write_report(
+    store: &Store,
+    settings: &Settings,
+    schedule: &ReportSchedule,
+    now: Timestamp,
+) -> anyhow::Result<PathBuf> {
+    let range = Range::parse(&schedule.range, now).map_err(|e| anyhow::anyhow!("range {e}"))?;
+    let format = Format::parse(&schedule.format).map_err(|e| anyhow::anyhow!("format {e}"))?;
+    let filter = Filter {
+        controller: schedule.controller.clone(),
+        job: schedule.job.clone(),
+        label: schedule.label.clone(),
+    };
+    let report = performance_report(store, settings, range, filter).await?;
+    let dir = &schedule.directory;
+    tokio::fs::create_dir_all(dir)
+        .await
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let stamp = now.to_datetime().format("%Y%m%dT%H%M%S%.3fZ");
+    let path = dir.join(format!("{}-{stamp}.{}", schedule.name, format.extension()));
+    let tmp = dir.join(format!(".{}-{stamp}.tmp", schedule.name));
+    tokio::fs::write(&tmp, render(&report, format))
+        .await
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    tokio::fs::rename(&tmp, &path)
+        .await
+        .with_context(|| format!("renaming to {}", path.display()))?;
+    prune(dir, &schedule.name, format.extension(), schedule.keep)?;
+    Ok(path)
+}
+
+/// Removes the oldest `<name>-*.<ext>` files of `dir` beyond `keep` (names sort by time).
+fn prune(dir: &Path, name: &str, ext: &str, keep: usize) -> anyhow::Result<()> {
+    let prefix = format!("{name}-");
+    let suffix = format!(".{ext}");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(&suffix))
+        })
+        .collect();
+    files.sort();
+    let excess = files.len().saturating_sub(keep);
+    for old in &files[..excess] {
+        std::fs::remove_file(old).with_context(|| format!("removing {}", old.display()))?;
+    }
+    Ok(())
+}
