@@ -162,6 +162,18 @@ pub struct PerformanceReport {
     pub trends: Trends,
     pub regressions: Vec<Regression>,
     pub recommendations: Vec<String>,
+    /// Per day of the range: builds and mean duration and queue wait.
+    pub daily: Vec<DailyPoint>,
+}
+
+/// One day of the range.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct DailyPoint {
+    /// The day's start (epoch ms): the range's start plus whole days.
+    pub start: i64,
+    pub builds: u64,
+    pub mean_duration_ms: Option<f64>,
+    pub mean_wait_ms: Option<f64>,
 }
 
 /// Nearest-rank percentile from a `(seconds, count)` histogram, in ms.
@@ -406,6 +418,17 @@ pub async fn performance_report(
         trends,
         regressions,
         recommendations,
+        daily: days
+            .iter()
+            .map(|d| DailyPoint {
+                start: range.from.millis() + d.day * 86_400_000,
+                builds: d.builds,
+                mean_duration_ms: (d.builds > 0)
+                    .then(|| (d.duration_ms / d.builds as f64 * 10.0).round() / 10.0),
+                mean_wait_ms: (d.waits > 0)
+                    .then(|| (d.wait_ms / d.waits as f64 * 10.0).round() / 10.0),
+            })
+            .collect(),
     })
 }
 
@@ -438,7 +461,7 @@ fn recommend(
         && cost.idle > 0.0
     {
         out.push(format!(
-            "agents were busy {:.0} % of the time they were paid for ({:.2} {} idle): lower min, idle_headroom or the scale-down stabilization window; `jenkins-autopilot cost optimize` replays the options",
+            "agents were busy {:.0} % of the time they were paid for ({:.2} {} idle): lower min, idle_headroom or the scale-down stabilization window (`jenkins-autopilot simulate` replays a trace against each choice)",
             e * 100.0,
             cost.idle,
             cost.currency

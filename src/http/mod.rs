@@ -2,6 +2,7 @@
 
 pub mod auth;
 mod costs;
+mod dashboard;
 pub mod errors;
 mod ops;
 mod pools;
@@ -73,6 +74,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/api/v1/pools/{name}/forecast").route(web::get().to(pools::get_forecast)),
     )
+    .service(web::resource("/").route(web::get().to(dashboard::index)))
+    .service(web::resource("/assets/{path:.+}").route(web::get().to(dashboard::asset)))
     .service(web::resource("/healthz").route(web::get().to(ops::healthz)))
     .service(web::resource("/readyz").route(web::get().to(ops::readyz)))
     .service(web::resource("/metrics").route(web::get().to(ops::metrics)))
@@ -131,6 +134,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         crate::analytics::performance::SlowBuild,
         crate::analytics::performance::Scaling,
         crate::analytics::performance::CostSummary,
+        crate::analytics::performance::DailyPoint,
         crate::analytics::costs::CostReport,
         crate::analytics::costs::Money,
         crate::analytics::costs::Row,

@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod cloudevents;
 mod costs;
+mod dashboard;
 mod fake_jenkins;
 mod fake_kube;
 mod helpers;

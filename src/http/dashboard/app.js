@@ -1,0 +1,180 @@
+// jenkins-autopilot dashboard: reads the JSON API only and draws it.
+'use strict';
+
+const charts = {};
+// Tests read the charts from here.
+window.autopilotCharts = charts;
+const byId = (id) => document.getElementById(id);
+
+async function getJson(path) {
+  const response = await fetch(path, { headers: { Accept: 'application/json' } });
+  if (!response.ok) {
+    throw new Error(`${path} answered ${response.status}`);
+  }
+  return response.json();
+}
+
+function formatDuration(ms) {
+  if (ms == null) return 'none';
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+function formatPercent(share) {
+  return share == null ? 'n/a' : `${(share * 100).toFixed(1)} %`;
+}
+
+function formatTime(ms) {
+  return new Date(ms).toISOString().slice(5, 16).replace('T', ' ');
+}
+
+// A card: the API's number in data-value, a formatted text, and its trend.
+function setCard(id, raw, text, trend, lowerIsBetter) {
+  const card = byId(id);
+  const value = card.querySelector('.value');
+  value.textContent = text;
+  value.dataset.value = raw == null ? '' : String(raw);
+  const t = card.querySelector('.trend');
+  t.className = 'trend';
+  if (typeof trend === 'number') {
+    const sign = trend > 0 ? '+' : '';
+    t.textContent = `${sign}${trend.toFixed(1)} % against the range before`;
+    if (trend !== 0) t.classList.add((trend > 0) === lowerIsBetter ? 'up' : 'down');
+  } else {
+    t.textContent = trend || '';
+  }
+}
+
+function draw(id, config) {
+  if (charts[id]) charts[id].destroy();
+  config.options = Object.assign({ responsive: true, maintainAspectRatio: false, animation: false }, config.options || {});
+  charts[id] = new Chart(byId(id), config);
+}
+
+const timeAxis = { type: 'linear', ticks: { callback: (v) => formatTime(v), maxTicksLimit: 6 } };
+
+function showCards(cost, report) {
+  const currency = cost.currency;
+  setCard('card-hourly-cost', cost.hourly_rate, `${cost.hourly_rate.toFixed(2)} ${currency}/h`, cost.trend_percent, true);
+  setCard('card-monthly-projection', cost.monthly_projection, `${cost.monthly_projection.toFixed(2)} ${currency}`, cost.trend_percent, true);
+  const savings = cost.hours > 0 ? (cost.total.idle / cost.hours) * 730.5 : 0;
+  const idleShare = cost.total.total > 0 ? cost.total.idle / cost.total.total : null;
+  setCard('card-savings', savings, `${savings.toFixed(2)} ${currency}/month`, `idle agents: ${formatPercent(idleShare)} of the cost`, true);
+  setCard('card-demand', report.demand_per_hour, `${report.demand_per_hour.toFixed(2)} builds/h`, report.trends.demand.change_percent, false);
+  setCard('card-queue-wait', report.queue_wait.p95_ms, formatDuration(report.queue_wait.p95_ms), report.trends.queue_wait.change_percent, true);
+  const failed = report.results.FAILURE || 0;
+  setCard('card-error-rate', report.error_rate, formatPercent(report.error_rate), `${failed} of ${report.builds} builds failed`, true);
+  setCard('card-efficiency', report.cost.efficiency, formatPercent(report.cost.efficiency), 'busy share of the agent time paid for', false);
+}
+
+function showLists(cost, report) {
+  const alerts = byId('alerts');
+  alerts.replaceChildren(...cost.alerts.map((a) => {
+    const p = document.createElement('p');
+    p.className = 'alert';
+    p.textContent = a.message;
+    return p;
+  }));
+  const fill = (id, items, empty) => {
+    const list = byId(id);
+    const entries = items.length ? items : [empty];
+    list.replaceChildren(...entries.map((text) => {
+      const li = document.createElement('li');
+      li.textContent = text;
+      return li;
+    }));
+  };
+  fill('recommendations', report.recommendations, 'Nothing to change.');
+  fill('regressions', report.regressions.map((r) => `${r.job}: median ${formatDuration(r.median_ms)} against ${formatDuration(r.baseline_median_ms)} (${r.change_percent > 0 ? '+' : ''}${r.change_percent} %)${r.first_slow_build ? `, since #${r.first_slow_build.number}` : ''}`), 'No job got slower.');
+}
+
+function showCharts(cost, report) {
+  draw('chart-trends', {
+    type: 'line',
+    data: {
+      datasets: [
+        { label: 'mean duration (s)', data: report.daily.filter((d) => d.mean_duration_ms != null).map((d) => ({ x: d.start, y: d.mean_duration_ms / 1000 })), borderColor: '#2a6fdb' },
+        { label: 'mean queue wait (s)', data: report.daily.filter((d) => d.mean_wait_ms != null).map((d) => ({ x: d.start, y: d.mean_wait_ms / 1000 })), borderColor: '#e67e22' },
+        { label: 'builds', data: report.daily.map((d) => ({ x: d.start, y: d.builds })), borderColor: '#7f8c8d', yAxisID: 'builds' },
+      ],
+    },
+    options: { scales: { x: timeAxis, y: { beginAtZero: true }, builds: { position: 'right', beginAtZero: true } } },
+  });
+  const t = cost.total;
+  draw('chart-cost', {
+    type: 'bar',
+    data: {
+      labels: ['CPU', 'Memory', 'Storage', 'of which idle'],
+      datasets: [{ label: cost.currency, data: [t.cpu, t.memory, t.storage, t.idle], backgroundColor: ['#2a6fdb', '#8e44ad', '#16a085', '#c0392b'] }],
+    },
+    options: { plugins: { legend: { display: false } } },
+  });
+}
+
+async function showPool(name, since) {
+  if (!name) return;
+  const [decisions, forecast] = await Promise.all([
+    getJson(`/api/v1/pools/${encodeURIComponent(name)}/decisions?since=${since}&limit=1000`),
+    getJson(`/api/v1/pools/${encodeURIComponent(name)}/forecast`),
+  ]);
+  const ds = decisions.decisions.slice().reverse();
+  const demand = ds.filter((d) => d.inputs && d.inputs.busy_executors != null)
+    .map((d) => ({ x: d.decided_at, y: d.inputs.busy_executors + d.inputs.queued }));
+  draw('chart-scaling', {
+    type: 'line',
+    data: {
+      datasets: [
+        { label: 'demand (busy + queued executors)', data: demand, borderColor: '#e67e22', stepped: true },
+        { label: 'desired agents', data: ds.filter((d) => d.desired != null).map((d) => ({ x: d.decided_at, y: d.desired })), borderColor: '#2a6fdb', stepped: true },
+        { label: 'agents before', data: ds.filter((d) => d.current != null).map((d) => ({ x: d.decided_at, y: d.current })), borderColor: '#95a5a6', stepped: true },
+      ],
+    },
+    options: { scales: { x: timeAxis, y: { beginAtZero: true } } },
+  });
+  const predicted = ds.filter((d) => d.inputs && d.inputs.forecast && d.inputs.forecast.value != null)
+    .map((d) => ({ x: d.inputs.forecast.target_at, y: d.inputs.forecast.value }));
+  draw('chart-forecast', {
+    type: 'line',
+    data: {
+      datasets: [
+        { label: 'actual demand', data: demand, borderColor: '#e67e22' },
+        { label: `forecast (${forecast.mode})`, data: predicted, borderColor: '#2a6fdb', borderDash: [6, 4] },
+      ],
+    },
+    options: { scales: { x: timeAxis, y: { beginAtZero: true } } },
+  });
+}
+
+async function load() {
+  const range = byId('range').value;
+  byId('report').href = `/api/v1/reports/performance?range=${range}&format=html`;
+  byId('export').href = `/api/v1/export?range=${range}&format=csv`;
+  byId('status').textContent = 'loading';
+  try {
+    const [cost, report, pools] = await Promise.all([
+      getJson(`/api/v1/costs?range=${range}&group_by=pool`),
+      getJson(`/api/v1/reports/performance?range=${range}`),
+      getJson('/api/v1/pools'),
+    ]);
+    showCards(cost, report);
+    showLists(cost, report);
+    showCharts(cost, report);
+    const select = byId('pool');
+    const current = select.value;
+    select.replaceChildren(...pools.pools.map((p) => new Option(p.name, p.name)));
+    if (pools.pools.some((p) => p.name === current)) select.value = current;
+    await showPool(select.value, cost.range.from);
+    byId('status').textContent = `updated ${new Date().toISOString().slice(11, 19)} UTC`;
+    document.body.dataset.loaded = 'true';
+  } catch (error) {
+    byId('status').textContent = `could not load: ${error.message}`;
+    document.body.dataset.loaded = 'error';
+  }
+}
+
+byId('range').addEventListener('change', load);
+byId('pool').addEventListener('change', () => load());
+load();
+setInterval(load, 60000);

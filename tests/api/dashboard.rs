@@ -1,0 +1,145 @@
+//! The dashboard in headless Chromium (tests/browser/dashboard.mjs, Playwright core)
+//! against the live service with recorded data: no console errors, the cards show the
+//! API's numbers, the charts have data and size. The screenshot is kept in
+//! target/test-artifacts/dashboard.png.
+
+use crate::helpers::{Db, dry_run_decision, pool_settings, spawn_with, statistics_build};
+use jenkins_autopilot::store::Store;
+use serde_json::{Value, json};
+use std::path::Path;
+
+const H: i64 = 3_600_000;
+const S: i64 = 1000;
+
+#[tokio::test]
+async fn the_dashboard_shows_the_apis_numbers_and_draws_its_charts() {
+    let (mut settings, _dir) = pool_settings(Db::Sqlite).await;
+    settings.cost.alerts.idle_share_percent = Some(10.0);
+    let app = spawn_with(settings).await;
+    let now = jenkins_autopilot::domain::Timestamp::now().millis();
+    // The pool: 2 agents three days ago, 3 two days ago, 1 a day ago, none for the last hour.
+    let store = Store::connect(&app.settings.database, &app.data_dir)
+        .await
+        .unwrap();
+    for (i, (ago, from, to)) in [(72, 0, 2), (48, 2, 3), (24, 3, 1), (1, 1, 0)]
+        .into_iter()
+        .enumerate()
+    {
+        let at = now - ago * H;
+        let mut d = dry_run_decision(at, i as i64, from, to);
+        d.inputs = json!({"busy_executors": to.min(2), "queued": 1,
+            "forecast": {"value": 1.5 + i as f64, "target_at": at + 60_000, "acting": false}});
+        store.insert_decision(&d).await.unwrap();
+    }
+    store.close().await;
+    // Builds over the last three days; one failed, one waited 10 minutes.
+    for n in 1..=6u64 {
+        let start = now - (70 - 10 * n as i64) * H;
+        let (wait, result) = match n {
+            3 => (600 * S, "FAILURE"),
+            _ => (20 * S * n as i64, "SUCCESS"),
+        };
+        statistics_build(
+            &app,
+            "app",
+            n,
+            "linux",
+            start,
+            wait,
+            (300 + 60 * n as i64) * S,
+            result,
+        )
+        .await;
+    }
+
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.mjs");
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg(&script).arg(format!("{}/", app.address)).arg(&shot);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .expect("run node (./scripts/test installs Chromium and the browser test's packages)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser run failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: Value = serde_json::from_str(stdout.trim()).expect("the script prints JSON");
+    assert_eq!(
+        shown["errors"],
+        json!([]),
+        "console or network errors: {shown}"
+    );
+    assert_eq!(shown["loaded"], "true", "{shown}");
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 10_000,
+        "a screenshot was kept"
+    );
+
+    // The cards carry the API's numbers.
+    let (_, cost) = app.get_json("/api/v1/costs?range=7d&group_by=pool").await;
+    let (_, report) = app.get_json("/api/v1/reports/performance?range=7d").await;
+    let card = |id: &str| -> f64 {
+        shown["cards"][id]["value"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("card {id} has no number: {shown}"))
+    };
+    let same = |a: f64, b: &Value| {
+        let b = b.as_f64().unwrap_or(f64::NAN);
+        (a - b).abs() <= 1e-9 * b.abs().max(1.0)
+    };
+    assert!(
+        same(card("card-hourly-cost"), &cost["hourly_rate"]),
+        "{shown} {cost}"
+    );
+    assert!(same(
+        card("card-monthly-projection"),
+        &cost["monthly_projection"]
+    ));
+    let savings = cost["total"]["idle"].as_f64().unwrap() / cost["hours"].as_f64().unwrap() * 730.5;
+    assert!(same(card("card-savings"), &json!(savings)));
+    assert!(same(card("card-demand"), &report["demand_per_hour"]));
+    assert!(same(
+        card("card-queue-wait"),
+        &report["queue_wait"]["p95_ms"]
+    ));
+    assert!(same(card("card-error-rate"), &report["error_rate"]));
+    assert!(same(card("card-efficiency"), &report["cost"]["efficiency"]));
+    assert_eq!(report["builds"], 6);
+    assert!(
+        shown["cards"]["card-error-rate"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("16.7 %"),
+        "{shown}"
+    );
+    assert!(
+        shown["cards"]["card-queue-wait"]["text"] == "10 min 0 s",
+        "{shown}"
+    );
+
+    // The charts have data and a size.
+    for chart in [
+        "chart-trends",
+        "chart-cost",
+        "chart-scaling",
+        "chart-forecast",
+    ] {
+        let c = &shown["charts"][chart];
+        assert!(c["points"].as_u64().unwrap_or(0) > 0, "{chart}: {c}");
+        assert!(c["width"].as_u64().unwrap_or(0) > 100, "{chart}: {c}");
+        assert!(c["height"].as_u64().unwrap_or(0) > 100, "{chart}: {c}");
+    }
+    assert_eq!(shown["pools"], json!(["linux"]));
+    assert!(
+        !shown["alerts"].as_array().unwrap().is_empty(),
+        "idle alert shown: {shown}"
+    );
+    app.stop().await;
+}

@@ -1,0 +1,40 @@
+// Opens the dashboard in headless Chromium and prints what it shows as JSON: console
+// errors, each card's number and text, each chart's data points and size. Saves a
+// full-page screenshot. Usage: node dashboard.mjs URL SCREENSHOT
+import { chromium } from 'playwright-core';
+
+const [url, screenshot] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu'],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  const errors = [];
+  page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') errors.push(`${m.type()}: ${m.text()}`); });
+  page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
+  page.on('requestfailed', (r) => errors.push(`request failed: ${r.url()}`));
+  page.on('response', (r) => { if (r.status() >= 400) errors.push(`HTTP ${r.status()}: ${r.url()}`); });
+  await page.goto(url, { waitUntil: 'load' });
+  await page.waitForFunction(() => document.body.dataset.loaded, null, { timeout: 20000 });
+  const shown = await page.evaluate(() => ({
+    loaded: document.body.dataset.loaded,
+    status: document.getElementById('status').textContent,
+    cards: Object.fromEntries([...document.querySelectorAll('.card')].map((c) => {
+      const v = c.querySelector('.value');
+      return [c.id, { value: v.dataset.value, text: v.textContent, trend: c.querySelector('.trend').textContent }];
+    })),
+    charts: Object.fromEntries(Object.entries(window.autopilotCharts).map(([id, chart]) => [id, {
+      points: chart.data.datasets.reduce((n, d) => n + d.data.length, 0),
+      width: chart.width,
+      height: chart.height,
+    }])),
+    alerts: [...document.querySelectorAll('.alert')].map((a) => a.textContent),
+    recommendations: [...document.querySelectorAll('#recommendations li')].map((li) => li.textContent),
+    pools: [...document.querySelectorAll('#pool option')].map((o) => o.value),
+  }));
+  await page.screenshot({ path: screenshot, fullPage: true });
+  console.log(JSON.stringify({ errors, ...shown }));
+} finally {
+  await browser.close();
+}
