@@ -5,6 +5,9 @@ use prometheus::{
     TextEncoder,
 };
 
+/// Every metric's name starts with this and `_`.
+pub const PREFIX: &str = "autopilot";
+
 /// The service's metrics. Cheap to clone (the collectors are shared handles).
 #[derive(Clone)]
 pub struct Metrics {
@@ -36,7 +39,7 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry =
-            Registry::new_custom(Some("autopilot".into()), None).expect("valid registry prefix");
+            Registry::new_custom(Some(PREFIX.into()), None).expect("valid registry prefix");
         let events = IntCounterVec::new(
             Opts::new(
                 "webhook_events_total",
@@ -145,6 +148,31 @@ impl Metrics {
         self.events
             .with_label_values(&[source, kind, outcome])
             .inc();
+    }
+
+    /// Every metric family's full name (`autopilot_...`), with or without samples yet.
+    pub fn names(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        let collectors: [&dyn Collector; 10] = [
+            &self.events,
+            &self.store_commit_seconds,
+            &self.batch_size,
+            &self.write_queue_length,
+            &self.store_errors,
+            &self.pool_agents,
+            &self.pool_queued,
+            &self.pool_scale_events,
+            &self.pool_failures,
+            &self.cost_alerts,
+        ];
+        collectors
+            .iter()
+            .flat_map(|c| {
+                c.desc()
+                    .into_iter()
+                    .map(|d| format!("{PREFIX}_{}", d.fq_name))
+            })
+            .collect()
     }
 
     /// The text exposition format.

@@ -59,6 +59,18 @@ async fn openapi_describes_every_endpoint() {
         ("/readyz", "get"),
         ("/metrics", "get"),
         ("/openapi.json", "get"),
+        ("/api/v1/pools", "get"),
+        ("/api/v1/pools/{name}/forecast", "get"),
+        ("/api/v1/profiles/select", "get"),
+        (
+            "/api/v1/builds/{controller}/{job}/{number}/performance",
+            "post",
+        ),
+        ("/api/v1/builds/{controller}/{job}/{number}/analysis", "get"),
+        ("/api/v1/jobs/{controller}/{job}/recommendation", "get"),
+        ("/api/v1/costs", "get"),
+        ("/api/v1/reports/performance", "get"),
+        ("/api/v1/export", "get"),
     ] {
         assert!(
             paths.get(path).and_then(|p| p.get(method)).is_some(),
@@ -135,4 +147,44 @@ async fn a_lost_database_is_unready_and_reads_fail_rather_than_look_empty() {
         "the process itself keeps running"
     );
     drop(dir);
+}
+
+#[test]
+fn the_grafana_dashboard_queries_only_metrics_the_service_exposes() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("ci-cd-integration/grafana/jenkins-autopilot.json");
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let known = jenkins_autopilot::metrics::Metrics::new().names();
+    let panels = dash["panels"].as_array().unwrap();
+    assert!(panels.len() >= 6);
+    let mut used = std::collections::BTreeSet::new();
+    for p in panels {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            let mut rest = expr;
+            while let Some(i) = rest.find("autopilot_") {
+                let name: String = rest[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[i + name.len()..];
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .unwrap_or(&name)
+                    .to_string();
+                assert!(
+                    known.contains(&base),
+                    "{} queries unknown {name}",
+                    p["title"]
+                );
+                used.insert(base);
+            }
+        }
+    }
+    // Every metric is on the dashboard.
+    for name in &known {
+        assert!(used.contains(name), "{name} is not charted");
+    }
 }
