@@ -90,6 +90,11 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// What CI costs and how to spend less.
+    Cost {
+        #[command(subcommand)]
+        action: CostAction,
+    },
     /// API tokens for pipelines and people.
     Token {
         #[command(subcommand)]
@@ -162,6 +167,123 @@ enum ForecastAction {
 }
 
 /// Success, or the error with its causes on stderr and a failing exit code.
+#[derive(Subcommand)]
+enum CostAction {
+    /// Replay the recorded history against cheaper pool settings and learned build sizes;
+    /// print the gentlest plan reaching the target (or the best found) with its evidence.
+    Optimize {
+        /// Savings sought, percent.
+        #[arg(long)]
+        target_savings: f64,
+        /// The history replayed: 30d (default), 7d, ... or FROM..TO.
+        #[arg(long, default_value = "30d")]
+        range: String,
+        /// Write the planned settings to <config>/optimized.yaml.
+        #[arg(long)]
+        apply: bool,
+        /// table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// The service's data directory (default from settings: ./data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Directory of YAML settings (default ./ci-cd-integration).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn cost_optimize(
+    target: f64,
+    range: &str,
+    apply: bool,
+    format: &str,
+    data_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use jenkins_autopilot::analytics::{Range, optimize};
+    use jenkins_autopilot::domain::Timestamp;
+    anyhow::ensure!(
+        target > 0.0 && target < 100.0,
+        "--target-savings must be above 0 and below 100"
+    );
+    anyhow::ensure!(
+        matches!(format, "table" | "json"),
+        "--format must be table or json"
+    );
+    let dir = config_dir(config);
+    let settings = Settings::load(dir.as_deref(), std::env::vars())
+        .map_err(|e| anyhow::anyhow!("invalid settings:\n{e}"))?;
+    let data_dir = data_dir.unwrap_or(settings.server.data_dir.clone());
+    let range =
+        Range::parse(range, Timestamp::now()).map_err(|e| anyhow::anyhow!("--range {e}"))?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (plan, diff) = runtime.block_on(async {
+        let store = jenkins_autopilot::store::Store::connect(&settings.database, &data_dir).await?;
+        let r =
+            optimize::optimize(&store, std::sync::Arc::new(settings.clone()), range, target).await;
+        store.close().await;
+        anyhow::Ok(r?)
+    })?;
+    if format == "json" {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        println!("{}", plan.message);
+        println!(
+            "cost {:.2} -> {:.2} {} (saved {:.2}, {:.1} %); queue-wait p95 {:.0} s -> {:.0} s; {} settings replayed",
+            plan.cost_before,
+            plan.cost_after,
+            plan.currency,
+            plan.saved,
+            plan.saved_percent,
+            plan.wait_p95_before_s,
+            plan.wait_p95_after_s,
+            plan.evaluated
+        );
+        for p in &plan.pools {
+            println!(
+                "pool {}: {} builds, {:.2} -> {:.2}, p95 {:.0} s -> {:.0} s{}",
+                p.pool,
+                p.builds,
+                p.before.cost,
+                p.after.cost,
+                p.before.wait_p95_s,
+                p.after.wait_p95_s,
+                p.note
+                    .as_ref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
+            );
+            for c in &p.changes {
+                println!("  {}: {} -> {}", c.setting, c.from, c.to);
+            }
+        }
+        for j in &plan.profiles {
+            println!(
+                "job {} ({}): learned {} CPU / {} memory, {:.2} -> {:.2} over {} builds",
+                j.job,
+                j.build_type,
+                j.recommended.cpu,
+                j.recommended.memory,
+                j.cost_before,
+                j.cost_after,
+                j.builds
+            );
+        }
+        if !diff.is_empty() {
+            println!("\n{diff}");
+        }
+    }
+    if apply {
+        let dir = dir.ok_or_else(|| {
+            anyhow::anyhow!("--apply needs a settings directory (--config, or ./ci-cd-integration)")
+        })?;
+        let path = optimize::apply(&dir, &diff)?;
+        eprintln!("wrote {}; restart the service to use it", path.display());
+    }
+    Ok(())
+}
+
 #[derive(Subcommand)]
 enum TokenAction {
     /// Print a token signed with the service's key (from settings, or the secret the
@@ -302,6 +424,24 @@ fn main() -> ExitCode {
                 label,
             },
             output,
+            data_dir,
+            config,
+        )),
+        Command::Cost {
+            action:
+                CostAction::Optimize {
+                    target_savings,
+                    range,
+                    apply,
+                    format,
+                    data_dir,
+                    config,
+                },
+        } => exit_code(cost_optimize(
+            target_savings,
+            &range,
+            apply,
+            &format,
             data_dir,
             config,
         )),

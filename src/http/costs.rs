@@ -40,3 +40,45 @@ pub async fn get_costs(
     let report = cost_report(&state.store, &state.settings, range, group_by, true).await?;
     Ok(HttpResponse::Ok().json(report))
 }
+
+/// Body of `POST /api/v1/costs/optimize`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizeRequest {
+    /// Savings sought, percent (above 0, below 100).
+    target_savings: f64,
+    /// The history replayed (default `30d`).
+    #[serde(default)]
+    range: Option<String>,
+}
+
+/// Replays the recorded history against cheaper pool settings and learned build sizes;
+/// answers the gentlest plan reaching the target, or the best found (`reached: false`),
+/// with the cost and queue wait before and after and the settings to write. Applies
+/// nothing (`jenkins-autopilot cost optimize --apply` writes them).
+#[utoipa::path(post, path = "/api/v1/costs/optimize", tag = "costs",
+    request_body = OptimizeRequest,
+    responses((status = 200, body = crate::analytics::optimize::Plan),
+              (status = 400, body = super::errors::ErrorBody)))]
+pub async fn optimize(
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let req: OptimizeRequest = crate::ingest::parse_json(&body)?;
+    if !(req.target_savings > 0.0 && req.target_savings < 100.0) {
+        return Err(ApiError::invalid(
+            "target_savings",
+            "must be above 0 and below 100 (percent)",
+        ));
+    }
+    let range = Range::parse(req.range.as_deref().unwrap_or("30d"), Timestamp::now())
+        .map_err(|e| ApiError::invalid("range", e))?;
+    let (plan, _) = crate::analytics::optimize::optimize(
+        &state.store,
+        state.settings.clone(),
+        range,
+        req.target_savings,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(plan))
+}

@@ -66,6 +66,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(web::resource("/api/v1/export").route(web::get().to(reports::export)))
     .service(web::resource("/api/v1/costs").route(web::get().to(costs::get_costs)))
+    .service(web::resource("/api/v1/costs/optimize").route(web::post().to(costs::optimize)))
     .service(web::resource("/api/v1/queue").route(web::get().to(read::list_queue)))
     .service(web::resource("/api/v1/pools").route(web::get().to(pools::list_pools)))
     .service(
@@ -101,6 +102,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         pools::list_decisions,
         pools::get_forecast,
         costs::get_costs,
+        costs::optimize,
         reports::performance,
         reports::export,
         profiles::select_profile,
@@ -135,6 +137,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         crate::analytics::performance::Scaling,
         crate::analytics::performance::CostSummary,
         crate::analytics::performance::DailyPoint,
+        costs::OptimizeRequest,
+        crate::analytics::optimize::Plan,
+        crate::analytics::optimize::PoolPlan,
+        crate::analytics::optimize::ProfileChange,
+        crate::analytics::optimize::Figures,
+        crate::analytics::optimize::Change,
         crate::analytics::costs::CostReport,
         crate::analytics::costs::Money,
         crate::analytics::costs::Row,

@@ -311,7 +311,7 @@ impl Store {
         let sql = format!(
             "SELECT b.controller, b.job, b.number, b.label, b.duration_ms, b.finished_at, \
              b.queue_wait_ms, b.result, p.request_cpu_m, p.request_memory_bytes, \
-             p.cpu_average_m, p.memory_peak_bytes \
+             p.cpu_average_m, p.memory_peak_bytes, p.build_type \
              FROM builds b LEFT JOIN build_performance p \
              ON p.controller = b.controller AND p.job = b.job AND p.number = b.number \
              WHERE b.finished_at >= $1 AND b.finished_at < $2 AND b.duration_ms IS NOT NULL \

@@ -210,6 +210,8 @@ pub struct PricedBuild {
     pub result: Option<String>,
     /// From the build's usage report, when it sent one.
     pub requests: Option<Resources>,
+    /// The build type its report named.
+    pub build_type: Option<String>,
     pub usage: Option<crate::cost::BuildUsage>,
 }
 
@@ -337,7 +339,7 @@ fn finished_builds<'q>(
     sqlx::query(
         "SELECT b.controller, b.job, b.number, b.label, b.duration_ms, b.finished_at, \
          b.queue_wait_ms, b.result, p.request_cpu_m, p.request_memory_bytes, \
-         p.cpu_average_m, p.memory_peak_bytes \
+         p.cpu_average_m, p.memory_peak_bytes, p.build_type \
          FROM builds b LEFT JOIN build_performance p \
          ON p.controller = b.controller AND p.job = b.job AND p.number = b.number \
          WHERE b.finished_at >= $1 AND b.finished_at < $2 AND b.duration_ms IS NOT NULL \
@@ -368,6 +370,7 @@ pub(super) fn priced_from_row(row: &AnyRow) -> Result<PricedBuild, StoreError> {
         queue_wait_ms: row.try_get("queue_wait_ms")?,
         result: row.try_get("result")?,
         requests: resources(row, "request_cpu_m", "request_memory_bytes")?,
+        build_type: row.try_get("build_type")?,
         usage,
     })
 }

@@ -137,6 +137,18 @@ async fn the_dashboard_shows_the_apis_numbers_and_draws_its_charts() {
         assert!(c["height"].as_u64().unwrap_or(0) > 100, "{chart}: {c}");
     }
     assert_eq!(shown["pools"], json!(["linux"]));
+    // The plan button shows what the optimizer answers for the same range.
+    let resp = app
+        .client
+        .post(app.url("/api/v1/costs/optimize"))
+        .json(&json!({"target_savings": 20, "range": "7d"}))
+        .send()
+        .await
+        .unwrap();
+    let plan: Value = resp.json().await.unwrap();
+    assert_eq!(shown["plan"]["message"], plan["message"], "{shown}");
+    assert_eq!(shown["plan"]["reached"], plan["reached"].to_string());
+    assert!(!shown["plan"]["changes"].as_array().unwrap().is_empty());
     assert!(
         !shown["alerts"].as_array().unwrap().is_empty(),
         "idle alert shown: {shown}"

@@ -12,6 +12,7 @@ mod helpers;
 mod lifecycle;
 mod notification;
 mod ops;
+mod optimize;
 mod persistence;
 mod profiles;
 mod reports;

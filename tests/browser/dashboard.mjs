@@ -33,6 +33,17 @@ try {
     recommendations: [...document.querySelectorAll('#recommendations li')].map((li) => li.textContent),
     pools: [...document.querySelectorAll('#pool option')].map((o) => o.value),
   }));
+  // "Plan 20 % savings" shows the optimizer's plan.
+  await page.click('button.plan[data-target="20"]');
+  await page.waitForFunction(() => {
+    const m = document.getElementById('plan-message');
+    return m.dataset.reached !== undefined || m.textContent.startsWith('could not');
+  }, null, { timeout: 30000 });
+  shown.plan = await page.evaluate(() => ({
+    message: document.getElementById('plan-message').textContent,
+    reached: document.getElementById('plan-message').dataset.reached,
+    changes: [...document.querySelectorAll('#plan-changes li')].map((li) => li.textContent),
+  }));
   await page.screenshot({ path: screenshot, fullPage: true });
   console.log(JSON.stringify({ errors, ...shown }));
 } finally {

@@ -174,6 +174,46 @@ async function load() {
   }
 }
 
+// "Plan N % savings": asks the optimizer (which replays the history) and shows its plan.
+async function plan(target) {
+  const section = byId('plan');
+  section.hidden = false;
+  byId('plan-message').textContent = `planning ${target} % savings: replaying the history...`;
+  byId('plan-changes').replaceChildren();
+  byId('plan-diff').textContent = '';
+  try {
+    const response = await fetch('/api/v1/costs/optimize', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      body: JSON.stringify({ target_savings: target, range: byId('range').value }),
+    });
+    const p = await response.json();
+    if (!response.ok) throw new Error(p.detail || `answered ${response.status}`);
+    const message = byId('plan-message');
+    message.textContent = p.message;
+    message.dataset.reached = String(p.reached);
+    const items = [];
+    for (const pool of p.pools) {
+      for (const c of pool.changes) items.push(`pool ${pool.pool}: ${c.setting} ${c.from} -> ${c.to}`);
+      if (pool.note) items.push(`pool ${pool.pool}: ${pool.note}`);
+    }
+    for (const j of p.profiles) items.push(`${j.job} (${j.type}): learned ${j.recommended.cpu} CPU, ${j.recommended.memory}: ${j.cost_before.toFixed(2)} -> ${j.cost_after.toFixed(2)} ${p.currency}`);
+    items.push(`cost ${p.cost_before.toFixed(2)} -> ${p.cost_after.toFixed(2)} ${p.currency}; queue-wait p95 ${p.wait_p95_before_s} s -> ${p.wait_p95_after_s} s`);
+    byId('plan-changes').replaceChildren(...items.map((text) => {
+      const li = document.createElement('li');
+      li.textContent = text;
+      return li;
+    }));
+    byId('plan-diff').textContent = p.config_diff;
+    byId('plan-diff').hidden = !p.config_diff;
+  } catch (error) {
+    byId('plan-message').textContent = `could not plan: ${error.message}`;
+  }
+}
+
+for (const button of document.querySelectorAll('button.plan')) {
+  button.addEventListener('click', () => plan(Number(button.dataset.target)));
+}
 byId('range').addEventListener('change', load);
 byId('pool').addEventListener('change', () => load());
 load();
