@@ -224,7 +224,7 @@ fn default_pod_startup() -> Duration {
 }
 
 fn default_decision_retention() -> Duration {
-    Duration::from_secs(30 * 86_400)
+    Duration::from_secs(62 * 86_400)
 }
 
 impl Default for ScalingSettings {

@@ -397,6 +397,9 @@ pub async fn pool_settings(db: Db) -> (Settings, tempfile::TempDir) {
         },
     );
     settings.scaling.reconcile_interval = std::time::Duration::from_secs(3600);
+    // The recorded histories of these tests lie months back: keep their decisions from
+    // the retention purge, which runs at start.
+    settings.scaling.decision_retention = std::time::Duration::from_secs(100 * 365 * 86_400);
     let pool: jenkins_autopilot::config::PoolSettings = serde_yaml::from_str(
         "{controller: prod, label: linux, namespace: ci, deployment: agents, agent: {cpu: '1', memory: 2Gi}}",
     )
