@@ -227,14 +227,52 @@ pub async fn cost_report(
     group_by: GroupBy,
     previous: bool,
 ) -> Result<CostReport, StoreError> {
+    let from = match (previous, range.previous()) {
+        (true, Some(prev)) => prev.from,
+        _ => range.from,
+    };
+    let groups = store.build_groups(from, range.from, range.to).await?;
+    cost_from_groups(store, settings, range, group_by, &groups, previous).await
+}
+
+/// The cost report from build groups already read: `groups` split at the range's start;
+/// those before it (when `previous`) give the previous range's total.
+pub async fn cost_from_groups(
+    store: &Store,
+    settings: &Settings,
+    range: Range,
+    group_by: GroupBy,
+    all: &[BuildGroup],
+    previous: bool,
+) -> Result<CostReport, StoreError> {
+    let current: Vec<&BuildGroup> = all.iter().filter(|g| g.current).collect();
+    let mut report = cost_of(store, settings, range, group_by, &current, true).await?;
+    if let (true, Some(prev)) = (previous, range.previous()) {
+        let before: Vec<&BuildGroup> = all.iter().filter(|g| !g.current).collect();
+        let p = Box::pin(cost_of(store, settings, prev, group_by, &before, false)).await?;
+        report.previous_total = Some(p.total.total);
+        report.trend_percent = percent_change(p.total.total, report.total.total);
+    }
+    Ok(report)
+}
+
+/// The cost of `range` from its build groups; `alerts`: also look for costly builds.
+async fn cost_of(
+    store: &Store,
+    settings: &Settings,
+    range: Range,
+    group_by: GroupBy,
+    build_groups: &[&BuildGroup],
+    alerts: bool,
+) -> Result<CostReport, StoreError> {
     let prices = &settings.cost.prices;
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     let mut per_pool: BTreeMap<String, (Breakdown, i64)> = BTreeMap::new();
     let mut unpooled = Breakdown::default();
     let mut priced_by = PricedBy::default();
     let mut count = 0;
-    for g in store.build_groups(range.from, range.from, range.to).await? {
-        let c = price_group(settings, &g);
+    for g in build_groups.iter().copied() {
+        let c = price_group(settings, g);
         count += g.builds;
         let pool = pool_of(&settings.scaling.pools, &g.controller, g.label.as_deref());
         priced_by.report += g.builds - g.unreported;
@@ -341,17 +379,12 @@ pub async fn cost_report(
 
     let hours = range.hours();
     let hourly = if hours > 0.0 { grand / hours } else { 0.0 };
-    let previous_total = match (previous, range.previous()) {
-        (true, Some(prev)) => Some(
-            Box::pin(cost_report(store, settings, prev, group_by, false))
-                .await?
-                .total
-                .total,
-        ),
-        _ => None,
-    };
     let pool_list: Vec<(String, PoolCost)> = pools.iter().map(|(k, v)| (k.clone(), *v)).collect();
-    let expensive = costly_builds(store, settings, range).await?;
+    let expensive = if alerts {
+        costly_builds(store, settings, range).await?
+    } else {
+        Vec::new()
+    };
     Ok(CostReport {
         range,
         hours: round(hours),
@@ -362,8 +395,8 @@ pub async fn cost_report(
         priced_by,
         hourly_rate: round(hourly),
         monthly_projection: round(hourly * cost::HOURS_PER_MONTH),
-        trend_percent: previous_total.and_then(|p| percent_change(p, round(grand))),
-        previous_total,
+        trend_percent: None,
+        previous_total: None,
         breakdown,
         pools,
         alerts: cost::alerts(

@@ -3,7 +3,7 @@
 //! before, per-job duration regressions, and the recommendations they lead to. One pass
 //! over the builds of the range and the range before, holding only their durations.
 
-use super::costs::{GroupBy, cost_report};
+use super::costs::{GroupBy, cost_from_groups};
 use super::{Range, percent_change};
 use crate::config::Settings;
 use crate::domain::Timestamp;
@@ -247,7 +247,8 @@ pub async fn performance_report(
     let from = previous.map_or(range.from, |p| p.from);
     let mut cur = Side::default();
     let mut prev = Side::default();
-    for g in store.build_groups(from, range.from, range.to).await? {
+    let groups = store.build_groups(from, range.from, range.to).await?;
+    for g in &groups {
         if !filter.admits(&g.controller, &g.job, g.label.as_deref()) {
             continue;
         }
@@ -286,7 +287,7 @@ pub async fn performance_report(
         scaling.scale_downs += downs;
         scaling.pools.insert(name.clone(), (ups, downs));
     }
-    let costs = cost_report(store, settings, range, GroupBy::Pool, true).await?;
+    let costs = cost_from_groups(store, settings, range, GroupBy::Pool, &groups, true).await?;
     let (busy, provisioned) = costs.pools.values().fold((0.0, 0.0), |(b, p), c| {
         (b + c.busy_agent_hours, p + c.agent_hours)
     });
