@@ -4,6 +4,7 @@
 pub mod analytics;
 pub mod config;
 pub mod cost;
+pub mod demo;
 pub mod domain;
 pub mod forecast;
 pub mod http;

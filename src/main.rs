@@ -90,6 +90,22 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// A tour: the service on a temporary store, fed a real CI trace through its webhooks
+    /// against a simulated pool; prints the dashboard's address.
+    Demo {
+        /// Address for the service (the dashboard is at its root).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Trace seconds per real second in the live replay.
+        #[arg(long, default_value_t = 1800.0)]
+        speed: f64,
+        /// Days of the trace sent at once as recorded history first.
+        #[arg(long, default_value_t = 28)]
+        history_days: i64,
+        /// Stop after this long (default: at Ctrl-C).
+        #[arg(long)]
+        for_: Option<humantime::Duration>,
+    },
     /// What CI costs and how to spend less.
     Cost {
         #[command(subcommand)]
@@ -445,6 +461,42 @@ fn main() -> ExitCode {
             data_dir,
             config,
         )),
+        Command::Demo {
+            listen,
+            speed,
+            history_days,
+            for_,
+        } => {
+            if !(speed.is_finite() && speed > 0.0) || history_days < 0 {
+                eprintln!("error: --speed must be above 0 and --history-days at least 0");
+                return ExitCode::FAILURE;
+            }
+            let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+            let mut logging = match Settings::load(None, Vec::new()) {
+                Ok(s) => s.logging,
+                Err(e) => {
+                    eprint!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            logging.filter = filter;
+            jenkins_autopilot::telemetry::init(&logging);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            exit_code(runtime.block_on(jenkins_autopilot::demo::run(
+                jenkins_autopilot::demo::DemoOptions {
+                    listen,
+                    speed,
+                    history_days,
+                    live_for: for_.map(Into::into),
+                },
+            )))
+        }
         Command::Token {
             action:
                 TokenAction::Issue {

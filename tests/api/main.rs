@@ -6,6 +6,7 @@ mod cli;
 mod cloudevents;
 mod costs;
 mod dashboard;
+mod demo;
 mod fake_jenkins;
 mod fake_kube;
 mod helpers;
