@@ -284,18 +284,27 @@ impl Store {
             Some(row) => level(&row)?,
             None => None,
         };
+        // Only the decisions that change the level come back (LAG over the non-null
+        // levels): a month of 10 s reconciles is a few hundred rows, not a quarter million.
         let rows = sqlx::query(
-            "SELECT decided_at, outcome, desired, current_replicas FROM scaling_decisions \
-             WHERE pool = $1 AND decided_at >= $2 AND decided_at < $3 ORDER BY decided_at, seq",
+            "SELECT decided_at, lvl FROM ( \
+               SELECT decided_at, seq, lvl, LAG(lvl) OVER (ORDER BY decided_at, seq) AS prev FROM ( \
+                 SELECT decided_at, seq, \
+                   CASE WHEN outcome IN ('applied', 'unchanged', 'dry-run') THEN desired \
+                        ELSE current_replicas END AS lvl \
+                 FROM scaling_decisions WHERE pool = $1 AND decided_at >= $2 AND decided_at < $3 \
+               ) l WHERE lvl IS NOT NULL \
+             ) c WHERE prev IS NULL OR prev <> lvl ORDER BY decided_at, seq",
         )
         .bind(pool)
         .bind(from.millis())
         .bind(to.millis())
         .fetch_all(&self.pool)
         .await?;
-        let mut steps: Vec<(i64, u32)> = Vec::new();
+        let mut steps: Vec<(i64, u32)> = Vec::with_capacity(rows.len());
         for row in &rows {
-            if let Some(l) = level(row)? {
+            if let Some(l) = unsigned(row, "lvl")? {
+                let l = u32::try_from(l).unwrap_or(u32::MAX);
                 let at: i64 = row.try_get("decided_at")?;
                 if steps.last().is_none_or(|(_, prev)| *prev != l) {
                     steps.push((at, l));
