@@ -7,7 +7,7 @@
 use jenkins_autopilot::analytics::{Range, performance};
 use jenkins_autopilot::config::{PoolSettings, Settings};
 use jenkins_autopilot::domain::Timestamp;
-use jenkins_autopilot::store::Store;
+use jenkins_autopilot::store::{Measure, Store};
 use sqlx::Connection;
 use std::time::Instant;
 
@@ -112,6 +112,39 @@ fn main() {
             );
             assert!(report.builds > 0);
         }
+        // Where the time goes: each aggregate the report reads, once.
+        let prev = range.previous().unwrap();
+        let t = Instant::now();
+        let groups = store.build_groups(prev.from, range.from, range.to).await.unwrap();
+        let t_groups = t.elapsed();
+        let t = Instant::now();
+        store.job_medians(prev.from, range.from, range.to).await.unwrap();
+        let t_medians = t.elapsed();
+        let t = Instant::now();
+        for m in [Measure::Duration, Measure::QueueWait] {
+            store.histogram(m, range.from, range.to, &[]).await.unwrap();
+        }
+        store.day_sums(range.from, range.to, &[]).await.unwrap();
+        let t_hist = t.elapsed();
+        let t = Instant::now();
+        store.replica_steps("linux", range.from, range.to).await.unwrap();
+        store.scale_events("linux", range.from, range.to).await.unwrap();
+        let t_pool = t.elapsed();
+        let t = Instant::now();
+        store
+            .costly_build_candidates(range.from, range.to, 0, 0.05, 0.01, 0.5, 100)
+            .await
+            .unwrap();
+        let t_costly = t.elapsed();
+        println!(
+            "breakdown: groups {:.3} s ({} groups), medians {:.3} s, histograms and days {:.3} s, pool decisions {:.3} s, costly builds {:.3} s",
+            t_groups.as_secs_f64(),
+            groups.len(),
+            t_medians.as_secs_f64(),
+            t_hist.as_secs_f64(),
+            t_pool.as_secs_f64(),
+            t_costly.as_secs_f64()
+        );
         store.close().await;
     });
 }
