@@ -49,6 +49,7 @@ impl Application {
             metrics,
             auth: auth::WebhookAuth::new(token),
             tokens,
+            optimizing: Arc::new(tokio::sync::Semaphore::new(1)),
             settings: settings.clone(),
             scaling,
         };

@@ -444,3 +444,34 @@ pub fn raise(alerts: &[Alert], metrics: &crate::metrics::Metrics) {
         tracing::warn!(kind = a.kind, subject = %a.subject, value = a.value, threshold = a.threshold, "{}", a.message);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raised_alerts_are_counted_by_kind() {
+        let metrics = crate::metrics::Metrics::new();
+        let alert = |kind| Alert {
+            kind,
+            subject: "x".into(),
+            value: 2.0,
+            threshold: 1.0,
+            message: "m".into(),
+        };
+        raise(
+            &[
+                alert("cost_per_build"),
+                alert("cost_per_build"),
+                alert("idle_share"),
+            ],
+            &metrics,
+        );
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"autopilot_cost_alerts_total{kind="cost_per_build"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"autopilot_cost_alerts_total{kind="idle_share"} 1"#));
+    }
+}

@@ -55,11 +55,13 @@ pub struct OptimizeRequest {
 /// Replays the recorded history against cheaper pool settings and learned build sizes;
 /// answers the gentlest plan reaching the target, or the best found (`reached: false`),
 /// with the cost and queue wait before and after and the settings to write. Applies
-/// nothing (`jenkins-autopilot cost optimize --apply` writes them).
+/// nothing (`jenkins-autopilot cost optimize --apply` writes them). One runs at a time:
+/// another request meanwhile gets 503 with Retry-After.
 #[utoipa::path(post, path = "/api/v1/costs/optimize", tag = "costs",
     request_body = OptimizeRequest,
     responses((status = 200, body = crate::analytics::optimize::Plan),
-              (status = 400, body = super::errors::ErrorBody)))]
+              (status = 400, body = super::errors::ErrorBody),
+              (status = 503, body = super::errors::ErrorBody)))]
 pub async fn optimize(
     body: web::Bytes,
     state: web::Data<AppState>,
@@ -73,6 +75,11 @@ pub async fn optimize(
     }
     let range = Range::parse(req.range.as_deref().unwrap_or("30d"), Timestamp::now())
         .map_err(|e| ApiError::invalid("range", e))?;
+    // One replay at a time; a second request is told to come back.
+    let _slot = state
+        .optimizing
+        .try_acquire()
+        .map_err(|_| ApiError::Overloaded { retry_after: 5 })?;
     let (plan, _) = crate::analytics::optimize::optimize(
         &state.store,
         state.settings.clone(),

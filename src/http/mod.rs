@@ -27,6 +27,8 @@ pub struct AppState {
     pub tokens: crate::tokens::TokenKeys,
     pub settings: Arc<Settings>,
     pub scaling: crate::scaling::controller::ScalingHandle,
+    /// One cost optimization at a time: each replays the history on a blocking thread.
+    pub optimizing: Arc<tokio::sync::Semaphore>,
 }
 
 /// Registers every route.
