@@ -125,6 +125,9 @@ pub struct AuthSettings {
     /// Clock difference allowed when checking `exp`.
     #[serde(with = "humantime_serde")]
     pub clock_skew: Duration,
+    /// Require a `reports:read` token for the read API (builds, queue, pools, costs,
+    /// reports, export) and the dashboard's data.
+    pub protect_reads: bool,
 }
 
 /// Jenkins controllers, by name. The name is the one webhooks use (`?controller=`).

@@ -108,6 +108,14 @@ pub fn require_scope(
     })
 }
 
+/// With `auth.protect_reads`, the read API needs a `reports:read` token.
+pub fn require_read(req: &HttpRequest, state: &super::AppState) -> Result<(), ApiError> {
+    if state.settings.auth.protect_reads {
+        require_scope(req, &state.tokens, crate::tokens::Scope::ReportsRead)?;
+    }
+    Ok(())
+}
+
 fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
     let (s, rest) = value.split_once(' ')?;
     s.eq_ignore_ascii_case(scheme).then_some(rest)

@@ -31,6 +31,7 @@ pub async fn get_costs(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    super::auth::require_read(&req, &state)?;
     let q = web::Query::<CostQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::invalid("query", e))?
         .into_inner();
@@ -63,9 +64,11 @@ pub struct OptimizeRequest {
               (status = 400, body = super::errors::ErrorBody),
               (status = 503, body = super::errors::ErrorBody)))]
 pub async fn optimize(
+    req: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    super::auth::require_read(&req, &state)?;
     let req: OptimizeRequest = crate::ingest::parse_json(&body)?;
     if !(req.target_savings > 0.0 && req.target_savings < 100.0) {
         return Err(ApiError::invalid(

@@ -41,10 +41,14 @@ async fn pool_or_404(req: &HttpRequest, state: &AppState) -> Result<PoolView, Ap
 
 /// Every pool with its latest snapshot and decision.
 #[utoipa::path(get, path = "/api/v1/pools", tag = "pools", responses((status = 200, body = PoolList)))]
-pub async fn list_pools(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(PoolList {
+pub async fn list_pools(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    super::auth::require_read(&req, &state)?;
+    Ok(HttpResponse::Ok().json(PoolList {
         pools: state.scaling.pools().await,
-    })
+    }))
 }
 
 /// A pool's decisions: inputs, rule, result, applied or dry-run, error.
@@ -56,6 +60,7 @@ pub async fn list_decisions(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    super::auth::require_read(&req, &state)?;
     let name = pool_or_404(&req, &state).await?.name;
     let q = web::Query::<DecisionQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::invalid("query", e))?
@@ -81,6 +86,7 @@ pub async fn get_forecast(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    super::auth::require_read(&req, &state)?;
     let pool = pool_or_404(&req, &state).await?;
     let name = pool.name.clone();
     let mode = serde_json::to_value(pool.predictive).unwrap_or_default();

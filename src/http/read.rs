@@ -63,6 +63,7 @@ pub async fn list_builds(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    super::auth::require_read(&req, &state)?;
     let q = web::Query::<BuildQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::invalid("query", e))?
         .into_inner();
@@ -113,6 +114,7 @@ pub async fn get_build(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    super::auth::require_read(&req, &state)?;
     let (controller, job, number) = super::profiles::build_path(&req)?;
     match state.store.get_build(&controller, &job, number).await? {
         Some(build) => Ok(HttpResponse::Ok().json(build)),
@@ -136,6 +138,7 @@ pub async fn list_queue(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    super::auth::require_read(&req, &state)?;
     let q = web::Query::<QueueQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::invalid("query", e))?
         .into_inner();

@@ -30,6 +30,7 @@ pub async fn performance(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    super::auth::require_read(&req, &state)?;
     let q = web::Query::<ReportQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::invalid("query", e))?
         .into_inner();
@@ -138,6 +139,7 @@ pub async fn export(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    super::auth::require_read(&req, &state)?;
     let q = web::Query::<ExportQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::invalid("query", e))?
         .into_inner();

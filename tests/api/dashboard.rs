@@ -13,9 +13,20 @@ const S: i64 = 1000;
 
 #[tokio::test]
 async fn the_dashboard_shows_the_apis_numbers_and_draws_its_charts() {
+    dashboard(false).await;
+}
+
+#[tokio::test]
+async fn with_protected_reads_the_dashboard_asks_for_a_token_and_then_shows_the_same() {
+    dashboard(true).await;
+}
+
+async fn dashboard(protect: bool) {
     let (mut settings, _dir) = pool_settings(Db::Sqlite).await;
     settings.cost.alerts.idle_share_percent = Some(10.0);
+    settings.auth.protect_reads = protect;
     let app = spawn_with(settings).await;
+    let reader = app.jwt(&[jenkins_autopilot::tokens::Scope::ReportsRead]);
     let now = jenkins_autopilot::domain::Timestamp::now().millis();
     // The pool: 2 agents three days ago, 3 two days ago, 1 a day ago, none for the last hour.
     let store = Store::connect(&app.settings.database, &app.data_dir)
@@ -54,11 +65,18 @@ async fn the_dashboard_shows_the_apis_numbers_and_draws_its_charts() {
 
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
-    let shot = artifacts.join("dashboard.png");
+    let shot = artifacts.join(if protect {
+        "dashboard-protected.png"
+    } else {
+        "dashboard.png"
+    });
     let _ = std::fs::remove_file(&shot);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.mjs");
     let mut cmd = std::process::Command::new("node");
     cmd.arg(&script).arg(format!("{}/", app.address)).arg(&shot);
+    if protect {
+        cmd.arg(&reader);
+    }
     let out = tokio::task::spawn_blocking(move || cmd.output())
         .await
         .unwrap()
@@ -75,6 +93,15 @@ async fn the_dashboard_shows_the_apis_numbers_and_draws_its_charts() {
         json!([]),
         "console or network errors: {shown}"
     );
+    if protect {
+        assert_eq!(shown["askedForToken"], true, "{shown}");
+        let (status, _) = app.get_json("/api/v1/costs?range=7d").await;
+        assert_eq!(status, 401, "reads need the token");
+        let profiles = app.jwt(&[jenkins_autopilot::tokens::Scope::ProfilesRead]);
+        let (status, _) = app.get_authed("/api/v1/costs?range=7d", &profiles).await;
+        assert_eq!(status, 403, "and its scope");
+        assert_eq!(app.get_json("/healthz").await.0, 200);
+    }
     assert_eq!(shown["loaded"], "true", "{shown}");
     assert!(
         std::fs::metadata(&shot).unwrap().len() > 10_000,
@@ -82,8 +109,12 @@ async fn the_dashboard_shows_the_apis_numbers_and_draws_its_charts() {
     );
 
     // The cards carry the API's numbers.
-    let (_, cost) = app.get_json("/api/v1/costs?range=7d&group_by=pool").await;
-    let (_, report) = app.get_json("/api/v1/reports/performance?range=7d").await;
+    let (_, cost) = app
+        .get_authed("/api/v1/costs?range=7d&group_by=pool", &reader)
+        .await;
+    let (_, report) = app
+        .get_authed("/api/v1/reports/performance?range=7d", &reader)
+        .await;
     let card = |id: &str| -> f64 {
         shown["cards"][id]["value"]
             .as_str()
@@ -141,6 +172,7 @@ async fn the_dashboard_shows_the_apis_numbers_and_draws_its_charts() {
     let resp = app
         .client
         .post(app.url("/api/v1/costs/optimize"))
+        .bearer_auth(&reader)
         .json(&json!({"target_savings": 20, "range": "7d"}))
         .send()
         .await

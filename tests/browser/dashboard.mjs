@@ -1,9 +1,11 @@
 // Opens the dashboard in headless Chromium and prints what it shows as JSON: console
 // errors, each card's number and text, each chart's data points and size. Saves a
-// full-page screenshot. Usage: node dashboard.mjs URL SCREENSHOT
+// full-page screenshot. Usage: node dashboard.mjs URL SCREENSHOT [TOKEN]
+// With TOKEN (a service with auth.protect_reads) the page must first ask for the token;
+// the 401s before it is given are expected and not counted as errors.
 import { chromium } from 'playwright-core';
 
-const [url, screenshot] = process.argv.slice(2);
+const [url, screenshot, token] = process.argv.slice(2);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   args: ['--no-sandbox', '--disable-gpu'],
@@ -17,6 +19,16 @@ try {
   page.on('response', (r) => { if (r.status() >= 400) errors.push(`HTTP ${r.status()}: ${r.url()}`); });
   await page.goto(url, { waitUntil: 'load' });
   await page.waitForFunction(() => document.body.dataset.loaded, null, { timeout: 20000 });
+  let askedForToken = null;
+  if (token) {
+    askedForToken = await page.evaluate(() => document.body.dataset.loaded === 'error'
+      && !document.getElementById('token-form').hidden);
+    errors.length = 0;
+    await page.evaluate(() => { delete document.body.dataset.loaded; });
+    await page.fill('#token', token);
+    await page.click('#token-form button');
+    await page.waitForFunction(() => document.body.dataset.loaded, null, { timeout: 20000 });
+  }
   const shown = await page.evaluate(() => ({
     loaded: document.body.dataset.loaded,
     status: document.getElementById('status').textContent,
@@ -45,7 +57,7 @@ try {
     changes: [...document.querySelectorAll('#plan-changes li')].map((li) => li.textContent),
   }));
   await page.screenshot({ path: screenshot, fullPage: true });
-  console.log(JSON.stringify({ errors, ...shown }));
+  console.log(JSON.stringify({ errors, askedForToken, ...shown }));
 } finally {
   await browser.close();
 }

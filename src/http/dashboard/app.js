@@ -6,12 +6,45 @@ const charts = {};
 window.autopilotCharts = charts;
 const byId = (id) => document.getElementById(id);
 
+// With auth.protect_reads the API wants a reports:read token: kept for this tab only.
+const TOKEN_KEY = 'autopilot-token';
+
+function authHeaders() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
 async function getJson(path) {
-  const response = await fetch(path, { headers: { Accept: 'application/json' } });
+  const response = await fetch(path, { headers: { Accept: 'application/json', ...authHeaders() } });
+  if (response.status === 401 || response.status === 403) {
+    byId('token-form').hidden = false;
+    throw new Error(`${path} needs an API token with reports:read (${response.status})`);
+  }
   if (!response.ok) {
     throw new Error(`${path} answered ${response.status}`);
   }
   return response.json();
+}
+
+// Report and export links carry the token too: fetched, then opened or saved.
+async function openWithToken(event, download) {
+  if (!sessionStorage.getItem(TOKEN_KEY)) return;
+  event.preventDefault();
+  const link = event.currentTarget;
+  const response = await fetch(link.href, { headers: authHeaders() });
+  if (!response.ok) {
+    byId('status').textContent = `could not open: ${response.status}`;
+    return;
+  }
+  const url = URL.createObjectURL(await response.blob());
+  if (download) {
+    const a = document.createElement('a');
+    a.href = url;
+    a.download = download;
+    a.click();
+  } else {
+    window.open(url, '_blank', 'noopener');
+  }
 }
 
 function formatDuration(ms) {
@@ -184,7 +217,7 @@ async function plan(target) {
   try {
     const response = await fetch('/api/v1/costs/optimize', {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json', ...authHeaders() },
       body: JSON.stringify({ target_savings: target, range: byId('range').value }),
     });
     const p = await response.json();
@@ -214,6 +247,15 @@ async function plan(target) {
 for (const button of document.querySelectorAll('button.plan')) {
   button.addEventListener('click', () => plan(Number(button.dataset.target)));
 }
+byId('token-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(TOKEN_KEY, byId('token').value.trim());
+  byId('token').value = '';
+  byId('token-form').hidden = true;
+  load();
+});
+byId('report').addEventListener('click', (event) => openWithToken(event, null));
+byId('export').addEventListener('click', (event) => openWithToken(event, 'builds.csv'));
 byId('range').addEventListener('change', load);
 byId('pool').addEventListener('change', () => load());
 load();
