@@ -229,6 +229,7 @@ mod tests {
             jwt_private_key_file: None,
             issuer: "jenkins-autopilot".into(),
             clock_skew: Duration::from_secs(30),
+            protect_reads: false,
         };
         TokenKeys::load(&settings, Path::new("/nonexistent")).unwrap()
     }
