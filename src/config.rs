@@ -363,6 +363,9 @@ pub struct IngestSettings {
     pub max_batch: usize,
     /// Seconds a sender is told to wait when the write queue is full.
     pub retry_after_seconds: u32,
+    /// Raw events older than this are deleted (records stay).
+    #[serde(with = "humantime_serde")]
+    pub event_retention: Duration,
 }
 
 /// Webhook authentication and defaults.
@@ -550,6 +553,9 @@ impl Settings {
         }
         if self.ingest.write_queue_capacity == 0 {
             bad("ingest.write_queue_capacity", "must be at least 1");
+        }
+        if self.ingest.event_retention < Duration::from_secs(3600) {
+            bad("ingest.event_retention", "must be at least 1h");
         }
         if self.ingest.max_batch == 0 {
             bad("ingest.max_batch", "must be at least 1");

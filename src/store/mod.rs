@@ -418,6 +418,26 @@ impl Store {
             .collect()
     }
 
+    /// Deletes raw events received before `before`, a batch at a time so the writer is
+    /// never held up for long; returns how many.
+    pub async fn delete_events_before(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM events WHERE idempotency_key IN \
+                 (SELECT idempotency_key FROM events WHERE received_at < $1 LIMIT 5000)",
+            )
+            .bind(before.millis())
+            .execute(&self.pool)
+            .await?;
+            total += done.rows_affected();
+            if done.rows_affected() < 5000 {
+                return Ok(total);
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
     /// Deletes decisions made before `before`; returns how many.
     pub async fn delete_decisions_before(&self, before: Timestamp) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM scaling_decisions WHERE decided_at < $1")

@@ -172,3 +172,47 @@ async fn decisions_are_kept_to_their_retention_sqlite() {
 async fn decisions_are_kept_to_their_retention_postgres() {
     decisions_are_kept_to_their_retention(Db::Postgres).await;
 }
+
+async fn events_are_kept_to_their_retention_and_records_stay(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = match db {
+        Db::Sqlite => None,
+        Db::Postgres => Some(fresh_postgres_url().await),
+    };
+    let store = Store::connect(&crate::helpers::database_settings(url), dir.path())
+        .await
+        .unwrap();
+    const DAY: i64 = 86_400_000;
+    // 5,200 events received 100 days back (more than one deletion batch), 10 just now.
+    for (first, count, received) in [(1u64, 5_200u64, T0 - 100 * DAY), (10_001, 10, T0)] {
+        let all: Vec<Vec<IngestEvent>> = (first..first + count)
+            .map(|n| {
+                let body = json!({"name": "old", "url": "job/old/", "build": {"number": n, "phase": "STARTED", "timestamp": T0}});
+                events(notification::parse(body.to_string().as_bytes(), &ctx()).unwrap())
+            })
+            .collect();
+        for chunk in all.chunks(500) {
+            let refs: Vec<&[IngestEvent]> = chunk.iter().map(Vec::as_slice).collect();
+            store
+                .write_batch(&refs, Timestamp::from_millis(received).unwrap())
+                .await
+                .unwrap();
+        }
+    }
+    let cutoff = Timestamp::from_millis(T0 - 90 * DAY).unwrap();
+    assert_eq!(store.delete_events_before(cutoff).await.unwrap(), 5_200);
+    let counts = store.row_counts().await.unwrap();
+    assert_eq!(counts.events, 10);
+    assert_eq!(counts.builds, 5_210, "build records stay");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn events_are_kept_to_their_retention_and_records_stay_sqlite() {
+    events_are_kept_to_their_retention_and_records_stay(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn events_are_kept_to_their_retention_and_records_stay_postgres() {
+    events_are_kept_to_their_retention_and_records_stay(Db::Postgres).await;
+}
