@@ -61,6 +61,16 @@ fn count(row: &AnyRow, col: &str) -> Result<u64, StoreError> {
     Ok(unsigned(row, col)?.unwrap_or(0))
 }
 
+/// The `cur` column: 1 for the range asked for, 0 for the one before, decoded whichever
+/// integer width the backend gives a CASE of literals.
+fn side(row: &AnyRow) -> Result<bool, StoreError> {
+    let v = row
+        .try_get::<i32, _>("cur")
+        .map(i64::from)
+        .or_else(|_| row.try_get::<i64, _>("cur"))?;
+    Ok(v == 1)
+}
+
 fn float(row: &AnyRow, col: &str) -> Result<f64, StoreError> {
     Ok(row.try_get::<Option<f64>, _>(col)?.unwrap_or(0.0))
 }
@@ -115,10 +125,7 @@ impl Store {
                     job: row.try_get("job")?,
                     label: row.try_get("label")?,
                     result: row.try_get("result")?,
-                    current: row
-                        .try_get::<i32, _>("cur")
-                        .map(|v| v == 1)
-                        .or_else(|_| row.try_get::<i64, _>("cur").map(|v| v == 1))?,
+                    current: side(row)?,
                     builds: count(row, "builds")?,
                     duration_ms: row.try_get::<Option<i64>, _>("duration_ms")?.unwrap_or(0),
                     wait_ms: row.try_get::<Option<i64>, _>("wait_ms")?.unwrap_or(0),
@@ -132,6 +139,36 @@ impl Store {
             .collect()
     }
 
+    /// `SELECT {select}` over the finished builds of `[from, to)` (`$1`, `$2`) that also
+    /// meet `also` and the `keep` equalities, grouped by `group` and ordered by its first
+    /// column.
+    #[allow(clippy::too_many_arguments)]
+    async fn finished_builds_grouped(
+        &self,
+        select: &str,
+        also: &str,
+        group: &str,
+        from: Timestamp,
+        to: Timestamp,
+        keep: &[(&str, &str)],
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        let mut filter = String::new();
+        for (i, (col, _)) in keep.iter().enumerate() {
+            filter.push_str(&format!(" AND {col} = ${}", i + 3));
+        }
+        let sql = format!(
+            "SELECT {select} FROM builds WHERE finished_at >= $1 AND finished_at < $2 \
+             AND duration_ms IS NOT NULL{also}{filter} GROUP BY {group} ORDER BY 1"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(from.millis())
+            .bind(to.millis());
+        for (_, v) in keep {
+            q = q.bind(v.to_string());
+        }
+        Ok(q.fetch_all(&self.pool).await?)
+    }
+
     /// Per day of `[from, to)` (days counted from `from`): builds, duration and wait sums.
     /// `keep` narrows to one controller, job or label (applied as SQL equality).
     pub async fn day_sums(
@@ -140,25 +177,19 @@ impl Store {
         to: Timestamp,
         keep: &[(&str, &str)],
     ) -> Result<Vec<DaySums>, StoreError> {
-        let mut filter = String::new();
-        for (i, (col, _)) in keep.iter().enumerate() {
-            filter.push_str(&format!(" AND {col} = ${}", i + 3));
-        }
-        let sql = format!(
-            "SELECT (finished_at - $1) / 86400000 AS day, COUNT(*) AS builds, \
-             CAST(SUM(duration_ms) AS DOUBLE PRECISION) AS duration_ms, \
-             CAST(COALESCE(SUM(queue_wait_ms), 0) AS DOUBLE PRECISION) AS wait_ms, \
-             COUNT(queue_wait_ms) AS waits \
-             FROM builds WHERE finished_at >= $1 AND finished_at < $2 AND duration_ms IS NOT NULL{filter} \
-             GROUP BY (finished_at - $1) / 86400000 ORDER BY 1"
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(from.millis())
-            .bind(to.millis());
-        for (_, v) in keep {
-            q = q.bind(*v);
-        }
-        let rows = q.fetch_all(&self.pool).await?;
+        let rows = self
+            .finished_builds_grouped(
+                "(finished_at - $1) / 86400000 AS day, COUNT(*) AS builds, \
+                 CAST(SUM(duration_ms) AS DOUBLE PRECISION) AS duration_ms, \
+                 CAST(COALESCE(SUM(queue_wait_ms), 0) AS DOUBLE PRECISION) AS wait_ms, \
+                 COUNT(queue_wait_ms) AS waits",
+                "",
+                "(finished_at - $1) / 86400000",
+                from,
+                to,
+                keep,
+            )
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok(DaySums {
@@ -185,22 +216,16 @@ impl Store {
             Measure::Duration => "duration_ms",
             Measure::QueueWait => "queue_wait_ms",
         };
-        let mut filter = String::new();
-        for (i, (c, _)) in keep.iter().enumerate() {
-            filter.push_str(&format!(" AND {c} = ${}", i + 3));
-        }
-        let sql = format!(
-            "SELECT {col} / 1000 AS s, COUNT(*) AS n FROM builds \
-             WHERE finished_at >= $1 AND finished_at < $2 AND duration_ms IS NOT NULL \
-             AND {col} IS NOT NULL{filter} GROUP BY {col} / 1000 ORDER BY 1"
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(from.millis())
-            .bind(to.millis());
-        for (_, v) in keep {
-            q = q.bind(*v);
-        }
-        let rows = q.fetch_all(&self.pool).await?;
+        let rows = self
+            .finished_builds_grouped(
+                &format!("{col} / 1000 AS s, COUNT(*) AS n"),
+                &format!(" AND {col} IS NOT NULL"),
+                &format!("{col} / 1000"),
+                from,
+                to,
+                keep,
+            )
+            .await?;
         rows.iter()
             .map(|row| Ok((row.try_get("s")?, count(row, "n")?)))
             .collect()
@@ -234,12 +259,9 @@ impl Store {
         let mut parts: std::collections::BTreeMap<(String, String, bool), (f64, u32, u64)> =
             Default::default();
         for row in &rows {
-            let cur: i64 = row
-                .try_get::<i32, _>("cur")
-                .map(i64::from)
-                .or_else(|_| row.try_get::<i64, _>("cur"))?;
+            let cur = side(row)?;
             let e = parts
-                .entry((row.try_get("controller")?, row.try_get("job")?, cur == 1))
+                .entry((row.try_get("controller")?, row.try_get("job")?, cur))
                 .or_default();
             e.0 += row.try_get::<i64, _>("duration_ms")? as f64;
             e.1 += 1;
@@ -309,16 +331,11 @@ impl Store {
         let cpu = self.greatest("COALESCE(p.request_cpu_m, 0)", "p.cpu_average_m");
         let mem = self.greatest("COALESCE(p.request_memory_bytes, 0)", "p.memory_peak_bytes");
         let sql = format!(
-            "SELECT b.controller, b.job, b.number, b.label, b.duration_ms, b.finished_at, \
-             b.queue_wait_ms, b.result, p.request_cpu_m, p.request_memory_bytes, \
-             p.cpu_average_m, p.memory_peak_bytes, p.build_type \
-             FROM builds b LEFT JOIN build_performance p \
-             ON p.controller = b.controller AND p.job = b.job AND p.number = b.number \
-             WHERE b.finished_at >= $1 AND b.finished_at < $2 AND b.duration_ms IS NOT NULL \
-             AND ((p.number IS NULL AND b.duration_ms >= $3) OR (p.number IS NOT NULL AND \
+            "{} AND ((p.number IS NULL AND b.duration_ms >= $3) OR (p.number IS NOT NULL AND \
                CAST(b.duration_ms AS DOUBLE PRECISION) / 3600000.0 * \
                ({cpu} / 1000.0 * $4 + {mem} / 1073741824.0 * $5) > $6)) \
-             ORDER BY b.duration_ms DESC LIMIT {limit}"
+             ORDER BY b.duration_ms DESC LIMIT {limit}",
+            super::performance::FINISHED_BUILDS
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(from.millis())

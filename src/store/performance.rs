@@ -341,19 +341,22 @@ impl Store {
     }
 }
 
+/// Finished builds of `[from, to)` (`$1`, `$2`) with their usage reports joined: the
+/// columns [`priced_from_row`] reads.
+pub(super) const FINISHED_BUILDS: &str = "SELECT b.controller, b.job, b.number, b.label, \
+     b.duration_ms, b.finished_at, b.queue_wait_ms, b.result, p.request_cpu_m, \
+     p.request_memory_bytes, p.cpu_average_m, p.memory_peak_bytes, p.build_type \
+     FROM builds b LEFT JOIN build_performance p \
+     ON p.controller = b.controller AND p.job = b.job AND p.number = b.number \
+     WHERE b.finished_at >= $1 AND b.finished_at < $2 AND b.duration_ms IS NOT NULL";
+
 fn finished_builds<'q>(
     from: Timestamp,
     to: Timestamp,
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-    sqlx::query(
-        "SELECT b.controller, b.job, b.number, b.label, b.duration_ms, b.finished_at, \
-         b.queue_wait_ms, b.result, p.request_cpu_m, p.request_memory_bytes, \
-         p.cpu_average_m, p.memory_peak_bytes, p.build_type \
-         FROM builds b LEFT JOIN build_performance p \
-         ON p.controller = b.controller AND p.job = b.job AND p.number = b.number \
-         WHERE b.finished_at >= $1 AND b.finished_at < $2 AND b.duration_ms IS NOT NULL \
-         ORDER BY b.finished_at",
-    )
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{FINISHED_BUILDS} ORDER BY b.finished_at"
+    )))
     .bind(from.millis())
     .bind(to.millis())
 }
