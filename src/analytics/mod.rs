@@ -62,6 +62,15 @@ impl Range {
     }
 }
 
+/// The nearest-rank `p` percentile (0 to 1) of a sorted list; `None` when it is empty.
+pub fn nearest_rank(sorted: &[i64], p: f64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
 /// Change from `before` to `now` in percent; `None` when there was nothing before.
 pub fn percent_change(before: f64, now: f64) -> Option<f64> {
     (before.abs() > f64::EPSILON).then(|| ((now - before) / before * 1000.0).round() / 10.0)
@@ -88,6 +97,9 @@ mod tests {
             assert!(Range::parse(bad, now).is_err(), "{bad}");
         }
         assert_eq!(percent_change(10.0, 12.5), Some(25.0));
+        assert_eq!(nearest_rank(&[1, 2, 3, 4, 5], 0.5), Some(3));
+        assert_eq!(nearest_rank(&[1, 2, 3, 4, 5], 0.95), Some(5));
+        assert_eq!(nearest_rank(&[], 0.5), None);
         assert_eq!(percent_change(0.0, 5.0), None);
     }
 }

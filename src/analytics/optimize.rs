@@ -153,15 +153,7 @@ fn config_for(p: &PoolSettings, v: &Variant, settings: &Settings) -> SimConfig {
     behavior.scale_down.stabilization_window = v.stabilization;
     behavior.scale_down_delay_after_scale_up = v.delay_after_up;
     let prices = &settings.cost.prices;
-    let hourly = prices
-        .of(
-            &cost::Shape {
-                storage: p.agent.storage,
-                ..p.agent
-            },
-            1.0,
-        )
-        .total();
+    let hourly = prices.of(&p.agent, 1.0).total();
     SimConfig {
         executors_per_agent: p.executors_per_agent.max(1),
         min: v.min,
@@ -179,26 +171,24 @@ fn config_for(p: &PoolSettings, v: &Variant, settings: &Settings) -> SimConfig {
     }
 }
 
+/// The p95 of waits in ms, in seconds.
 fn p95(waits: &mut [i64]) -> f64 {
-    if waits.is_empty() {
-        return 0.0;
-    }
     waits.sort_unstable();
-    let rank = ((waits.len() as f64) * 0.95).ceil() as usize;
-    waits[rank.clamp(1, waits.len()) - 1] as f64 / 1000.0
+    crate::sim::percentile(waits, 0.95)
 }
 
 fn run(builds: &[SimBuild], cfg: &SimConfig) -> (Figures, Vec<i64>) {
     let o = replay(builds, SimPolicy::Queue, cfg);
-    let mut waits = o.waits_ms.clone();
+    let mut waits = o.waits_ms;
     let hours = o.agent_ms as f64 / 3_600_000.0;
+    let wait_p95_s = p95(&mut waits);
     (
         Figures {
             cost: hours * cfg.agent_hour_price,
             agent_hours: hours,
-            wait_p95_s: p95(&mut waits),
+            wait_p95_s,
         },
-        o.waits_ms,
+        waits,
     )
 }
 
@@ -316,8 +306,10 @@ fn plan(
     for (name, p) in &settings.scaling.pools {
         let mut builds = per_pool.remove(name).unwrap_or_default();
         builds.sort_by_key(|b| b.queued_at);
-        let cur = &variants(p)[0];
-        let (before, w_before) = run(&builds, &config_for(p, cur, settings));
+        // The pool's own settings come first.
+        let mut tried = variants(p).into_iter();
+        let current = tried.next().expect("the pool's own settings are tried");
+        let (before, w_before) = run(&builds, &config_for(p, &current, settings));
         evaluated += 1;
         pool_before += before.cost;
         waits_before.extend(w_before.iter().copied());
@@ -346,9 +338,13 @@ fn plan(
         let goal = before.cost * (1.0 - target_percent / 100.0);
         let mut best: Option<(Variant, Figures, Vec<i64>)> = None;
         let mut cheapest: Option<(Variant, Figures, Vec<i64>)> = None;
-        for v in variants(p) {
+        // The current settings' replay counts as the first candidate.
+        let replays = tried.map(|v| {
             let (f, w) = run(&builds, &config_for(p, &v, settings));
             evaluated += 1;
+            (v, f, w)
+        });
+        for (v, f, w) in std::iter::once((current, before, w_before)).chain(replays) {
             if f.cost <= goal + 1e-9
                 && best.as_ref().is_none_or(|(_, b, _)| {
                     f.wait_p95_s < b.wait_p95_s || (f.wait_p95_s == b.wait_p95_s && f.cost < b.cost)
@@ -447,14 +443,13 @@ fn plan(
         0.0
     };
     let reached = cost_before > 0.0 && saved_percent + 1e-9 >= target_percent;
+    let (wait_p95_before_s, wait_p95_after_s) = (p95(&mut waits_before), p95(&mut waits_after));
     let message = if cost_before <= 0.0 {
         "nothing was spent in the range: there is nothing to save".to_string()
     } else if reached {
         format!(
             "saves {saved_percent:.1} % ({saved:.2} {}) against the {target_percent:.0} % target; queue-wait p95 {:.0} s -> {:.0} s",
-            settings.cost.currency,
-            p95(&mut waits_before.clone()),
-            p95(&mut waits_after.clone())
+            settings.cost.currency, wait_p95_before_s, wait_p95_after_s
         )
     } else {
         format!(
@@ -473,8 +468,8 @@ fn plan(
         cost_after: round(cost_after),
         saved: round(saved),
         saved_percent: (saved_percent * 10.0).round() / 10.0,
-        wait_p95_before_s: p95(&mut waits_before),
-        wait_p95_after_s: p95(&mut waits_after),
+        wait_p95_before_s,
+        wait_p95_after_s,
         pools,
         profiles,
         evaluated,

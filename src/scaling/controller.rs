@@ -581,12 +581,7 @@ impl PoolWorker {
                     .collect();
                 waits.sort_unstable();
                 // No build started: nobody waited.
-                Some(if waits.is_empty() {
-                    0.0
-                } else {
-                    let rank = ((waits.len() as f64) * 0.95).ceil() as usize;
-                    waits[rank.clamp(1, waits.len()) - 1] as f64
-                })
+                Some(crate::analytics::nearest_rank(&waits, 0.95).unwrap_or(0) as f64)
             }
             Err(e) => {
                 tracing::warn!(pool = %self.name, error = %e, "reading queue waits failed");

@@ -96,13 +96,9 @@ pub struct PolicyFigures {
     pub pools: Option<BTreeMap<String, PolicyFigures>>,
 }
 
-fn percentile(sorted: &[i64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    // Nearest rank.
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1] as f64 / 1000.0
+/// The nearest-rank percentile of sorted waits in ms, in seconds (0 when there are none).
+pub(crate) fn percentile(sorted: &[i64], p: f64) -> f64 {
+    crate::analytics::nearest_rank(sorted, p).map_or(0.0, |ms| ms as f64 / 1000.0)
 }
 
 fn figures(
