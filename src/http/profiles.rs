@@ -241,47 +241,37 @@ pub async fn select_profile(
             how: "load unknown: no load= given and no pool serves this job's label".into(),
         },
     };
-    let selection = select_for(
+    let samples = samples(&state, &controller, &job, &build_type).await?;
+    let selection = select(
         &state,
-        &controller,
-        &job,
-        &build_type,
-        load,
-        &pool,
-        q.image.as_deref(),
-    )
-    .await?;
+        &Inputs {
+            build_type: &build_type,
+            load,
+            samples: &samples,
+            now: Timestamp::now(),
+            exact: pool.as_ref().is_some_and(|(_, p)| p.exact_sizes),
+            image: q.image.as_deref(),
+        },
+    )?;
     Ok(HttpResponse::Ok().json(selection))
 }
 
-async fn select_for(
+/// The recorded usage of a job and type, the most recent first.
+async fn samples(
     state: &AppState,
     controller: &ControllerName,
     job: &JobName,
     build_type: &str,
-    load: Load,
-    pool: &Option<(String, crate::config::PoolSettings)>,
-    image: Option<&str>,
-) -> Result<Selection, ApiError> {
-    let settings = &state.settings;
-    let samples = state
+) -> Result<Vec<crate::profiles::recommend::Sample>, ApiError> {
+    let max = state.settings.build_optimization.learned.max_samples;
+    Ok(state
         .store
-        .usage_samples(
-            controller,
-            job,
-            build_type,
-            settings.build_optimization.learned.max_samples,
-        )
-        .await?;
-    let inputs = Inputs {
-        build_type,
-        load,
-        samples: &samples,
-        now: Timestamp::now(),
-        exact: pool.as_ref().is_some_and(|(_, p)| p.exact_sizes),
-        image,
-    };
-    choose(settings, &inputs).ok_or_else(|| {
+        .usage_samples(controller, job, build_type, max)
+        .await?)
+}
+
+fn select(state: &AppState, inputs: &Inputs<'_>) -> Result<Selection, ApiError> {
+    choose(&state.settings, inputs).ok_or_else(|| {
         ApiError::Internal("no rule matches: the settings need a catch-all rule".into())
     })
 }
@@ -312,30 +302,17 @@ pub async fn job_recommendation(
             how: "load unknown: no pool serves this job's label".into(),
         },
     };
-    let selection = select_for(&state, &controller, &job, &build_type, load, &pool, None).await?;
-    let samples = state
-        .store
-        .usage_samples(
-            &controller,
-            &job,
-            &build_type,
-            state.settings.build_optimization.learned.max_samples,
-        )
-        .await?;
-    let learned = learned(
-        &state.settings,
-        &Inputs {
-            build_type: &build_type,
-            load: Load {
-                percent: selection.load,
-                how: String::new(),
-            },
-            samples: &samples,
-            now: Timestamp::now(),
-            exact: pool.as_ref().is_some_and(|(_, p)| p.exact_sizes),
-            image: None,
-        },
-    );
+    let samples = samples(&state, &controller, &job, &build_type).await?;
+    let inputs = Inputs {
+        build_type: &build_type,
+        load,
+        samples: &samples,
+        now: Timestamp::now(),
+        exact: pool.as_ref().is_some_and(|(_, p)| p.exact_sizes),
+        image: None,
+    };
+    let selection = select(&state, &inputs)?;
+    let learned = learned(&state.settings, &inputs);
     Ok(HttpResponse::Ok().json(JobRecommendation {
         controller: controller.to_string(),
         job: job.to_string(),
