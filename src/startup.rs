@@ -43,9 +43,10 @@ impl Application {
             metrics.clone(),
         ));
         crate::analytics::schedule::start(store.clone(), settings.clone());
-        tokio::spawn(purge_old_events(
+        tokio::spawn(crate::store::purge_every_hour(
             store.clone(),
             settings.ingest.event_retention,
+            crate::store::Retained::Events,
         ));
         let state = AppState {
             store: store.clone(),
@@ -101,25 +102,5 @@ impl Application {
         self.server.await?;
         self.store.close().await;
         Ok(())
-    }
-}
-
-/// Keeps the raw events to their retention: every hour, older ones go.
-async fn purge_old_events(store: Store, retention: std::time::Duration) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let now = crate::domain::Timestamp::now().millis();
-        let Ok(cutoff) = crate::domain::Timestamp::from_millis(
-            now.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX)),
-        ) else {
-            continue;
-        };
-        match store.delete_events_before(cutoff).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "old webhook events deleted"),
-            Err(e) => tracing::warn!(error = %e, "deleting old webhook events failed"),
-        }
     }
 }

@@ -210,9 +210,10 @@ pub fn start(
         ));
     }
     if !settings.scaling.pools.is_empty() {
-        tokio::spawn(purge_old_decisions(
+        tokio::spawn(crate::store::purge_every_hour(
             store,
             settings.scaling.decision_retention,
+            crate::store::Retained::Decisions,
         ));
     }
     Ok(ScalingHandle {
@@ -872,22 +873,4 @@ fn inputs_json(s: &PoolSnapshot, q: &QueueDemand, busy_nodes: &[&str]) -> serde_
         "current_replicas": s.current_replicas,
         "forecast_extra": s.forecast_extra,
     })
-}
-
-/// Keeps the decision history to its retention: every hour, older decisions go.
-async fn purge_old_decisions(store: Store, retention: Duration) {
-    let mut tick = tokio::time::interval(Duration::from_secs(3600));
-    loop {
-        tick.tick().await;
-        let Ok(cutoff) =
-            Timestamp::from_millis(Timestamp::now().millis() - retention.as_millis() as i64)
-        else {
-            continue;
-        };
-        match store.delete_decisions_before(cutoff).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "old scaling decisions deleted"),
-            Err(e) => tracing::warn!(error = %e, "deleting old scaling decisions failed"),
-        }
-    }
 }

@@ -503,6 +503,39 @@ impl Store {
     }
 }
 
+/// What a retention purge deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retained {
+    /// Raw webhook events.
+    Events,
+    /// Scaling decisions.
+    Decisions,
+}
+
+/// Every hour (the first time at once), deletes what of `what` is older than
+/// `retention`, and logs how much went.
+pub async fn purge_every_hour(store: Store, retention: Duration, what: Retained) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let age = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let Ok(cutoff) = Timestamp::from_millis(Timestamp::now().millis().saturating_sub(age))
+        else {
+            continue;
+        };
+        let deleted = match what {
+            Retained::Events => store.delete_events_before(cutoff).await,
+            Retained::Decisions => store.delete_decisions_before(cutoff).await,
+        };
+        match deleted {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, ?what, "deleted past their retention"),
+            Err(e) => tracing::warn!(error = %e, ?what, "deleting past the retention failed"),
+        }
+    }
+}
+
 /// Copies the WAL back into the database file every second, beside the writer
 /// (`PASSIVE` never blocks it), so commits do not pay for checkpoints and the WAL is
 /// reused once it is fully copied. Stops when the pool closes.
