@@ -217,8 +217,7 @@ fn cost_optimize(
     data_dir: Option<PathBuf>,
     config: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    use jenkins_autopilot::analytics::{Range, optimize};
-    use jenkins_autopilot::domain::Timestamp;
+    use jenkins_autopilot::analytics::optimize;
     anyhow::ensure!(
         target > 0.0 && target < 100.0,
         "--target-savings must be above 0 and below 100"
@@ -228,18 +227,11 @@ fn cost_optimize(
         "--format must be table or json"
     );
     let dir = config_dir(config);
-    let settings = Settings::load(dir.as_deref(), std::env::vars())
-        .map_err(|e| anyhow::anyhow!("invalid settings:\n{e}"))?;
-    let data_dir = data_dir.unwrap_or(settings.server.data_dir.clone());
-    let range =
-        Range::parse(range, Timestamp::now()).map_err(|e| anyhow::anyhow!("--range {e}"))?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    let (plan, diff) = runtime.block_on(async {
-        let store = jenkins_autopilot::store::Store::connect(&settings.database, &data_dir).await?;
-        let r =
-            optimize::optimize(&store, std::sync::Arc::new(settings.clone()), range, target).await;
-        store.close().await;
-        anyhow::Ok(r?)
+    let (settings, data_dir) = settings_for(dir.as_deref(), data_dir)?;
+    let range = range_arg(range)?;
+    let shared = std::sync::Arc::new(settings.clone());
+    let (plan, diff) = with_store(&settings, &data_dir, async |store| {
+        Ok(optimize::optimize(store, shared, range, target).await?)
     })?;
     if format == "json" {
         println!("{}", serde_json::to_string_pretty(&plan)?);
@@ -332,20 +324,13 @@ fn report(
     data_dir: Option<PathBuf>,
     config: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    use jenkins_autopilot::analytics::{Range, performance, render};
-    use jenkins_autopilot::domain::Timestamp;
-    let settings = Settings::load(config_dir(config).as_deref(), std::env::vars())
-        .map_err(|e| anyhow::anyhow!("invalid settings:\n{e}"))?;
-    let data_dir = data_dir.unwrap_or(settings.server.data_dir.clone());
-    let range =
-        Range::parse(range, Timestamp::now()).map_err(|e| anyhow::anyhow!("--range {e}"))?;
+    use jenkins_autopilot::analytics::{performance, render};
+    let (settings, data_dir) = settings_for(config_dir(config).as_deref(), data_dir)?;
+    let range = range_arg(range)?;
     let format = render::Format::parse(format).map_err(|e| anyhow::anyhow!("--format {e}"))?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    let text = runtime.block_on(async {
-        let store = jenkins_autopilot::store::Store::connect(&settings.database, &data_dir).await?;
-        let r = performance::performance_report(&store, &settings, range, filter).await;
-        store.close().await;
-        anyhow::Ok(render::render(&r?, format))
+    let text = with_store(&settings, &data_dir, async |store| {
+        let r = performance::performance_report(store, &settings, range, filter).await?;
+        Ok(render::render(&r, format))
     })?;
     match output {
         Some(path) => std::fs::write(&path, text)
@@ -365,9 +350,7 @@ fn issue_token(
     config: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     use jenkins_autopilot::tokens::{Scope, TokenKeys};
-    let settings = Settings::load(config_dir(config).as_deref(), std::env::vars())
-        .map_err(|e| anyhow::anyhow!("invalid settings:\n{e}"))?;
-    let data_dir = data_dir.unwrap_or(settings.server.data_dir.clone());
+    let (settings, data_dir) = settings_for(config_dir(config).as_deref(), data_dir)?;
     let scopes = scopes
         .iter()
         .map(|s| s.trim().parse::<Scope>())
@@ -378,6 +361,39 @@ fn issue_token(
     let token = keys.issue(subject, &scopes, ttl, chrono::Utc::now().timestamp())?;
     println!("{token}");
     Ok(())
+}
+
+/// The settings of `dir` and the environment, and the data directory: `--data-dir`, else
+/// the settings' own.
+fn settings_for(
+    dir: Option<&std::path::Path>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<(Settings, PathBuf)> {
+    let settings = Settings::load(dir, std::env::vars())
+        .map_err(|e| anyhow::anyhow!("invalid settings:\n{e}"))?;
+    let data_dir = data_dir.unwrap_or_else(|| settings.server.data_dir.clone());
+    Ok((settings, data_dir))
+}
+
+/// A `--range` argument.
+fn range_arg(raw: &str) -> anyhow::Result<jenkins_autopilot::analytics::Range> {
+    jenkins_autopilot::analytics::Range::parse(raw, jenkins_autopilot::domain::Timestamp::now())
+        .map_err(|e| anyhow::anyhow!("--range {e}"))
+}
+
+/// Runs `f` with the store of these settings, on a runtime of its own; the store is
+/// closed afterwards whatever `f` returned.
+fn with_store<T>(
+    settings: &Settings,
+    data_dir: &std::path::Path,
+    f: impl AsyncFnOnce(&jenkins_autopilot::store::Store) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let store = jenkins_autopilot::store::Store::connect(&settings.database, data_dir).await?;
+        let result = f(&store).await;
+        store.close().await;
+        result
+    })
 }
 
 fn exit_code(result: anyhow::Result<()>) -> ExitCode {
