@@ -1,8 +1,9 @@
 //! Costs over HTTP on a hand-computed history: builds from the webhooks, one with a usage
 //! report, scaling decisions of one pool.
 
-use crate::helpers::{Db, dry_run_decision, pool_settings, spawn_with, statistics_build};
-use jenkins_autopilot::store::Store;
+use crate::helpers::{
+    Db, dry_run_decision, pool_settings, record_decisions, spawn_with, statistics_build,
+};
 use jenkins_autopilot::tokens::Scope;
 use serde_json::{Value, json};
 
@@ -30,18 +31,14 @@ async fn costs_of_a_known_history(db: Db) {
     let app = spawn_with(settings).await;
 
     // The pool: 2 agents from T0, 1 from T0 + 2 h.
-    let store = Store::connect(&app.settings.database, &app.data_dir)
-        .await
-        .unwrap();
-    store
-        .insert_decision(&dry_run_decision(T0, 1, 0, 2))
-        .await
-        .unwrap();
-    store
-        .insert_decision(&dry_run_decision(T0 + 2 * H, 2, 2, 1))
-        .await
-        .unwrap();
-    store.close().await;
+    record_decisions(
+        &app,
+        &[
+            dry_run_decision(T0, 1, 0, 2),
+            dry_run_decision(T0 + 2 * H, 2, 2, 1),
+        ],
+    )
+    .await;
     // A: 1 h on linux, no report: its executor's share, 1 CPU and 2Gi: 0.05 + 0.02.
     statistics_build(&app, "a", 1, "linux", T0, 0, H, "SUCCESS").await;
     // B: 30 min on linux; reported 500m/512Mi requested, 1.5 CPU and 256Mi used:

@@ -3,8 +3,9 @@
 //! API's numbers, the charts have data and size. The screenshot is kept in
 //! target/test-artifacts/dashboard.png.
 
-use crate::helpers::{Db, dry_run_decision, pool_settings, spawn_with, statistics_build};
-use jenkins_autopilot::store::Store;
+use crate::helpers::{
+    Db, dry_run_decision, pool_settings, record_decisions, spawn_with, statistics_build,
+};
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -29,20 +30,18 @@ async fn dashboard(protect: bool) {
     let reader = app.jwt(&[jenkins_autopilot::tokens::Scope::ReportsRead]);
     let now = jenkins_autopilot::domain::Timestamp::now().millis();
     // The pool: 2 agents three days ago, 3 two days ago, 1 a day ago, none for the last hour.
-    let store = Store::connect(&app.settings.database, &app.data_dir)
-        .await
-        .unwrap();
-    for (i, (ago, from, to)) in [(72, 0, 2), (48, 2, 3), (24, 3, 1), (1, 1, 0)]
+    let decisions: Vec<_> = [(72, 0, 2), (48, 2, 3), (24, 3, 1), (1, 1, 0)]
         .into_iter()
         .enumerate()
-    {
-        let at = now - ago * H;
-        let mut d = dry_run_decision(at, i as i64, from, to);
-        d.inputs = json!({"busy_executors": to.min(2), "queued": 1,
-            "forecast": {"value": 1.5 + i as f64, "target_at": at + 60_000, "acting": false}});
-        store.insert_decision(&d).await.unwrap();
-    }
-    store.close().await;
+        .map(|(i, (ago, from, to))| {
+            let at = now - ago * H;
+            let mut d = dry_run_decision(at, i as i64, from, to);
+            d.inputs = json!({"busy_executors": to.min(2), "queued": 1,
+                "forecast": {"value": 1.5 + i as f64, "target_at": at + 60_000, "acting": false}});
+            d
+        })
+        .collect();
+    record_decisions(&app, &decisions).await;
     // Builds over the last three days; one failed, one waited 10 minutes.
     for n in 1..=6u64 {
         let start = now - (70 - 10 * n as i64) * H;

@@ -382,6 +382,20 @@ pub fn dry_run_decision(
     }
 }
 
+/// Records scaling decisions straight into the app's store, as if its pools had made them.
+pub async fn record_decisions(
+    app: &TestApp,
+    decisions: &[jenkins_autopilot::store::DecisionRecord],
+) {
+    let store = jenkins_autopilot::store::Store::connect(&app.settings.database, &app.data_dir)
+        .await
+        .unwrap();
+    for d in decisions {
+        store.insert_decision(d).await.unwrap();
+    }
+    store.close().await;
+}
+
 /// Test settings with controller `prod` (nothing listening: its pools' reconciles hold)
 /// and pool `linux` (1 executor, 1 CPU and 2Gi agents), reconciling hourly.
 pub async fn pool_settings(db: Db) -> (Settings, tempfile::TempDir) {

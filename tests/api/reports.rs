@@ -1,7 +1,8 @@
 //! The performance report on a known data set: every field, every format, and the CLI.
 
-use crate::helpers::{Db, TestApp, dry_run_decision, pool_settings, spawn_with, statistics_build};
-use jenkins_autopilot::store::Store;
+use crate::helpers::{
+    Db, TestApp, dry_run_decision, pool_settings, record_decisions, spawn_with, statistics_build,
+};
 use serde_json::{Value, json};
 
 const H: i64 = 3_600_000;
@@ -11,22 +12,15 @@ const T0: i64 = 1_790_000_000_000;
 async fn known_app(db: Db) -> (TestApp, tempfile::TempDir) {
     let (settings, dir) = pool_settings(db).await;
     let app = spawn_with(settings).await;
-    let store = Store::connect(&app.settings.database, &app.data_dir)
-        .await
-        .unwrap();
-    store
-        .insert_decision(&dry_run_decision(T0, 1, 0, 2))
-        .await
-        .unwrap();
-    store
-        .insert_decision(&dry_run_decision(T0 + 24 * H, 2, 2, 1))
-        .await
-        .unwrap();
-    store
-        .insert_decision(&dry_run_decision(T0 + 25 * H, 3, 1, 1))
-        .await
-        .unwrap();
-    store.close().await;
+    record_decisions(
+        &app,
+        &[
+            dry_run_decision(T0, 1, 0, 2),
+            dry_run_decision(T0 + 24 * H, 2, 2, 1),
+            dry_run_decision(T0 + 25 * H, 3, 1, 1),
+        ],
+    )
+    .await;
     // The range before: app #1 and #2, 100 s each after 10 s in the queue.
     statistics_build(
         &app,
