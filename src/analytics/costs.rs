@@ -125,10 +125,11 @@ pub fn pool_of<'a>(
 pub fn price_build(settings: &Settings, b: &PricedBuild) -> (Breakdown, &'static str) {
     let (requests, source) = match b.requests {
         Some(r) => (r, "report"),
-        None => match unreported_requests(settings, &b.controller, b.label.as_deref()) {
-            (r, true) => (r, "pool"),
-            (r, false) => (r, "default"),
-        },
+        None => {
+            let pool = pool_of(&settings.scaling.pools, &b.controller, b.label.as_deref());
+            let source = if pool.is_some() { "pool" } else { "default" };
+            (unreported_requests(settings, pool.map(|(_, p)| p)), source)
+        }
     };
     (
         cost::build_cost(&settings.cost.prices, requests, b.usage, b.duration_ms),
@@ -136,22 +137,21 @@ pub fn price_build(settings: &Settings, b: &PricedBuild) -> (Breakdown, &'static
     )
 }
 
-/// The requests an unreported build of this controller and label is priced at, and
-/// whether they came from a pool.
+/// The requests a build without a usage report is priced at: its executor's share of its
+/// pool's agent, or the default outside every pool.
 fn unreported_requests(
     settings: &Settings,
-    controller: &str,
-    label: Option<&str>,
-) -> (crate::profiles::rules::Resources, bool) {
-    match pool_of(&settings.scaling.pools, controller, label) {
-        Some((_, p)) => (cost::executor_share(&p.agent, p.executors_per_agent), true),
-        None => (settings.cost.default_build, false),
+    pool: Option<&PoolSettings>,
+) -> crate::profiles::rules::Resources {
+    match pool {
+        Some(p) => cost::executor_share(&p.agent, p.executors_per_agent),
+        None => settings.cost.default_build,
     }
 }
 
-/// Prices one group of builds.
-pub fn price_group(settings: &Settings, g: &BuildGroup) -> Breakdown {
-    let (requests, _) = unreported_requests(settings, &g.controller, g.label.as_deref());
+/// Prices one group of builds, which ran in `pool` (`None`: outside every pool).
+fn price_group(settings: &Settings, g: &BuildGroup, pool: Option<&PoolSettings>) -> Breakdown {
+    let requests = unreported_requests(settings, pool);
     cost::group_cost(
         &settings.cost.prices,
         requests,
@@ -185,9 +185,12 @@ async fn costly_builds(
         .scaling
         .pools
         .values()
-        .map(|p| cost::executor_share(&p.agent, p.executors_per_agent))
-        .chain([settings.cost.default_build])
-        .map(|r| cost::build_cost(prices, r, None, 3_600_000).total())
+        .map(Some)
+        .chain([None])
+        .map(|pool| {
+            let r = unreported_requests(settings, pool);
+            cost::build_cost(prices, r, None, 3_600_000).total()
+        })
         .fold(0.0, f64::max);
     let min_ms = if rate > 0.0 {
         (threshold / rate * 3_600_000.0).floor() as i64
@@ -272,9 +275,9 @@ async fn cost_of(
     let mut priced_by = PricedBy::default();
     let mut count = 0;
     for g in build_groups.iter().copied() {
-        let c = price_group(settings, g);
-        count += g.builds;
         let pool = pool_of(&settings.scaling.pools, &g.controller, g.label.as_deref());
+        let c = price_group(settings, g, pool.map(|(_, p)| p));
+        count += g.builds;
         priced_by.report += g.builds - g.unreported;
         if pool.is_some() {
             priced_by.pool += g.unreported;
