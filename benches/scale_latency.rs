@@ -78,6 +78,7 @@ fn main() {
                 predictive: Default::default(),
                 exact_sizes: false,
  agent: Default::default(),
+                warm: Default::default(),
             },
         );
         println!(

@@ -297,6 +297,91 @@ pub struct PoolSettings {
     /// What one agent pod requests (priced by the cost model); default 1 CPU, 2Gi.
     #[serde(default)]
     pub agent: crate::cost::Shape,
+    /// Warm capacity (`policy: warm`): the budget and the most idle agents kept.
+    #[serde(default)]
+    pub warm: WarmSettings,
+}
+
+impl PoolSettings {
+    /// The sizing rules `scaling::decide` runs for this pool: the one place they are built.
+    /// A `warm` pool's scale-down stabilization window is zero: its budget decides which
+    /// idle agents stay.
+    pub fn scale_policy(&self) -> crate::scaling::ScalePolicy {
+        let mut behavior = self.behavior.clone();
+        if self.policy == crate::scaling::PolicyName::Warm {
+            behavior.scale_down.stabilization_window = Duration::ZERO;
+        }
+        crate::scaling::ScalePolicy {
+            policy: self.policy,
+            executors_per_agent: self.executors_per_agent.max(1),
+            min: self.min,
+            max: self.max,
+            idle_headroom: self.idle_headroom,
+            behavior,
+            keep_idle_ms: 0,
+        }
+    }
+
+    /// The warm settings as the plan reads them, with the pool's pod start-up.
+    pub fn warm_policy(&self, pod_startup: Duration) -> crate::scaling::warm::WarmPolicy {
+        crate::scaling::warm::WarmPolicy {
+            budget: self.warm.budget / 100.0,
+            max_idle: self.warm.max_idle,
+            window_ms: self.warm.window.as_millis().max(1) as i64,
+            startup_ms: pod_startup.as_millis() as i64,
+            executors_per_agent: self.executors_per_agent.max(1),
+        }
+    }
+}
+
+/// How a `warm` pool spends on idle agents.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WarmSettings {
+    /// Idle agent-hours allowed over the pool's busy agent-hours, as a percentage
+    /// (`25%` or `25`), enforced over `window`.
+    #[serde(deserialize_with = "percent")]
+    pub budget: f64,
+    /// Most idle agents kept ready.
+    pub max_idle: u32,
+    /// The rolling window the budget is enforced over.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+}
+
+impl Default for WarmSettings {
+    fn default() -> Self {
+        Self {
+            budget: 25.0,
+            max_idle: 10,
+            window: Duration::from_secs(7 * 86_400),
+        }
+    }
+}
+
+/// A percentage written `25%` or `25`, from 0 to 1000.
+fn percent<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(f64),
+        Text(String),
+    }
+    let v = match Raw::deserialize(d)? {
+        Raw::Number(n) => n,
+        Raw::Text(t) => t
+            .trim()
+            .trim_end_matches('%')
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| serde::de::Error::custom(format!("{t:?} is not a percentage")))?,
+    };
+    if !(0.0..=1000.0).contains(&v) {
+        return Err(serde::de::Error::custom(format!(
+            "{v} is not a percentage from 0 to 1000"
+        )));
+    }
+    Ok(v)
 }
 
 /// How a pool uses its demand forecast.

@@ -33,34 +33,7 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Replay a trace of real builds against scaling policies.
-    Simulate {
-        /// Trace CSV: queued_at, job, label, duration_s (optional result, cpu_millicores, memory_mib).
-        #[arg(long)]
-        trace: PathBuf,
-        /// Pool settings YAML (executors_per_agent, min, max, idle_headroom, behavior, prices);
-        /// default: a pool's defaults.
-        #[arg(long)]
-        pool_config: Option<PathBuf>,
-        /// Replay only this label's builds.
-        #[arg(long)]
-        label: Option<String>,
-        /// The policy to replay: queue (default), seed-queue-half, per-build, oracle, static:N.
-        #[arg(long, default_value = "queue")]
-        policy: String,
-        /// Replay several policies side by side; without a list: static:N (N = the oracle's
-        /// peak), seed-queue-half, queue, per-build, oracle.
-        #[arg(long, num_args = 0.., value_delimiter = ',')]
-        compare: Option<Vec<String>>,
-        /// Seconds from a pod's creation to its agent being ready.
-        #[arg(long, default_value_t = 60)]
-        pod_startup: u64,
-        /// The controller's reconcile period, seconds.
-        #[arg(long, default_value_t = 10)]
-        reconcile: u64,
-        /// table or json.
-        #[arg(long, default_value = "table")]
-        format: String,
-    },
+    Simulate(SimulateArgs),
     /// Forecast demand: train a model, backtest it, or predict.
     Forecast {
         #[command(subcommand)]
@@ -121,6 +94,40 @@ enum Command {
         /// Directory of YAML settings (default ./ci-cd-integration).
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    /// Trace CSV: queued_at, job, label, duration_s (optional result, cpu_millicores, memory_mib).
+    #[arg(long)]
+    trace: PathBuf,
+    /// Pool settings YAML (executors_per_agent, min, max, idle_headroom, behavior, prices);
+    /// default: a pool's defaults.
+    #[arg(long)]
+    pool_config: Option<PathBuf>,
+    /// Replay only this label's builds.
+    #[arg(long)]
+    label: Option<String>,
+    /// The policy to replay: queue (default), seed-queue-half, per-build, oracle, static:N.
+    #[arg(long, default_value = "queue")]
+    policy: String,
+    /// Replay several policies side by side; without a list: static:N (N = the oracle's
+    /// peak), seed-queue-half, queue, per-build, oracle.
+    #[arg(long, num_args = 0.., value_delimiter = ',')]
+    compare: Option<Vec<String>>,
+    /// Sweep each family's knob on the trace (window 0-240 min, keep-idle 10-120 min,
+    /// headroom 1-2, warm budget 5-100 %): agent-hours against builds started at once.
+    #[arg(long, conflicts_with = "compare")]
+    frontier: bool,
+    /// Seconds from a pod's creation to its agent being ready.
+    #[arg(long, default_value_t = 60)]
+    pod_startup: u64,
+    /// The controller's reconcile period, seconds.
+    #[arg(long, default_value_t = 10)]
+    reconcile: u64,
+    /// table or json.
+    #[arg(long, default_value = "table")]
+    format: String,
 }
 
 #[derive(clap::Args)]
@@ -418,25 +425,7 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
-        Command::Simulate {
-            trace,
-            pool_config,
-            label,
-            policy,
-            compare,
-            pod_startup,
-            reconcile,
-            format,
-        } => exit_code(simulate(
-            trace,
-            pool_config,
-            label,
-            policy,
-            compare,
-            pod_startup,
-            reconcile,
-            &format,
-        )),
+        Command::Simulate(args) => exit_code(simulate(args)),
         Command::Forecast { action } => exit_code(forecast(action)),
         Command::Report {
             range,
@@ -582,17 +571,19 @@ fn main() -> ExitCode {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn simulate(
-    trace: PathBuf,
-    pool_config: Option<PathBuf>,
-    label: Option<String>,
-    policy: String,
-    compare: Option<Vec<String>>,
-    pod_startup: u64,
-    reconcile: u64,
-    format: &str,
-) -> anyhow::Result<()> {
+fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    let SimulateArgs {
+        trace,
+        pool_config,
+        label,
+        policy,
+        compare,
+        frontier,
+        pod_startup,
+        reconcile,
+        format,
+    } = args;
+    let format = format.as_str();
     use anyhow::Context;
     use jenkins_autopilot::sim::{self, SimPolicy};
     use std::time::Duration;
@@ -619,6 +610,21 @@ fn simulate(
     }
     let startup = Duration::from_secs(pod_startup);
     let period = Duration::from_secs(reconcile.max(1));
+    if frontier {
+        let progress =
+            indicatif::ProgressBar::new((builds.len() * (sim::FRONTIER.len() + 1)) as u64);
+        let f = sim::frontier(&builds, &settings, startup, period, &progress);
+        if format == "json" {
+            println!("{}", serde_json::to_string_pretty(&f)?);
+        } else {
+            println!(
+                "{} builds, pod start-up {pod_startup} s, reconcile every {reconcile} s",
+                builds.len()
+            );
+            print!("{}", sim::frontier_table(&f));
+        }
+        return Ok(());
+    }
     let policies: Vec<SimPolicy> = match compare {
         None => {
             vec![SimPolicy::parse(&policy).with_context(|| format!("unknown policy {policy:?}"))?]

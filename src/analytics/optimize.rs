@@ -168,6 +168,7 @@ fn config_for(p: &PoolSettings, v: &Variant, settings: &Settings) -> SimConfig {
             max_depth: 10,
             seed: 42,
         },
+        warm_max_idle: p.warm.max_idle,
     }
 }
 

@@ -173,14 +173,10 @@ pub fn start(
         let worker = PoolWorker {
             name: name.clone(),
             settings: pool.clone(),
-            policy: ScalePolicy {
-                policy: pool.policy,
-                executors_per_agent: pool.executors_per_agent,
-                min: pool.min,
-                max: pool.max,
-                idle_headroom: pool.idle_headroom,
-                behavior: pool.behavior.clone(),
-            },
+            policy: pool.scale_policy(),
+            warm: (pool.policy == super::PolicyName::Warm).then(|| {
+                super::warm_live::LiveWarm::new(pool.warm_policy(settings.scaling.pod_startup))
+            }),
             controller: ControllerName::parse(&pool.controller).context("controller name")?,
             jenkins,
             kube: kube.clone(),
@@ -233,6 +229,8 @@ struct PoolWorker {
     metrics: Metrics,
     views: Arc<RwLock<BTreeMap<String, PoolView>>>,
     history: History,
+    /// A `warm` pool's model, ledger and history.
+    warm: Option<super::warm_live::LiveWarm>,
     /// In dry-run the replicas are never read from a cluster: the last decision stands in.
     dry_run_replicas: Option<u32>,
     seq: Arc<AtomicI64>,
@@ -410,15 +408,35 @@ impl PoolWorker {
             }),
             _ => 0,
         };
+        let busy_agents = busy_nodes.len() as u32;
+        let warm = match self.warm.as_mut() {
+            Some(w) => {
+                let label = self.settings.label.clone();
+                Some(
+                    w.plan(
+                        &self.store,
+                        &self.controller,
+                        |l| demand::label_matches(l, &label),
+                        now,
+                        current,
+                        busy_agents,
+                    )
+                    .await,
+                )
+            }
+            None => None,
+        };
         let snapshot = PoolSnapshot {
             queued: queue.queued,
             busy_executors: jenkins.label.busy_executors,
             idle_executors: jenkins.label.idle_executors,
-            busy_agents: busy_nodes.len() as u32,
+            busy_agents,
             ready_agents: ready,
             pending_agents: pending,
             current_replicas: current,
             forecast_extra,
+            warm_agents: warm.as_ref().map_or(0, |w| w.agents),
+            idle_since_ms: Vec::new(),
             signals: self.signals(pool.as_ref(), now).await,
             history: self.history.clone(),
         };
@@ -427,6 +445,9 @@ impl PoolWorker {
         let mut inputs = inputs_json(&snapshot, &queue, &busy_nodes);
         let scored = self.score_signals(&snapshot);
         inputs["signals"] = scored.clone();
+        if let Some(w) = &warm {
+            inputs["warm"] = serde_json::to_value(w).unwrap_or_default();
+        }
         if let Some(f) = &forecast {
             inputs["forecast"] =
                 serde_json::json!({"value": f.value, "target_at": f.target_at, "acting": f.acting});
@@ -504,9 +525,8 @@ impl PoolWorker {
         let mine: Vec<(i64, i64)> = spans
             .into_iter()
             .filter(|(l, _, _)| {
-                l.as_deref().is_some_and(|l| {
-                    demand::same_label(l, label) || l.split_whitespace().any(|a| a == label)
-                })
+                l.as_deref()
+                    .is_some_and(|l| demand::label_matches(l, label))
             })
             .map(|(_, start, end)| (start, end.unwrap_or(now.millis() + STEP_MS)))
             .collect();

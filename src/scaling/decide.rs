@@ -17,6 +17,12 @@ pub enum PolicyName {
     Hpa,
     /// Multi-metric, the seed's weighted scorer.
     Weighted,
+    /// Busy plus queued executors, in agents, plus the idle agents worth keeping warm
+    /// under the pool's budget (`scaling::warm`).
+    Warm,
+    /// Busy plus queued executors, in agents, plus every idle agent idle for less than
+    /// `keep_idle` (the Kubernetes plugin's `idleMinutes`), for comparison.
+    KeepIdle,
 }
 
 /// A pool's sizing rules.
@@ -30,6 +36,8 @@ pub struct ScalePolicy {
     /// Idle agents kept ready beyond the demand.
     pub idle_headroom: u32,
     pub behavior: Behavior,
+    /// `keep-idle`: how long an idle agent is kept after its last build.
+    pub keep_idle_ms: i64,
 }
 
 /// What the controller saw of one pool at one instant.
@@ -49,6 +57,10 @@ pub struct PoolSnapshot {
     pub current_replicas: u32,
     /// Extra executors a forecast asks for (0 when forecasting is off).
     pub forecast_extra: u32,
+    /// Idle agents the warm policy keeps beyond the demand (`warm` only).
+    pub warm_agents: u32,
+    /// When each idle, ready agent became idle (epoch ms), for `keep-idle`.
+    pub idle_since_ms: Vec<i64>,
     /// Multi-metric signals, for the `hpa` and `weighted` policies.
     #[serde(skip)]
     pub signals: Vec<super::multi_metric::Signal>,
@@ -103,20 +115,33 @@ pub struct ScaleDecision {
 pub fn decide(snapshot: &PoolSnapshot, policy: &ScalePolicy, now: Timestamp) -> ScaleDecision {
     let per_agent = policy.executors_per_agent.max(1);
     let (raw, mut rule, mut reason) = match policy.policy {
-        PolicyName::Queue => {
+        PolicyName::Queue | PolicyName::Warm | PolicyName::KeepIdle => {
             let demand = snapshot.busy_executors + snapshot.queued + snapshot.forecast_extra;
-            let agents = demand.div_ceil(per_agent) + policy.idle_headroom;
-            (
-                agents,
-                Rule::Demand,
-                format!(
-                    "ceil(({} busy + {} queued + {} forecast) / {per_agent}) + {} headroom = {agents}",
-                    snapshot.busy_executors,
-                    snapshot.queued,
-                    snapshot.forecast_extra,
-                    policy.idle_headroom
+            let (extra, what) = match policy.policy {
+                PolicyName::Warm => (snapshot.warm_agents, "warm"),
+                PolicyName::KeepIdle => (
+                    snapshot
+                        .idle_since_ms
+                        .iter()
+                        .filter(|&&since| now.millis() - since < policy.keep_idle_ms)
+                        .count() as u32,
+                    "kept idle",
                 ),
-            )
+                _ => (0, "warm"),
+            };
+            let agents = demand.div_ceil(per_agent) + policy.idle_headroom + extra;
+            let mut reason = format!(
+                "ceil(({} busy + {} queued + {} forecast) / {per_agent}) + {} headroom",
+                snapshot.busy_executors,
+                snapshot.queued,
+                snapshot.forecast_extra,
+                policy.idle_headroom
+            );
+            if policy.policy != PolicyName::Queue {
+                reason.push_str(&format!(" + {extra} {what}"));
+            }
+            reason.push_str(&format!(" = {agents}"));
+            (agents, Rule::Demand, reason)
         }
         PolicyName::SeedQueueHalf => {
             let agents = (snapshot.queued / 2).clamp(1, 10);
@@ -211,6 +236,7 @@ mod tests {
             max: 20,
             idle_headroom: 0,
             behavior,
+            keep_idle_ms: 0,
         }
     }
 

@@ -34,6 +34,12 @@ pub fn same_label(a: &str, b: &str) -> bool {
         .eq(b.chars().filter(|c| !c.is_whitespace()))
 }
 
+/// Whether a build that ran on `built` (a label expression or a node's labels,
+/// space-separated) belongs to the pool of `label`.
+pub fn label_matches(built: &str, label: &str) -> bool {
+    same_label(built, label) || built.split_whitespace().any(|a| a == label)
+}
+
 /// Counts the items waiting for `label`. Only items Jenkins lists now count (Jenkins is
 /// authoritative for what is queued); webhooks only add what Jenkins does not say.
 pub fn queued_for_label(

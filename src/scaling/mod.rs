@@ -6,6 +6,8 @@ pub mod controller;
 pub mod decide;
 pub mod demand;
 pub mod multi_metric;
+pub mod warm;
+pub mod warm_live;
 
 pub use behavior::{Behavior, History, PolicyKind, RatePolicy, ScalingRules, SelectPolicy};
 pub use decide::{PolicyName, PoolSnapshot, Rule, ScaleDecision, ScalePolicy, decide};

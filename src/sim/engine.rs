@@ -6,9 +6,11 @@
 //! busy one.
 
 use crate::domain::Timestamp;
+use crate::scaling::warm::{WarmPolicy, WarmState};
 use crate::scaling::{Behavior, History, PolicyName, PoolSnapshot, ScalePolicy, decide};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
+use std::time::Duration;
 
 /// The pool's configuration for a replay.
 #[derive(Debug, Clone)]
@@ -26,17 +28,28 @@ pub struct SimConfig {
     pub agent_hour_price: f64,
     /// The forest the predictive policy trains.
     pub forecast_params: crate::forecast::ModelParams,
+    /// Most idle agents the warm policy keeps.
+    pub warm_max_idle: u32,
 }
 
 /// Which sizing to replay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SimPolicy {
     /// A fixed number of agents, always ready.
     Static(u32),
     /// The seed's rule through `decide`.
     SeedQueueHalf,
-    /// The reactive queue policy through `decide` (the default).
+    /// The reactive queue policy through `decide` (the default), with the pool's behaviour.
     Queue,
+    /// The queue policy with this scale-down stabilization window, in minutes.
+    Window(u32),
+    /// The Kubernetes plugin's `idleMinutes`: each agent is kept this many minutes after
+    /// its last build (no stabilization window).
+    KeepIdle(u32),
+    /// The queue policy with this many idle agents always kept beyond the demand.
+    Headroom(u32),
+    /// Warm capacity under this budget, in percent of busy agent-hours.
+    Warm(u32),
     /// The Kubernetes plugin's model: one pod per build, each waiting the start-up.
     PerBuild,
     /// Knows the future: no build waits, and agents are exactly the running builds'
@@ -53,6 +66,7 @@ pub enum SimPolicy {
 
 impl SimPolicy {
     pub fn parse(raw: &str) -> Option<Self> {
+        let arg = |prefix: &str| raw.strip_prefix(prefix).and_then(|n| n.parse().ok());
         match raw {
             "seed-queue-half" => Some(Self::SeedQueueHalf),
             "queue" => Some(Self::Queue),
@@ -60,10 +74,12 @@ impl SimPolicy {
             "oracle" => Some(Self::Oracle),
             "predictive" => Some(Self::Predictive),
             "multi-metric" => Some(Self::MultiMetric),
-            _ => raw
-                .strip_prefix("static:")
-                .and_then(|n| n.parse().ok())
-                .map(Self::Static),
+            _ => arg("static:")
+                .map(Self::Static)
+                .or_else(|| arg("window:").map(Self::Window))
+                .or_else(|| arg("keep-idle:").map(Self::KeepIdle))
+                .or_else(|| arg("headroom:").map(Self::Headroom))
+                .or_else(|| arg("warm:").map(Self::Warm)),
         }
     }
 
@@ -72,10 +88,53 @@ impl SimPolicy {
             Self::Static(n) => format!("static:{n}"),
             Self::SeedQueueHalf => "seed-queue-half".into(),
             Self::Queue => "queue".into(),
+            Self::Window(m) => format!("window:{m}"),
+            Self::KeepIdle(m) => format!("keep-idle:{m}"),
+            Self::Headroom(n) => format!("headroom:{n}"),
+            Self::Warm(b) => format!("warm:{b}"),
             Self::PerBuild => "per-build".into(),
             Self::Oracle => "oracle".into(),
             Self::Predictive => "predictive".into(),
             Self::MultiMetric => "multi-metric".into(),
+        }
+    }
+
+    /// The scaling policy `decide` runs for this replay policy.
+    fn scale_policy(self, cfg: &SimConfig) -> ScalePolicy {
+        let mut behavior = cfg.behavior.clone();
+        let mut idle_headroom = cfg.idle_headroom;
+        let mut keep_idle_ms = 0;
+        let policy = match self {
+            Self::SeedQueueHalf => PolicyName::SeedQueueHalf,
+            Self::MultiMetric => PolicyName::Hpa,
+            Self::Warm(_) => {
+                // The budget decides which idle agents stay, not a window.
+                behavior.scale_down.stabilization_window = Duration::ZERO;
+                PolicyName::Warm
+            }
+            Self::Window(m) => {
+                behavior.scale_down.stabilization_window = Duration::from_secs(u64::from(m) * 60);
+                PolicyName::Queue
+            }
+            Self::KeepIdle(m) => {
+                behavior.scale_down.stabilization_window = Duration::ZERO;
+                keep_idle_ms = i64::from(m) * 60_000;
+                PolicyName::KeepIdle
+            }
+            Self::Headroom(n) => {
+                idle_headroom = n;
+                PolicyName::Queue
+            }
+            _ => PolicyName::Queue,
+        };
+        ScalePolicy {
+            policy,
+            executors_per_agent: cfg.executors_per_agent.max(1),
+            min: cfg.min,
+            max: cfg.max,
+            idle_headroom,
+            behavior,
+            keep_idle_ms,
         }
     }
 }
@@ -117,6 +176,35 @@ struct Agent {
     ready_at: i64,
     removed_at: Option<i64>,
     busy: u32,
+    /// When the agent last became idle (or ready).
+    idle_since: i64,
+}
+
+/// What the warm policy keeps in a replay: the live pool's state, and the history it
+/// would read from its store (the builds arrived and finished so far).
+struct WarmSim {
+    policy: WarmPolicy,
+    state: WarmState,
+    /// Every build's queue time, in order; the first `arrived` have happened.
+    times: Vec<i64>,
+    arrived: usize,
+    /// Finishes so far, in order.
+    finishes: Vec<i64>,
+}
+
+impl WarmSim {
+    fn decide(&mut self, now: i64, current: u32, busy_agents: u32) -> u32 {
+        self.state
+            .plan(
+                now,
+                current,
+                busy_agents,
+                &self.times[..self.arrived],
+                &self.finishes,
+                &self.policy,
+            )
+            .agents
+    }
 }
 
 /// Replays `builds` (sorted by queue time) under `policy`.
@@ -177,6 +265,9 @@ fn reactive(builds: &[SimBuild], policy: SimPolicy, cfg: &SimConfig) -> SimOutco
     };
     let mut pool = Pool::new(builds, policy, cfg, start);
     let reconciles = !matches!(policy, SimPolicy::Static(_));
+    // Warm capacity may start agents while nothing runs: its reconciles pause only once
+    // every build has arrived.
+    let warm = pool.warm.is_some();
     for (i, b) in builds.iter().enumerate() {
         pool.heap.push(Reverse((b.queued_at, Event::Arrival(i))));
     }
@@ -187,6 +278,9 @@ fn reactive(builds: &[SimBuild], policy: SimPolicy, cfg: &SimConfig) -> SimOutco
             Event::Arrival(i) => {
                 pool.queue.push_back(i);
                 pool.recent_arrivals.push_back(now);
+                if let Some(w) = pool.warm.as_mut() {
+                    w.arrived += 1;
+                }
                 pool.start_builds(now);
                 if reconciles {
                     // A queue webhook reconciles at once; the periodic reconcile resumes.
@@ -202,6 +296,12 @@ fn reactive(builds: &[SimBuild], policy: SimPolicy, cfg: &SimConfig) -> SimOutco
             Event::Finish(k) => {
                 let a = pool.running_on[pool.finish_of[k]];
                 pool.agents[a].busy -= 1;
+                if pool.agents[a].busy == 0 {
+                    pool.agents[a].idle_since = now;
+                }
+                if let Some(w) = pool.warm.as_mut() {
+                    w.finishes.push(now);
+                }
                 pool.running -= 1;
                 pool.start_builds(now);
             }
@@ -209,7 +309,8 @@ fn reactive(builds: &[SimBuild], policy: SimPolicy, cfg: &SimConfig) -> SimOutco
                 let rest = pool.reconcile(now);
                 // Stop ticking once the pool is idle and at the size its demand asks for:
                 // nothing changes until the next arrival, which resumes the ticks.
-                if pool.running == 0 && pool.queue.is_empty() && rest {
+                let more = warm && pool.warm.as_ref().is_some_and(|w| w.arrived < builds.len());
+                if pool.running == 0 && pool.queue.is_empty() && rest && !more {
                     ticking = false;
                 } else {
                     pool.heap
@@ -247,6 +348,7 @@ struct Pool<'a> {
     /// (start, wait) of builds started in the last five minutes, for the wait signal.
     recent_waits: VecDeque<(i64, i64)>,
     multi_metric: bool,
+    warm: Option<WarmSim>,
 }
 
 impl<'a> Pool<'a> {
@@ -262,24 +364,14 @@ impl<'a> Pool<'a> {
                 ready_at: start,
                 removed_at: None,
                 busy: 0,
+                idle_since: start,
             })
             .collect();
         Self {
             builds,
             cfg,
             per,
-            policy: ScalePolicy {
-                policy: match policy {
-                    SimPolicy::SeedQueueHalf => PolicyName::SeedQueueHalf,
-                    SimPolicy::MultiMetric => PolicyName::Hpa,
-                    _ => PolicyName::Queue,
-                },
-                executors_per_agent: per,
-                min: cfg.min,
-                max: cfg.max,
-                idle_headroom: cfg.idle_headroom,
-                behavior: cfg.behavior.clone(),
-            },
+            policy: policy.scale_policy(cfg),
             history: History::default(),
             heap: BinaryHeap::new(),
             live: (0..agents.len()).collect(),
@@ -307,6 +399,22 @@ impl<'a> Pool<'a> {
             recent_arrivals: VecDeque::new(),
             recent_waits: VecDeque::new(),
             multi_metric: policy == SimPolicy::MultiMetric,
+            warm: match policy {
+                SimPolicy::Warm(budget) => Some(WarmSim {
+                    policy: WarmPolicy {
+                        budget: f64::from(budget) / 100.0,
+                        max_idle: cfg.warm_max_idle,
+                        window_ms: 7 * 86_400_000,
+                        startup_ms: cfg.pod_startup_ms,
+                        executors_per_agent: cfg.executors_per_agent.max(1),
+                    },
+                    state: WarmState::default(),
+                    times: builds.iter().map(|b| b.queued_at).collect(),
+                    arrived: 0,
+                    finishes: Vec::new(),
+                }),
+                _ => None,
+            },
         }
     }
 
@@ -360,15 +468,29 @@ impl<'a> Pool<'a> {
         let forecast_extra = forecast.map_or(0, |f| {
             (f.round() as u32).saturating_sub(busy_executors + queued)
         });
+        let busy_agents = self.live.iter().filter(|&&i| agents[i].busy > 0).count() as u32;
+        let idle_since_ms: Vec<i64> = self
+            .live
+            .iter()
+            .filter(|&&i| agents[i].ready_at <= now && agents[i].busy == 0)
+            .map(|&i| agents[i].idle_since)
+            .collect();
+        let keep_idle_empty = idle_since_ms.is_empty();
+        let warm_agents = self
+            .warm
+            .as_mut()
+            .map_or(0, |w| w.decide(now, current, busy_agents));
         let snapshot = PoolSnapshot {
             queued,
             busy_executors,
             idle_executors,
-            busy_agents: self.live.iter().filter(|&&i| agents[i].busy > 0).count() as u32,
+            busy_agents,
             ready_agents: ready,
             pending_agents: current - ready,
             current_replicas: current,
             forecast_extra,
+            warm_agents,
+            idle_since_ms,
             signals: if self.multi_metric {
                 self.signals(now)
             } else {
@@ -388,6 +510,7 @@ impl<'a> Pool<'a> {
                     ready_at,
                     removed_at: None,
                     busy: 0,
+                    idle_since: ready_at,
                 });
                 self.live.push(self.agents.len() - 1);
                 self.heap
@@ -405,11 +528,14 @@ impl<'a> Pool<'a> {
                 .iter()
                 .copied()
                 .filter(|&i| agents[i].ready_at > now);
-            let idle = self
+            // Idle agents longest idle first.
+            let mut idle: Vec<usize> = self
                 .live
                 .iter()
                 .copied()
-                .filter(|&i| agents[i].ready_at <= now && agents[i].busy == 0);
+                .filter(|&i| agents[i].ready_at <= now && agents[i].busy == 0)
+                .collect();
+            idle.sort_by_key(|&i| agents[i].idle_since);
             let chosen: Vec<usize> = starting.chain(idle).take(want).collect();
             for &i in &chosen {
                 if self.agents[i].busy > 0 {
@@ -425,7 +551,9 @@ impl<'a> Pool<'a> {
             }
         }
         self.history.record_change(at, current, after);
-        after == current && decision.recommended == current
+        // Agents kept idle for a while leave on a later tick, with no event to wake it.
+        let kept_idle = self.policy.policy == PolicyName::KeepIdle && !keep_idle_empty;
+        after == current && decision.recommended == current && !kept_idle
     }
 
     fn signals(&mut self, now: i64) -> Vec<crate::scaling::multi_metric::Signal> {
@@ -495,6 +623,7 @@ mod tests {
             reconcile_ms: 10_000,
             agent_hour_price: 1.0,
             forecast_params: crate::forecast::ModelParams::default(),
+            warm_max_idle: 10,
         }
     }
 
@@ -566,6 +695,65 @@ mod tests {
     }
 
     #[test]
+    fn keep_idle_keeps_each_agent_its_minutes_after_its_build() {
+        // Two builds on two agents ending at 160 s and 260 s; kept 10 minutes each.
+        let out = replay(&[b(0, 100), b(0, 200)], SimPolicy::KeepIdle(10), &cfg());
+        assert_eq!(out.waits_ms, [60_000, 60_000]);
+        // Removed at the first tick 600 s after each went idle (ticks every 10 s from 0).
+        assert_eq!(out.agent_ms, 760_000 + 860_000);
+        // A build 5 minutes after the first finish finds its agent still there.
+        let again = replay(&[b(0, 100), b(460, 10)], SimPolicy::KeepIdle(10), &cfg());
+        assert_eq!(again.waits_ms, [60_000, 0]);
+        let gone = replay(&[b(0, 100), b(900, 10)], SimPolicy::KeepIdle(10), &cfg());
+        assert_eq!(gone.waits_ms, [60_000, 60_000]);
+    }
+
+    #[test]
+    fn warm_capacity_learns_when_builds_come() {
+        // Four weeks of a build every 20 minutes in working hours, each 5 minutes long:
+        // with a budget the pool learns to keep an agent ready then, and no build waits
+        // as often as with no warm capacity.
+        let day = 86_400_000i64;
+        let monday = 1_699_833_600_000i64;
+        let mut builds = Vec::new();
+        for d in 0..28 {
+            if d % 7 >= 5 {
+                continue;
+            }
+            for i in 0..24 {
+                builds.push(SimBuild {
+                    queued_at: monday
+                        + d * day
+                        + 9 * 3_600_000
+                        + i * 20 * 60_000
+                        + (i * 37 % 11) * 1000,
+                    duration: 5 * 60_000,
+                });
+            }
+        }
+        let c = SimConfig { max: 5, ..cfg() };
+        let cold = replay(&builds, SimPolicy::Window(0), &c);
+        let warm = replay(&builds, SimPolicy::Warm(100), &c);
+        let at_once = |o: &SimOutcome| o.waits_ms.iter().filter(|w| **w == 0).count();
+        assert_eq!(at_once(&cold), 0);
+        assert!(
+            at_once(&warm) > builds.len() / 3,
+            "{} of {}",
+            at_once(&warm),
+            builds.len()
+        );
+        assert_eq!(warm.busy_agents_removed, 0);
+        // The budget holds: idle agent-time stays near busy agent-time (100 %) plus
+        // the reactive start-ups.
+        let idle = warm.agent_ms - warm.busy_executor_ms;
+        assert!(
+            idle <= warm.busy_executor_ms * 2,
+            "{idle} idle for {} busy",
+            warm.busy_executor_ms
+        );
+    }
+
+    #[test]
     fn per_build_and_oracle_bounds() {
         let builds = [b(0, 100), b(10, 50), b(500, 20)];
         let pb = replay(&builds, SimPolicy::PerBuild, &cfg());
@@ -577,7 +765,8 @@ mod tests {
         assert_eq!(o.agent_ms, 10_000 + 2 * 50_000 + 40_000 + 20_000);
         let q = replay(&builds, SimPolicy::Queue, &cfg());
         assert!(q.agent_ms >= o.agent_ms);
-        assert!(q.waits_ms.iter().sum::<i64>() >= 0);
+        // No agent is ready before its start-up: the first build waits all of it.
+        assert_eq!(q.waits_ms[0], 60_000);
     }
 
     #[test]
@@ -589,6 +778,10 @@ mod tests {
             SimPolicy::Static(3),
             SimPolicy::MultiMetric,
             SimPolicy::Predictive,
+            SimPolicy::Window(30),
+            SimPolicy::KeepIdle(10),
+            SimPolicy::Headroom(1),
+            SimPolicy::Warm(50),
         ] {
             let out = replay(&builds, p, &cfg());
             assert_eq!(out.busy_agents_removed, 0);

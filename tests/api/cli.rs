@@ -16,6 +16,28 @@ fn check_config(dir: &std::path::Path, env: &[(&str, &str)]) -> (i32, String, St
     )
 }
 
+/// Runs `simulate ARGS --trace TRACE`.
+fn simulate(trace: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"))
+        .arg("simulate")
+        .args(args)
+        .arg("--trace")
+        .arg(trace)
+        .output()
+        .expect("run simulate")
+}
+
+/// Runs `simulate ARGS --format json`; it must succeed.
+fn simulate_json(trace: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let out = simulate(trace, &[args, &["--format", "json"]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn check_config_lists_every_invalid_field_and_fails() {
     let dir = tempfile::tempdir().unwrap();
@@ -88,25 +110,7 @@ fn simulate_compares_policies_on_a_trace_as_json() {
         }
     }
     std::fs::write(&trace, csv).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"))
-        .args([
-            "simulate",
-            "--compare",
-            "--format",
-            "json",
-            "--pod-startup",
-            "60",
-            "--trace",
-        ])
-        .arg(&trace)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = simulate_json(&trace, &["--compare", "--pod-startup", "60"]);
     let p = &v["policies"];
     for name in ["seed-queue-half", "queue", "per-build", "oracle"] {
         let f = &p[name];
@@ -161,26 +165,93 @@ fn simulate_compares_policies_on_a_trace_as_json() {
     );
 
     // One label, one policy, and a bad policy name.
-    let one = std::process::Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"))
-        .args([
-            "simulate", "--label", "arm64", "--policy", "static:1", "--trace",
-        ])
-        .arg(&trace)
-        .output()
-        .unwrap();
+    let one = simulate(&trace, &["--label", "arm64", "--policy", "static:1"]);
     assert!(one.status.success());
     let table = String::from_utf8_lossy(&one.stdout);
     assert!(
         table.contains("static:1") && table.contains("10 builds"),
         "{table}"
     );
-    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"))
-        .args(["simulate", "--policy", "magic", "--trace"])
-        .arg(&trace)
-        .output()
-        .unwrap();
+    let bad = simulate(&trace, &["--policy", "magic"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown policy"));
+}
+
+#[test]
+fn simulate_frontier_sweeps_every_family_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.csv");
+    let mut csv = String::from("queued_at,job,label,duration_s\n");
+    // Three weeks of working days: a build every quarter hour or so from 9 to 17.
+    let monday = 1_699_833_600i64;
+    for d in 0..21 {
+        if d % 7 >= 5 {
+            continue;
+        }
+        for i in 0..32 {
+            let t = monday + d * 86_400 + 9 * 3600 + i * 900 + (i * 131 % 600);
+            csv.push_str(&format!("{t},build,linux,{}\n", 120 + (i % 5) * 60));
+        }
+    }
+    std::fs::write(&trace, csv).unwrap();
+    let v = simulate_json(&trace, &["--frontier"]);
+    let oracle = v["oracle_agent_hours"].as_f64().unwrap();
+    assert!(oracle > 0.0);
+    let points = v["frontier"].as_array().unwrap();
+    let settings: Vec<(String, String)> = points
+        .iter()
+        .map(|p| {
+            (
+                p["family"].as_str().unwrap().to_string(),
+                p["setting"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (family, setting) in [
+        ("window", "0m"),
+        ("window", "240m"),
+        ("keep-idle", "10m"),
+        ("keep-idle", "120m"),
+        ("headroom", "1"),
+        ("headroom", "2"),
+        ("warm", "5%"),
+        ("warm", "100%"),
+    ] {
+        assert!(
+            settings.contains(&(family.to_string(), setting.to_string())),
+            "{family} {setting} in {settings:?}"
+        );
+    }
+    assert_eq!(points.len(), 17);
+    for p in points {
+        assert_eq!(p["busy_agents_removed"], 0, "{p}");
+        let share = p["started_at_once"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&share), "{p}");
+        assert!(p["agent_hours"].as_f64().unwrap() >= oracle - 1e-9, "{p}");
+        assert!(p["wait_p50_s"].is_number() && p["wait_p95_s"].is_number());
+    }
+    let of = |family: &str, setting: &str| {
+        points
+            .iter()
+            .find(|p| p["family"] == family && p["setting"] == setting)
+            .unwrap()
+    };
+    // A longer window costs more and starts more builds at once; two idle agents more
+    // than one.
+    let (w0, w240) = (of("window", "0m"), of("window", "240m"));
+    assert!(w240["agent_hours"].as_f64() > w0["agent_hours"].as_f64());
+    assert!(w240["started_at_once"].as_f64() > w0["started_at_once"].as_f64());
+    assert!(
+        of("headroom", "2")["started_at_once"].as_f64()
+            >= of("headroom", "1")["started_at_once"].as_f64()
+    );
+
+    let table = simulate(&trace, &["--frontier"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("dominated by") && text.contains("keep-idle"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -37,6 +37,7 @@ pub fn pool(label: &str, deployment: &str) -> PoolSettings {
         predictive: jenkins_autopilot::config::PredictiveMode::ForecastOnly,
         exact_sizes: false,
         agent: Default::default(),
+        warm: Default::default(),
     }
 }
 
