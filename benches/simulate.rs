@@ -42,6 +42,9 @@ fn main() {
         SimPolicy::Queue,
         SimPolicy::PerBuild,
         SimPolicy::Oracle,
+        SimPolicy::Window(60),
+        SimPolicy::KeepIdle(30),
+        SimPolicy::Warm(25),
     ];
     println!(
         "simulate: {n} builds over {:.0} days, 4 labels",

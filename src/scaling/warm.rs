@@ -470,12 +470,20 @@ const MIN_BURSTS: usize = 20;
 pub struct WarmState {
     model: Option<ArrivalModel>,
     next_fit_ms: i64,
+    /// Arrivals in the history at the last fit.
+    fitted_arrivals: usize,
     ledger: Ledger,
 }
 
 impl WarmState {
+    /// Whether the pool has an arrival model yet.
+    pub fn has_model(&self) -> bool {
+        self.model.is_some()
+    }
+
     /// One reconcile of a warm pool: books the agents since the last one, refits and
-    /// recalibrates the model once a day on the history before `now`, and decides.
+    /// recalibrates the model once a day on the history before `now` (sooner while the
+    /// history is new), and decides.
     /// `arrivals` and `finishes` are the pool's builds' queue and finish times (epoch
     /// ms, sorted), none after `now`.
     pub fn plan(
@@ -488,8 +496,13 @@ impl WarmState {
         policy: &WarmPolicy,
     ) -> WarmDecision {
         self.ledger.book(now, provisioned, busy, policy.window_ms);
-        if now >= self.next_fit_ms {
+        // Without a model the history is small (fewer bursts than a model needs), so
+        // trying again at every reconcile is cheap; a history that grew by a quarter
+        // (a new install filling up) is refitted at once.
+        let grown = arrivals.len() >= self.fitted_arrivals + self.fitted_arrivals / 4 + 1;
+        if now >= self.next_fit_ms || self.model.is_none() || grown {
             self.next_fit_ms = now + REFIT_MS;
+            self.fitted_arrivals = arrivals.len();
             self.model = ArrivalModel::fit(
                 arrivals,
                 finishes,

@@ -1,5 +1,5 @@
 //! A live `warm` pool's side of [`super::warm`]: its builds' arrivals and finishes read
-//! from the store (at most once a minute), and the state the plan keeps between
+//! from the store (at most once a minute once it has a model), and the state the plan keeps between
 //! reconciles. The decision is the same [`WarmState::plan`] a replay runs.
 
 use super::warm::{WarmDecision, WarmPolicy, WarmState};
@@ -48,10 +48,12 @@ impl LiveWarm {
         provisioned: u32,
         busy: u32,
     ) -> WarmDecision {
-        let stale = self
-            .history
-            .as_ref()
-            .is_none_or(|h| now.millis() - h.read_at >= REREAD_MS);
+        // Until there is a model the history is small: it is read at every reconcile.
+        let stale = !self.state.has_model()
+            || self
+                .history
+                .as_ref()
+                .is_none_or(|h| now.millis() - h.read_at >= REREAD_MS);
         if stale {
             let since = Timestamp::from_millis((now.millis() - HISTORY_MS).max(0)).unwrap_or(now);
             match store.build_spans(controller, since).await {

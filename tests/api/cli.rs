@@ -89,6 +89,37 @@ fn the_settings_in_the_kubernetes_configmap_are_valid() {
 }
 
 #[test]
+fn a_warm_pool_is_checked_field_by_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let pools = |warm: &str| {
+        [
+            "jenkins:",
+            "  controllers:",
+            "    prod: {url: \"https://ci.example.com/\"}",
+            "scaling:",
+            "  pools:",
+            "    linux:",
+            "      controller: prod",
+            "      label: linux",
+            "      namespace: ci",
+            "      deployment: agent-linux",
+            "      policy: warm",
+            &format!("      warm: {warm}"),
+        ]
+        .join("\n")
+    };
+    let file = dir.path().join("jenkins-scaling.yaml");
+    std::fs::write(&file, pools("{budget: 25%, max_idle: 4, window: 3d}")).unwrap();
+    let (code, _, stderr) = check_config(dir.path(), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    std::fs::write(&file, pools("{budget: lots, max_idle: 4, windw: 3d}")).unwrap();
+    let (code, _, stderr) = check_config(dir.path(), &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("warm"), "{stderr}");
+    assert!(stderr.contains("lots"), "{stderr}");
+}
+
+#[test]
 fn the_example_pools_are_valid() {
     let examples =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ci-cd-integration/examples");

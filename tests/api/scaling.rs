@@ -91,6 +91,27 @@ pub async fn eventually(what: &str, timeout: Duration, mut check: impl AsyncFnMu
 }
 
 impl Rig {
+    /// Records finished builds of job `app` on `agent-linux-a` (label `linux`) through
+    /// Statistics Gatherer webhooks: one per start time, each `duration_ms` long, queued
+    /// 30 s.
+    pub async fn record_builds(&self, starts: impl IntoIterator<Item = i64>, duration_ms: i64) {
+        for (i, start) in starts.into_iter().enumerate() {
+            let n = i + 1;
+            let started = json!({"ciUrl": "https://ci.example.com/", "jobName": "app", "fullJobName": "app", "number": n,
+                "slaveInfo": {"slaveName": "agent-linux-a", "label": "linux", "executor": "0"}, "startTime": start,
+                "result": "INPROGRESS", "duration": 0, "queueTime": 30_000, "buildUrl": format!("job/app/{n}/")});
+            let done = json!({"ciUrl": "https://ci.example.com/", "jobName": "app", "fullJobName": "app", "number": n,
+                "result": "SUCCESS", "duration": duration_ms, "buildUrl": format!("job/app/{n}/")});
+            for body in [started, done] {
+                let resp = self
+                    .app
+                    .post_webhook("/webhooks/statistics?controller=prod", &body)
+                    .await;
+                assert_eq!(resp.status().as_u16(), 200);
+            }
+        }
+    }
+
     pub async fn decisions(&self, pool: &str) -> Vec<Value> {
         let (status, body) = self
             .app
@@ -680,25 +701,8 @@ async fn the_demand_forecast_is_recorded_and_acts_only_in_scale_mode_with_a_good
     let now = chrono::Utc::now().timestamp_millis();
     let day = 86_400_000i64;
     let midnight = now - now.rem_euclid(day);
-    let mut n = 0;
-    for d in 1..=21 {
-        for h in 8..18 {
-            n += 1;
-            let start = midnight - d * day + h * 3_600_000;
-            let started = json!({"ciUrl": "https://ci.example.com/", "jobName": "app", "fullJobName": "app", "number": n,
-                "slaveInfo": {"slaveName": "agent-linux-a", "label": "linux", "executor": "0"}, "startTime": start,
-                "result": "INPROGRESS", "duration": 0, "queueTime": 30_000, "buildUrl": format!("job/app/{n}/")});
-            let done = json!({"ciUrl": "https://ci.example.com/", "jobName": "app", "fullJobName": "app", "number": n,
-                "result": "SUCCESS", "duration": 2_400_000, "buildUrl": format!("job/app/{n}/")});
-            for body in [started, done] {
-                let resp = rig
-                    .app
-                    .post_webhook("/webhooks/statistics?controller=prod", &body)
-                    .await;
-                assert_eq!(resp.status().as_u16(), 200);
-            }
-        }
-    }
+    let starts = (1..=21).flat_map(|d| (8..18).map(move |h| midnight - d * day + h * 3_600_000));
+    rig.record_builds(starts, 2_400_000).await;
     eventually(
         "a trained model and a forecast",
         Duration::from_secs(60),
@@ -862,4 +866,64 @@ async fn an_hpa_pool_scales_on_pod_cpu_and_shows_its_signals_and_scores() {
     let cpu = scores.iter().find(|s| s["name"] == "cpu").unwrap();
     assert!(cpu["value"].is_null(), "{d}");
     assert_eq!(d["desired"], 5, "{d}");
+}
+
+#[tokio::test]
+async fn a_warm_pool_keeps_idle_agents_its_history_and_budget_pay_for() {
+    let rig = rig(
+        KubernetesMode::DryRun,
+        |j, _| j.add_agent("agent-linux-a", "linux", 1, 1),
+        |s| {
+            s.scaling.reconcile_interval = Duration::from_millis(300);
+            let p = s.scaling.pools.get_mut("linux").unwrap();
+            p.policy = PolicyName::Warm;
+            p.min = 0;
+            p.warm.budget = 1000.0;
+            p.warm.max_idle = 2;
+        },
+    )
+    .await;
+    // Two weeks of a 30-minute build every hour, day and night.
+    let now = chrono::Utc::now().timestamp_millis();
+    let hour = 3_600_000i64;
+    let first = now - now.rem_euclid(hour) - 14 * 24 * hour;
+    rig.record_builds((0..14 * 24).map(|i| first + i * hour), hour / 2)
+        .await;
+    // The model is fitted at the first reconcile that sees the history; the ledger then
+    // books the busy agent, and the budget (ten times the busy agent-hours) buys the
+    // idle agents the history says are worth it.
+    eventually(
+        "a decision keeping warm agents",
+        Duration::from_secs(20),
+        async || {
+            rig.decisions("linux")
+                .await
+                .first()
+                .is_some_and(|d| d["inputs"]["warm"]["agents"].as_u64().unwrap_or(0) >= 1)
+        },
+    )
+    .await;
+    let d = &rig.decisions("linux").await[0];
+    let warm = &d["inputs"]["warm"];
+    let agents = warm["agents"].as_u64().unwrap();
+    assert!(agents <= 2, "max_idle caps them: {warm}");
+    assert_eq!(
+        d["recommended"].as_u64().unwrap(),
+        1 + agents,
+        "1 busy + {agents} warm: {d}"
+    );
+    assert!(
+        d["reason"].as_str().unwrap().contains("warm"),
+        "{}",
+        d["reason"]
+    );
+    assert!(warm["price"].is_number(), "{warm}");
+    assert!(
+        warm["spent_hours"].as_f64().unwrap() < warm["allowed_hours"].as_f64().unwrap(),
+        "{warm}"
+    );
+    // Earlier decisions, before the ledger had booked any busy time, were reactive.
+    let all = rig.decisions("linux").await;
+    let oldest = all.last().unwrap();
+    assert_eq!(oldest["inputs"]["warm"]["agents"], 0, "{oldest}");
 }
