@@ -499,7 +499,7 @@ impl WarmState {
         // Without a model the history is small (fewer bursts than a model needs), so
         // trying again at every reconcile is cheap; a history that grew by a quarter
         // (a new install filling up) is refitted at once.
-        let grown = arrivals.len() >= self.fitted_arrivals + self.fitted_arrivals / 4 + 1;
+        let grown = arrivals.len() > self.fitted_arrivals + self.fitted_arrivals / 4;
         if now >= self.next_fit_ms || self.model.is_none() || grown {
             self.next_fit_ms = now + REFIT_MS;
             self.fitted_arrivals = arrivals.len();
