@@ -874,7 +874,6 @@ async fn a_warm_pool_keeps_idle_agents_its_history_and_budget_pay_for() {
         KubernetesMode::DryRun,
         |j, _| j.add_agent("agent-linux-a", "linux", 1, 1),
         |s| {
-            s.scaling.reconcile_interval = Duration::from_millis(300);
             let p = s.scaling.pools.get_mut("linux").unwrap();
             p.policy = PolicyName::Warm;
             p.min = 0;
@@ -887,11 +886,14 @@ async fn a_warm_pool_keeps_idle_agents_its_history_and_budget_pay_for() {
     let now = chrono::Utc::now().timestamp_millis();
     let hour = 3_600_000i64;
     let first = now - now.rem_euclid(hour) - 14 * 24 * hour;
+    rig.settled().await;
     rig.record_builds((0..14 * 24).map(|i| first + i * hour), hour / 2)
         .await;
-    // The model is fitted at the first reconcile that sees the history; the ledger then
-    // books the busy agent, and the budget (ten times the busy agent-hours) buys the
-    // idle agents the history says are worth it.
+    // The first reconcile, at start, knew no history and booked nothing. A queue event
+    // wakes the pool: its model is fitted on the history, the ledger books the busy
+    // agent since start, and the budget (ten times the busy agent-hours) buys the idle
+    // agents the history says are worth it.
+    rig.queue_event(1, "linux").await;
     eventually(
         "a decision keeping warm agents",
         Duration::from_secs(20),
@@ -922,8 +924,15 @@ async fn a_warm_pool_keeps_idle_agents_its_history_and_budget_pay_for() {
         warm["spent_hours"].as_f64().unwrap() < warm["allowed_hours"].as_f64().unwrap(),
         "{warm}"
     );
-    // Earlier decisions, before the ledger had booked any busy time, were reactive.
+    // The decision at start, before any history or busy time, was reactive.
     let all = rig.decisions("linux").await;
     let oldest = all.last().unwrap();
     assert_eq!(oldest["inputs"]["warm"]["agents"], 0, "{oldest}");
+    assert!(
+        oldest["inputs"]["warm"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("too little history"),
+        "{oldest}"
+    );
 }
