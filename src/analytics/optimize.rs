@@ -149,27 +149,12 @@ fn variants(p: &PoolSettings) -> Vec<Variant> {
 }
 
 fn config_for(p: &PoolSettings, v: &Variant, settings: &Settings) -> SimConfig {
-    let mut behavior = p.behavior.clone();
-    behavior.scale_down.stabilization_window = v.stabilization;
-    behavior.scale_down_delay_after_scale_up = v.delay_after_up;
-    let prices = &settings.cost.prices;
-    let hourly = prices.of(&p.agent, 1.0).total();
-    SimConfig {
-        executors_per_agent: p.executors_per_agent.max(1),
-        min: v.min,
-        max: p.max,
-        idle_headroom: v.idle_headroom,
-        behavior,
-        pod_startup_ms: settings.scaling.pod_startup.as_millis() as i64,
-        reconcile_ms: (settings.scaling.reconcile_interval.as_millis() as i64).max(1),
-        agent_hour_price: hourly,
-        forecast_params: crate::forecast::ModelParams {
-            trees: 50,
-            max_depth: 10,
-            seed: 42,
-        },
-        warm_max_idle: p.warm.max_idle,
-    }
+    let mut cfg = SimConfig::for_pool(p, settings);
+    cfg.min = v.min;
+    cfg.idle_headroom = v.idle_headroom;
+    cfg.behavior.scale_down.stabilization_window = v.stabilization;
+    cfg.behavior.scale_down_delay_after_scale_up = v.delay_after_up;
+    cfg
 }
 
 /// The p95 of waits in ms, in seconds.

@@ -175,7 +175,10 @@ pub fn start(
             settings: pool.clone(),
             policy: pool.scale_policy(),
             warm: (pool.policy == super::PolicyName::Warm).then(|| {
-                super::warm_live::LiveWarm::new(pool.warm_policy(settings.scaling.pod_startup))
+                super::warm_live::LiveWarm::new(
+                    pool.warm_policy(settings.scaling.pod_startup),
+                    crate::sim::engine::SimConfig::for_pool(pool, settings),
+                )
             }),
             controller: ControllerName::parse(&pool.controller).context("controller name")?,
             jenkins,
@@ -435,7 +438,7 @@ impl PoolWorker {
             pending_agents: pending,
             current_replicas: current,
             forecast_extra,
-            warm_agents: warm.as_ref().map_or(0, |w| w.agents),
+            warm_agents: warm.as_ref().map_or(0, |w| w.decision.agents),
             idle_since_ms: Vec::new(),
             signals: self.signals(pool.as_ref(), now).await,
             history: self.history.clone(),

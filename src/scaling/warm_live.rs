@@ -1,15 +1,26 @@
 //! A live `warm` pool's side of [`super::warm`]: its builds' arrivals and finishes read
-//! from the store (at most once a minute once it has a model), and the state the plan keeps between
-//! reconciles. The decision is the same [`WarmState::plan`] a replay runs.
+//! from the store (at most once a minute once it has a model), the state the plan keeps
+//! between reconciles, and the guard on outcomes: once a day the pool's recorded builds
+//! are replayed (on a blocking thread) against the windows, and the pool acts on warm
+//! capacity only while the replay shows it starting more builds at once than a window of
+//! the same cost. The decision is the same [`WarmState::plan`] a replay runs.
 
 use super::warm::{WarmDecision, WarmPolicy, WarmState};
 use crate::domain::{ControllerName, Timestamp};
+use crate::sim::engine::{SimBuild, SimConfig};
+use crate::sim::guard::{WarmVerdict, warm_verdict};
 use crate::store::Store;
+use serde::Serialize;
+use tokio::task::JoinHandle;
 
 /// How long the store's history is reused before it is read again.
 const REREAD_MS: i64 = 60_000;
-/// History read: the model's twelve weeks.
+/// History read: the model's twelve weeks; the guard replays them too.
 const HISTORY_MS: i64 = 84 * 86_400_000;
+/// How often the guard replays the history.
+const GUARD_EVERY_MS: i64 = 86_400_000;
+/// After a replay or its read fails, it is tried again this soon.
+const GUARD_RETRY_MS: i64 = 60_000;
 
 /// A pool's arrivals and finishes, sorted (epoch ms).
 #[derive(Debug, Clone, Default)]
@@ -19,21 +30,94 @@ struct History {
     finishes: Vec<i64>,
 }
 
+/// A live warm pool's decision: the plan's, and the guard's verdict on it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveWarmDecision {
+    #[serde(flatten)]
+    pub decision: WarmDecision,
+    /// The last replay of the pool's history, once one has run.
+    pub guard: Option<WarmVerdict>,
+}
+
 /// What a live warm pool keeps between reconciles.
 pub struct LiveWarm {
     pub policy: WarmPolicy,
+    /// The budget as the replay takes it, in percent.
+    budget_percent: u32,
+    replay: SimConfig,
     state: WarmState,
     history: Option<History>,
     last: Option<WarmDecision>,
+    guard: Option<WarmVerdict>,
+    guarding: Option<JoinHandle<WarmVerdict>>,
+    next_guard_ms: i64,
 }
 
 impl LiveWarm {
-    pub fn new(policy: WarmPolicy) -> Self {
+    /// `replay` is the pool as the guard replays it.
+    pub fn new(policy: WarmPolicy, replay: SimConfig) -> Self {
         Self {
+            budget_percent: (policy.budget * 100.0).round() as u32,
             policy,
+            replay,
             state: WarmState::default(),
             history: None,
             last: None,
+            guard: None,
+            guarding: None,
+            next_guard_ms: 0,
+        }
+    }
+
+    /// Collects a finished replay and starts the next one when it is due.
+    async fn check_guard(
+        &mut self,
+        store: &Store,
+        controller: &ControllerName,
+        matches_label: &impl Fn(&str) -> bool,
+        now: Timestamp,
+    ) {
+        if self.guarding.as_ref().is_some_and(|h| h.is_finished()) {
+            match self.guarding.take().expect("checked").await {
+                Ok(v) => self.guard = Some(v),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the warm capacity replay stopped");
+                    self.next_guard_ms = now.millis() + GUARD_RETRY_MS;
+                }
+            }
+        }
+        if self.guarding.is_some() || now.millis() < self.next_guard_ms {
+            return;
+        }
+        let since = Timestamp::from_millis((now.millis() - HISTORY_MS).max(0)).unwrap_or(now);
+        match store.finished_build_runs(controller, since).await {
+            Ok(runs) => {
+                let mut builds: Vec<SimBuild> = runs
+                    .into_iter()
+                    .filter(|(l, _, _)| l.as_deref().is_some_and(matches_label))
+                    .map(|(_, queued_at, duration)| SimBuild {
+                        queued_at,
+                        duration,
+                    })
+                    .collect();
+                builds.sort_by_key(|b| b.queued_at);
+                // With no model yet the history is small and cheap to replay: again at
+                // the next reconcile, so a pool filling up is judged at once.
+                let every = if self.state.has_model() {
+                    GUARD_EVERY_MS
+                } else {
+                    0
+                };
+                self.next_guard_ms = now.millis() + every;
+                let (cfg, budget) = (self.replay.clone(), self.budget_percent);
+                self.guarding = Some(tokio::task::spawn_blocking(move || {
+                    warm_verdict(&builds, &cfg, budget)
+                }));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the builds to replay for warm capacity failed");
+                self.next_guard_ms = now.millis() + GUARD_RETRY_MS;
+            }
         }
     }
 
@@ -47,7 +131,9 @@ impl LiveWarm {
         now: Timestamp,
         provisioned: u32,
         busy: u32,
-    ) -> WarmDecision {
+    ) -> LiveWarmDecision {
+        self.check_guard(store, controller, &matches_label, now)
+            .await;
         // Until there is a model the history is small: it is read at every reconcile.
         let stale = !self.state.has_model()
             || self
@@ -84,7 +170,10 @@ impl LiveWarm {
                         reason: String::new(),
                     });
                     held.reason = format!("build history unreadable ({e}): warm agents held");
-                    return held;
+                    return LiveWarmDecision {
+                        decision: held,
+                        guard: self.guard.clone(),
+                    };
                 }
             }
         }
@@ -97,7 +186,24 @@ impl LiveWarm {
             &h.finishes,
             &self.policy,
         );
+        let mut d = d;
+        match &self.guard {
+            Some(v) if v.acts => {}
+            Some(v) => {
+                d.agents = 0;
+                d.reason = v.reason.clone();
+            }
+            None => {
+                d.agents = 0;
+                d.reason =
+                    "replaying the recorded builds to check warm capacity: reactive meanwhile"
+                        .into();
+            }
+        }
         self.last = Some(d.clone());
-        d
+        LiveWarmDecision {
+            decision: d,
+            guard: self.guard.clone(),
+        }
     }
 }

@@ -32,6 +32,29 @@ pub struct SimConfig {
     pub warm_max_idle: u32,
 }
 
+impl SimConfig {
+    /// A configured pool as a replay runs it: its sizes and behaviour, the service's pod
+    /// start-up and reconcile period, and its agent's price.
+    pub fn for_pool(p: &crate::config::PoolSettings, settings: &crate::config::Settings) -> Self {
+        Self {
+            executors_per_agent: p.executors_per_agent.max(1),
+            min: p.min,
+            max: p.max,
+            idle_headroom: p.idle_headroom,
+            behavior: p.behavior.clone(),
+            pod_startup_ms: settings.scaling.pod_startup.as_millis() as i64,
+            reconcile_ms: (settings.scaling.reconcile_interval.as_millis() as i64).max(1),
+            agent_hour_price: settings.cost.prices.of(&p.agent, 1.0).total(),
+            forecast_params: crate::forecast::ModelParams {
+                trees: 50,
+                max_depth: 10,
+                seed: 42,
+            },
+            warm_max_idle: p.warm.max_idle,
+        }
+    }
+}
+
 /// Which sizing to replay.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum SimPolicy {

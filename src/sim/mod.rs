@@ -2,10 +2,13 @@
 //! cost and wait is measured. `jenkins-autopilot simulate`.
 
 pub mod engine;
+pub mod frontier;
+pub mod guard;
 pub mod predictive;
 pub mod trace;
 
 pub use engine::{SimBuild, SimConfig, SimOutcome, SimPolicy, replay};
+pub use frontier::{FRONTIER, Frontier, FrontierPoint, frontier, frontier_table};
 
 use crate::scaling::Behavior;
 use serde::{Deserialize, Serialize};
@@ -105,7 +108,7 @@ pub(crate) fn percentile(sorted: &[i64], p: f64) -> f64 {
     crate::analytics::nearest_rank(sorted, p).map_or(0.0, |ms| ms as f64 / 1000.0)
 }
 
-fn figures(
+pub(crate) fn figures(
     outcomes: &[(&SimOutcome, f64)],
     pools: Option<BTreeMap<String, PolicyFigures>>,
 ) -> PolicyFigures {
@@ -211,154 +214,6 @@ pub fn peak_agents(builds: &[trace::TraceBuild], cfg: &SimConfig) -> u32 {
         .sum()
 }
 
-/// One point of the frontier: a policy family at one setting, on one trace.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FrontierPoint {
-    /// `window`, `keep-idle`, `headroom` or `warm`.
-    pub family: &'static str,
-    /// The family's knob: `15m`, `1`, `25%`.
-    pub setting: String,
-    pub agent_hours: f64,
-    /// Share of builds that started without waiting, 0 to 1.
-    pub started_at_once: f64,
-    pub wait_p50_s: f64,
-    pub wait_p95_s: f64,
-    pub busy_agents_removed: u64,
-}
-
-/// Agent-hours against builds started at once for each family's knob, beside the oracle.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Frontier {
-    pub oracle_agent_hours: f64,
-    pub frontier: Vec<FrontierPoint>,
-}
-
-impl Frontier {
-    /// The heuristic points (every family but `warm`) that start at least as many builds
-    /// at once as `p` for no more agent-hours: `p` is dominated when there is one.
-    pub fn dominating(&self, p: &FrontierPoint) -> Vec<&FrontierPoint> {
-        self.frontier
-            .iter()
-            .filter(|h| h.family != "warm")
-            .filter(|h| h.agent_hours <= p.agent_hours && h.started_at_once >= p.started_at_once)
-            .collect()
-    }
-}
-
-/// The policies swept: a scale-down window, the Kubernetes plugin's keep-idle minutes, a
-/// fixed idle headroom, and warm capacity at several budgets.
-pub const FRONTIER: [(&str, SimPolicy); 17] = [
-    ("window", SimPolicy::Window(0)),
-    ("window", SimPolicy::Window(15)),
-    ("window", SimPolicy::Window(30)),
-    ("window", SimPolicy::Window(60)),
-    ("window", SimPolicy::Window(120)),
-    ("window", SimPolicy::Window(240)),
-    ("keep-idle", SimPolicy::KeepIdle(10)),
-    ("keep-idle", SimPolicy::KeepIdle(30)),
-    ("keep-idle", SimPolicy::KeepIdle(60)),
-    ("keep-idle", SimPolicy::KeepIdle(120)),
-    ("headroom", SimPolicy::Headroom(1)),
-    ("headroom", SimPolicy::Headroom(2)),
-    ("warm", SimPolicy::Warm(5)),
-    ("warm", SimPolicy::Warm(10)),
-    ("warm", SimPolicy::Warm(25)),
-    ("warm", SimPolicy::Warm(50)),
-    ("warm", SimPolicy::Warm(100)),
-];
-
-/// Replays every frontier policy and the oracle on the same builds.
-pub fn frontier(
-    builds: &[trace::TraceBuild],
-    settings: &SimPoolSettings,
-    pod_startup: Duration,
-    reconcile: Duration,
-    progress: &indicatif::ProgressBar,
-) -> Frontier {
-    let mut policies: Vec<SimPolicy> = FRONTIER.iter().map(|(_, p)| *p).collect();
-    policies.push(SimPolicy::Oracle);
-    let results = compare(
-        builds,
-        &policies,
-        settings,
-        pod_startup,
-        reconcile,
-        progress,
-    );
-    let point = |family: &'static str, policy: SimPolicy| {
-        let f = &results[&policy.name()];
-        let setting = match policy {
-            SimPolicy::Window(m) | SimPolicy::KeepIdle(m) => format!("{m}m"),
-            SimPolicy::Warm(b) => format!("{b}%"),
-            SimPolicy::Headroom(n) => n.to_string(),
-            other => other.name(),
-        };
-        FrontierPoint {
-            family,
-            setting,
-            agent_hours: f.agent_hours,
-            started_at_once: if f.builds == 0 {
-                0.0
-            } else {
-                (f.builds - f.builds_waited) as f64 / f.builds as f64
-            },
-            wait_p50_s: f.wait_p50_s,
-            wait_p95_s: f.wait_p95_s,
-            busy_agents_removed: f.busy_agents_removed,
-        }
-    };
-    Frontier {
-        oracle_agent_hours: results[&SimPolicy::Oracle.name()].agent_hours,
-        frontier: FRONTIER.iter().map(|&(f, p)| point(f, p)).collect(),
-    }
-}
-
-/// The frontier as people read it: each point's agent-hours also as a multiple of the
-/// oracle's, and for `warm` the heuristic points that dominate it, if any.
-pub fn frontier_table(f: &Frontier) -> String {
-    let mut s = format!(
-        "{:<10} {:>8} {:>11} {:>8} {:>9} {:>9} {:>9} {:>5}  {}\n",
-        "family",
-        "setting",
-        "agent-hours",
-        "x oracle",
-        "at once",
-        "wait p50",
-        "wait p95",
-        "busy-",
-        "dominated by"
-    );
-    for p in &f.frontier {
-        let dominated = if p.family == "warm" {
-            let d: Vec<String> = f
-                .dominating(p)
-                .iter()
-                .map(|h| format!("{} {}", h.family, h.setting))
-                .collect();
-            if d.is_empty() {
-                "none".to_string()
-            } else {
-                d.join(", ")
-            }
-        } else {
-            String::new()
-        };
-        s.push_str(&format!(
-            "{:<10} {:>8} {:>11.1} {:>7.2}x {:>8.1}% {:>8.0}s {:>8.0}s {:>5}  {dominated}\n",
-            p.family,
-            p.setting,
-            p.agent_hours,
-            p.agent_hours / f.oracle_agent_hours.max(f64::MIN_POSITIVE),
-            p.started_at_once * 100.0,
-            p.wait_p50_s,
-            p.wait_p95_s,
-            p.busy_agents_removed
-        ));
-    }
-    s.push_str(&format!("oracle     {:>20.1}\n", f.oracle_agent_hours));
-    s
-}
-
 /// The table people read.
 pub fn table(results: &BTreeMap<String, PolicyFigures>, order: &[SimPolicy]) -> String {
     let mut s = format!(
@@ -403,32 +258,6 @@ pub fn table(results: &BTreeMap<String, PolicyFigures>, order: &[SimPolicy]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_point_is_dominated_only_by_a_cheaper_heuristic_that_starts_as_many() {
-        let point = |family, agent_hours, started_at_once| FrontierPoint {
-            family,
-            setting: String::new(),
-            agent_hours,
-            started_at_once,
-            wait_p50_s: 0.0,
-            wait_p95_s: 0.0,
-            busy_agents_removed: 0,
-        };
-        let f = Frontier {
-            oracle_agent_hours: 10.0,
-            frontier: vec![
-                point("window", 12.0, 0.3),
-                point("headroom", 20.0, 0.9),
-                point("warm", 11.0, 0.4),
-                point("warm", 13.0, 0.2),
-            ],
-        };
-        assert!(f.dominating(&f.frontier[2]).is_empty());
-        let d = f.dominating(&f.frontier[3]);
-        assert_eq!(d.len(), 1);
-        assert_eq!(d[0].family, "window");
-    }
 
     #[test]
     fn percentiles_are_nearest_rank() {

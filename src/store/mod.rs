@@ -381,6 +381,37 @@ impl Store {
         Ok(out)
     }
 
+    /// A controller's finished builds sorted at or after `since`, as a replay takes them:
+    /// (label, arrived = queued or else started, ran = finished - started or else queued),
+    /// epoch ms.
+    pub async fn finished_build_runs(
+        &self,
+        controller: &ControllerName,
+        since: Timestamp,
+    ) -> Result<Vec<(Option<String>, i64, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT label, queued_at, started_at, finished_at FROM builds \
+             WHERE controller = $1 AND sort_at >= $2 AND finished_at IS NOT NULL",
+        )
+        .bind(controller.as_str())
+        .bind(since.millis())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let queued: Option<i64> = row.try_get("queued_at")?;
+            let started: Option<i64> = row.try_get("started_at")?;
+            let finished: i64 = row.try_get("finished_at")?;
+            if let Some(arrived) = queued.or(started) {
+                let ran = finished - started.unwrap_or(arrived);
+                if ran > 0 {
+                    out.push((row.try_get("label")?, arrived, ran));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Labels of a controller's queue items that entered the queue at or after `since`
     /// (`None` for items whose label is not known).
     pub async fn queue_entries_since(

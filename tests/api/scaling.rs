@@ -868,44 +868,63 @@ async fn an_hpa_pool_scales_on_pod_cpu_and_shows_its_signals_and_scores() {
     assert_eq!(d["desired"], 5, "{d}");
 }
 
-#[tokio::test]
-async fn a_warm_pool_keeps_idle_agents_its_history_and_budget_pay_for() {
+/// A dry-run `warm` pool with one busy agent, budget `budget` %, and two weeks of a
+/// 30-minute build every hour, day and night, recorded after its first reconcile.
+async fn warm_rig(budget: f64) -> Rig {
     let rig = rig(
         KubernetesMode::DryRun,
         |j, _| j.add_agent("agent-linux-a", "linux", 1, 1),
         |s| {
+            // The replay runs at the pool's reconcile period, as the pool does.
+            s.scaling.reconcile_interval = Duration::from_secs(10);
             let p = s.scaling.pools.get_mut("linux").unwrap();
             p.policy = PolicyName::Warm;
             p.min = 0;
-            p.warm.budget = 1000.0;
+            p.warm.budget = budget;
             p.warm.max_idle = 2;
         },
     )
     .await;
-    // Two weeks of a 30-minute build every hour, day and night.
     let now = chrono::Utc::now().timestamp_millis();
     let hour = 3_600_000i64;
     let first = now - now.rem_euclid(hour) - 14 * 24 * hour;
     rig.settled().await;
     rig.record_builds((0..14 * 24).map(|i| first + i * hour), hour / 2)
         .await;
-    // The first reconcile, at start, knew no history and booked nothing. A queue event
-    // wakes the pool: its model is fitted on the history, the ledger books the busy
-    // agent since start, and the budget (ten times the busy agent-hours) buys the idle
-    // agents the history says are worth it.
-    rig.queue_event(1, "linux").await;
-    eventually(
-        "a decision keeping warm agents",
-        Duration::from_secs(20),
-        async || {
-            rig.decisions("linux")
+    rig
+}
+
+impl Rig {
+    /// Wakes the pool with queue events until its newest decision's warm inputs pass.
+    async fn warm_decision(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let mut id = 0;
+        eventually(what, Duration::from_secs(30), async || {
+            id += 1;
+            self.queue_event(id, "linux").await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            self.decisions("linux")
                 .await
                 .first()
-                .is_some_and(|d| d["inputs"]["warm"]["agents"].as_u64().unwrap_or(0) >= 1)
-        },
-    )
-    .await;
-    let d = &rig.decisions("linux").await[0];
+                .is_some_and(|d| d["trigger"] == "event" && check(&d["inputs"]["warm"]))
+        })
+        .await;
+        self.decisions("linux").await.remove(0)
+    }
+}
+
+#[tokio::test]
+async fn a_warm_pool_keeps_idle_agents_its_history_and_budget_pay_for() {
+    // The first reconcile, at start, knew no history and booked nothing. Queue events
+    // wake the pool: its model is fitted on the history, the ledger books the busy agent
+    // since start, the replay of the history shows warm capacity beating the windows, and
+    // the budget buys the idle agents the history says are worth it: the builds come
+    // every hour, and the last one began more than an hour ago.
+    let rig = warm_rig(50.0).await;
+    let d = rig
+        .warm_decision("a decision keeping warm agents", |w| {
+            w["agents"].as_u64().unwrap_or(0) >= 1
+        })
+        .await;
     let warm = &d["inputs"]["warm"];
     let agents = warm["agents"].as_u64().unwrap();
     assert!(agents <= 2, "max_idle caps them: {warm}");
@@ -924,7 +943,15 @@ async fn a_warm_pool_keeps_idle_agents_its_history_and_budget_pay_for() {
         warm["spent_hours"].as_f64().unwrap() < warm["allowed_hours"].as_f64().unwrap(),
         "{warm}"
     );
-    // The decision at start, before any history or busy time, was reactive.
+    let guard = &warm["guard"];
+    assert_eq!(guard["acts"], true, "{guard}");
+    assert!(
+        guard["warm"]["started_at_once"].as_f64().unwrap()
+            > guard["windows_at_equal_cost"].as_f64().unwrap_or(0.0),
+        "{guard}"
+    );
+    assert_eq!(guard["windows"].as_array().unwrap().len(), 6);
+    // Before any history or replay the pool was reactive, and said why.
     let all = rig.decisions("linux").await;
     let oldest = all.last().unwrap();
     assert_eq!(oldest["inputs"]["warm"]["agents"], 0, "{oldest}");
@@ -932,7 +959,28 @@ async fn a_warm_pool_keeps_idle_agents_its_history_and_budget_pay_for() {
         oldest["inputs"]["warm"]["reason"]
             .as_str()
             .unwrap()
-            .contains("too little history"),
+            .contains("reactive"),
         "{oldest}"
     );
+}
+
+#[tokio::test]
+async fn a_warm_pool_whose_replay_does_not_beat_a_window_stays_reactive_and_says_why() {
+    // No budget: warm capacity is the zero window in the replay, no better than it.
+    let rig = warm_rig(0.0).await;
+    let d = rig
+        .warm_decision("a decision with the replay's verdict", |w| {
+            w["guard"]["acts"] == false && w["guard"]["builds"].as_u64().unwrap_or(0) > 0
+        })
+        .await;
+    let warm = &d["inputs"]["warm"];
+    assert_eq!(warm["agents"], 0, "{warm}");
+    assert!(
+        warm["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no more than windows"),
+        "{warm}"
+    );
+    assert_eq!(d["recommended"], 1, "the busy agent only: {d}");
 }
