@@ -624,11 +624,12 @@ impl<'a> Pool<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn cfg() -> SimConfig {
+    /// A pool for replay tests: one executor, up to 10 agents, no window or delay.
+    pub(crate) fn cfg() -> SimConfig {
         SimConfig {
             executors_per_agent: 1,
             min: 0,

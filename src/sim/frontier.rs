@@ -52,6 +52,22 @@ impl FrontierPoint {
     }
 }
 
+#[cfg(test)]
+impl FrontierPoint {
+    /// A point with only its cost and share, for tests.
+    pub(crate) fn at(family: &'static str, agent_hours: f64, started_at_once: f64) -> Self {
+        Self {
+            family,
+            setting: String::new(),
+            agent_hours,
+            started_at_once,
+            wait_p50_s: 0.0,
+            wait_p95_s: 0.0,
+            busy_agents_removed: 0,
+        }
+    }
+}
+
 impl Frontier {
     /// The heuristic points (every family but `warm`) that start at least as many builds
     /// at once as `p` for no more agent-hours: `p` is dominated when there is one.
@@ -165,15 +181,7 @@ mod tests {
 
     #[test]
     fn a_point_is_dominated_only_by_a_cheaper_heuristic_that_starts_as_many() {
-        let point = |family, agent_hours, started_at_once| FrontierPoint {
-            family,
-            setting: String::new(),
-            agent_hours,
-            started_at_once,
-            wait_p50_s: 0.0,
-            wait_p95_s: 0.0,
-            busy_agents_removed: 0,
-        };
+        let point = FrontierPoint::at;
         let f = Frontier {
             oracle_agent_hours: 10.0,
             frontier: vec![

@@ -111,15 +111,7 @@ mod tests {
     use super::*;
 
     fn p(agent_hours: f64, started_at_once: f64) -> FrontierPoint {
-        FrontierPoint {
-            family: "window",
-            setting: String::new(),
-            agent_hours,
-            started_at_once,
-            wait_p50_s: 0.0,
-            wait_p95_s: 0.0,
-            busy_agents_removed: 0,
-        }
+        FrontierPoint::at("window", agent_hours, started_at_once)
     }
 
     #[test]
@@ -134,16 +126,10 @@ mod tests {
 
     fn cfg() -> SimConfig {
         SimConfig {
-            executors_per_agent: 1,
-            min: 0,
-            max: 10,
-            idle_headroom: 0,
             behavior: crate::scaling::Behavior::default(),
-            pod_startup_ms: 60_000,
             reconcile_ms: 30_000,
-            agent_hour_price: 1.0,
-            forecast_params: crate::forecast::ModelParams::default(),
             warm_max_idle: 4,
+            ..crate::sim::engine::tests::cfg()
         }
     }
 
