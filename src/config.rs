@@ -285,10 +285,9 @@ pub struct PoolSettings {
     /// scale-up.
     #[serde(default)]
     pub behavior: crate::scaling::Behavior,
-    /// Predictive scaling: `off`, `forecast-only` (the default: forecasts are recorded
-    /// beside the actual demand, nothing is acted on) or `scale` (agents for the demand
-    /// forecast one pod start-up ahead, never fewer than the reactive answer; only while
-    /// the model's backtest beats the seasonal naive).
+    /// The demand forecast: `forecast-only` (the default: forecasts are recorded beside
+    /// the actual demand, nothing is acted on) or `off`. `scale` is refused: a plain
+    /// scale-down window beat it in replay; `policy: warm` is what acts ahead of demand.
     #[serde(default)]
     pub predictive: PredictiveMode,
     /// Learned build sizes for this pool's jobs are exact, not rounded up to the ladder.
@@ -391,6 +390,7 @@ pub enum PredictiveMode {
     Off,
     #[default]
     ForecastOnly,
+    /// Refused by the settings check (kept so that old settings get a clear message).
     Scale,
 }
 
@@ -816,6 +816,12 @@ impl Settings {
             }
             if p.label.trim().is_empty() {
                 bad(&at("label"), "must not be empty");
+            }
+            if p.predictive == PredictiveMode::Scale {
+                bad(
+                    &at("predictive"),
+                    "scale is no longer offered: in replay a plain scale-down window cost less and started more builds at once (`simulate --compare predictive,queue` and `--frontier`); use `policy: warm`, which beat every window; `forecast-only` still records the forecast",
+                );
             }
             if !is_dns_label(&p.namespace) {
                 bad(

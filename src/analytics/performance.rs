@@ -452,7 +452,7 @@ fn recommend(
         && p95 > good
     {
         out.push(format!(
-            "queue wait p95 is {} (target {}): raise the busiest pools' min or idle_headroom, or turn predictive scaling to `scale` where its backtest allows",
+            "queue wait p95 is {} (target {}): raise the busiest pools' min or idle_headroom, or give them `policy: warm` with a budget (`jenkins-autopilot simulate --frontier` shows what each budget buys)",
             fmt_ms(p95),
             fmt_ms(good)
         ));

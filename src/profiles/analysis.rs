@@ -115,7 +115,7 @@ pub fn analyse(
             };
             if w > good {
                 recs.push(format!(
-                    "waited {} in the queue (full marks up to {}): raise the pool's min or idle_headroom, or turn on predictive scaling",
+                    "waited {} in the queue (full marks up to {}): raise the pool's min or idle_headroom, or give it `policy: warm` with a budget",
                     secs(wait),
                     humantime::format_duration(settings.queue_wait_good)
                 ));

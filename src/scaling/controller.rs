@@ -63,7 +63,7 @@ pub struct ForecastView {
     pub target_at: Option<i64>,
     /// The demand at the reconcile, for comparison.
     pub actual_now: Option<f64>,
-    /// Whether the forecast raised the agents (mode `scale` and the guard passed).
+    /// Always false: forecasts are recorded and shown, never acted on.
     pub acting: bool,
     /// The model in use: training window, rows, backtest scores.
     #[schema(value_type = Option<Object>)]
@@ -405,12 +405,6 @@ impl PoolWorker {
         };
         self.history.seed(now, current);
         let forecast = self.forecast(now).await;
-        let forecast_extra = match &forecast {
-            Some(f) if f.acting => f.value.map_or(0, |v| {
-                (v.round() as u32).saturating_sub(jenkins.label.busy_executors + queue.queued)
-            }),
-            _ => 0,
-        };
         let busy_agents = busy_nodes.len() as u32;
         let warm = match self.warm.as_mut() {
             Some(w) => {
@@ -437,7 +431,7 @@ impl PoolWorker {
             ready_agents: ready,
             pending_agents: pending,
             current_replicas: current,
-            forecast_extra,
+            forecast_extra: 0,
             warm_agents: warm.as_ref().map_or(0, |w| w.decision.agents),
             idle_since_ms: Vec::new(),
             signals: self.signals(pool.as_ref(), now).await,
@@ -708,14 +702,11 @@ impl PoolWorker {
         if let Some(model) = &lf.model {
             view.value = model.predict(&series, t);
             view.target_at = Some(series.start_ms + (t + model.horizon_steps) as i64 * STEP_MS);
-            // The guard: act only on a model that beat the seasonal naive in its backtest.
+            // Shown, never acted on: warm capacity is what acts ahead of demand.
             let beats_naive = model
                 .backtest
                 .as_ref()
                 .is_some_and(|b| b.mae.model < b.mae.seasonal_naive);
-            view.acting = self.settings.predictive == PredictiveMode::Scale
-                && beats_naive
-                && view.value.is_some();
             view.model = Some(serde_json::json!({
                 "trained_from_ms": model.trained_from_ms, "trained_to_ms": model.trained_to_ms,
                 "rows": model.rows, "backtest": model.backtest, "beats_seasonal_naive": beats_naive,

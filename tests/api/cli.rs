@@ -112,6 +112,17 @@ fn a_warm_pool_is_checked_field_by_field() {
     std::fs::write(&file, pools("{budget: 25%, max_idle: 4, window: 3d}")).unwrap();
     let (code, _, stderr) = check_config(dir.path(), &[]);
     assert_eq!(code, 0, "{stderr}");
+    std::fs::write(
+        &file,
+        format!("{}\n      predictive: scale", pools("{budget: 50}")),
+    )
+    .unwrap();
+    let (code, _, stderr) = check_config(dir.path(), &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("scaling.pools.linux.predictive") && stderr.contains("policy: warm"),
+        "{stderr}"
+    );
     std::fs::write(&file, pools("{budget: lots, max_idle: 4, windw: 3d}")).unwrap();
     let (code, _, stderr) = check_config(dir.path(), &[]);
     assert_eq!(code, 1, "{stderr}");

@@ -684,7 +684,7 @@ async fn queue_items_jenkins_no_longer_lists_are_closed() {
 }
 
 #[tokio::test]
-async fn the_demand_forecast_is_recorded_and_acts_only_in_scale_mode_with_a_good_model() {
+async fn the_demand_forecast_is_recorded_and_shown_and_never_acted_on() {
     let rig = rig(
         KubernetesMode::DryRun,
         |j, _| j.add_agent("agent-linux-a", "linux", 1, 0),
@@ -693,7 +693,7 @@ async fn the_demand_forecast_is_recorded_and_acts_only_in_scale_mode_with_a_good
             s.scaling.forecast_trees = 5;
             s.scaling.forecast_retrain_every = Duration::from_secs(2);
             s.scaling.pools.get_mut("linux").unwrap().predictive =
-                jenkins_autopilot::config::PredictiveMode::Scale;
+                jenkins_autopilot::config::PredictiveMode::ForecastOnly;
         },
     )
     .await;
@@ -714,19 +714,17 @@ async fn the_demand_forecast_is_recorded_and_acts_only_in_scale_mode_with_a_good
     .await;
     let (status, body) = rig.app.get_json("/api/v1/pools/linux/forecast").await;
     assert_eq!(status, 200);
-    assert_eq!(body["mode"], "scale");
+    assert_eq!(body["mode"], "forecast-only");
     let f = &body["forecast"];
-    assert!(f["value"].as_f64().unwrap() >= 0.0);
+    // One build at a time at most in the history: the forecast stays near 0 or 1.
+    let value = f["value"].as_f64().unwrap();
+    assert!((0.0..=1.5).contains(&value), "{f}");
     assert!(f["actual_now"].is_number());
     assert!(f["target_at"].as_i64().unwrap() > now - 600_000, "{f}");
     let model = &f["model"];
     assert!(model["rows"].as_u64().unwrap() >= 50, "{model}");
-    let beats = model["beats_seasonal_naive"].as_bool().unwrap();
-    assert_eq!(
-        f["acting"].as_bool().unwrap(),
-        beats,
-        "acts only with a model that beats the seasonal naive"
-    );
+    assert!(model["beats_seasonal_naive"].is_boolean(), "{model}");
+    assert_eq!(f["acting"], false, "a forecast is shown, never acted on");
     // Every decision carries the forecast it saw.
     eventually(
         "a decision with the forecast",
