@@ -57,7 +57,7 @@ fn main() {
             &builds,
             &[p],
             &settings,
-            Duration::from_secs(60),
+            jenkins_autopilot::sim::startup::Startup::fixed(Duration::from_secs(60)),
             Duration::from_secs(10),
             &hidden,
         );

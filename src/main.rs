@@ -119,9 +119,11 @@ struct SimulateArgs {
     /// headroom 1-2, warm budget 5-100 %): agent-hours against builds started at once.
     #[arg(long, conflicts_with = "compare")]
     frontier: bool,
-    /// Seconds from a pod's creation to its agent being ready.
-    #[arg(long, default_value_t = 60)]
-    pod_startup: u64,
+    /// From a pod's creation to its agent being ready: seconds (`60`), a duration (`90s`),
+    /// or a distribution by its median and 95th percentile (`p50=45s,p95=180s`, each agent
+    /// drawing its own from a log-normal with those).
+    #[arg(long, default_value = "60")]
+    pod_startup: String,
     /// The controller's reconcile period, seconds.
     #[arg(long, default_value_t = 10)]
     reconcile: u64,
@@ -608,7 +610,8 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
             "the trace has no builds with label {l:?}"
         );
     }
-    let startup = Duration::from_secs(pod_startup);
+    let startup = sim::startup::Startup::parse(&pod_startup)
+        .map_err(|e| anyhow::anyhow!("--pod-startup: {e}"))?;
     let period = Duration::from_secs(reconcile.max(1));
     if frontier {
         let progress =
@@ -618,7 +621,7 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&f)?);
         } else {
             println!(
-                "{} builds, pod start-up {pod_startup} s, reconcile every {reconcile} s",
+                "{} builds, pod start-up {startup}, reconcile every {reconcile} s",
                 builds.len()
             );
             print!("{}", sim::frontier_table(&f));
@@ -663,7 +666,7 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         );
     } else {
         println!(
-            "{} builds, {} label(s), pod start-up {pod_startup} s, reconcile every {reconcile} s",
+            "{} builds, {} label(s), pod start-up {startup}, reconcile every {reconcile} s",
             builds.len(),
             builds
                 .iter()

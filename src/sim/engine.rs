@@ -20,8 +20,12 @@ pub struct SimConfig {
     pub max: u32,
     pub idle_headroom: u32,
     pub behavior: Behavior,
-    /// Time from an agent's creation to its readiness.
+    /// Time from an agent's creation to its readiness: the median, which policies plan
+    /// with.
     pub pod_startup_ms: i64,
+    /// Its 95th percentile: above the median, each agent draws its own start-up from a
+    /// log-normal distribution with both (`super::startup`).
+    pub startup_p95_ms: i64,
     /// The controller's reconcile period.
     pub reconcile_ms: i64,
     /// What one agent costs per hour.
@@ -32,7 +36,18 @@ pub struct SimConfig {
     pub warm_max_idle: u32,
 }
 
+/// Every replay draws the same start-ups.
+const STARTUP_SEED: u64 = 42;
+
 impl SimConfig {
+    /// The start-up agents take.
+    pub fn startup(&self) -> super::startup::Startup {
+        super::startup::Startup {
+            p50_ms: self.pod_startup_ms,
+            p95_ms: self.startup_p95_ms.max(self.pod_startup_ms),
+        }
+    }
+
     /// A configured pool as a replay runs it: its sizes and behaviour, the service's pod
     /// start-up and reconcile period, and its agent's price.
     pub fn for_pool(p: &crate::config::PoolSettings, settings: &crate::config::Settings) -> Self {
@@ -43,6 +58,7 @@ impl SimConfig {
             idle_headroom: p.idle_headroom,
             behavior: p.behavior.clone(),
             pod_startup_ms: settings.scaling.pod_startup.as_millis() as i64,
+            startup_p95_ms: settings.scaling.pod_startup.as_millis() as i64,
             reconcile_ms: (settings.scaling.reconcile_interval.as_millis() as i64).max(1),
             agent_hour_price: settings.cost.prices.of(&p.agent, 1.0).total(),
             forecast_params: crate::forecast::ModelParams {
@@ -241,9 +257,11 @@ pub fn replay(builds: &[SimBuild], policy: SimPolicy, cfg: &SimConfig) -> SimOut
 
 fn per_build(builds: &[SimBuild], cfg: &SimConfig) -> SimOutcome {
     let mut out = SimOutcome::default();
+    let mut startup = cfg.startup().sampler(STARTUP_SEED);
     for b in builds {
-        out.waits_ms.push(cfg.pod_startup_ms);
-        out.agent_ms += cfg.pod_startup_ms + b.duration;
+        let s = startup.next_ms();
+        out.waits_ms.push(s);
+        out.agent_ms += s + b.duration;
         out.busy_executor_ms += b.duration;
         out.scale_ups += 1;
         out.scale_downs += 1;
@@ -348,7 +366,6 @@ fn reactive(builds: &[SimBuild], policy: SimPolicy, cfg: &SimConfig) -> SimOutco
 /// The replay state of one reactive pool.
 struct Pool<'a> {
     builds: &'a [SimBuild],
-    cfg: &'a SimConfig,
     per: u32,
     policy: ScalePolicy,
     history: History,
@@ -372,6 +389,7 @@ struct Pool<'a> {
     recent_waits: VecDeque<(i64, i64)>,
     multi_metric: bool,
     warm: Option<WarmSim>,
+    startup: super::startup::Sampler,
 }
 
 impl<'a> Pool<'a> {
@@ -392,7 +410,6 @@ impl<'a> Pool<'a> {
             .collect();
         Self {
             builds,
-            cfg,
             per,
             policy: policy.scale_policy(cfg),
             history: History::default(),
@@ -422,6 +439,7 @@ impl<'a> Pool<'a> {
             recent_arrivals: VecDeque::new(),
             recent_waits: VecDeque::new(),
             multi_metric: policy == SimPolicy::MultiMetric,
+            startup: cfg.startup().sampler(STARTUP_SEED),
             warm: match policy {
                 SimPolicy::Warm(budget) => Some(WarmSim {
                     policy: WarmPolicy {
@@ -527,7 +545,7 @@ impl<'a> Pool<'a> {
         let mut after = current;
         if decision.desired > current {
             for _ in current..decision.desired {
-                let ready_at = now + self.cfg.pod_startup_ms;
+                let ready_at = now + self.startup.next_ms();
                 self.agents.push(Agent {
                     created: now,
                     ready_at,
@@ -644,6 +662,7 @@ pub(crate) mod tests {
                 ..Behavior::default()
             },
             pod_startup_ms: 60_000,
+            startup_p95_ms: 60_000,
             reconcile_ms: 10_000,
             agent_hour_price: 1.0,
             forecast_params: crate::forecast::ModelParams::default(),
@@ -774,6 +793,37 @@ pub(crate) mod tests {
             idle <= warm.busy_executor_ms * 2,
             "{idle} idle for {} busy",
             warm.busy_executor_ms
+        );
+    }
+
+    #[test]
+    fn each_agent_draws_its_start_up_from_the_distribution() {
+        let c = SimConfig {
+            pod_startup_ms: 45_000,
+            startup_p95_ms: 180_000,
+            ..cfg()
+        };
+        // Builds far apart: each waits for an agent of its own.
+        let builds: Vec<SimBuild> = (0..400).map(|i| b(i * 3_600, 60)).collect();
+        let mut waits = replay(&builds, SimPolicy::Window(0), &c).waits_ms;
+        assert_eq!(
+            waits,
+            replay(&builds, SimPolicy::Window(0), &c).waits_ms,
+            "repeatable"
+        );
+        waits.sort_unstable();
+        let p50 = waits[200] as f64 / 1000.0;
+        assert!(
+            (35.0..55.0).contains(&p50),
+            "median start-up near 45 s: {p50}"
+        );
+        assert!(waits[390] > 120_000, "a long tail: {}", waits[390]);
+        let per_build = replay(&builds, SimPolicy::PerBuild, &c);
+        assert!(
+            per_build
+                .waits_ms
+                .iter()
+                .any(|w| *w != per_build.waits_ms[0])
         );
     }
 

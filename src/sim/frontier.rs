@@ -106,7 +106,7 @@ pub const FRONTIER: [(&str, SimPolicy); 17] = [
 pub fn frontier(
     builds: &[trace::TraceBuild],
     settings: &SimPoolSettings,
-    pod_startup: Duration,
+    pod_startup: super::startup::Startup,
     reconcile: Duration,
     progress: &indicatif::ProgressBar,
 ) -> Frontier {

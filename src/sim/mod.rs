@@ -5,6 +5,7 @@ pub mod engine;
 pub mod frontier;
 pub mod guard;
 pub mod predictive;
+pub mod startup;
 pub mod trace;
 
 pub use engine::{SimBuild, SimConfig, SimOutcome, SimPolicy, replay};
@@ -58,14 +59,15 @@ impl Default for SimPoolSettings {
 
 impl SimPoolSettings {
     /// The engine's configuration for this pool.
-    pub fn config(&self, pod_startup: Duration, reconcile: Duration) -> SimConfig {
+    pub fn config(&self, pod_startup: startup::Startup, reconcile: Duration) -> SimConfig {
         SimConfig {
             executors_per_agent: self.executors_per_agent.max(1),
             min: self.min,
             max: self.max,
             idle_headroom: self.idle_headroom,
             behavior: self.behavior.clone(),
-            pod_startup_ms: pod_startup.as_millis() as i64,
+            pod_startup_ms: pod_startup.p50_ms,
+            startup_p95_ms: pod_startup.p95_ms,
             reconcile_ms: (reconcile.as_millis() as i64).max(1),
             agent_hour_price: self.agent_cpu * self.cpu_hour_price
                 + self.agent_memory_gib * self.memory_gib_hour_price,
@@ -153,7 +155,7 @@ pub fn compare(
     builds: &[trace::TraceBuild],
     policies: &[SimPolicy],
     settings: &SimPoolSettings,
-    pod_startup: Duration,
+    pod_startup: startup::Startup,
     reconcile: Duration,
     progress: &indicatif::ProgressBar,
 ) -> BTreeMap<String, PolicyFigures> {
