@@ -70,6 +70,8 @@ pub struct PodState {
     pub cpu_request: Option<u64>,
     /// The sum of its containers' memory requests (bytes); `None` as for CPU.
     pub memory_request: Option<u64>,
+    /// From the pod's creation to its Ready condition turning true (ms), once ready.
+    pub startup_ms: Option<i64>,
 }
 
 /// The pool's pods' use against their requests, from metrics.k8s.io.
@@ -282,11 +284,17 @@ impl KubeExecutor {
 }
 
 fn pod_state(pod: Pod) -> PodState {
-    let ready = pod
+    let ready_condition = pod
         .status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready" && c.status == "True"));
+    let ready = ready_condition.is_some();
+    let startup_ms = ready_condition
+        .and_then(|c| c.last_transition_time.as_ref())
+        .zip(pod.metadata.creation_timestamp.as_ref())
+        .map(|(ready_at, created)| ready_at.0.as_millisecond() - created.0.as_millisecond())
+        .filter(|ms| *ms >= 0);
     let deletion_cost = pod
         .metadata
         .annotations
@@ -311,6 +319,7 @@ fn pod_state(pod: Pod) -> PodState {
         ready,
         terminating: pod.metadata.deletion_timestamp.is_some(),
         deletion_cost,
+        startup_ms,
     }
 }
 
@@ -371,6 +380,7 @@ mod tests {
             deletion_cost: None,
             cpu_request: cpu,
             memory_request: mem,
+            startup_ms: None,
         }
     }
 

@@ -174,6 +174,7 @@ pub fn start(
             name: name.clone(),
             settings: pool.clone(),
             policy: pool.scale_policy(),
+            startups: Default::default(),
             warm: (pool.policy == super::PolicyName::Warm).then(|| {
                 super::warm_live::LiveWarm::new(
                     pool.warm_policy(settings.scaling.pod_startup),
@@ -234,6 +235,8 @@ struct PoolWorker {
     history: History,
     /// A `warm` pool's model, ledger and history.
     warm: Option<super::warm_live::LiveWarm>,
+    /// Its agents' start-ups as measured (pod created to ready).
+    startups: crate::sim::startup::Measured,
     /// In dry-run the replicas are never read from a cluster: the last decision stands in.
     dry_run_replicas: Option<u32>,
     seq: Arc<AtomicI64>,
@@ -406,6 +409,15 @@ impl PoolWorker {
         self.history.seed(now, current);
         let forecast = self.forecast(now).await;
         let busy_agents = busy_nodes.len() as u32;
+        for p in pool.iter().flat_map(|s| &s.pods) {
+            if let Some(ms) = p.startup_ms {
+                self.startups.record(&p.name, ms);
+            }
+        }
+        let measured = self.startups.startup();
+        if let (Some(w), Some(s)) = (self.warm.as_mut(), measured) {
+            w.use_startup(s);
+        }
         let warm = match self.warm.as_mut() {
             Some(w) => {
                 let label = self.settings.label.clone();
@@ -445,6 +457,11 @@ impl PoolWorker {
         if let Some(w) = &warm {
             inputs["warm"] = serde_json::to_value(w).unwrap_or_default();
         }
+        inputs["startup"] = serde_json::json!({
+            "samples": self.startups.len(),
+            "measured_p50_ms": measured.map(|s| s.p50_ms),
+            "measured_p95_ms": measured.map(|s| s.p95_ms),
+        });
         if let Some(f) = &forecast {
             inputs["forecast"] =
                 serde_json::json!({"value": f.value, "target_at": f.target_at, "acting": f.acting});

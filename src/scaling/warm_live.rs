@@ -69,6 +69,13 @@ impl LiveWarm {
         }
     }
 
+    /// Plans and replays with the pool's measured start-up from now on.
+    pub fn use_startup(&mut self, s: crate::sim::startup::Startup) {
+        self.policy.startup_ms = s.p50_ms;
+        self.replay.pod_startup_ms = s.p50_ms;
+        self.replay.startup_p95_ms = s.p95_ms;
+    }
+
     /// Collects a finished replay and starts the next one when it is due.
     async fn check_guard(
         &mut self,

@@ -92,6 +92,52 @@ impl std::fmt::Display for Startup {
     }
 }
 
+/// A live pool's measured start-ups: the last hundred pods' (creation to ready), one
+/// sample per pod.
+#[derive(Debug, Clone, Default)]
+pub struct Measured {
+    samples: std::collections::VecDeque<(String, i64)>,
+}
+
+/// Pods remembered.
+const MEASURED: usize = 100;
+/// Fewer samples than this: not measured yet.
+const MIN_MEASURED: usize = 3;
+
+impl Measured {
+    /// Records a pod's start-up, once per pod.
+    pub fn record(&mut self, pod: &str, ms: i64) {
+        if self.samples.iter().any(|(p, _)| p == pod) {
+            return;
+        }
+        if self.samples.len() == MEASURED {
+            self.samples.pop_front();
+        }
+        self.samples.push_back((pod.to_string(), ms));
+    }
+
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// The median and 95th percentile (nearest rank), once there are enough samples.
+    pub fn startup(&self) -> Option<Startup> {
+        if self.samples.len() < MIN_MEASURED {
+            return None;
+        }
+        let mut v: Vec<i64> = self.samples.iter().map(|(_, ms)| *ms).collect();
+        v.sort_unstable();
+        Some(Startup {
+            p50_ms: crate::analytics::nearest_rank(&v, 0.5)?,
+            p95_ms: crate::analytics::nearest_rank(&v, 0.95)?,
+        })
+    }
+}
+
 /// A replay's source of start-ups.
 pub struct Sampler {
     fixed: i64,
@@ -111,6 +157,24 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn measured_start_ups_count_each_pod_once() {
+        let mut m = Measured::default();
+        m.record("a", 40_000);
+        m.record("b", 50_000);
+        assert_eq!(m.startup(), None, "too few");
+        m.record("a", 99_000);
+        m.record("c", 200_000);
+        assert_eq!(m.len(), 3);
+        assert_eq!(
+            m.startup(),
+            Some(Startup {
+                p50_ms: 50_000,
+                p95_ms: 200_000
+            })
+        );
+    }
 
     #[test]
     fn fixed_and_distributed_start_ups_parse() {

@@ -27,6 +27,10 @@ pub struct FakePod {
     pub resource_version: u64,
 }
 
+/// Every fake pod was created at this instant and became ready this long after.
+pub const POD_CREATED: &str = "2026-01-05T10:00:00Z";
+pub const POD_READY: &str = "2026-01-05T10:00:45Z";
+
 #[derive(Debug, Clone)]
 pub struct Recorded {
     pub at: Instant,
@@ -179,11 +183,13 @@ fn scale_json(ns: &str, name: &str, d: &FakeDeployment) -> Value {
 fn pod_json(name: &str, p: &FakePod) -> Value {
     json!({"kind": "Pod", "apiVersion": "v1",
         "metadata": {"name": name, "namespace": p.namespace, "resourceVersion": p.resource_version.to_string(),
-            "labels": {"app": p.app_label}, "annotations": p.annotations},
+            "labels": {"app": p.app_label}, "annotations": p.annotations,
+            "creationTimestamp": POD_CREATED},
         "spec": {"containers": [{"name": "agent", "image": "jenkins/inbound-agent",
             "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]},
         "status": {"phase": if p.ready { "Running" } else { "Pending" },
-            "conditions": [{"type": "Ready", "status": if p.ready { "True" } else { "False" }}]}})
+            "conditions": [{"type": "Ready", "status": if p.ready { "True" } else { "False" },
+                "lastTransitionTime": if p.ready { POD_READY } else { POD_CREATED }}]}})
 }
 
 async fn handle(

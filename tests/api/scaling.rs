@@ -982,3 +982,30 @@ async fn a_warm_pool_whose_replay_does_not_beat_a_window_stays_reactive_and_says
     );
     assert_eq!(d["recommended"], 1, "the busy agent only: {d}");
 }
+
+#[tokio::test]
+async fn a_pool_measures_its_agents_start_up_from_their_pods() {
+    let rig = rig(
+        KubernetesMode::Apply,
+        |j, k| {
+            for a in ["agent-linux-a", "agent-linux-b", "agent-linux-c"] {
+                j.add_agent(a, "linux", 1, 1);
+            }
+            k.add_deployment(
+                NS,
+                "agent-linux",
+                &["agent-linux-a", "agent-linux-b", "agent-linux-c"],
+            );
+        },
+        |s| s.scaling.pools.get_mut("linux").unwrap().policy = PolicyName::Warm,
+    )
+    .await;
+    rig.settled().await;
+    // Each fake pod was ready 45 s after its creation (creationTimestamp to the Ready
+    // condition's lastTransitionTime).
+    let d = &rig.decisions("linux").await[0];
+    let startup = &d["inputs"]["startup"];
+    assert_eq!(startup["samples"], 3, "{startup}");
+    assert_eq!(startup["measured_p50_ms"], 45_000, "{startup}");
+    assert_eq!(startup["measured_p95_ms"], 45_000, "{startup}");
+}
