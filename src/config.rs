@@ -346,6 +346,18 @@ pub struct WarmSettings {
     /// The rolling window the budget is enforced over.
     #[serde(with = "humantime_serde")]
     pub window: Duration,
+    /// `act` (the default) or `forecast-only`: decide and record the idle agents the
+    /// pool would keep, keep none.
+    pub mode: WarmMode,
+}
+
+/// Whether a warm pool acts on its decisions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WarmMode {
+    #[default]
+    Act,
+    ForecastOnly,
 }
 
 impl Default for WarmSettings {
@@ -354,6 +366,7 @@ impl Default for WarmSettings {
             budget: 25.0,
             max_idle: 10,
             window: Duration::from_secs(7 * 86_400),
+            mode: WarmMode::Act,
         }
     }
 }

@@ -179,6 +179,7 @@ pub fn start(
                 super::warm_live::LiveWarm::new(
                     pool.warm_policy(settings.scaling.pod_startup),
                     crate::sim::engine::SimConfig::for_pool(pool, settings),
+                    pool.warm.mode == crate::config::WarmMode::ForecastOnly,
                 )
             }),
             controller: ControllerName::parse(&pool.controller).context("controller name")?,

@@ -37,11 +37,17 @@ pub struct LiveWarmDecision {
     pub decision: WarmDecision,
     /// The last replay of the pool's history, once one has run.
     pub guard: Option<WarmVerdict>,
+    /// False in `forecast-only` mode: the agents are recorded, none kept.
+    pub acting: bool,
+    /// The idle agents the decision keeps, or would keep in `forecast-only` mode.
+    pub would_keep: u32,
 }
 
 /// What a live warm pool keeps between reconciles.
 pub struct LiveWarm {
     pub policy: WarmPolicy,
+    /// `forecast-only`: decide and record, keep none.
+    forecast_only: bool,
     /// The budget as the replay takes it, in percent.
     budget_percent: u32,
     replay: SimConfig,
@@ -55,8 +61,9 @@ pub struct LiveWarm {
 
 impl LiveWarm {
     /// `replay` is the pool as the guard replays it.
-    pub fn new(policy: WarmPolicy, replay: SimConfig) -> Self {
+    pub fn new(policy: WarmPolicy, replay: SimConfig, forecast_only: bool) -> Self {
         Self {
+            forecast_only,
             budget_percent: (policy.budget * 100.0).round() as u32,
             policy,
             replay,
@@ -177,7 +184,13 @@ impl LiveWarm {
                         reason: String::new(),
                     });
                     held.reason = format!("build history unreadable ({e}): warm agents held");
+                    let would_keep = held.agents;
+                    if self.forecast_only {
+                        held.agents = 0;
+                    }
                     return LiveWarmDecision {
+                        would_keep,
+                        acting: !self.forecast_only,
                         decision: held,
                         guard: self.guard.clone(),
                     };
@@ -208,9 +221,16 @@ impl LiveWarm {
             }
         }
         self.last = Some(d.clone());
+        let would_keep = d.agents;
+        if self.forecast_only {
+            d.agents = 0;
+            d.reason = format!("forecast-only, nothing kept: {}", d.reason);
+        }
         LiveWarmDecision {
             decision: d,
             guard: self.guard.clone(),
+            acting: !self.forecast_only,
+            would_keep,
         }
     }
 }

@@ -4,6 +4,7 @@
 use crate::fake_jenkins::{self, FakeJenkins};
 use crate::fake_kube::FakeKube;
 use crate::helpers::{Db, TestApp, payload, spawn_with, test_settings};
+use jenkins_autopilot::config::WarmMode;
 use jenkins_autopilot::config::{
     JenkinsControllerSettings, KubernetesMode, PoolSettings, Settings,
 };
@@ -869,6 +870,10 @@ async fn an_hpa_pool_scales_on_pod_cpu_and_shows_its_signals_and_scores() {
 /// A dry-run `warm` pool with one busy agent, budget `budget` %, and two weeks of a
 /// 30-minute build every hour, day and night, recorded after its first reconcile.
 async fn warm_rig(budget: f64) -> Rig {
+    warm_rig_in(budget, WarmMode::Act).await
+}
+
+async fn warm_rig_in(budget: f64, mode: WarmMode) -> Rig {
     let rig = rig(
         KubernetesMode::DryRun,
         |j, _| j.add_agent("agent-linux-a", "linux", 1, 1),
@@ -880,6 +885,7 @@ async fn warm_rig(budget: f64) -> Rig {
             p.min = 0;
             p.warm.budget = budget;
             p.warm.max_idle = 2;
+            p.warm.mode = mode;
         },
     )
     .await;
@@ -960,6 +966,27 @@ async fn a_warm_pool_keeps_idle_agents_its_history_and_budget_pay_for() {
             .contains("reactive"),
         "{oldest}"
     );
+}
+
+#[tokio::test]
+async fn a_forecast_only_warm_pool_records_what_it_would_keep_and_keeps_none() {
+    let rig = warm_rig_in(50.0, WarmMode::ForecastOnly).await;
+    let d = rig
+        .warm_decision("a decision that would keep warm agents", |w| {
+            w["would_keep"].as_u64().unwrap_or(0) >= 1
+        })
+        .await;
+    let warm = &d["inputs"]["warm"];
+    assert_eq!(warm["acting"], false, "{warm}");
+    assert_eq!(warm["agents"], 0, "{warm}");
+    assert!(
+        warm["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("forecast-only"),
+        "{warm}"
+    );
+    assert_eq!(d["recommended"], 1, "the busy agent only: {d}");
 }
 
 #[tokio::test]
