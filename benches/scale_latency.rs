@@ -79,6 +79,7 @@ fn main() {
                 exact_sizes: false,
  agent: Default::default(),
                 warm: Default::default(),
+                schedules: Vec::new(),
             },
         );
         println!(

@@ -299,6 +299,10 @@ pub struct PoolSettings {
     /// Warm capacity (`policy: warm`): the budget and the most idle agents kept.
     #[serde(default)]
     pub warm: WarmSettings,
+    /// Minimums by the hour: at least `min` agents while `cron` matches the minute in
+    /// `timezone` (any policy).
+    #[serde(default)]
+    pub schedules: Vec<crate::scaling::schedule::ScheduleSettings>,
 }
 
 impl PoolSettings {
@@ -319,6 +323,11 @@ impl PoolSettings {
             behavior,
             keep_idle_ms: 0,
         }
+    }
+
+    /// The pool's schedules, parsed (the settings check has refused bad ones).
+    pub fn schedules(&self) -> Vec<crate::scaling::schedule::Schedule> {
+        crate::scaling::schedule::parse_valid(&self.schedules)
     }
 
     /// The warm settings as the plan reads them, with the pool's pod start-up.
@@ -829,6 +838,14 @@ impl Settings {
             }
             if p.label.trim().is_empty() {
                 bad(&at("label"), "must not be empty");
+            }
+            for (i, sch) in p.schedules.iter().enumerate() {
+                if let Err(e) = crate::scaling::schedule::Schedule::parse(sch) {
+                    bad(&at(&format!("schedules[{i}]")), &e);
+                }
+                if sch.min > p.max {
+                    bad(&at(&format!("schedules[{i}].min")), "must not exceed max");
+                }
             }
             if p.predictive == PredictiveMode::Scale {
                 bad(

@@ -602,6 +602,10 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         }
         None => sim::SimPoolSettings::default(),
     };
+    for (i, s) in settings.schedules.iter().enumerate() {
+        jenkins_autopilot::scaling::schedule::Schedule::parse(s)
+            .map_err(|e| anyhow::anyhow!("--pool-config: schedules[{i}]: {e}"))?;
+    }
     let mut builds = sim::trace::read(&trace)?;
     if let Some(l) = &label {
         builds.retain(|b| &b.label == l);

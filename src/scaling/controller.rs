@@ -175,6 +175,7 @@ pub fn start(
             settings: pool.clone(),
             policy: pool.scale_policy(),
             startups: Default::default(),
+            schedules: pool.schedules(),
             warm: (pool.policy == super::PolicyName::Warm).then(|| {
                 super::warm_live::LiveWarm::new(
                     pool.warm_policy(settings.scaling.pod_startup),
@@ -236,6 +237,8 @@ struct PoolWorker {
     history: History,
     /// A `warm` pool's model, ledger and history.
     warm: Option<super::warm_live::LiveWarm>,
+    /// Minimums by the hour.
+    schedules: Vec<super::schedule::Schedule>,
     /// Its agents' start-ups as measured (pod created to ready).
     startups: crate::sim::startup::Measured,
     /// In dry-run the replicas are never read from a cluster: the last decision stands in.
@@ -450,7 +453,17 @@ impl PoolWorker {
             signals: self.signals(pool.as_ref(), now).await,
             history: self.history.clone(),
         };
-        let decision = decide(&snapshot, &self.policy, now);
+        let (min, schedule) = super::schedule::min_at(self.policy.min, &self.schedules, now);
+        let policy = ScalePolicy {
+            min,
+            ..self.policy.clone()
+        };
+        let mut decision = decide(&snapshot, &policy, now);
+        if let Some(s) = schedule {
+            decision
+                .reason
+                .push_str(&format!("; min {} from schedule {}", s.min, s.pattern));
+        }
         self.history = decision.history.clone();
         let mut inputs = inputs_json(&snapshot, &queue, &busy_nodes);
         let scored = self.score_signals(&snapshot);

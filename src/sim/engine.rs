@@ -34,6 +34,8 @@ pub struct SimConfig {
     pub forecast_params: crate::forecast::ModelParams,
     /// Most idle agents the warm policy keeps.
     pub warm_max_idle: u32,
+    /// Minimums by the hour.
+    pub schedules: Vec<crate::scaling::schedule::Schedule>,
 }
 
 /// Every replay draws the same start-ups.
@@ -67,6 +69,7 @@ impl SimConfig {
                 seed: 42,
             },
             warm_max_idle: p.warm.max_idle,
+            schedules: p.schedules(),
         }
     }
 }
@@ -306,9 +309,10 @@ fn reactive(builds: &[SimBuild], policy: SimPolicy, cfg: &SimConfig) -> SimOutco
     };
     let mut pool = Pool::new(builds, policy, cfg, start);
     let reconciles = !matches!(policy, SimPolicy::Static(_));
-    // Warm capacity may start agents while nothing runs: its reconciles pause only once
-    // every build has arrived.
-    let warm = pool.warm.is_some();
+    // Warm capacity and schedules may start agents while nothing runs: their reconciles
+    // pause only once every build has arrived.
+    let clock_driven = pool.warm.is_some() || !pool.schedules.is_empty();
+    let mut arrived = 0usize;
     for (i, b) in builds.iter().enumerate() {
         pool.heap.push(Reverse((b.queued_at, Event::Arrival(i))));
     }
@@ -319,8 +323,9 @@ fn reactive(builds: &[SimBuild], policy: SimPolicy, cfg: &SimConfig) -> SimOutco
             Event::Arrival(i) => {
                 pool.queue.push_back(i);
                 pool.recent_arrivals.push_back(now);
+                arrived += 1;
                 if let Some(w) = pool.warm.as_mut() {
-                    w.arrived += 1;
+                    w.arrived = arrived;
                 }
                 pool.start_builds(now);
                 if reconciles {
@@ -350,7 +355,7 @@ fn reactive(builds: &[SimBuild], policy: SimPolicy, cfg: &SimConfig) -> SimOutco
                 let rest = pool.reconcile(now);
                 // Stop ticking once the pool is idle and at the size its demand asks for:
                 // nothing changes until the next arrival, which resumes the ticks.
-                let more = warm && pool.warm.as_ref().is_some_and(|w| w.arrived < builds.len());
+                let more = clock_driven && arrived < builds.len();
                 if pool.running == 0 && pool.queue.is_empty() && rest && !more {
                     ticking = false;
                 } else {
@@ -390,6 +395,7 @@ struct Pool<'a> {
     multi_metric: bool,
     warm: Option<WarmSim>,
     startup: super::startup::Sampler,
+    schedules: Vec<crate::scaling::schedule::Schedule>,
 }
 
 impl<'a> Pool<'a> {
@@ -440,6 +446,7 @@ impl<'a> Pool<'a> {
             recent_waits: VecDeque::new(),
             multi_metric: policy == SimPolicy::MultiMetric,
             startup: cfg.startup().sampler(STARTUP_SEED),
+            schedules: cfg.schedules.clone(),
             warm: match policy {
                 SimPolicy::Warm(budget) => Some(WarmSim {
                     policy: WarmPolicy {
@@ -540,7 +547,12 @@ impl<'a> Pool<'a> {
             history: std::mem::take(&mut self.history),
         };
         let at = Timestamp::from_millis(now).unwrap_or(Timestamp::now());
-        let decision = decide(&snapshot, &self.policy, at);
+        let (min, _) = crate::scaling::schedule::min_at(self.policy.min, &self.schedules, at);
+        let policy = ScalePolicy {
+            min,
+            ..self.policy.clone()
+        };
+        let decision = decide(&snapshot, &policy, at);
         self.history = decision.history;
         let mut after = current;
         if decision.desired > current {
@@ -667,6 +679,7 @@ pub(crate) mod tests {
             agent_hour_price: 1.0,
             forecast_params: crate::forecast::ModelParams::default(),
             warm_max_idle: 10,
+            schedules: Vec::new(),
         }
     }
 
@@ -825,6 +838,40 @@ pub(crate) mod tests {
                 .iter()
                 .any(|w| *w != per_build.waits_ms[0])
         );
+    }
+
+    #[test]
+    fn a_schedule_keeps_its_minimum_in_its_hours_only() {
+        use crate::scaling::schedule::{Schedule, ScheduleSettings};
+        // 2023-11-13 is a Monday; two agents from 9 to 10 UTC.
+        let nine = 1_699_866_000_000i64;
+        let c = SimConfig {
+            schedules: vec![
+                Schedule::parse(&ScheduleSettings {
+                    cron: "* 9 * * *".into(),
+                    timezone: "UTC".into(),
+                    min: 2,
+                })
+                .unwrap(),
+            ],
+            ..cfg()
+        };
+        let at = |ms: i64| SimBuild {
+            queued_at: ms,
+            duration: 60_000,
+        };
+        // A build before nine starts the pool; two at half past nine find agents ready;
+        // one at eleven waits a start-up again.
+        let builds = [
+            at(nine - 600_000),
+            at(nine + 1_800_000),
+            at(nine + 1_800_000),
+            at(nine + 7_200_000),
+        ];
+        let out = replay(&builds, SimPolicy::Window(0), &c);
+        assert_eq!(out.waits_ms, [60_000, 0, 0, 60_000]);
+        let none = replay(&builds, SimPolicy::Window(0), &cfg());
+        assert_eq!(none.waits_ms, [60_000, 60_000, 60_000, 60_000]);
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct SimPoolSettings {
     pub memory_gib_hour_price: f64,
     /// Most idle agents the `warm` policy keeps.
     pub warm_max_idle: u32,
+    /// Minimums by the hour, as in a pool's settings.
+    pub schedules: Vec<crate::scaling::schedule::ScheduleSettings>,
 }
 
 impl Default for SimPoolSettings {
@@ -53,6 +55,7 @@ impl Default for SimPoolSettings {
             cpu_hour_price: 0.05,
             memory_gib_hour_price: 0.01,
             warm_max_idle: 10,
+            schedules: Vec::new(),
         }
     }
 }
@@ -79,6 +82,7 @@ impl SimPoolSettings {
                 seed: 42,
             },
             warm_max_idle: self.warm_max_idle,
+            schedules: crate::scaling::schedule::parse_valid(&self.schedules),
         }
     }
 }

@@ -123,6 +123,20 @@ fn a_warm_pool_is_checked_field_by_field() {
         stderr.contains("scaling.pools.linux.predictive") && stderr.contains("policy: warm"),
         "{stderr}"
     );
+    std::fs::write(
+        &file,
+        format!(
+            "{}\n      schedules: [{{cron: \"* 8-18 * * mon-fri\", timezone: Mars/Olympus, min: 2}}]",
+            pools("{budget: 50}")
+        ),
+    )
+    .unwrap();
+    let (code, _, stderr) = check_config(dir.path(), &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("scaling.pools.linux.schedules[0]") && stderr.contains("Mars/Olympus"),
+        "{stderr}"
+    );
     std::fs::write(&file, pools("{budget: lots, max_idle: 4, windw: 3d}")).unwrap();
     let (code, _, stderr) = check_config(dir.path(), &[]);
     assert_eq!(code, 1, "{stderr}");

@@ -39,6 +39,7 @@ pub fn pool(label: &str, deployment: &str) -> PoolSettings {
         exact_sizes: false,
         agent: Default::default(),
         warm: Default::default(),
+        schedules: Vec::new(),
     }
 }
 
@@ -1035,4 +1036,33 @@ async fn a_pool_measures_its_agents_start_up_from_their_pods() {
     assert_eq!(startup["samples"], 3, "{startup}");
     assert_eq!(startup["measured_p50_ms"], 45_000, "{startup}");
     assert_eq!(startup["measured_p95_ms"], 45_000, "{startup}");
+}
+
+#[tokio::test]
+async fn a_schedule_raises_the_pools_minimum_while_it_matches() {
+    use jenkins_autopilot::scaling::schedule::ScheduleSettings;
+    let rig = rig(
+        KubernetesMode::DryRun,
+        |j, _| j.add_agent("agent-linux-a", "linux", 1, 0),
+        |s| {
+            // Every minute of every day: always active.
+            s.scaling.pools.get_mut("linux").unwrap().schedules = vec![ScheduleSettings {
+                cron: "* * * * *".into(),
+                timezone: "Europe/Berlin".into(),
+                min: 3,
+            }];
+        },
+    )
+    .await;
+    rig.settled().await;
+    let d = &rig.decisions("linux").await[0];
+    assert_eq!(d["desired"], 3, "{d}");
+    assert!(
+        d["reason"]
+            .as_str()
+            .unwrap()
+            .contains("min 3 from schedule * * * * * (Europe/Berlin)"),
+        "{}",
+        d["reason"]
+    );
 }
