@@ -38,6 +38,11 @@ async fn dashboard(protect: bool) {
             let mut d = dry_run_decision(at, i as i64, from, to);
             d.inputs = json!({"busy_executors": to.min(2), "queued": 1,
                 "forecast": {"value": 1.5 + i as f64, "target_at": at + 60_000, "acting": false}});
+            if ago == 1 {
+                // The newest: a warm pool whose replay kept it reactive.
+                d.inputs["warm"] = json!({"agents": 0,
+                    "reason": "in the replay of 40 builds warm capacity started 20 % at once for 9.0 agent-hours, no more than windows of that cost (25 %): reactive"});
+            }
             d
         })
         .collect();
@@ -167,6 +172,12 @@ async fn dashboard(protect: bool) {
         assert!(c["height"].as_u64().unwrap_or(0) > 100, "{chart}: {c}");
     }
     assert_eq!(shown["pools"], json!(["linux"]));
+    // The pool view says what warm capacity kept and why.
+    assert_eq!(
+        shown["poolWarm"],
+        "Warm capacity: 0 idle agent(s) kept. in the replay of 40 builds warm capacity started 20 % at once for 9.0 agent-hours, no more than windows of that cost (25 %): reactive",
+        "{shown}"
+    );
     // The plan button shows what the optimizer answers for the same range.
     let resp = app
         .client

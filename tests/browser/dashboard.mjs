@@ -44,6 +44,7 @@ try {
     alerts: [...document.querySelectorAll('.alert')].map((a) => a.textContent),
     recommendations: [...document.querySelectorAll('#recommendations li')].map((li) => li.textContent),
     pools: [...document.querySelectorAll('#pool option')].map((o) => o.value),
+    poolWarm: document.getElementById('pool-warm').hidden ? null : document.getElementById('pool-warm').textContent,
   }));
   // "Plan 20 % savings" shows the optimizer's plan.
   await page.click('button.plan[data-target="20"]');

@@ -152,6 +152,12 @@ async function showPool(name, since) {
     getJson(`/api/v1/pools/${encodeURIComponent(name)}/decisions?since=${since}&limit=1000`),
     getJson(`/api/v1/pools/${encodeURIComponent(name)}/forecast`),
   ]);
+  // Warm capacity: what the newest decision that planned it kept, and why (the guard's
+  // verdict included); a decision held on a failed read plans nothing.
+  const warm = decisions.decisions.find((d) => d.inputs && d.inputs.warm)?.inputs.warm;
+  const warmLine = byId('pool-warm');
+  warmLine.hidden = !warm;
+  warmLine.textContent = warm ? `Warm capacity: ${warm.agents} idle agent(s) kept. ${warm.reason}` : '';
   const ds = decisions.decisions.slice().reverse();
   const demand = ds.filter((d) => d.inputs && d.inputs.busy_executors != null)
     .map((d) => ({ x: d.decided_at, y: d.inputs.busy_executors + d.inputs.queued }));
