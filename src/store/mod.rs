@@ -95,6 +95,9 @@ pub struct RowCounts {
     pub queue_items: i64,
 }
 
+/// A build's label and its queue, start and finish instants (epoch ms).
+type BuildTimes = (Option<String>, Option<i64>, Option<i64>, Option<i64>);
+
 impl Store {
     /// Connects to `url`, or to `<data_dir>/autopilot.db` when `url` is `None`, and applies
     /// the migrations.
@@ -355,13 +358,13 @@ impl Store {
         Ok(())
     }
 
-    /// `(label, start, end)` of a controller's builds since `since`: start is the queue
-    /// time (or the start), end the finish (`None` while running).
-    pub async fn build_spans(
+    /// `(label, queued, started, finished)` of a controller's builds sorted at or after
+    /// `since`.
+    async fn build_times(
         &self,
         controller: &ControllerName,
         since: Timestamp,
-    ) -> Result<Vec<(Option<String>, i64, Option<i64>)>, StoreError> {
+    ) -> Result<Vec<BuildTimes>, StoreError> {
         let rows = sqlx::query(
             "SELECT label, queued_at, started_at, finished_at FROM builds \
              WHERE controller = $1 AND sort_at >= $2",
@@ -370,15 +373,33 @@ impl Store {
         .bind(since.millis())
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let queued: Option<i64> = row.try_get("queued_at")?;
-            let started: Option<i64> = row.try_get("started_at")?;
-            if let Some(start) = queued.or(started) {
-                out.push((row.try_get("label")?, start, row.try_get("finished_at")?));
-            }
-        }
-        Ok(out)
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("label")?,
+                    row.try_get("queued_at")?,
+                    row.try_get("started_at")?,
+                    row.try_get("finished_at")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// `(label, start, end)` of a controller's builds since `since`: start is the queue
+    /// time (or the start), end the finish (`None` while running).
+    pub async fn build_spans(
+        &self,
+        controller: &ControllerName,
+        since: Timestamp,
+    ) -> Result<Vec<(Option<String>, i64, Option<i64>)>, StoreError> {
+        Ok(self
+            .build_times(controller, since)
+            .await?
+            .into_iter()
+            .filter_map(|(label, queued, started, finished)| {
+                Some((label, queued.or(started)?, finished))
+            })
+            .collect())
     }
 
     /// A controller's finished builds sorted at or after `since`, as a replay takes them:
@@ -389,27 +410,16 @@ impl Store {
         controller: &ControllerName,
         since: Timestamp,
     ) -> Result<Vec<(Option<String>, i64, i64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT label, queued_at, started_at, finished_at FROM builds \
-             WHERE controller = $1 AND sort_at >= $2 AND finished_at IS NOT NULL",
-        )
-        .bind(controller.as_str())
-        .bind(since.millis())
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let queued: Option<i64> = row.try_get("queued_at")?;
-            let started: Option<i64> = row.try_get("started_at")?;
-            let finished: i64 = row.try_get("finished_at")?;
-            if let Some(arrived) = queued.or(started) {
-                let ran = finished - started.unwrap_or(arrived);
-                if ran > 0 {
-                    out.push((row.try_get("label")?, arrived, ran));
-                }
-            }
-        }
-        Ok(out)
+        Ok(self
+            .build_times(controller, since)
+            .await?
+            .into_iter()
+            .filter_map(|(label, queued, started, finished)| {
+                let arrived = queued.or(started)?;
+                let ran = finished? - started.unwrap_or(arrived);
+                (ran > 0).then_some((label, arrived, ran))
+            })
+            .collect())
     }
 
     /// Labels of a controller's queue items that entered the queue at or after `since`
