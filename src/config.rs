@@ -839,6 +839,12 @@ impl Settings {
             if p.label.trim().is_empty() {
                 bad(&at("label"), "must not be empty");
             }
+            if p.policy == crate::scaling::PolicyName::Warm && p.warm.max_idle > p.max {
+                bad(&at("warm.max_idle"), "must not exceed max");
+            }
+            if p.warm.window < Duration::from_secs(3600) {
+                bad(&at("warm.window"), "must be at least 1h");
+            }
             for (i, sch) in p.schedules.iter().enumerate() {
                 if let Err(e) = crate::scaling::schedule::Schedule::parse(sch) {
                     bad(&at(&format!("schedules[{i}]")), &e);

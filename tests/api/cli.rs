@@ -137,6 +137,14 @@ fn a_warm_pool_is_checked_field_by_field() {
         stderr.contains("scaling.pools.linux.schedules[0]") && stderr.contains("Mars/Olympus"),
         "{stderr}"
     );
+    std::fs::write(&file, pools("{budget: 25%, max_idle: 40, window: 5m}")).unwrap();
+    let (code, _, stderr) = check_config(dir.path(), &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("scaling.pools.linux.warm.max_idle")
+            && stderr.contains("scaling.pools.linux.warm.window"),
+        "{stderr}"
+    );
     std::fs::write(&file, pools("{budget: lots, max_idle: 4, windw: 3d}")).unwrap();
     let (code, _, stderr) = check_config(dir.path(), &[]);
     assert_eq!(code, 1, "{stderr}");
