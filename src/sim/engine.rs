@@ -34,6 +34,8 @@ pub struct SimConfig {
     pub forecast_params: crate::forecast::ModelParams,
     /// Most idle agents the warm policy keeps.
     pub warm_max_idle: u32,
+    /// The rolling window the warm policy's budget is enforced over.
+    pub warm_window_ms: i64,
     /// Minimums by the hour.
     pub schedules: Vec<crate::scaling::schedule::Schedule>,
 }
@@ -69,6 +71,7 @@ impl SimConfig {
                 seed: 42,
             },
             warm_max_idle: p.warm.max_idle,
+            warm_window_ms: p.warm.window.as_millis() as i64,
             schedules: p.schedules(),
         }
     }
@@ -452,7 +455,7 @@ impl<'a> Pool<'a> {
                     policy: WarmPolicy {
                         budget: f64::from(budget) / 100.0,
                         max_idle: cfg.warm_max_idle,
-                        window_ms: 7 * 86_400_000,
+                        window_ms: cfg.warm_window_ms,
                         startup_ms: cfg.pod_startup_ms,
                         executors_per_agent: cfg.executors_per_agent.max(1),
                     },
@@ -679,6 +682,7 @@ pub(crate) mod tests {
             agent_hour_price: 1.0,
             forecast_params: crate::forecast::ModelParams::default(),
             warm_max_idle: 10,
+            warm_window_ms: 7 * 86_400_000,
             schedules: Vec::new(),
         }
     }

@@ -82,6 +82,7 @@ impl SimPoolSettings {
                 seed: 42,
             },
             warm_max_idle: self.warm_max_idle,
+            warm_window_ms: crate::config::WarmSettings::default().window.as_millis() as i64,
             schedules: crate::scaling::schedule::parse_valid(&self.schedules),
         }
     }
