@@ -453,11 +453,7 @@ impl PoolWorker {
             signals: self.signals(pool.as_ref(), now).await,
             history: self.history.clone(),
         };
-        let (min, schedule) = super::schedule::min_at(self.policy.min, &self.schedules, now);
-        let policy = ScalePolicy {
-            min,
-            ..self.policy.clone()
-        };
+        let (policy, schedule) = super::schedule::policy_at(&self.policy, &self.schedules, now);
         let mut decision = decide(&snapshot, &policy, now);
         if let Some(s) = schedule {
             decision

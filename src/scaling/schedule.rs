@@ -81,6 +81,23 @@ pub fn parse_valid(settings: &[ScheduleSettings]) -> Vec<Schedule> {
         .collect()
 }
 
+/// The sizing rules at `now`: `policy` with its minimum raised by the active schedules;
+/// and the schedule that raised it.
+pub fn policy_at<'a>(
+    policy: &crate::scaling::ScalePolicy,
+    schedules: &'a [Schedule],
+    now: Timestamp,
+) -> (crate::scaling::ScalePolicy, Option<&'a Schedule>) {
+    let (min, by) = min_at(policy.min, schedules, now);
+    (
+        crate::scaling::ScalePolicy {
+            min,
+            ..policy.clone()
+        },
+        by,
+    )
+}
+
 /// The pool's minimum at `now`: `base`, raised by every active schedule; and the
 /// schedule that raised it.
 pub fn min_at(base: u32, schedules: &[Schedule], now: Timestamp) -> (u32, Option<&Schedule>) {

@@ -550,11 +550,7 @@ impl<'a> Pool<'a> {
             history: std::mem::take(&mut self.history),
         };
         let at = Timestamp::from_millis(now).unwrap_or(Timestamp::now());
-        let (min, _) = crate::scaling::schedule::min_at(self.policy.min, &self.schedules, at);
-        let policy = ScalePolicy {
-            min,
-            ..self.policy.clone()
-        };
+        let (policy, _) = crate::scaling::schedule::policy_at(&self.policy, &self.schedules, at);
         let decision = decide(&snapshot, &policy, at);
         self.history = decision.history;
         let mut after = current;
