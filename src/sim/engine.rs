@@ -520,12 +520,16 @@ impl<'a> Pool<'a> {
             (f.round() as u32).saturating_sub(busy_executors + queued)
         });
         let busy_agents = self.live.iter().filter(|&&i| agents[i].busy > 0).count() as u32;
-        let idle_since_ms: Vec<i64> = self
-            .live
-            .iter()
-            .filter(|&&i| agents[i].ready_at <= now && agents[i].busy == 0)
-            .map(|&i| agents[i].idle_since)
-            .collect();
+        // Only `keep-idle` reads when its agents became idle.
+        let idle_since_ms: Vec<i64> = if self.policy.policy == PolicyName::KeepIdle {
+            self.live
+                .iter()
+                .filter(|&&i| agents[i].ready_at <= now && agents[i].busy == 0)
+                .map(|&i| agents[i].idle_since)
+                .collect()
+        } else {
+            Vec::new()
+        };
         let keep_idle_empty = idle_since_ms.is_empty();
         let warm_agents = self
             .warm
