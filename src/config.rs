@@ -310,17 +310,13 @@ impl PoolSettings {
     /// A `warm` pool's scale-down stabilization window is zero: its budget decides which
     /// idle agents stay.
     pub fn scale_policy(&self) -> crate::scaling::ScalePolicy {
-        let mut behavior = self.behavior.clone();
-        if self.policy == crate::scaling::PolicyName::Warm {
-            behavior.scale_down.stabilization_window = Duration::ZERO;
-        }
         crate::scaling::ScalePolicy {
             policy: self.policy,
             executors_per_agent: self.executors_per_agent.max(1),
             min: self.min,
             max: self.max,
             idle_headroom: self.idle_headroom,
-            behavior,
+            behavior: self.policy.behavior(&self.behavior),
             keep_idle_ms: 0,
         }
     }

@@ -40,6 +40,18 @@ pub struct ScalePolicy {
     pub keep_idle_ms: i64,
 }
 
+impl PolicyName {
+    /// The behaviour a pool of this policy runs with: a `warm` pool's scale-down
+    /// stabilization window is zero, since its budget decides which idle agents stay.
+    pub fn behavior(self, configured: &Behavior) -> Behavior {
+        let mut b = configured.clone();
+        if self == PolicyName::Warm {
+            b.scale_down.stabilization_window = std::time::Duration::ZERO;
+        }
+        b
+    }
+}
+
 /// What the controller saw of one pool at one instant.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PoolSnapshot {

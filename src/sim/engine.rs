@@ -153,8 +153,7 @@ impl SimPolicy {
             Self::SeedQueueHalf => PolicyName::SeedQueueHalf,
             Self::MultiMetric => PolicyName::Hpa,
             Self::Warm(_) => {
-                // The budget decides which idle agents stay, not a window.
-                behavior.scale_down.stabilization_window = Duration::ZERO;
+                behavior = PolicyName::Warm.behavior(&behavior);
                 PolicyName::Warm
             }
             Self::Window(m) => {
