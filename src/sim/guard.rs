@@ -4,11 +4,8 @@
 //! between its points). Otherwise the pool stays reactive and says why.
 
 use super::engine::{SimBuild, SimConfig, SimPolicy, replay};
-use super::{FrontierPoint, figures};
+use super::{FRONTIER, FrontierPoint, figures};
 use serde::Serialize;
-
-/// The windows warm capacity is held against.
-const WINDOWS: [u32; 6] = [0, 15, 30, 60, 120, 240];
 
 /// What the replay of a pool's history says of its warm capacity.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -38,9 +35,11 @@ pub fn warm_verdict(builds: &[SimBuild], cfg: &SimConfig, budget_percent: u32) -
         )
     };
     let warm = point("warm", SimPolicy::Warm(budget_percent));
-    let mut windows: Vec<FrontierPoint> = WINDOWS
+    // Held against the frontier's windows.
+    let mut windows: Vec<FrontierPoint> = FRONTIER
         .iter()
-        .map(|&m| point("window", SimPolicy::Window(m)))
+        .filter(|(family, _)| *family == "window")
+        .map(|&(family, policy)| point(family, policy))
         .collect();
     windows.sort_by(|a, b| a.agent_hours.total_cmp(&b.agent_hours));
     let at_cost = upper_envelope_at(&windows, warm.agent_hours);
