@@ -6,6 +6,7 @@ pub mod controller;
 pub mod decide;
 pub mod demand;
 pub mod multi_metric;
+pub mod plan;
 pub mod schedule;
 pub mod warm;
 pub mod warm_live;

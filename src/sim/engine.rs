@@ -5,11 +5,13 @@
 //! at the reconcile period; scale-down removes agents that are starting or idle, never a
 //! busy one.
 
+use super::world::{Happened, World};
 use crate::domain::Timestamp;
+use crate::scaling::plan::{
+    AgentView, DEMAND_WINDOW_MS, IdleSince, Observation, WAIT_WINDOW_MS, plan,
+};
 use crate::scaling::warm::{WarmPolicy, WarmState};
-use crate::scaling::{Behavior, History, PolicyName, PoolSnapshot, ScalePolicy, decide};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use crate::scaling::{Behavior, History, PolicyName, ScalePolicy};
 use std::time::Duration;
 
 /// The pool's configuration for a replay.
@@ -205,58 +207,51 @@ pub struct SimOutcome {
     pub busy_agents_removed: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Event {
-    // Order matters at equal times: finishes free executors before arrivals look for one.
-    Finish(usize),
-    Ready(usize),
-    Arrival(usize),
-    Tick,
-}
-
-#[derive(Debug, Clone)]
-struct Agent {
-    created: i64,
-    ready_at: i64,
-    removed_at: Option<i64>,
-    busy: u32,
-    /// When the agent last became idle (or ready).
-    idle_since: i64,
-}
-
-/// What the warm policy keeps in a replay: the live pool's state, and the history it
-/// would read from its store (the builds arrived and finished so far).
+/// What the warm policy keeps in a replay: the live pool's state; the history it would
+/// read from its store is the world's (the builds arrived and finished so far).
 struct WarmSim {
     policy: WarmPolicy,
     state: WarmState,
-    /// Every build's queue time, in order; the first `arrived` have happened.
+    /// Every build's queue time, in order.
     times: Vec<i64>,
-    arrived: usize,
-    /// Finishes so far, in order.
-    finishes: Vec<i64>,
 }
 
-impl WarmSim {
-    fn decide(&mut self, now: i64, current: u32, busy_agents: u32) -> u32 {
-        self.state
-            .plan(
-                now,
-                current,
-                busy_agents,
-                &self.times[..self.arrived],
-                &self.finishes,
-                &self.policy,
-            )
-            .agents
-    }
+/// Why a reconcile runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// A build entered the queue (a queue webhook).
+    Event,
+    /// The reconcile period.
+    Periodic,
+}
+
+/// One reconcile's decision, for comparing a replay with the live controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimDecision {
+    pub at: i64,
+    pub trigger: Trigger,
+    pub current: u32,
+    pub recommended: u32,
+    pub desired: u32,
+    pub rule: crate::scaling::Rule,
 }
 
 /// Replays `builds` (sorted by queue time) under `policy`.
 pub fn replay(builds: &[SimBuild], policy: SimPolicy, cfg: &SimConfig) -> SimOutcome {
+    replay_logged(builds, policy, cfg, None)
+}
+
+/// [`replay`], appending every reconcile's decision to `log` when given.
+pub fn replay_logged(
+    builds: &[SimBuild],
+    policy: SimPolicy,
+    cfg: &SimConfig,
+    log: Option<&mut Vec<SimDecision>>,
+) -> SimOutcome {
     match policy {
         SimPolicy::PerBuild => per_build(builds, cfg),
         SimPolicy::Oracle => oracle(builds, cfg),
-        _ => reactive(builds, policy, cfg),
+        _ => reactive(builds, policy, cfg, log),
     }
 }
 
@@ -305,134 +300,115 @@ fn oracle(builds: &[SimBuild], cfg: &SimConfig) -> SimOutcome {
     out
 }
 
-fn reactive(builds: &[SimBuild], policy: SimPolicy, cfg: &SimConfig) -> SimOutcome {
-    let Some(start) = builds.first().map(|b| b.queued_at) else {
-        return SimOutcome::default();
+/// The world of a replay or a demo of `builds` for the pool `cfg`, with the agents a
+/// policy starts with.
+pub fn world_for(builds: &[SimBuild], policy: SimPolicy, cfg: &SimConfig) -> World {
+    let start = builds.first().map_or(0, |b| b.queued_at);
+    let initial = match policy {
+        SimPolicy::Static(n) => n,
+        _ => cfg.min,
     };
-    let mut pool = Pool::new(builds, policy, cfg, start);
-    let reconciles = !matches!(policy, SimPolicy::Static(_));
-    // Warm capacity and schedules may start agents while nothing runs: their reconciles
-    // pause only once every build has arrived.
-    let clock_driven = pool.warm.is_some() || !pool.schedules.is_empty();
-    let mut arrived = 0usize;
-    for (i, b) in builds.iter().enumerate() {
-        pool.heap.push(Reverse((b.queued_at, Event::Arrival(i))));
-    }
-    let mut ticking = false;
+    World::new(
+        builds,
+        cfg.executors_per_agent,
+        cfg.startup().sampler(STARTUP_SEED),
+        initial,
+        start,
+    )
+}
 
-    while let Some(Reverse((now, event))) = pool.heap.pop() {
-        match event {
-            Event::Arrival(i) => {
-                pool.queue.push_back(i);
-                pool.recent_arrivals.push_back(now);
-                arrived += 1;
-                if let Some(w) = pool.warm.as_mut() {
-                    w.arrived = arrived;
-                }
-                pool.start_builds(now);
-                if reconciles {
-                    // A queue webhook reconciles at once; the periodic reconcile resumes.
-                    pool.reconcile(now);
-                    if !ticking {
-                        ticking = true;
-                        pool.heap
-                            .push(Reverse((now + cfg.reconcile_ms, Event::Tick)));
-                    }
-                }
-            }
-            Event::Ready(_) => pool.start_builds(now),
-            Event::Finish(k) => {
-                let a = pool.running_on[pool.finish_of[k]];
-                pool.agents[a].busy -= 1;
-                if pool.agents[a].busy == 0 {
-                    pool.agents[a].idle_since = now;
-                }
-                if let Some(w) = pool.warm.as_mut() {
-                    w.finishes.push(now);
-                }
-                pool.running -= 1;
-                pool.start_builds(now);
-            }
-            Event::Tick => {
-                let rest = pool.reconcile(now);
-                // Stop ticking once the pool is idle and at the size its demand asks for:
-                // nothing changes until the next arrival, which resumes the ticks.
-                let more = clock_driven && arrived < builds.len();
-                if pool.running == 0 && pool.queue.is_empty() && rest && !more {
-                    ticking = false;
-                } else {
-                    pool.heap
-                        .push(Reverse((now + cfg.reconcile_ms, Event::Tick)));
-                }
-            }
+/// Runs a world to its end as the controller would see it: a reconcile at every
+/// arrival (as a queue webhook triggers one) and at the reconcile period while
+/// anything runs, waits or is held; `reconcile` returns whether the pool is at rest
+/// (nothing held by a window or a delay), which pauses the periodic reconciles until
+/// the next arrival. `clock_driven` pools (warm capacity, schedules) may start agents
+/// while nothing runs: their reconciles pause only once every build has arrived. The
+/// replay and the live controller's tests drive their reconciles through this one loop.
+pub fn drive(
+    world: &std::sync::Mutex<World>,
+    reconcile_ms: i64,
+    clock_driven: bool,
+    mut reconcile: impl FnMut(i64, Trigger) -> bool,
+) {
+    let lock = || world.lock().expect("the replay's world");
+    let total = lock().builds().len();
+    let mut next_tick: Option<i64> = None;
+    loop {
+        let next_event = lock().next_at();
+        let tick_first = match (next_event, next_tick) {
+            (None, None) => return,
+            (None, Some(_)) => true,
+            // At equal times the world's events come first.
+            (Some(e), Some(t)) => t < e,
+            (Some(_), None) => false,
+        };
+        if tick_first {
+            let now = next_tick.expect("checked");
+            let rest = reconcile(now, Trigger::Periodic);
+            let w = lock();
+            let more = clock_driven && w.arrived < total;
+            next_tick = if w.running == 0 && w.queue.is_empty() && rest && !more {
+                None
+            } else {
+                Some(now + reconcile_ms)
+            };
+            continue;
+        }
+        let step = lock().step();
+        if let Some((now, Happened::Arrived(_))) = step {
+            reconcile(now, Trigger::Event);
+            next_tick.get_or_insert(now + reconcile_ms);
         }
     }
-    pool.finish()
 }
 
-/// The replay state of one reactive pool.
-struct Pool<'a> {
-    builds: &'a [SimBuild],
-    per: u32,
+fn reactive(
+    builds: &[SimBuild],
+    policy: SimPolicy,
+    cfg: &SimConfig,
+    mut log: Option<&mut Vec<SimDecision>>,
+) -> SimOutcome {
+    if builds.is_empty() {
+        return SimOutcome::default();
+    }
+    let world = std::sync::Mutex::new(world_for(builds, policy, cfg));
+    let mut driver = Driver::new(builds, policy, cfg);
+    if matches!(policy, SimPolicy::Static(_)) {
+        // A static pool never reconciles: the world runs alone.
+        while world.lock().expect("the replay's world").step().is_some() {}
+    } else {
+        let clock_driven = driver.warm.is_some() || !cfg.schedules.is_empty();
+        drive(&world, cfg.reconcile_ms, clock_driven, |now, trigger| {
+            let mut w = world.lock().expect("the replay's world");
+            let (rest, d) = driver.reconcile(&mut w, now);
+            if let Some(log) = log.as_deref_mut() {
+                log.push(SimDecision { trigger, ..d });
+            }
+            rest
+        });
+    }
+    world.into_inner().expect("the replay's world").finish()
+}
+
+/// What a replay's controller keeps between reconciles: the pool's policy and
+/// schedules, its behaviour history, and the forecaster or warm model it consults.
+struct Driver<'a> {
+    cfg: &'a SimConfig,
     policy: ScalePolicy,
     history: History,
-    heap: BinaryHeap<Reverse<(i64, Event)>>,
-    /// Every agent ever created, by id.
-    agents: Vec<Agent>,
-    /// Ids of agents not removed, in creation order.
-    live: Vec<usize>,
-    queue: VecDeque<usize>,
-    /// The agent each started build runs on.
-    running_on: Vec<usize>,
-    /// `Finish(k)` is the end of build `finish_of[k]`.
-    finish_of: Vec<usize>,
-    last_finish: i64,
-    running: usize,
-    out: SimOutcome,
     forecaster: Option<super::predictive::Forecaster>,
-    /// Arrival times in the last minute, for the demand-rate signal.
-    recent_arrivals: VecDeque<i64>,
-    /// (start, wait) of builds started in the last five minutes, for the wait signal.
-    recent_waits: VecDeque<(i64, i64)>,
     multi_metric: bool,
     warm: Option<WarmSim>,
-    startup: super::startup::Sampler,
-    schedules: Vec<crate::scaling::schedule::Schedule>,
+    /// When each agent was first seen idle, as the live controller tracks it.
+    idle: IdleSince<usize>,
 }
 
-impl<'a> Pool<'a> {
-    fn new(builds: &'a [SimBuild], policy: SimPolicy, cfg: &'a SimConfig, start: i64) -> Self {
-        let per = cfg.executors_per_agent.max(1);
-        let initial = match policy {
-            SimPolicy::Static(n) => n,
-            _ => cfg.min,
-        };
-        let agents: Vec<Agent> = (0..initial)
-            .map(|_| Agent {
-                created: start,
-                ready_at: start,
-                removed_at: None,
-                busy: 0,
-                idle_since: start,
-            })
-            .collect();
+impl<'a> Driver<'a> {
+    fn new(builds: &[SimBuild], policy: SimPolicy, cfg: &'a SimConfig) -> Self {
         Self {
-            builds,
-            per,
+            cfg,
             policy: policy.scale_policy(cfg),
             history: History::default(),
-            heap: BinaryHeap::new(),
-            live: (0..agents.len()).collect(),
-            agents,
-            queue: VecDeque::new(),
-            running_on: vec![usize::MAX; builds.len()],
-            finish_of: Vec::new(),
-            last_finish: start,
-            running: 0,
-            out: SimOutcome {
-                waits_ms: vec![0; builds.len()],
-                ..Default::default()
-            },
             forecaster: (policy == SimPolicy::Predictive)
                 .then(|| {
                     let pairs: Vec<(i64, i64)> =
@@ -444,11 +420,7 @@ impl<'a> Pool<'a> {
                     )
                 })
                 .flatten(),
-            recent_arrivals: VecDeque::new(),
-            recent_waits: VecDeque::new(),
             multi_metric: policy == SimPolicy::MultiMetric,
-            startup: cfg.startup().sampler(STARTUP_SEED),
-            schedules: cfg.schedules.clone(),
             warm: match policy {
                 SimPolicy::Warm(budget) => Some(WarmSim {
                     policy: WarmPolicy {
@@ -460,199 +432,135 @@ impl<'a> Pool<'a> {
                     },
                     state: WarmState::default(),
                     times: builds.iter().map(|b| b.queued_at).collect(),
-                    arrived: 0,
-                    finishes: Vec::new(),
                 }),
                 _ => None,
             },
+            idle: IdleSince::default(),
         }
     }
 
-    /// Starts queued builds, FIFO, on the first ready agent with a free executor (Jenkins
-    /// fills busy agents first).
-    fn start_builds(&mut self, now: i64) {
-        while let Some(&i) = self.queue.front() {
-            let Some(&a) = self
-                .live
-                .iter()
-                .find(|&&a| self.agents[a].ready_at <= now && self.agents[a].busy < self.per)
-            else {
-                return;
-            };
-            self.queue.pop_front();
-            self.agents[a].busy += 1;
-            self.running_on[i] = a;
-            self.out.waits_ms[i] = now - self.builds[i].queued_at;
-            self.recent_waits
-                .push_back((now, now - self.builds[i].queued_at));
-            let end = now + self.builds[i].duration;
-            self.last_finish = self.last_finish.max(end);
-            self.finish_of.push(i);
-            self.heap
-                .push(Reverse((end, Event::Finish(self.finish_of.len() - 1))));
-            self.running += 1;
-        }
-    }
-
-    /// One controller reconcile: the live controller's inputs, `decide`, then the change.
-    /// Returns whether the pool is at rest: unchanged, and at the size its demand asks for
-    /// (no window or delay is holding it).
-    fn reconcile(&mut self, now: i64) -> bool {
+    /// One controller reconcile: what the live controller gathers, the shared
+    /// [`plan`], then the change. Returns whether the pool is at rest (unchanged, and at
+    /// the size its demand asks for), and the decision.
+    fn reconcile(&mut self, w: &mut World, now: i64) -> (bool, SimDecision) {
         let forecast = self.forecaster.as_mut().and_then(|f| f.demand_ahead(now));
-        let agents = &self.agents;
-        let ready = self
+        let per = w.executors_per_agent();
+        let agents = &w.agents;
+        let idle = &mut self.idle;
+        let views: Vec<AgentView> = w
             .live
             .iter()
-            .filter(|&&i| agents[i].ready_at <= now)
-            .count() as u32;
-        let busy_executors: u32 = self.live.iter().map(|&i| agents[i].busy).sum();
-        let idle_executors: u32 = self
-            .live
-            .iter()
-            .filter(|&&i| agents[i].ready_at <= now)
-            .map(|&i| self.per - agents[i].busy)
-            .sum();
-        let current = self.live.len() as u32;
-        let queued = self.queue.len() as u32;
+            .map(|&i| {
+                let a = &agents[i];
+                let ready = a.ready_at <= now;
+                AgentView {
+                    ready,
+                    busy: a.busy > 0,
+                    idle_since_ms: idle.observe(i, ready && a.busy == 0, now),
+                }
+            })
+            .collect();
+        idle.keep(|&i| agents[i].removed_at.is_none());
+        let busy_executors: u32 = w.live.iter().map(|&i| agents[i].busy).sum();
+        let ready_agents = views.iter().filter(|a| a.ready).count() as u32;
+        let idle_executors = ready_agents * per - busy_executors;
+        let current = w.live.len() as u32;
+        let queued = w.queue.len() as u32;
         // Executors the forecast wants beyond today's demand, rounded to the nearest.
         let forecast_extra = forecast.map_or(0, |f| {
             (f.round() as u32).saturating_sub(busy_executors + queued)
         });
-        let busy_agents = self.live.iter().filter(|&&i| agents[i].busy > 0).count() as u32;
-        // Only `keep-idle` reads when its agents became idle.
-        let idle_since_ms: Vec<i64> = if self.policy.policy == PolicyName::KeepIdle {
-            self.live
-                .iter()
-                .filter(|&&i| agents[i].ready_at <= now && agents[i].busy == 0)
-                .map(|&i| agents[i].idle_since)
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let keep_idle_empty = idle_since_ms.is_empty();
-        let warm_agents = self
-            .warm
-            .as_mut()
-            .map_or(0, |w| w.decide(now, current, busy_agents));
-        let snapshot = PoolSnapshot {
+        let busy_agents = views.iter().filter(|a| a.busy).count() as u32;
+        let warm_agents = self.warm.as_mut().map_or(0, |s| {
+            s.state
+                .plan(
+                    now,
+                    current,
+                    busy_agents,
+                    &s.times[..w.arrived],
+                    &w.finishes,
+                    &s.policy,
+                )
+                .agents
+        });
+        let seen = Observation {
             queued,
             busy_executors,
             idle_executors,
-            busy_agents,
-            ready_agents: ready,
-            pending_agents: current - ready,
             current_replicas: current,
-            forecast_extra,
+            agents: views,
             warm_agents,
-            idle_since_ms,
+            forecast_extra,
             signals: if self.multi_metric {
-                self.signals(now)
+                signals(w, now)
             } else {
                 Vec::new()
             },
-            history: std::mem::take(&mut self.history),
         };
         let at = Timestamp::from_millis(now).unwrap_or(Timestamp::now());
-        let (policy, _) = crate::scaling::schedule::policy_at(&self.policy, &self.schedules, at);
-        let decision = decide(&snapshot, &policy, at);
+        let planned = plan(
+            &seen,
+            &self.policy,
+            &self.cfg.schedules,
+            std::mem::take(&mut self.history),
+            at,
+        );
+        let decision = planned.decision;
         self.history = decision.history;
         let mut after = current;
         if decision.desired > current {
-            for _ in current..decision.desired {
-                let ready_at = now + self.startup.next_ms();
-                self.agents.push(Agent {
-                    created: now,
-                    ready_at,
-                    removed_at: None,
-                    busy: 0,
-                    idle_since: ready_at,
-                });
-                self.live.push(self.agents.len() - 1);
-                self.heap
-                    .push(Reverse((ready_at, Event::Ready(self.agents.len() - 1))));
-            }
+            w.add_agents(decision.desired - current, now);
             after = decision.desired;
-            self.out.scale_ups += 1;
-        } else if decision.desired < current {
-            // As the ReplicaSet does with the deletion costs set: starting pods first,
-            // then idle ones; a busy agent is never chosen.
-            let want = (current - decision.desired) as usize;
-            let agents = &self.agents;
-            let starting = self
-                .live
-                .iter()
-                .copied()
-                .filter(|&i| agents[i].ready_at > now);
-            // Idle agents longest idle first.
-            let mut idle: Vec<usize> = self
-                .live
-                .iter()
-                .copied()
-                .filter(|&i| agents[i].ready_at <= now && agents[i].busy == 0)
-                .collect();
-            idle.sort_by_key(|&i| agents[i].idle_since);
-            let chosen: Vec<usize> = starting.chain(idle).take(want).collect();
-            for &i in &chosen {
-                if self.agents[i].busy > 0 {
-                    self.out.busy_agents_removed += 1;
-                }
-                self.agents[i].removed_at = Some(now);
-                self.out.agent_ms += now - self.agents[i].created;
-            }
-            self.live.retain(|i| !chosen.contains(i));
+        } else if !planned.victims.is_empty() {
+            let chosen: Vec<usize> = planned.victims.iter().map(|&v| w.live[v]).collect();
+            w.remove_agents(&chosen, now);
             after = current - chosen.len() as u32;
-            if !chosen.is_empty() {
-                self.out.scale_downs += 1;
-            }
         }
         self.history.record_change(at, current, after);
-        // Agents kept idle for a while leave on a later tick, with no event to wake it.
-        let kept_idle = self.policy.policy == PolicyName::KeepIdle && !keep_idle_empty;
-        after == current && decision.recommended == current && !kept_idle
+        let rest = at_rest(&self.policy, &seen, decision.recommended, after);
+        (
+            rest,
+            SimDecision {
+                at: now,
+                trigger: Trigger::Periodic,
+                current,
+                recommended: decision.recommended,
+                desired: after,
+                rule: decision.rule,
+            },
+        )
     }
+}
 
-    fn signals(&mut self, now: i64) -> Vec<crate::scaling::multi_metric::Signal> {
-        while self
-            .recent_arrivals
-            .front()
-            .is_some_and(|t| now - t > 60_000)
-        {
-            self.recent_arrivals.pop_front();
-        }
-        while self
-            .recent_waits
-            .front()
-            .is_some_and(|(t, _)| now - t > 300_000)
-        {
-            self.recent_waits.pop_front();
-        }
-        let mut waits: Vec<i64> = self.recent_waits.iter().map(|(_, w)| *w).collect();
-        waits.extend(self.queue.iter().map(|&i| now - self.builds[i].queued_at));
-        waits.sort_unstable();
-        let p95 = if waits.is_empty() {
-            0.0
-        } else {
-            waits[((waits.len() * 95).div_ceil(100)).max(1) - 1] as f64
-        };
-        let [_, _, demand, wait] = crate::scaling::multi_metric::signals(
-            None,
-            None,
-            Some(self.recent_arrivals.len() as f64),
-            Some(p95),
-        );
-        vec![demand, wait]
-    }
+/// Whether a pool needs no periodic reconcile until something happens: its size is
+/// what its demand asks for, and no agent is kept idle for a while (`keep-idle` agents
+/// leave on a later tick, with no event to wake it).
+pub fn at_rest(policy: &ScalePolicy, seen: &Observation, recommended: u32, after: u32) -> bool {
+    let kept_idle =
+        policy.policy == PolicyName::KeepIdle && seen.agents.iter().any(|a| a.ready && !a.busy);
+    after == seen.current_replicas && recommended == seen.current_replicas && !kept_idle
+}
 
-    /// Agents that stay (a minimum, a static pool) count until the last build finishes:
-    /// the same span for every policy.
-    fn finish(mut self) -> SimOutcome {
-        for &i in &self.live {
-            self.out.agent_ms += (self.last_finish - self.agents[i].created).max(0);
-        }
-        self.out.busy_executor_ms = self.builds.iter().map(|b| b.duration).sum();
-        self.out.provisioned_executor_ms = self.out.agent_ms * i64::from(self.per);
-        self.out
+/// The demand-rate and queue-wait signals over the same windows the live controller
+/// reads them.
+fn signals(w: &mut World, now: i64) -> Vec<crate::scaling::multi_metric::Signal> {
+    while w
+        .recent_arrivals
+        .front()
+        .is_some_and(|t| now - t > DEMAND_WINDOW_MS)
+    {
+        w.recent_arrivals.pop_front();
     }
+    while w
+        .recent_waits
+        .front()
+        .is_some_and(|(t, _)| now - t > WAIT_WINDOW_MS)
+    {
+        w.recent_waits.pop_front();
+    }
+    let mut waits: Vec<i64> = w.recent_waits.iter().map(|(_, x)| *x).collect();
+    waits.extend(w.queue.iter().map(|&i| now - w.builds()[i].queued_at));
+    crate::scaling::plan::signals((None, None), Some(w.recent_arrivals.len()), Some(waits))
 }
 
 #[cfg(test)]

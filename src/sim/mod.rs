@@ -7,6 +7,7 @@ pub mod guard;
 pub mod predictive;
 pub mod startup;
 pub mod trace;
+pub mod world;
 
 pub use engine::{SimBuild, SimConfig, SimOutcome, SimPolicy, replay};
 pub use frontier::{FRONTIER, Frontier, FrontierPoint, frontier, frontier_table};

@@ -3,6 +3,8 @@
 //! pool's reconcile at once (debounced); a periodic reconcile catches what events miss.
 //! A failed read holds the pool at its size: nothing is scaled on an error.
 
+pub mod ports;
+
 use super::demand::{self, QueueDemand, QueuedItem};
 use super::multi_metric::Signal;
 use super::{History, PoolSnapshot, ScalePolicy, decide};

@@ -1,0 +1,174 @@
+//! What the controller needs from the world, as small traits: Jenkins (queue, label,
+//! agents, taking a node offline), the cluster (the Deployment's scale and pods), and
+//! the clock. The service runs them against the real clients; the demo and the tests
+//! against the in-memory pool of `sim::world`, on a clock they move.
+
+use crate::domain::Timestamp;
+use crate::jenkins::{ComputerView, JenkinsClient, JenkinsError, LabelView, QueueItemView};
+use crate::kube::{KubeError, KubeExecutor, PodState, PoolState, PoolUsage};
+use crate::store::StoreError;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// The Jenkins reads and writes a pool's reconcile makes.
+#[async_trait::async_trait]
+pub trait JenkinsApi: Send + Sync {
+    /// The build queue.
+    async fn queue(&self) -> Result<Vec<QueueItemView>, JenkinsError>;
+    /// A label's executors and nodes.
+    async fn label(&self, label: &str) -> Result<LabelView, JenkinsError>;
+    /// The label's queue length as Jenkins' load statistics count it.
+    async fn label_queue_length(&self, label: &str) -> Result<f64, JenkinsError>;
+    /// Every agent.
+    async fn computers(&self) -> Result<Vec<ComputerView>, JenkinsError>;
+    /// One agent.
+    async fn computer(&self, node: &str) -> Result<ComputerView, JenkinsError>;
+    /// Takes a node offline (or brings it back); whether anything changed.
+    async fn set_offline(
+        &self,
+        node: &str,
+        offline: bool,
+        message: &str,
+    ) -> Result<bool, JenkinsError>;
+}
+
+/// The Kubernetes reads and writes a pool's reconcile makes.
+#[async_trait::async_trait]
+pub trait ClusterApi: Send + Sync {
+    /// The Deployment's scale and the pods its selector picks.
+    async fn read_pool(&self, namespace: &str, deployment: &str) -> Result<PoolState, KubeError>;
+    /// CPU and memory use of the pool's ready pods.
+    async fn pool_usage(&self, namespace: &str, pool: &PoolState) -> Result<PoolUsage, KubeError>;
+    /// Sets each named pod's deletion cost.
+    async fn set_deletion_costs(
+        &self,
+        namespace: &str,
+        pods: &[PodState],
+        costs: &BTreeMap<String, i32>,
+    ) -> Result<usize, KubeError>;
+    /// Sets the Deployment's replicas, refused when it changed since `resource_version`.
+    async fn scale(
+        &self,
+        namespace: &str,
+        deployment: &str,
+        replicas: u32,
+        resource_version: Option<String>,
+    ) -> Result<(), KubeError>;
+}
+
+#[async_trait::async_trait]
+impl JenkinsApi for JenkinsClient {
+    async fn queue(&self) -> Result<Vec<QueueItemView>, JenkinsError> {
+        JenkinsClient::queue(self).await
+    }
+    async fn label(&self, label: &str) -> Result<LabelView, JenkinsError> {
+        JenkinsClient::label(self, label).await
+    }
+    async fn label_queue_length(&self, label: &str) -> Result<f64, JenkinsError> {
+        JenkinsClient::label_queue_length(self, label).await
+    }
+    async fn computers(&self) -> Result<Vec<ComputerView>, JenkinsError> {
+        JenkinsClient::computers(self).await
+    }
+    async fn computer(&self, node: &str) -> Result<ComputerView, JenkinsError> {
+        JenkinsClient::computer(self, node).await
+    }
+    async fn set_offline(
+        &self,
+        node: &str,
+        offline: bool,
+        message: &str,
+    ) -> Result<bool, JenkinsError> {
+        JenkinsClient::set_offline(self, node, offline, message).await
+    }
+}
+
+#[async_trait::async_trait]
+impl ClusterApi for KubeExecutor {
+    async fn read_pool(&self, namespace: &str, deployment: &str) -> Result<PoolState, KubeError> {
+        KubeExecutor::read_pool(self, namespace, deployment).await
+    }
+    async fn pool_usage(&self, namespace: &str, pool: &PoolState) -> Result<PoolUsage, KubeError> {
+        KubeExecutor::pool_usage(self, namespace, pool).await
+    }
+    async fn set_deletion_costs(
+        &self,
+        namespace: &str,
+        pods: &[PodState],
+        costs: &BTreeMap<String, i32>,
+    ) -> Result<usize, KubeError> {
+        KubeExecutor::set_deletion_costs(self, namespace, pods, costs).await
+    }
+    async fn scale(
+        &self,
+        namespace: &str,
+        deployment: &str,
+        replicas: u32,
+        resource_version: Option<String>,
+    ) -> Result<(), KubeError> {
+        KubeExecutor::scale(self, namespace, deployment, replicas, resource_version).await
+    }
+}
+
+/// What time it is for the controller.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+/// The system's clock: the service's.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// A clock that moves only when told: replays, the demo and tests.
+#[derive(Debug)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn new(at_ms: i64) -> Self {
+        Self(AtomicI64::new(at_ms))
+    }
+
+    pub fn set(&self, at_ms: i64) {
+        self.0.store(at_ms, Ordering::SeqCst);
+    }
+
+    pub fn millis(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_millis(self.millis()).unwrap_or(Timestamp::now())
+    }
+}
+
+/// Why a reconcile could not plan: a read failed. The pool then holds its size
+/// (`error_policy`); a failed read is never taken for zero.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("{0}")]
+    Jenkins(#[from] JenkinsError),
+    #[error("{0}")]
+    Kubernetes(#[from] KubeError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+impl ReconcileError {
+    /// The failing side, as the `source` label of `autopilot_pool_failures_total` and the
+    /// decision's error prefix.
+    pub fn source(&self) -> &'static str {
+        match self {
+            Self::Jenkins(_) => "jenkins",
+            Self::Kubernetes(_) => "kubernetes",
+            Self::Store(_) => "store",
+        }
+    }
+}
