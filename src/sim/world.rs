@@ -507,11 +507,11 @@ impl ClusterApi for SharedWorld {
         let mut w = self.lock();
         let mut changed = 0;
         for pod in pods {
-            if let (Some(&cost), Some(i)) = (costs.get(&pod.name), w.agent_id(&pod.name)) {
-                if w.agents[i].deletion_cost != cost {
-                    w.agents[i].deletion_cost = cost;
-                    changed += 1;
-                }
+            if let (Some(&cost), Some(i)) = (costs.get(&pod.name), w.agent_id(&pod.name))
+                && w.agents[i].deletion_cost != cost
+            {
+                w.agents[i].deletion_cost = cost;
+                changed += 1;
             }
         }
         Ok(changed)
