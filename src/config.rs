@@ -218,7 +218,8 @@ fn default_trees() -> usize {
     100
 }
 
-fn default_retrain() -> Duration {
+/// How often a pool's forecast model is retrained unless set.
+pub fn default_retrain() -> Duration {
     Duration::from_secs(86_400)
 }
 

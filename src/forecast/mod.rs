@@ -462,3 +462,79 @@ mod tests {
         assert!(b.mae.model < b.mae.last_value, "{b:?}");
     }
 }
+
+/// Step of every pool's demand series, live and in replay.
+pub const STEP_MS: i64 = 5 * 60_000;
+/// History a pool's model trains on: the last four weeks.
+pub const HISTORY_MS: i64 = 28 * 86_400_000;
+
+/// The horizon, in steps, of a forecast one pod start-up ahead (rounded up).
+pub fn horizon_steps(pod_startup_ms: i64) -> usize {
+    (pod_startup_ms.max(1) + STEP_MS - 1)
+        .div_euclid(STEP_MS)
+        .max(1) as usize
+}
+
+/// One training of a pool's model, as the live pool and the replay both retrain it: on
+/// the last [`HISTORY_MS`] of `series` up to index `upto` (targets in the past only),
+/// after a rolling-origin backtest of the same window (four folds of a day) so the
+/// model's scores against last-value and seasonal naive travel with it.
+pub fn retrain(
+    series: &Series,
+    upto: usize,
+    horizon: usize,
+    params: ModelParams,
+) -> Result<Model, ForecastError> {
+    let window = (HISTORY_MS / series.step_ms.max(1)) as usize;
+    let from = (upto + 1).saturating_sub(window);
+    let windowed = Series {
+        start_ms: series.start_ms + from as i64 * series.step_ms,
+        step_ms: series.step_ms,
+        values: series.values[from..=upto.min(series.values.len() - 1)].to_vec(),
+        filled: 0,
+    };
+    let mut model = Model::train(&windowed, horizon, params, windowed.values.len())?;
+    model.backtest = backtest(&windowed, horizon, params, 4, 288).ok();
+    Ok(model)
+}
+
+impl Model {
+    /// The backtest guard: the model's forecasts count only when it beat seasonal naive
+    /// (and last-value) in its own backtest.
+    pub fn trusted(&self) -> bool {
+        self.backtest
+            .as_ref()
+            .is_some_and(|b| b.mae.model < b.mae.seasonal_naive && b.mae.model < b.mae.last_value)
+    }
+}
+
+/// When a pool's model is retrained: at the first chance, then every `every_ms`; after a
+/// failed training (usually too little history yet) again within the hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retraining {
+    pub every_ms: i64,
+    next_ms: i64,
+}
+
+impl Retraining {
+    pub fn new(every_ms: i64) -> Self {
+        Self {
+            every_ms: every_ms.max(1),
+            next_ms: i64::MIN,
+        }
+    }
+
+    pub fn due(&self, now_ms: i64) -> bool {
+        now_ms >= self.next_ms
+    }
+
+    /// A training started at `now_ms`.
+    pub fn started(&mut self, now_ms: i64) {
+        self.next_ms = now_ms.saturating_add(self.every_ms);
+    }
+
+    /// The training started last failed at `now_ms`.
+    pub fn failed(&mut self, now_ms: i64) {
+        self.next_ms = self.next_ms.min(now_ms.saturating_add(3_600_000));
+    }
+}

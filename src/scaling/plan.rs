@@ -64,9 +64,11 @@ pub fn plan(
     seen: &Observation,
     policy: &ScalePolicy,
     schedules: &[Schedule],
-    history: History,
+    mut history: History,
     now: Timestamp,
 ) -> Plan {
+    // A pool found at some size holds it through the scale-down window first.
+    history.seed(now, seen.current_replicas);
     let ready = seen.agents.iter().filter(|a| a.ready).count() as u32;
     let snapshot = PoolSnapshot {
         queued: seen.queued,

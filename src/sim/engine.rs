@@ -34,6 +34,8 @@ pub struct SimConfig {
     pub agent_hour_price: f64,
     /// The forest the predictive policy trains.
     pub forecast_params: crate::forecast::ModelParams,
+    /// How often it is retrained (as the live pool retrains its model).
+    pub forecast_retrain_ms: i64,
     /// Most idle agents the warm policy keeps.
     pub warm_max_idle: u32,
     /// The rolling window the warm policy's budget is enforced over.
@@ -72,6 +74,7 @@ impl SimConfig {
                 max_depth: 10,
                 seed: 42,
             },
+            forecast_retrain_ms: settings.scaling.forecast_retrain_every.as_millis() as i64,
             warm_max_idle: p.warm.max_idle,
             warm_window_ms: p.warm.window.as_millis() as i64,
             schedules: p.schedules(),
@@ -417,6 +420,7 @@ impl<'a> Driver<'a> {
                         &pairs,
                         cfg.pod_startup_ms,
                         cfg.forecast_params,
+                        cfg.forecast_retrain_ms,
                     )
                 })
                 .flatten(),
@@ -588,6 +592,7 @@ pub(crate) mod tests {
             reconcile_ms: 10_000,
             agent_hour_price: 1.0,
             forecast_params: crate::forecast::ModelParams::default(),
+            forecast_retrain_ms: 86_400_000,
             warm_max_idle: 10,
             warm_window_ms: 7 * 86_400_000,
             schedules: Vec::new(),

@@ -75,13 +75,14 @@ impl SimPoolSettings {
             reconcile_ms: (reconcile.as_millis() as i64).max(1),
             agent_hour_price: self.agent_cpu * self.cpu_hour_price
                 + self.agent_memory_gib * self.memory_gib_hour_price,
-            // Weekly refits on four weeks of 5-minute steps: 50 trees keep a long replay
-            // to seconds.
+            // Daily refits (the service's default) on four weeks of 5-minute steps: 50
+            // trees keep a long replay short.
             forecast_params: crate::forecast::ModelParams {
                 trees: 50,
                 max_depth: 10,
                 seed: 42,
             },
+            forecast_retrain_ms: crate::config::default_retrain().as_millis() as i64,
             warm_max_idle: self.warm_max_idle,
             warm_window_ms: crate::config::WarmSettings::default().window.as_millis() as i64,
             schedules: crate::scaling::schedule::parse_valid(&self.schedules),
