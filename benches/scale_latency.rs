@@ -80,6 +80,7 @@ fn main() {
  agent: Default::default(),
                 warm: Default::default(),
                 schedules: Vec::new(),
+                keep_idle: std::time::Duration::from_secs(600),
             },
         );
         println!(

@@ -304,6 +304,14 @@ pub struct PoolSettings {
     /// `timezone` (any policy).
     #[serde(default)]
     pub schedules: Vec<crate::scaling::schedule::ScheduleSettings>,
+    /// `policy: keep-idle`: how long each agent is kept after its last build (the
+    /// Kubernetes plugin's `idleMinutes`).
+    #[serde(default = "default_keep_idle", with = "humantime_serde")]
+    pub keep_idle: Duration,
+}
+
+fn default_keep_idle() -> Duration {
+    Duration::from_secs(10 * 60)
 }
 
 impl PoolSettings {
@@ -311,15 +319,17 @@ impl PoolSettings {
     /// A `warm` pool's scale-down stabilization window is zero: its budget decides which
     /// idle agents stay.
     pub fn scale_policy(&self) -> crate::scaling::ScalePolicy {
-        crate::scaling::ScalePolicy {
-            policy: self.policy,
-            executors_per_agent: self.executors_per_agent.max(1),
-            min: self.min,
-            max: self.max,
-            idle_headroom: self.idle_headroom,
-            behavior: self.policy.behavior(&self.behavior),
-            keep_idle_ms: 0,
-        }
+        crate::scaling::ScalePolicy::new(
+            self.policy,
+            crate::scaling::PoolShape {
+                executors_per_agent: self.executors_per_agent,
+                min: self.min,
+                max: self.max,
+                idle_headroom: self.idle_headroom,
+            },
+            &self.behavior,
+            self.keep_idle.as_millis() as i64,
+        )
     }
 
     /// The pool's schedules, parsed (the settings check has refused bad ones).

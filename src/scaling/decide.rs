@@ -40,15 +40,43 @@ pub struct ScalePolicy {
     pub keep_idle_ms: i64,
 }
 
-impl PolicyName {
-    /// The behaviour a pool of this policy runs with: a `warm` pool's scale-down
-    /// stabilization window is zero, since its budget decides which idle agents stay.
-    pub fn behavior(self, configured: &Behavior) -> Behavior {
-        let mut b = configured.clone();
-        if self == PolicyName::Warm {
-            b.scale_down.stabilization_window = std::time::Duration::ZERO;
+/// A pool's sizes, as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolShape {
+    pub executors_per_agent: u32,
+    pub min: u32,
+    pub max: u32,
+    pub idle_headroom: u32,
+}
+
+impl ScalePolicy {
+    /// The sizing rules of a pool: the one place they are built, for the live pool
+    /// (`PoolSettings::scale_policy`) and the replay (`SimPolicy`). A `warm` or
+    /// `keep-idle` pool's scale-down stabilization window is zero: its budget, or each
+    /// agent's own idle time, decides which idle agents stay.
+    pub fn new(
+        policy: PolicyName,
+        shape: PoolShape,
+        configured: &Behavior,
+        keep_idle_ms: i64,
+    ) -> Self {
+        let mut behavior = configured.clone();
+        if matches!(policy, PolicyName::Warm | PolicyName::KeepIdle) {
+            behavior.scale_down.stabilization_window = std::time::Duration::ZERO;
         }
-        b
+        Self {
+            policy,
+            executors_per_agent: shape.executors_per_agent.max(1),
+            min: shape.min,
+            max: shape.max,
+            idle_headroom: shape.idle_headroom,
+            behavior,
+            keep_idle_ms: if policy == PolicyName::KeepIdle {
+                keep_idle_ms.max(0)
+            } else {
+                0
+            },
+        }
     }
 }
 

@@ -12,4 +12,4 @@ pub mod warm;
 pub mod warm_live;
 
 pub use behavior::{Behavior, History, PolicyKind, RatePolicy, ScalingRules, SelectPolicy};
-pub use decide::{PolicyName, PoolSnapshot, Rule, ScaleDecision, ScalePolicy, decide};
+pub use decide::{PolicyName, PoolShape, PoolSnapshot, Rule, ScaleDecision, ScalePolicy, decide};

@@ -15,6 +15,24 @@ pub const DEMAND_WINDOW_MS: i64 = 5 * 60_000;
 /// How far back the queue-wait signal reads the waits of builds that started.
 pub const WAIT_WINDOW_MS: i64 = 15 * 60_000;
 
+/// Why a reconcile runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// A build entered the queue (a queue webhook).
+    Event,
+    /// The reconcile period.
+    Periodic,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Event => "event",
+            Trigger::Periodic => "periodic",
+        }
+    }
+}
+
 /// One agent of the pool as gathered: a pod of the Deployment, with its Jenkins node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AgentView {
@@ -114,9 +132,10 @@ pub fn plan(
     }
 }
 
-/// Up to `want` agents to remove: starting ones first (as the ReplicaSet removes pods
-/// not ready first), then idle ones longest idle first (an agent idle since an unknown
-/// time counts as idle longest). A busy agent is never chosen.
+/// Up to `want` agents to remove: starting ones first, newest first (as the ReplicaSet
+/// removes pods not ready first, the newest of them first; agents are given oldest
+/// first), then idle ones longest idle first (an agent idle since an unknown time counts
+/// as idle longest). A busy agent is never chosen.
 fn victims(agents: &[AgentView], want: usize) -> Vec<usize> {
     if want == 0 {
         return Vec::new();
@@ -126,6 +145,7 @@ fn victims(agents: &[AgentView], want: usize) -> Vec<usize> {
         .collect();
     idle.sort_by_key(|&i| (agents[i].idle_since_ms.unwrap_or(i64::MIN), i));
     (0..agents.len())
+        .rev()
         .filter(|&i| !agents[i].ready && !agents[i].busy)
         .chain(idle)
         .take(want)

@@ -149,7 +149,8 @@ impl SimPolicy {
         }
     }
 
-    /// The scaling policy `decide` runs for this replay policy.
+    /// The scaling policy `decide` runs for this replay policy, built as a live pool's
+    /// is (`ScalePolicy::new`).
     fn scale_policy(self, cfg: &SimConfig) -> ScalePolicy {
         let mut behavior = cfg.behavior.clone();
         let mut idle_headroom = cfg.idle_headroom;
@@ -157,16 +158,12 @@ impl SimPolicy {
         let policy = match self {
             Self::SeedQueueHalf => PolicyName::SeedQueueHalf,
             Self::MultiMetric => PolicyName::Hpa,
-            Self::Warm(_) => {
-                behavior = PolicyName::Warm.behavior(&behavior);
-                PolicyName::Warm
-            }
+            Self::Warm(_) => PolicyName::Warm,
             Self::Window(m) => {
                 behavior.scale_down.stabilization_window = Duration::from_secs(u64::from(m) * 60);
                 PolicyName::Queue
             }
             Self::KeepIdle(m) => {
-                behavior.scale_down.stabilization_window = Duration::ZERO;
                 keep_idle_ms = i64::from(m) * 60_000;
                 PolicyName::KeepIdle
             }
@@ -176,15 +173,17 @@ impl SimPolicy {
             }
             _ => PolicyName::Queue,
         };
-        ScalePolicy {
+        ScalePolicy::new(
             policy,
-            executors_per_agent: cfg.executors_per_agent.max(1),
-            min: cfg.min,
-            max: cfg.max,
-            idle_headroom,
-            behavior,
+            crate::scaling::PoolShape {
+                executors_per_agent: cfg.executors_per_agent,
+                min: cfg.min,
+                max: cfg.max,
+                idle_headroom,
+            },
+            &behavior,
             keep_idle_ms,
-        }
+        )
     }
 }
 
@@ -219,14 +218,7 @@ struct WarmSim {
     times: Vec<i64>,
 }
 
-/// Why a reconcile runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    /// A build entered the queue (a queue webhook).
-    Event,
-    /// The reconcile period.
-    Periodic,
-}
+pub use crate::scaling::plan::Trigger;
 
 /// One reconcile's decision, for comparing a replay with the live controller.
 #[derive(Debug, Clone, PartialEq, Eq)]

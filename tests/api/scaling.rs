@@ -40,6 +40,7 @@ pub fn pool(label: &str, deployment: &str) -> PoolSettings {
         agent: Default::default(),
         warm: Default::default(),
         schedules: Vec::new(),
+        keep_idle: Duration::from_secs(600),
     }
 }
 

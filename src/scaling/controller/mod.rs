@@ -105,21 +105,7 @@ impl ScalingHandle {
     }
 }
 
-/// Why a reconcile runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    Event,
-    Periodic,
-}
-
-impl Trigger {
-    fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Event => "event",
-            Trigger::Periodic => "periodic",
-        }
-    }
-}
+pub use super::plan::Trigger;
 
 /// What the pools of one Jenkins controller share: its Jenkins, the cluster (none in
 /// dry-run), the store, the metrics, the clock and the API's views.
@@ -576,3 +562,6 @@ fn inputs_json(s: &Observation, q: &QueueDemand, busy_nodes: &[String]) -> serde
         "forecast_extra": s.forecast_extra,
     })
 }
+
+#[cfg(test)]
+mod tests;
