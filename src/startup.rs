@@ -22,6 +22,15 @@ impl Application {
     /// Opens the store (applying migrations), starts the writer and binds the listener.
     /// Port 0 binds a free port; [`Application::port`] tells which.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with(settings, None).await
+    }
+
+    /// [`Application::build`] with the pools' controller running on `adapters` instead
+    /// of the configured Jenkins controllers and cluster (the demo's in-memory pool).
+    pub async fn build_with(
+        settings: Settings,
+        adapters: Option<crate::scaling::controller::Adapters>,
+    ) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
         let data_dir = settings.server.data_dir.clone();
         let store = Store::connect(&settings.database, &data_dir).await?;
@@ -34,9 +43,19 @@ impl Application {
             settings.ingest.max_batch,
             metrics.clone(),
         );
-        let kube = KubeExecutor::from_settings(&settings.kubernetes).await?;
-        let scaling =
-            crate::scaling::controller::start(&settings, store.clone(), metrics.clone(), kube)?;
+        let adapters = match adapters {
+            Some(a) => a,
+            None => {
+                let kube = KubeExecutor::from_settings(&settings.kubernetes).await?;
+                crate::scaling::controller::Adapters::real(&settings, kube)?
+            }
+        };
+        let scaling = crate::scaling::controller::start_with(
+            &settings,
+            store.clone(),
+            metrics.clone(),
+            adapters,
+        )?;
         tokio::spawn(crate::analytics::costs::watch_alerts(
             store.clone(),
             settings.clone(),

@@ -9,7 +9,7 @@ use super::engine::{SimBuild, SimOutcome};
 use super::startup::Sampler;
 use crate::jenkins::{ComputerView, JenkinsError, LabelRef, LabelView, NodeRef, QueueItemView};
 use crate::kube::{KubeError, PodState, PoolState, PoolUsage};
-use crate::scaling::controller::ports::{ClusterApi, JenkinsApi};
+use crate::scaling::controller::ports::{Clock, ClusterApi, JenkinsApi};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -83,8 +83,10 @@ pub struct World {
     pub recent_arrivals: VecDeque<i64>,
     /// (start, wait) of builds started lately, for the queue-wait signal.
     pub recent_waits: VecDeque<(i64, i64)>,
-    /// Starts since the last [`World::take_starts`], when recorded.
+    /// Starts since the last [`World::take_log`], when recorded.
     starts: Option<Vec<Start>>,
+    /// Events since the last [`World::take_log`], when recorded.
+    happened: Option<Vec<(i64, Happened)>>,
     out: SimOutcome,
     startup: Sampler,
     /// Bumped on every change of the replicas, as a Deployment's resourceVersion.
@@ -136,6 +138,7 @@ impl World {
             recent_arrivals: VecDeque::new(),
             recent_waits: VecDeque::new(),
             starts: None,
+            happened: None,
             out: SimOutcome {
                 waits_ms: vec![0; builds.len()],
                 ..Default::default()
@@ -156,9 +159,10 @@ impl World {
         self
     }
 
-    /// Records each build's start for [`World::take_starts`].
-    pub fn recording_starts(mut self) -> Self {
+    /// Records every event and each build's start for [`World::take_log`].
+    pub fn recording(mut self) -> Self {
         self.starts = Some(Vec::new());
+        self.happened = Some(Vec::new());
         self
     }
 
@@ -204,6 +208,9 @@ impl World {
                 Happened::Finished(i)
             }
         };
+        if let Some(log) = self.happened.as_mut() {
+            log.push((now, happened));
+        }
         self.start_builds(now);
         Some((now, happened))
     }
@@ -218,9 +225,15 @@ impl World {
         out
     }
 
-    /// The starts since the last call (when recording).
-    pub fn take_starts(&mut self) -> Vec<Start> {
-        self.starts.as_mut().map(std::mem::take).unwrap_or_default()
+    /// The events and the starts since the last call (when recording).
+    pub fn take_log(&mut self) -> (Vec<(i64, Happened)>, Vec<Start>) {
+        (
+            self.happened
+                .as_mut()
+                .map(std::mem::take)
+                .unwrap_or_default(),
+            self.starts.as_mut().map(std::mem::take).unwrap_or_default(),
+        )
     }
 
     fn start_builds(&mut self, now: i64) {
@@ -359,18 +372,29 @@ impl World {
 }
 
 /// A world the live controller reads and changes through its Jenkins and Kubernetes
-/// traits. Queue ids are build indices plus one.
+/// traits. Queue ids are build indices plus one. With a clock, every call first runs
+/// the world up to the clock's time (the demo); without, whoever drives it moves it.
 #[derive(Clone)]
-pub struct SharedWorld(pub Arc<Mutex<World>>);
+pub struct SharedWorld(pub Arc<Mutex<World>>, Option<Arc<dyn Clock>>);
 
 impl SharedWorld {
     pub fn new(world: World) -> Self {
-        Self(Arc::new(Mutex::new(world)))
+        Self(Arc::new(Mutex::new(world)), None)
     }
 
+    /// A world that follows `clock`.
+    pub fn following(world: World, clock: Arc<dyn Clock>) -> Self {
+        Self(Arc::new(Mutex::new(world)), Some(clock))
+    }
+
+    /// The world, run up to the clock's time when it follows one.
     pub fn lock(&self) -> std::sync::MutexGuard<'_, World> {
         // A panic while holding it leaves a world no test or demo can trust anyway.
-        self.0.lock().expect("the in-memory world")
+        let mut w = self.0.lock().expect("the in-memory world");
+        if let Some(c) = &self.1 {
+            w.advance_to(c.now().millis());
+        }
+        w
     }
 }
 

@@ -155,6 +155,15 @@ async function showPool(name, since) {
   // Warm capacity: what the newest decision that planned it kept, and why (the guard's
   // verdict included); a decision held on a failed read plans nothing.
   const warm = decisions.decisions.find((d) => d.inputs && d.inputs.warm)?.inputs.warm;
+  // The newest reconcile that saw the pool: its size then and what it was set to.
+  const last = decisions.decisions.find((d) => d.current != null);
+  const size = byId('pool-size');
+  size.dataset.current = last ? String(last.current) : '';
+  size.dataset.desired = last && last.desired != null ? String(last.desired) : '';
+  size.dataset.at = last ? String(last.decided_at) : '';
+  size.textContent = last
+    ? `Agents: ${last.current} -> ${last.desired ?? last.current} (${last.rule}, ${last.outcome}) at ${new Date(last.decided_at).toISOString().slice(0, 16).replace('T', ' ')} UTC`
+    : 'No reconcile yet.';
   const warmLine = byId('pool-warm');
   warmLine.hidden = !warm;
   warmLine.textContent = warm ? `Warm capacity: ${warm.agents} idle agent(s) kept. ${warm.reason}` : '';

@@ -147,16 +147,6 @@ impl Adapters {
     }
 }
 
-/// Starts one task per configured pool on the real clients.
-pub fn start(
-    settings: &Settings,
-    store: Store,
-    metrics: Metrics,
-    kube: Option<KubeExecutor>,
-) -> anyhow::Result<ScalingHandle> {
-    start_with(settings, store, metrics, Adapters::real(settings, kube)?)
-}
-
 /// Starts one task per configured pool on `adapters`.
 pub fn start_with(
     settings: &Settings,
