@@ -14,7 +14,7 @@ use crate::scaling::controller::Adapters;
 use crate::scaling::controller::ports::{Clock, ClusterApi, JenkinsApi};
 use crate::sim::engine::{SimBuild, SimConfig};
 use crate::sim::trace::{self, TraceBuild};
-use crate::sim::world::{Happened, SharedWorld, World};
+use crate::sim::world::{Happened, SharedWorld, Start, World};
 use crate::startup::Application;
 use anyhow::Context;
 use secrecy::SecretString;
@@ -280,72 +280,38 @@ async fn replay(
     numbered: u64,
 ) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(Duration::from_millis(50));
-    // Each running build's start and agent.
-    let mut running: HashMap<usize, (i64, String)> = HashMap::new();
-    let mut queued_at: HashMap<usize, i64> = HashMap::new();
+    let mut told = Told {
+        sender,
+        live,
+        numbered,
+        running: HashMap::new(),
+        queued_at: HashMap::new(),
+    };
     loop {
         tick.tick().await;
-        let (done, happened, starts, names) = {
+        let (done, happened, starts) = {
             let mut w = world.lock();
             let (happened, starts) = w.take_log();
-            let names: Vec<String> = starts.iter().map(|s| w.agent_name(s.agent)).collect();
+            let starts: Vec<(Start, String)> = starts
+                .into_iter()
+                .map(|s| (s, w.agent_name(s.agent)))
+                .collect();
             let done = w.arrived == live.len() && w.running == 0 && w.queue.is_empty();
-            (done, happened, starts, names)
+            (done, happened, starts)
         };
-        // Arrivals and finishes, then starts, each in time order: a start at an instant
-        // follows the arrival or finish that made it possible.
-        let mut starts = starts.into_iter().zip(names).peekable();
+        let mut starts = starts.into_iter().peekable();
         for (k, &(at, h)) in happened.iter().enumerate() {
-            match h {
-                Happened::Arrived(i) => {
-                    queued_at.insert(i, at);
-                    sender
-                        .queue(i as u64 + 1, "entered_waiting", at, None)
-                        .await?;
-                }
-                Happened::Finished(i) => {
-                    if let Some((begin, agent)) = running.remove(&i) {
-                        let n = numbered + i as u64 + 1;
-                        sender
-                            .build(&live[i], n, &agent, begin, 0, Some(at))
-                            .await?;
-                    }
-                }
-                Happened::Ready(_) => {}
-            }
+            told.happened(at, h).await?;
             // Starts at an instant follow everything that happened at it.
             if happened.get(k + 1).is_some_and(|(next, _)| *next == at) {
                 continue;
             }
-            while let Some((s, _)) = starts.peek()
-                && s.at <= at
-            {
-                let (s, agent) = starts.next().expect("peeked");
-                start(
-                    sender,
-                    live,
-                    numbered,
-                    &mut running,
-                    &queued_at,
-                    s.build,
-                    s.at,
-                    agent,
-                )
-                .await?;
+            while let Some((s, agent)) = starts.next_if(|(s, _)| s.at <= at) {
+                told.started(s, agent).await?;
             }
         }
         for (s, agent) in starts {
-            start(
-                sender,
-                live,
-                numbered,
-                &mut running,
-                &queued_at,
-                s.build,
-                s.at,
-                agent,
-            )
-            .await?;
+            told.started(s, agent).await?;
         }
         if done {
             return Ok(());
@@ -353,24 +319,50 @@ async fn replay(
     }
 }
 
-/// A build left the queue and started on `agent`.
-#[allow(clippy::too_many_arguments)]
-async fn start(
-    sender: &Sender,
-    live: &[TraceBuild],
+/// What the service has been told of the live part.
+struct Told<'a> {
+    sender: &'a Sender,
+    live: &'a [TraceBuild],
+    /// Builds numbered before the live part.
     numbered: u64,
-    running: &mut HashMap<usize, (i64, String)>,
-    queued_at: &HashMap<usize, i64>,
-    i: usize,
-    at: i64,
-    agent: String,
-) -> anyhow::Result<()> {
-    let queued = queued_at.get(&i).copied().unwrap_or(at);
-    sender.queue(i as u64 + 1, "left", queued, Some(at)).await?;
-    let n = numbered + i as u64 + 1;
-    sender
-        .build(&live[i], n, &agent, at, at - queued, None)
-        .await?;
-    running.insert(i, (at, agent));
-    Ok(())
+    /// Each running build's start and agent.
+    running: HashMap<usize, (i64, String)>,
+    queued_at: HashMap<usize, i64>,
+}
+
+impl Told<'_> {
+    async fn happened(&mut self, at: i64, h: Happened) -> anyhow::Result<()> {
+        match h {
+            Happened::Arrived(i) => {
+                self.queued_at.insert(i, at);
+                self.sender
+                    .queue(i as u64 + 1, "entered_waiting", at, None)
+                    .await
+            }
+            Happened::Finished(i) => match self.running.remove(&i) {
+                Some((begin, agent)) => {
+                    let n = self.numbered + i as u64 + 1;
+                    self.sender
+                        .build(&self.live[i], n, &agent, begin, 0, Some(at))
+                        .await
+                }
+                None => Ok(()),
+            },
+            Happened::Ready(_) => Ok(()),
+        }
+    }
+
+    /// A build left the queue and started on `agent`.
+    async fn started(&mut self, s: Start, agent: String) -> anyhow::Result<()> {
+        let queued = self.queued_at.get(&s.build).copied().unwrap_or(s.at);
+        self.sender
+            .queue(s.build as u64 + 1, "left", queued, Some(s.at))
+            .await?;
+        let n = self.numbered + s.build as u64 + 1;
+        self.sender
+            .build(&self.live[s.build], n, &agent, s.at, s.at - queued, None)
+            .await?;
+        self.running.insert(s.build, (s.at, agent));
+        Ok(())
+    }
 }
