@@ -74,6 +74,7 @@ impl Application {
             auth: auth::WebhookAuth::new(token),
             tokens,
             optimizing: Arc::new(tokio::sync::Semaphore::new(1)),
+            replaying: Arc::new(tokio::sync::Semaphore::new(1)),
             settings: settings.clone(),
             scaling,
         };

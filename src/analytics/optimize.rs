@@ -237,18 +237,15 @@ fn override_yaml(settings: &Settings, chosen: &[(String, Variant)], note: &str) 
     )
 }
 
-/// Plans savings of `target_percent` over `range`: reads the history, then replays it on a
-/// blocking thread (never on the async runtime).
-pub async fn optimize(
+/// Each pool's finished builds in `range` as the replay's arrivals (queued at their
+/// recorded queue time), sorted; `each` sees every finished build.
+pub async fn pool_builds(
     store: &Store,
-    settings: std::sync::Arc<Settings>,
+    settings: &Settings,
     range: Range,
-    target_percent: f64,
-) -> Result<(Plan, String), StoreError> {
-    // The recorded builds: per pool, as the simulator's arrivals; reported builds with
-    // their job and type for right-sizing.
+    mut each: impl FnMut(PricedBuild),
+) -> Result<BTreeMap<String, Vec<SimBuild>>, StoreError> {
     let mut per_pool: BTreeMap<String, Vec<SimBuild>> = BTreeMap::new();
-    let mut reported: BTreeMap<(String, String), Vec<PricedBuild>> = BTreeMap::new();
     store
         .for_each_finished_build(range.from, range.to, |b| {
             if let Some((name, _)) =
@@ -259,15 +256,36 @@ pub async fn optimize(
                     duration: b.duration_ms,
                 });
             }
-            if b.requests.is_some() {
-                let key = (
-                    format!("{}/{}", b.controller, b.job),
-                    b.build_type.clone().unwrap_or_else(|| "build".into()),
-                );
-                reported.entry(key).or_default().push(b);
-            }
+            each(b);
         })
         .await?;
+    for builds in per_pool.values_mut() {
+        builds.sort_by_key(|b| b.queued_at);
+    }
+    Ok(per_pool)
+}
+
+/// Plans savings of `target_percent` over `range`: reads the history, then replays it on a
+/// blocking thread (never on the async runtime).
+pub async fn optimize(
+    store: &Store,
+    settings: std::sync::Arc<Settings>,
+    range: Range,
+    target_percent: f64,
+) -> Result<(Plan, String), StoreError> {
+    // The recorded builds: per pool, as the simulator's arrivals; reported builds with
+    // their job and type for right-sizing.
+    let mut reported: BTreeMap<(String, String), Vec<PricedBuild>> = BTreeMap::new();
+    let per_pool = pool_builds(store, &settings, range, |b| {
+        if b.requests.is_some() {
+            let key = (
+                format!("{}/{}", b.controller, b.job),
+                b.build_type.clone().unwrap_or_else(|| "build".into()),
+            );
+            reported.entry(key).or_default().push(b);
+        }
+    })
+    .await?;
     let plan = tokio::task::spawn_blocking(move || {
         plan(&settings, range, target_percent, per_pool, reported)
     })

@@ -29,6 +29,8 @@ pub struct AppState {
     pub scaling: crate::scaling::controller::ScalingHandle,
     /// One cost optimization at a time: each replays the history on a blocking thread.
     pub optimizing: Arc<tokio::sync::Semaphore>,
+    /// One frontier replay at a time.
+    pub replaying: Arc<tokio::sync::Semaphore>,
 }
 
 /// Registers every route.
@@ -77,6 +79,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/api/v1/pools/{name}/forecast").route(web::get().to(pools::get_forecast)),
     )
+    .service(
+        web::resource("/api/v1/pools/{name}/frontier").route(web::get().to(pools::get_frontier)),
+    )
     .service(web::resource("/").route(web::get().to(dashboard::index)))
     .service(web::resource("/assets/{path:.+}").route(web::get().to(dashboard::asset)))
     .service(web::resource("/healthz").route(web::get().to(ops::healthz)))
@@ -103,6 +108,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         pools::list_pools,
         pools::list_decisions,
         pools::get_forecast,
+        pools::get_frontier,
         costs::get_costs,
         costs::optimize,
         reports::performance,
@@ -127,6 +133,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         pools::DecisionList,
         crate::scaling::controller::PoolView,
         crate::scaling::controller::ForecastView,
+        crate::sim::PoolFrontier,
         crate::store::DecisionRecord,
         ops::Health,
         crate::analytics::performance::PerformanceReport,

@@ -97,3 +97,59 @@ pub async fn get_forecast(
         "signals": pool.signals,
     })))
 }
+
+/// Query of the frontier endpoint.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct FrontierQuery {
+    /// The recorded builds replayed: `24h`, `7d`, `30d` (default) or `FROM..TO`.
+    range: Option<String>,
+}
+
+/// Most builds a frontier replays: the newest of the range.
+pub const FRONTIER_MAX_BUILDS: usize = 100_000;
+
+/// A pool's frontier on its own recorded builds: agent-hours against the share of builds
+/// started at once for every `window`, `keep-idle`, `headroom` and `warm` setting, the
+/// oracle's agent-hours, and the pool's current settings replayed on the same builds.
+/// One replay at a time: another request meanwhile gets 503 with Retry-After.
+#[utoipa::path(get, path = "/api/v1/pools/{name}/frontier", tag = "pools",
+    params(("name" = String, Path, description = "Pool name"), FrontierQuery),
+    responses((status = 200, body = crate::sim::PoolFrontier),
+              (status = 400, body = super::errors::ErrorBody),
+              (status = 404, body = super::errors::ErrorBody),
+              (status = 503, body = super::errors::ErrorBody)))]
+pub async fn get_frontier(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    super::auth::require_read(&req, &state)?;
+    let name = pool_or_404(&req, &state).await?.name;
+    let q = web::Query::<FrontierQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::invalid("query", e))?
+        .into_inner();
+    let range =
+        crate::analytics::Range::parse(q.range.as_deref().unwrap_or("30d"), Timestamp::now())
+            .map_err(|e| ApiError::invalid("range", e))?;
+    let _slot = state
+        .replaying
+        .try_acquire()
+        .map_err(|_| ApiError::Overloaded { retry_after: 5 })?;
+    let mut per_pool =
+        crate::analytics::optimize::pool_builds(&state.store, &state.settings, range, |_| {})
+            .await?;
+    let mut builds = per_pool.remove(&name).unwrap_or_default();
+    let in_range = builds.len();
+    builds.drain(..in_range.saturating_sub(FRONTIER_MAX_BUILDS));
+    let pool = state.settings.scaling.pools[&name].clone();
+    let cfg = crate::sim::SimConfig::for_pool(&pool, &state.settings);
+    let current = crate::sim::SimPolicy::of_pool(&pool);
+    let frontier =
+        tokio::task::spawn_blocking(move || crate::sim::pool_frontier(&builds, &cfg, current))
+            .await
+            .map_err(|e| ApiError::Internal(format!("the replay failed: {e}")))?;
+    let mut body = serde_json::to_value(&frontier).unwrap_or_default();
+    body["pool"] = serde_json::json!(name);
+    body["range"] = serde_json::to_value(range).unwrap_or_default();
+    body["builds_in_range"] = serde_json::json!(in_range);
+    Ok(HttpResponse::Ok().json(body))
+}

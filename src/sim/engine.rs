@@ -149,6 +149,20 @@ impl SimPolicy {
         }
     }
 
+    /// The replay of a configured pool as it runs (its sizes and behaviour come with
+    /// [`SimConfig::for_pool`]).
+    pub fn of_pool(p: &crate::config::PoolSettings) -> Self {
+        match p.policy {
+            PolicyName::Queue => Self::Queue,
+            PolicyName::SeedQueueHalf => Self::SeedQueueHalf,
+            PolicyName::Hpa | PolicyName::Weighted => Self::MultiMetric,
+            PolicyName::Warm => Self::Warm(p.warm.budget.round().clamp(0.0, 1e6) as u32),
+            PolicyName::KeepIdle => {
+                Self::KeepIdle((p.keep_idle.as_secs() / 60).min(u64::from(u32::MAX)) as u32)
+            }
+        }
+    }
+
     /// The scaling policy `decide` runs for this replay policy, built as a live pool's
     /// is (`ScalePolicy::new`).
     fn scale_policy(self, cfg: &SimConfig) -> ScalePolicy {

@@ -102,6 +102,52 @@ pub const FRONTIER: [(&str, SimPolicy); 17] = [
     ("warm", SimPolicy::Warm(100)),
 ];
 
+/// The point of `policy` (of `family`) replayed on one pool's `builds`.
+pub fn replay_point(
+    builds: &[super::SimBuild],
+    cfg: &super::SimConfig,
+    family: &'static str,
+    policy: SimPolicy,
+) -> FrontierPoint {
+    let o = super::replay(builds, policy, cfg);
+    FrontierPoint::of(
+        family,
+        policy,
+        &super::figures(&[(&o, cfg.agent_hour_price)], None),
+    )
+}
+
+/// A pool's frontier on its own recorded builds, with its current settings marked.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct PoolFrontier {
+    pub builds: usize,
+    pub oracle_agent_hours: f64,
+    /// The pool's own settings replayed: family `current`, setting the policy.
+    #[schema(value_type = Object)]
+    pub current: FrontierPoint,
+    #[schema(value_type = Vec<Object>)]
+    pub frontier: Vec<FrontierPoint>,
+}
+
+/// Replays `builds` (one pool's, sorted by queue time) under every frontier policy, the
+/// oracle and the pool's own `current` policy.
+pub fn pool_frontier(
+    builds: &[super::SimBuild],
+    cfg: &super::SimConfig,
+    current: SimPolicy,
+) -> PoolFrontier {
+    let point = |family, policy| replay_point(builds, cfg, family, policy);
+    let oracle = super::replay(builds, SimPolicy::Oracle, cfg);
+    let mut current_point = point("current", current);
+    current_point.setting = current.name();
+    PoolFrontier {
+        builds: builds.len(),
+        oracle_agent_hours: oracle.agent_ms as f64 / 3_600_000.0,
+        current: current_point,
+        frontier: FRONTIER.iter().map(|&(f, p)| point(f, p)).collect(),
+    }
+}
+
 /// Replays every frontier policy and the oracle on the same builds.
 pub fn frontier(
     builds: &[trace::TraceBuild],

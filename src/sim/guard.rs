@@ -3,8 +3,8 @@
 //! than a plain scale-down window of the same agent-hours (the windows' frontier, read
 //! between its points). Otherwise the pool stays reactive and says why.
 
-use super::engine::{SimBuild, SimConfig, SimPolicy, replay};
-use super::{FRONTIER, FrontierPoint, figures};
+use super::engine::{SimBuild, SimConfig, SimPolicy};
+use super::{FRONTIER, FrontierPoint};
 use serde::Serialize;
 
 /// What the replay of a pool's history says of its warm capacity.
@@ -26,14 +26,7 @@ pub struct WarmVerdict {
 /// Replays `builds` (sorted by queue time) under warm capacity at `budget_percent` and
 /// under each window, and judges.
 pub fn warm_verdict(builds: &[SimBuild], cfg: &SimConfig, budget_percent: u32) -> WarmVerdict {
-    let point = |family, policy| {
-        let o = replay(builds, policy, cfg);
-        FrontierPoint::of(
-            family,
-            policy,
-            &figures(&[(&o, cfg.agent_hour_price)], None),
-        )
-    };
+    let point = |family, policy| super::frontier::replay_point(builds, cfg, family, policy);
     let warm = point("warm", SimPolicy::Warm(budget_percent));
     // Held against the frontier's windows.
     let mut windows: Vec<FrontierPoint> = FRONTIER

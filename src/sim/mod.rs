@@ -10,7 +10,9 @@ pub mod trace;
 pub mod world;
 
 pub use engine::{SimBuild, SimConfig, SimOutcome, SimPolicy, replay};
-pub use frontier::{FRONTIER, Frontier, FrontierPoint, frontier, frontier_table};
+pub use frontier::{
+    FRONTIER, Frontier, FrontierPoint, PoolFrontier, frontier, frontier_table, pool_frontier,
+};
 
 use crate::scaling::Behavior;
 use serde::{Deserialize, Serialize};

@@ -1067,3 +1067,64 @@ async fn a_schedule_raises_the_pools_minimum_while_it_matches() {
         d["reason"]
     );
 }
+
+#[tokio::test]
+async fn a_pools_frontier_replays_its_own_builds_with_its_settings_marked() {
+    let rig = rig(
+        KubernetesMode::DryRun,
+        |j, _| j.add_agent("agent-linux-a", "linux", 1, 0),
+        |s| {
+            s.scaling.reconcile_interval = Duration::from_secs(10);
+            let p = s.scaling.pools.get_mut("linux").unwrap();
+            p.min = 0;
+            p.behavior.scale_down.stabilization_window = Duration::from_secs(600);
+        },
+    )
+    .await;
+    // Two days of a 20-minute build every 50 minutes.
+    let now = chrono::Utc::now().timestamp_millis();
+    let starts = (1..=60).map(|i| now - 3 * 86_400_000 + i * 3_000_000);
+    rig.record_builds(starts, 1_200_000).await;
+    let (status, f) = rig
+        .app
+        .get_json("/api/v1/pools/linux/frontier?range=7d")
+        .await;
+    assert_eq!(status, 200, "{f}");
+    assert_eq!(f["pool"], "linux");
+    assert_eq!(f["builds"], 60);
+    assert_eq!(f["builds_in_range"], 60);
+    let points = f["frontier"].as_array().unwrap();
+    assert_eq!(points.len(), 17);
+    let oracle = f["oracle_agent_hours"].as_f64().unwrap();
+    // Twenty minutes each: 20 agent-hours at the very least.
+    assert!((oracle - 20.0).abs() < 0.01, "{oracle}");
+    for p in points.iter().chain([&f["current"]]) {
+        assert!(p["agent_hours"].as_f64().unwrap() >= oracle, "{p}");
+        assert_eq!(p["busy_agents_removed"], 0, "{p}");
+        let at_once = p["started_at_once"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&at_once), "{p}");
+    }
+    // The pool's own settings (queue, a 10-minute window) are the current point: the
+    // builds come every 50 minutes, so none finds the agent still there, as window 0.
+    assert_eq!(f["current"]["family"], "current");
+    assert_eq!(f["current"]["setting"], "queue");
+    assert_eq!(f["current"]["started_at_once"], 0.0);
+    let window = |m: &str| {
+        points
+            .iter()
+            .find(|p| p["family"] == "window" && p["setting"] == m)
+            .unwrap()
+    };
+    // A four-hour window keeps the agent between builds: only the first waits.
+    let kept = window("240m")["started_at_once"].as_f64().unwrap();
+    assert!((kept - 59.0 / 60.0).abs() < 1e-9, "{}", window("240m"));
+
+    let (status, body) = rig
+        .app
+        .get_json("/api/v1/pools/linux/frontier?range=soon")
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "range", "{body}");
+    let (status, _) = rig.app.get_json("/api/v1/pools/nope/frontier").await;
+    assert_eq!(status, 404);
+}
