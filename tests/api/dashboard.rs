@@ -165,17 +165,44 @@ async fn dashboard(protect: bool) {
         "chart-cost",
         "chart-scaling",
         "chart-forecast",
+        "chart-frontier",
     ] {
         let c = &shown["charts"][chart];
         assert!(c["points"].as_u64().unwrap_or(0) > 0, "{chart}: {c}");
-        assert!(c["width"].as_u64().unwrap_or(0) > 100, "{chart}: {c}");
-        assert!(c["height"].as_u64().unwrap_or(0) > 100, "{chart}: {c}");
+        assert!(c["width"].as_f64().unwrap_or(0.0) > 100.0, "{chart}: {c}");
+        assert!(c["height"].as_f64().unwrap_or(0.0) > 100.0, "{chart}: {c}");
     }
     assert_eq!(shown["pools"], json!(["linux"]));
     // The pool view says what warm capacity kept and why.
     assert_eq!(
         shown["poolWarm"],
         "Warm capacity: 0 idle agent(s) kept. in the replay of 40 builds warm capacity started 20 % at once for 9.0 agent-hours, no more than windows of that cost (25 %): reactive",
+        "{shown}"
+    );
+    // The frontier of the pool's own builds, with its current settings marked.
+    let (_, f) = app
+        .get_authed("/api/v1/pools/linux/frontier?range=7d", &reader)
+        .await;
+    assert_eq!(shown["charts"]["chart-frontier"]["points"], 18, "{shown}");
+    let current = &f["current"];
+    assert_eq!(
+        shown["frontierCurrent"]["label"],
+        format!("current ({})", current["setting"].as_str().unwrap()),
+        "{shown} {f}"
+    );
+    assert!(same(
+        shown["frontierCurrent"]["y"].as_f64().unwrap(),
+        &json!(current["started_at_once"].as_f64().unwrap() * 100.0)
+    ));
+    assert!(
+        shown["frontierNote"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("Replaying {} recorded builds", f["builds"])),
+        "{shown}"
+    );
+    assert!(
+        shown["poolSize"].as_str().unwrap().starts_with("Agents: "),
         "{shown}"
     );
     // The plan button shows what the optimizer answers for the same range.

@@ -45,6 +45,14 @@ try {
     recommendations: [...document.querySelectorAll('#recommendations li')].map((li) => li.textContent),
     pools: [...document.querySelectorAll('#pool option')].map((o) => o.value),
     poolWarm: document.getElementById('pool-warm').hidden ? null : document.getElementById('pool-warm').textContent,
+    poolSize: document.getElementById('pool-size').textContent,
+    frontierNote: document.getElementById('frontier-note').textContent,
+    frontierCurrent: (() => {
+      const c = window.autopilotCharts['chart-frontier'];
+      if (!c) return null;
+      const d = c.data.datasets[c.data.datasets.length - 1];
+      return { label: d.label, x: d.data[0].x, y: d.data[0].y };
+    })(),
   }));
   // "Plan 20 % savings" shows the optimizer's plan.
   await page.click('button.plan[data-target="20"]');

@@ -195,6 +195,65 @@ async function showPool(name, since) {
   });
 }
 
+// The frontier of the pool's own recorded builds: cost (agent-hours as a multiple of the
+// oracle's) against the share of builds started at once, per family, with the pool's
+// current settings marked. One request at a time per page, reused for a minute.
+const frontiers = {};
+async function showFrontier(name, range) {
+  const key = `${name} ${range}`;
+  let entry = frontiers[key];
+  if (!entry || Date.now() - entry.at > 60000) {
+    entry = { at: Date.now(), promise: getJson(`/api/v1/pools/${encodeURIComponent(name)}/frontier?range=${range}`) };
+    frontiers[key] = entry;
+  }
+  const note = byId('frontier-note');
+  let f;
+  try {
+    f = await entry.promise;
+  } catch (error) {
+    delete frontiers[key];
+    note.textContent = `No frontier: ${error.message}`;
+    return;
+  }
+  const oracle = f.oracle_agent_hours > 0 ? f.oracle_agent_hours : null;
+  const x = (p) => (oracle ? p.agent_hours / oracle : p.agent_hours);
+  const colors = { window: '#95a5a6', 'keep-idle': '#8e44ad', headroom: '#16a085', warm: '#2a6fdb' };
+  const families = [...new Set(f.frontier.map((p) => p.family))];
+  const datasets = families.map((family) => ({
+    label: family,
+    data: f.frontier.filter((p) => p.family === family).map((p) => ({ x: x(p), y: p.started_at_once * 100, setting: p.setting }))
+      .sort((a, b) => a.x - b.x),
+    borderColor: colors[family] || '#7f8c8d',
+    backgroundColor: colors[family] || '#7f8c8d',
+    showLine: true,
+  }));
+  datasets.push({
+    label: `current (${f.current.setting})`,
+    data: [{ x: x(f.current), y: f.current.started_at_once * 100, setting: f.current.setting }],
+    borderColor: '#c0392b',
+    backgroundColor: '#c0392b',
+    pointStyle: 'crossRot',
+    pointRadius: 9,
+    borderWidth: 3,
+  });
+  draw('chart-frontier', {
+    type: 'scatter',
+    data: { datasets },
+    options: {
+      scales: {
+        x: { title: { display: true, text: oracle ? "agent-hours / oracle's" : 'agent-hours' } },
+        y: { title: { display: true, text: '% started at once' }, min: 0, max: 100 },
+      },
+      plugins: { tooltip: { callbacks: { label: (c) => `${c.dataset.label} ${c.raw.setting}: ${c.raw.x.toFixed(2)}x, ${c.raw.y.toFixed(1)} %` } } },
+    },
+  });
+  const c = f.current;
+  note.dataset.builds = String(f.builds);
+  note.textContent = f.builds === 0
+    ? 'No recorded builds of this pool in the range to replay.'
+    : `Replaying ${f.builds} recorded builds: the current settings (${c.setting}) cost ${x(c).toFixed(2)}x the oracle's agent-hours and start ${(c.started_at_once * 100).toFixed(0)} % of builds at once.`;
+}
+
 async function load() {
   const range = byId('range').value;
   byId('report').href = `/api/v1/reports/performance?range=${range}&format=html`;
@@ -214,6 +273,7 @@ async function load() {
     select.replaceChildren(...pools.pools.map((p) => new Option(p.name, p.name)));
     if (pools.pools.some((p) => p.name === current)) select.value = current;
     await showPool(select.value, cost.range.from);
+    if (select.value) await showFrontier(select.value, range);
     byId('status').textContent = `updated ${new Date().toISOString().slice(11, 19)} UTC`;
     document.body.dataset.loaded = 'true';
   } catch (error) {
