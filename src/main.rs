@@ -339,7 +339,14 @@ fn report(
     let format = render::Format::parse(format).map_err(|e| anyhow::anyhow!("--format {e}"))?;
     let text = with_store(&settings, &data_dir, async |store| {
         let r = performance::performance_report(store, &settings, range, filter).await?;
-        Ok(render::render(&r, format))
+        let frontiers = jenkins_autopilot::analytics::frontier::for_report(
+            store,
+            std::sync::Arc::new(settings.clone()),
+            range,
+            format,
+        )
+        .await?;
+        Ok(render::render(&r, format, &frontiers))
     })?;
     match output {
         Some(path) => std::fs::write(&path, text)

@@ -2,6 +2,7 @@
 //! `crate::cost`), and the time ranges they are asked for.
 
 pub mod costs;
+pub mod frontier;
 pub mod optimize;
 pub mod performance;
 pub mod render;

@@ -140,8 +140,115 @@ fn escape_md(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
-/// The report in `format`.
-pub fn render(r: &PerformanceReport, format: Format) -> String {
+/// One pool's frontier as an SVG chart (cost as a multiple of the oracle's agent-hours
+/// against the share of builds started at once; the pool's current settings marked with
+/// a cross) and a table of its points.
+fn frontier_html(f: &super::frontier::Replayed) -> String {
+    let fr = &f.frontier;
+    let mut out = format!(
+        "<h3>Pool {}</h3>\n<p>{} of its {} recorded builds in the range replayed; the oracle needs {:.1} agent-hours.</p>\n",
+        escape_html(&f.pool),
+        fr.builds,
+        f.builds_in_range,
+        fr.oracle_agent_hours
+    );
+    if fr.builds == 0 || fr.oracle_agent_hours <= 0.0 {
+        return out;
+    }
+    let x_of = |p: &crate::sim::FrontierPoint| p.agent_hours / fr.oracle_agent_hours;
+    let x_max = fr
+        .frontier
+        .iter()
+        .chain([&fr.current])
+        .map(x_of)
+        .fold(1.0f64, f64::max)
+        * 1.05;
+    let (w, h, left, bottom) = (560.0, 320.0, 50.0, 40.0);
+    let px = |x: f64| left + (x - 1.0).max(0.0) / (x_max - 1.0).max(1e-9) * (w - left - 10.0);
+    let py = |y: f64| (h - bottom) - y * (h - bottom - 10.0);
+    out.push_str(&format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" role=\"img\" \
+         aria-label=\"frontier of pool {}\"><rect width=\"{w}\" height=\"{h}\" fill=\"#fff\"/>\
+         <line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#333\"/>\
+         <line x1=\"{left}\" y1=\"10\" x2=\"{left}\" y2=\"{}\" stroke=\"#333\"/>\
+         <text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">agent-hours / oracle's (1 to {x_max:.2})</text>\
+         <text x=\"12\" y=\"{}\" font-size=\"11\" transform=\"rotate(-90 12 {})\" text-anchor=\"middle\">% started at once</text>\n",
+        escape_html(&f.pool),
+        h - bottom,
+        w - 10.0,
+        h - bottom,
+        h - bottom,
+        (w + left) / 2.0,
+        h - 8.0,
+        (h - bottom) / 2.0,
+        (h - bottom) / 2.0,
+    ));
+    for (family, color) in [
+        ("window", "#95a5a6"),
+        ("keep-idle", "#8e44ad"),
+        ("headroom", "#16a085"),
+        ("warm", "#2a6fdb"),
+    ] {
+        let mut pts: Vec<(f64, f64)> = fr
+            .frontier
+            .iter()
+            .filter(|p| p.family == family)
+            .map(|p| (px(x_of(p)), py(p.started_at_once)))
+            .collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let line: Vec<String> = pts.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+        out.push_str(&format!(
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"><title>{family}</title></polyline>",
+            line.join(" ")
+        ));
+        for (x, y) in pts {
+            out.push_str(&format!(
+                "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"{color}\"/>"
+            ));
+        }
+    }
+    let (cx, cy) = (px(x_of(&fr.current)), py(fr.current.started_at_once));
+    out.push_str(&format!(
+        "<path d=\"M{} {} L{} {} M{} {} L{} {}\" stroke=\"#c0392b\" stroke-width=\"3\"/>\
+         <text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"#c0392b\">current ({})</text></svg>\n",
+        cx - 6.0,
+        cy - 6.0,
+        cx + 6.0,
+        cy + 6.0,
+        cx - 6.0,
+        cy + 6.0,
+        cx + 6.0,
+        cy - 6.0,
+        cx + 8.0,
+        cy - 8.0,
+        escape_html(&fr.current.setting)
+    ));
+    out.push_str(
+        "<table><thead><tr><th>family</th><th>setting</th><th>agent-hours</th><th>x oracle</th>\
+         <th>started at once</th><th>wait p95</th></tr></thead><tbody>\n",
+    );
+    for p in fr.frontier.iter().chain([&fr.current]) {
+        out.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.2}x</td><td>{:.1} %</td><td>{:.0} s</td></tr>\n",
+            escape_html(p.family),
+            escape_html(&p.setting),
+            p.agent_hours,
+            x_of(p),
+            p.started_at_once * 100.0,
+            p.wait_p95_s
+        ));
+    }
+    out.push_str("</tbody></table>\n");
+    out
+}
+
+/// The report in `format`; the HTML report also draws each pool's frontier of
+/// `frontiers` (the other formats carry the report only).
+pub fn render(
+    r: &PerformanceReport,
+    format: Format,
+    frontiers: &[super::frontier::Replayed],
+) -> String {
     match format {
         Format::Json => serde_json::to_string_pretty(r).expect("a report serializes"),
         Format::Csv => {
@@ -187,7 +294,18 @@ pub fn render(r: &PerformanceReport, format: Format) -> String {
                     escape_html(&v)
                 ));
             }
-            out.push_str("</tbody></table></body></html>\n");
+            out.push_str("</tbody></table>\n");
+            if !frontiers.is_empty() {
+                out.push_str(
+                    "<h2>Frontier of each pool's history</h2>\n<p>The pool's recorded builds replayed under \
+                     each scale-down window, keep-idle time, idle headroom and warm budget, and under its \
+                     current settings (the cross): what each costs against how many builds start at once.</p>\n",
+                );
+                for f in frontiers {
+                    out.push_str(&frontier_html(f));
+                }
+            }
+            out.push_str("</body></html>\n");
             out
         }
     }

@@ -64,6 +64,9 @@ pub async fn write_report(
         label: schedule.label.clone(),
     };
     let report = performance_report(store, settings, range, filter).await?;
+    let frontiers =
+        super::frontier::for_report(store, std::sync::Arc::new(settings.clone()), range, format)
+            .await?;
     let dir = &schedule.directory;
     tokio::fs::create_dir_all(dir)
         .await
@@ -71,7 +74,7 @@ pub async fn write_report(
     let stamp = now.to_datetime().format("%Y%m%dT%H%M%S%.3fZ");
     let path = dir.join(format!("{}-{stamp}.{}", schedule.name, format.extension()));
     let tmp = dir.join(format!(".{}-{stamp}.tmp", schedule.name));
-    tokio::fs::write(&tmp, render(&report, format))
+    tokio::fs::write(&tmp, render(&report, format, &frontiers))
         .await
         .with_context(|| format!("writing {}", tmp.display()))?;
     tokio::fs::rename(&tmp, &path)

@@ -105,9 +105,6 @@ pub struct FrontierQuery {
     range: Option<String>,
 }
 
-/// Most builds a frontier replays: the newest of the range.
-pub const FRONTIER_MAX_BUILDS: usize = 100_000;
-
 /// A pool's frontier on its own recorded builds: agent-hours against the share of builds
 /// started at once for every `window`, `keep-idle`, `headroom` and `warm` setting, the
 /// oracle's agent-hours, and the pool's current settings replayed on the same builds.
@@ -134,22 +131,14 @@ pub async fn get_frontier(
         .replaying
         .try_acquire()
         .map_err(|_| ApiError::Overloaded { retry_after: 5 })?;
-    let mut per_pool =
-        crate::analytics::optimize::pool_builds(&state.store, &state.settings, range, |_| {})
-            .await?;
-    let mut builds = per_pool.remove(&name).unwrap_or_default();
-    let in_range = builds.len();
-    builds.drain(..in_range.saturating_sub(FRONTIER_MAX_BUILDS));
-    let pool = state.settings.scaling.pools[&name].clone();
-    let cfg = crate::sim::SimConfig::for_pool(&pool, &state.settings);
-    let current = crate::sim::SimPolicy::of_pool(&pool);
-    let frontier =
-        tokio::task::spawn_blocking(move || crate::sim::pool_frontier(&builds, &cfg, current))
-            .await
-            .map_err(|e| ApiError::Internal(format!("the replay failed: {e}")))?;
-    let mut body = serde_json::to_value(&frontier).unwrap_or_default();
-    body["pool"] = serde_json::json!(name);
+    let mut replayed = crate::analytics::frontier::pool_frontiers(
+        &state.store,
+        state.settings.clone(),
+        range,
+        Some(&name),
+    )
+    .await?;
+    let mut body = serde_json::to_value(replayed.pop()).unwrap_or_default();
     body["range"] = serde_json::to_value(range).unwrap_or_default();
-    body["builds_in_range"] = serde_json::json!(in_range);
     Ok(HttpResponse::Ok().json(body))
 }

@@ -43,9 +43,21 @@ pub async fn performance(
         label: q.label,
     };
     let report = performance_report(&state.store, &state.settings, range, filter).await?;
+    // The HTML report replays each pool's history for its frontier: one replay at a time.
+    let frontiers = if format == Format::Html {
+        let _slot = state
+            .replaying
+            .acquire()
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        crate::analytics::frontier::for_report(&state.store, state.settings.clone(), range, format)
+            .await?
+    } else {
+        Vec::new()
+    };
     Ok(HttpResponse::Ok()
         .content_type(format.content_type())
-        .body(render(&report, format)))
+        .body(render(&report, format, &frontiers)))
 }
 
 /// Query of `GET /api/v1/export`.

@@ -215,6 +215,20 @@ async fn every_report_field(db: Db) {
         );
         let text = resp.text().await.unwrap();
         assert!(text.contains(needle), "{format}: {text}");
+        // The HTML report draws the frontier of the pool's own builds, its settings marked.
+        let frontier = text.contains("<h2>Frontier of each pool's history</h2>");
+        assert_eq!(frontier, format == "html", "{format}: {text}");
+        if format == "html" {
+            assert!(text.contains("<h3>Pool linux</h3>"), "{text}");
+            assert!(
+                text.contains("<svg") && text.contains("current (queue)"),
+                "{text}"
+            );
+            // Seventeen frontier points and the current settings.
+            let rows = text.matches("<tr><td>").count();
+            assert!(text.contains("<td>warm</td><td>25%</td>"), "{text}");
+            assert!(rows >= 18, "{rows}: {text}");
+        }
     }
     let (status, body) = app
         .get_json(&format!(

@@ -1,0 +1,75 @@
+//! The frontier of each pool's own recorded history: its finished builds of a range
+//! replayed under every frontier policy and under the pool's current settings
+//! (`sim::pool_frontier`), on a blocking thread. The pools API, the dashboard and the
+//! HTML report show it.
+
+use super::Range;
+use crate::config::Settings;
+use crate::sim::{PoolFrontier, SimConfig, SimPolicy, pool_frontier};
+use crate::store::{Store, StoreError};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Most builds one pool's frontier replays: the newest of the range.
+pub const MAX_BUILDS: usize = 100_000;
+
+/// One pool's frontier.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Replayed {
+    pub pool: String,
+    /// Finished builds of the pool in the range (the newest [`MAX_BUILDS`] are replayed).
+    pub builds_in_range: usize,
+    #[serde(flatten)]
+    pub frontier: PoolFrontier,
+}
+
+/// The frontier of every pool (or only `pool`) over `range`.
+pub async fn pool_frontiers(
+    store: &Store,
+    settings: Arc<Settings>,
+    range: Range,
+    pool: Option<&str>,
+) -> Result<Vec<Replayed>, StoreError> {
+    let per_pool = super::optimize::pool_builds(store, &settings, range, |_| {}).await?;
+    let names: Vec<String> = settings
+        .scaling
+        .pools
+        .keys()
+        .filter(|n| pool.is_none_or(|p| p == n.as_str()))
+        .cloned()
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let mut per_pool = per_pool;
+        names
+            .into_iter()
+            .map(|name| {
+                let mut builds = per_pool.remove(&name).unwrap_or_default();
+                let in_range = builds.len();
+                builds.drain(..in_range.saturating_sub(MAX_BUILDS));
+                let p = &settings.scaling.pools[&name];
+                let cfg = SimConfig::for_pool(p, &settings);
+                Replayed {
+                    frontier: pool_frontier(&builds, &cfg, SimPolicy::of_pool(p)),
+                    pool: name,
+                    builds_in_range: in_range,
+                }
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| StoreError::Corrupt(format!("the replay failed: {e}")))
+}
+
+/// The frontiers a report in `format` draws: every pool's for the HTML report, none for
+/// the other formats (they carry the report's figures only).
+pub async fn for_report(
+    store: &Store,
+    settings: Arc<Settings>,
+    range: Range,
+    format: super::render::Format,
+) -> Result<Vec<Replayed>, StoreError> {
+    if format != super::render::Format::Html {
+        return Ok(Vec::new());
+    }
+    pool_frontiers(store, settings, range, None).await
+}
