@@ -254,7 +254,7 @@ fn default_debounce() -> Duration {
 }
 
 /// One agent pool: a Jenkins label served by a Deployment of inbound agents.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct PoolSettings {
     /// The Jenkins controller (a key of `jenkins.controllers`).
     pub controller: String,

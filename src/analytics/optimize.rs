@@ -1,8 +1,10 @@
 //! Cost optimization with evidence: the recorded builds of a range are replayed in the
-//! simulator against each pool's current settings and against variations of `min`,
-//! `idle_headroom`, the scale-down stabilization window and the delay after a scale-up;
-//! per-job learned sizes are priced against the requests builds had. The plan is the
-//! gentlest one (lowest queue-wait p95) that reaches the target, or the one saving most
+//! simulator against each pool's current settings, against variations of `min`,
+//! `idle_headroom`, the scale-down stabilization window and the delay after a scale-up,
+//! and against every knob of the frontier (`window`, `keep-idle`, `headroom`, `warm`
+//! budgets, as `simulate --frontier` sweeps them); per-job learned sizes are priced
+//! against the requests builds had. The plan is the gentlest one (lowest queue-wait p95,
+//! then most builds started at once) that reaches the target, or the one saving most
 //! when none does, said so. Nothing is applied here: the plan carries the config diff, and
 //! [`apply`] writes it.
 
@@ -25,6 +27,8 @@ pub struct Figures {
     pub cost: f64,
     pub agent_hours: f64,
     pub wait_p95_s: f64,
+    /// Share of builds that started without waiting, 0 to 1.
+    pub started_at_once: f64,
 }
 
 /// One setting changed.
@@ -86,75 +90,84 @@ pub struct Plan {
     pub config_diff: String,
 }
 
-/// One setting of a pool under evaluation.
-#[derive(Debug, Clone, PartialEq)]
-struct Variant {
-    min: u32,
-    idle_headroom: u32,
-    stabilization: Duration,
-    delay_after_up: Duration,
-}
-
-/// The variations tried for a pool: its own values and gentler-on-cost ones.
-fn variants(p: &PoolSettings) -> Vec<Variant> {
-    let cur = Variant {
-        min: p.min,
-        idle_headroom: p.idle_headroom,
-        stabilization: p.behavior.scale_down.stabilization_window,
-        delay_after_up: p.behavior.scale_down_delay_after_scale_up,
+/// The settings tried for a pool, its own first: for a `queue` pool, gentler-on-cost
+/// values of `min`, `idle_headroom`, the scale-down stabilization window and the delay
+/// after a scale-up; for every pool, each point of the frontier (`window`, `keep-idle`,
+/// `headroom` and `warm` at their knobs, `simulate --frontier`) over its other settings.
+fn candidates(p: &PoolSettings) -> Vec<PoolSettings> {
+    let mut out = vec![p.clone()];
+    let mut push = |c: PoolSettings| {
+        if !out.contains(&c) {
+            out.push(c);
+        }
     };
-    let mut mins = vec![p.min, p.min / 2, 0];
-    let mut heads = vec![p.idle_headroom, p.idle_headroom / 2, 0];
-    let mut windows = vec![cur.stabilization];
-    windows.extend(
-        [60u64, 120, 300]
-            .map(Duration::from_secs)
-            .into_iter()
-            .filter(|w| *w < cur.stabilization),
-    );
-    let mut delays = vec![cur.delay_after_up];
-    delays.extend(
-        [0u64, 30]
-            .map(Duration::from_secs)
-            .into_iter()
-            .filter(|d| *d < cur.delay_after_up),
-    );
-    for v in [&mut mins, &mut heads] {
-        v.sort_unstable();
-        v.dedup();
-    }
-    windows.sort_unstable();
-    windows.dedup();
-    delays.sort_unstable();
-    delays.dedup();
-    let mut out = vec![cur.clone()];
-    for &min in &mins {
-        for &idle_headroom in &heads {
-            for &stabilization in &windows {
-                for &delay_after_up in &delays {
-                    let v = Variant {
-                        min,
-                        idle_headroom,
-                        stabilization,
-                        delay_after_up,
-                    };
-                    if v != cur {
-                        out.push(v);
+    if p.policy == PolicyName::Queue {
+        let window = p.behavior.scale_down.stabilization_window;
+        let delay = p.behavior.scale_down_delay_after_scale_up;
+        let mut mins = vec![p.min, p.min / 2, 0];
+        let mut heads = vec![p.idle_headroom, p.idle_headroom / 2, 0];
+        let mut windows = vec![window];
+        windows.extend(
+            [60u64, 120, 300]
+                .map(Duration::from_secs)
+                .into_iter()
+                .filter(|w| *w < window),
+        );
+        let mut delays = vec![delay];
+        delays.extend(
+            [0u64, 30]
+                .map(Duration::from_secs)
+                .into_iter()
+                .filter(|d| *d < delay),
+        );
+        for v in [&mut mins, &mut heads] {
+            v.sort_unstable();
+            v.dedup();
+        }
+        windows.sort_unstable();
+        windows.dedup();
+        delays.sort_unstable();
+        delays.dedup();
+        for &min in &mins {
+            for &idle_headroom in &heads {
+                for &w in &windows {
+                    for &d in &delays {
+                        let mut c = p.clone();
+                        c.min = min;
+                        c.idle_headroom = idle_headroom;
+                        c.behavior.scale_down.stabilization_window = w;
+                        c.behavior.scale_down_delay_after_scale_up = d;
+                        push(c);
                     }
                 }
             }
         }
     }
+    for &(_, policy) in crate::sim::FRONTIER.iter() {
+        let mut c = p.clone();
+        match policy {
+            SimPolicy::Window(m) => {
+                c.policy = PolicyName::Queue;
+                c.behavior.scale_down.stabilization_window = Duration::from_secs(u64::from(m) * 60);
+            }
+            SimPolicy::KeepIdle(m) => {
+                c.policy = PolicyName::KeepIdle;
+                c.keep_idle = Duration::from_secs(u64::from(m) * 60);
+            }
+            SimPolicy::Headroom(n) => {
+                c.policy = PolicyName::Queue;
+                c.idle_headroom = n;
+            }
+            SimPolicy::Warm(b) => {
+                c.policy = PolicyName::Warm;
+                c.warm.budget = f64::from(b);
+                c.warm.max_idle = c.warm.max_idle.min(c.max);
+            }
+            _ => continue,
+        }
+        push(c);
+    }
     out
-}
-
-fn config_for(p: &PoolSettings, v: &Variant, settings: &Settings) -> SimConfig {
-    let mut cfg = SimConfig::for_pool(p, settings);
-    cfg.min = v.min;
-    cfg.idle_headroom = v.idle_headroom;
-    cfg.behavior.scale_down.stabilization_window = v.stabilization;
-    cfg.behavior.scale_down_delay_after_scale_up = v.delay_after_up;
-    cfg
 }
 
 /// The p95 of waits in ms, in seconds.
@@ -163,22 +176,37 @@ fn p95(waits: &mut [i64]) -> f64 {
     crate::sim::percentile(waits, 0.95)
 }
 
-fn run(builds: &[SimBuild], cfg: &SimConfig) -> (Figures, Vec<i64>) {
-    let o = replay(builds, SimPolicy::Queue, cfg);
+/// Replays `builds` under the pool settings `p`, as the live pool would run them.
+fn run(builds: &[SimBuild], p: &PoolSettings, settings: &Settings) -> (Figures, Vec<i64>) {
+    let cfg = SimConfig::for_pool(p, settings);
+    let o = replay(builds, SimPolicy::of_pool(p), &cfg);
     let mut waits = o.waits_ms;
     let hours = o.agent_ms as f64 / 3_600_000.0;
+    let at_once = waits.iter().filter(|w| **w == 0).count();
+    let started_at_once = if waits.is_empty() {
+        0.0
+    } else {
+        at_once as f64 / waits.len() as f64
+    };
     let wait_p95_s = p95(&mut waits);
     (
         Figures {
             cost: hours * cfg.agent_hour_price,
             agent_hours: hours,
             wait_p95_s,
+            started_at_once,
         },
         waits,
     )
 }
 
-fn changes(p: &PoolSettings, v: &Variant) -> Vec<Change> {
+/// Whether `a` treats builds more gently than `b`: a lower queue-wait p95, then more
+/// builds started at once, then a lower cost.
+fn gentler(a: &Figures, b: &Figures) -> bool {
+    (a.wait_p95_s, -a.started_at_once, a.cost) < (b.wait_p95_s, -b.started_at_once, b.cost)
+}
+
+fn changes(p: &PoolSettings, v: &PoolSettings) -> Vec<Change> {
     let mut out = Vec::new();
     let mut push = |setting: &str, from: String, to: String| {
         if from != to {
@@ -189,6 +217,13 @@ fn changes(p: &PoolSettings, v: &Variant) -> Vec<Change> {
             });
         }
     };
+    let name = |n: PolicyName| {
+        serde_json::to_value(n)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    push("policy", name(p.policy), name(v.policy));
     push("min", p.min.to_string(), v.min.to_string());
     push(
         "idle_headroom",
@@ -199,36 +234,52 @@ fn changes(p: &PoolSettings, v: &Variant) -> Vec<Change> {
     push(
         "behavior.scaleDown.stabilizationWindow",
         fmt(p.behavior.scale_down.stabilization_window),
-        fmt(v.stabilization),
+        fmt(v.behavior.scale_down.stabilization_window),
     );
     push(
         "behavior.scaleDownDelayAfterScaleUp",
         fmt(p.behavior.scale_down_delay_after_scale_up),
-        fmt(v.delay_after_up),
+        fmt(v.behavior.scale_down_delay_after_scale_up),
     );
+    if v.policy == PolicyName::KeepIdle {
+        push("keep_idle", fmt(p.keep_idle), fmt(v.keep_idle));
+    }
+    if v.policy == PolicyName::Warm {
+        push(
+            "warm.budget",
+            format!("{}%", p.warm.budget),
+            format!("{}%", v.warm.budget),
+        );
+        push(
+            "warm.max_idle",
+            p.warm.max_idle.to_string(),
+            v.warm.max_idle.to_string(),
+        );
+    }
     out
 }
 
 /// The YAML that sets the planned values over the current settings (the files are
 /// merged in name order, so `optimized.yaml` wins over `jenkins-scaling.yaml`).
-fn override_yaml(settings: &Settings, chosen: &[(String, Variant)], note: &str) -> String {
+fn override_yaml(chosen: &[(String, PoolSettings)], note: &str) -> String {
     if chosen.is_empty() {
         return String::new();
     }
     let mut pools = serde_json::Map::new();
     for (name, v) in chosen {
-        let p = &settings.scaling.pools[name];
-        let mut behavior = p.behavior.clone();
-        behavior.scale_down.stabilization_window = v.stabilization;
-        behavior.scale_down_delay_after_scale_up = v.delay_after_up;
-        pools.insert(
-            name.clone(),
-            serde_json::json!({
-                "min": v.min,
-                "idle_headroom": v.idle_headroom,
-                "behavior": behavior,
-            }),
-        );
+        let mut pool = serde_json::json!({
+            "policy": v.policy,
+            "min": v.min,
+            "idle_headroom": v.idle_headroom,
+            "behavior": v.behavior,
+        });
+        if v.policy == PolicyName::KeepIdle {
+            pool["keep_idle"] = humantime::format_duration(v.keep_idle).to_string().into();
+        }
+        if v.policy == PolicyName::Warm {
+            pool["warm"] = serde_json::to_value(&v.warm).expect("settings serialize");
+        }
+        pools.insert(name.clone(), pool);
     }
     let doc = serde_json::json!({"scaling": {"pools": pools}});
     format!(
@@ -304,56 +355,43 @@ fn plan(
 ) -> (Plan, String) {
     let mut evaluated = 0;
     let mut pools = Vec::new();
-    let mut chosen: Vec<(String, Variant)> = Vec::new();
+    let mut chosen: Vec<(String, PoolSettings)> = Vec::new();
     let (mut waits_before, mut waits_after) = (Vec::new(), Vec::new());
     let (mut pool_before, mut pool_after) = (0.0, 0.0);
     for (name, p) in &settings.scaling.pools {
-        let mut builds = per_pool.remove(name).unwrap_or_default();
-        builds.sort_by_key(|b| b.queued_at);
+        let builds = per_pool.remove(name).unwrap_or_default();
         // The pool's own settings come first.
-        let mut tried = variants(p).into_iter();
+        let mut tried = candidates(p).into_iter();
         let current = tried.next().expect("the pool's own settings are tried");
-        let (before, w_before) = run(&builds, &config_for(p, &current, settings));
+        let (before, w_before) = run(&builds, &current, settings);
         evaluated += 1;
         pool_before += before.cost;
         waits_before.extend(w_before.iter().copied());
-        if p.policy != PolicyName::Queue || builds.is_empty() {
-            let note = if builds.is_empty() {
-                "no recorded builds in the range".to_string()
-            } else {
-                format!(
-                    "policy {:?} is not searched; only `queue` pools are",
-                    p.policy
-                )
-            };
+        if builds.is_empty() {
             pool_after += before.cost;
             waits_after.extend(w_before);
             pools.push(PoolPlan {
                 pool: name.clone(),
-                builds: builds.len(),
+                builds: 0,
                 before,
                 after: before,
                 changes: Vec::new(),
-                note: Some(note),
+                note: Some("no recorded builds in the range".to_string()),
             });
             continue;
         }
-        // Every variation; keep the gentlest reaching the target, else the cheapest.
+        // Every candidate; keep the gentlest reaching the target, else the cheapest.
         let goal = before.cost * (1.0 - target_percent / 100.0);
-        let mut best: Option<(Variant, Figures, Vec<i64>)> = None;
-        let mut cheapest: Option<(Variant, Figures, Vec<i64>)> = None;
+        let mut best: Option<(PoolSettings, Figures, Vec<i64>)> = None;
+        let mut cheapest: Option<(PoolSettings, Figures, Vec<i64>)> = None;
         // The current settings' replay counts as the first candidate.
         let replays = tried.map(|v| {
-            let (f, w) = run(&builds, &config_for(p, &v, settings));
+            let (f, w) = run(&builds, &v, settings);
             evaluated += 1;
             (v, f, w)
         });
         for (v, f, w) in std::iter::once((current, before, w_before)).chain(replays) {
-            if f.cost <= goal + 1e-9
-                && best.as_ref().is_none_or(|(_, b, _)| {
-                    f.wait_p95_s < b.wait_p95_s || (f.wait_p95_s == b.wait_p95_s && f.cost < b.cost)
-                })
-            {
+            if f.cost <= goal + 1e-9 && best.as_ref().is_none_or(|(_, b, _)| gentler(&f, b)) {
                 best = Some((v.clone(), f, w.clone()));
             }
             if cheapest.as_ref().is_none_or(|(_, c, _)| f.cost < c.cost) {
@@ -461,7 +499,7 @@ fn plan(
             settings.cost.currency
         )
     };
-    let diff = override_yaml(settings, &chosen, &message);
+    let diff = override_yaml(&chosen, &message);
     let plan = Plan {
         range,
         target_percent,
@@ -511,4 +549,82 @@ pub fn apply(config_dir: &std::path::Path, diff: &str) -> anyhow::Result<std::pa
     std::fs::write(&tmp, diff).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings_with(pool: &str) -> Settings {
+        let mut s = Settings::load(None, Vec::new()).unwrap();
+        let p: PoolSettings = serde_yaml::from_str(pool).unwrap();
+        s.scaling.pools.insert("linux".into(), p);
+        s
+    }
+
+    #[test]
+    fn every_frontier_knob_is_a_candidate_for_every_policy() {
+        let s = settings_with(
+            "{controller: prod, label: linux, namespace: ci, deployment: a, policy: warm, max: 4, warm: {budget: 100%, max_idle: 4}}",
+        );
+        let p = &s.scaling.pools["linux"];
+        let c = candidates(p);
+        assert_eq!(&c[0], p, "the pool's own settings first");
+        // Seventeen frontier points; warm 100 % is the pool itself.
+        assert_eq!(c.len(), 17, "{c:#?}");
+        assert!(
+            c.iter()
+                .any(|c| c.policy == PolicyName::KeepIdle
+                    && c.keep_idle == Duration::from_secs(1800))
+        );
+        assert!(c.iter().all(|c| c.warm.max_idle <= c.max));
+    }
+
+    #[test]
+    fn a_warm_pool_is_searched_and_its_plan_writes_settings_that_load() {
+        // A ten-minute build every half hour for two weeks: warm 100 % pays for an agent
+        // between builds; a smaller budget or a window saves.
+        let s = settings_with(
+            "{controller: prod, label: linux, namespace: ci, deployment: a, policy: warm, max: 4, warm: {budget: 100%, max_idle: 4}}",
+        );
+        let builds: Vec<SimBuild> = (0..672)
+            .map(|i| SimBuild {
+                queued_at: 1_700_000_000_000 + i * 1_800_000,
+                duration: 600_000,
+            })
+            .collect();
+        let range = Range {
+            from: Timestamp::from_millis(1_700_000_000_000).unwrap(),
+            to: Timestamp::from_millis(1_700_000_000_000 + 14 * 86_400_000).unwrap(),
+        };
+        let per_pool = BTreeMap::from([("linux".to_string(), builds)]);
+        let (plan, yaml) = plan(&s, range, 20.0, per_pool, BTreeMap::new());
+        let pool = &plan.pools[0];
+        assert_eq!(pool.note, None, "{pool:?}");
+        assert!(plan.reached, "{}", plan.message);
+        assert!(!pool.changes.is_empty(), "{pool:?}");
+        assert!(pool.after.cost <= pool.before.cost * 0.8 + 1e-9, "{pool:?}");
+        assert!(plan.evaluated >= 17);
+        // The override loads over the settings it changes.
+        let doc: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
+        let mut over = serde_json::to_value(
+            serde_yaml::from_str::<serde_json::Value>(
+                "{controller: prod, label: linux, namespace: ci, deployment: a, max: 4}",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        for (k, v) in doc["scaling"]["pools"]["linux"].as_object().unwrap() {
+            over[k] = v.clone();
+        }
+        let loaded: PoolSettings = serde_json::from_value(over).unwrap();
+        let chosen = candidates(&s.scaling.pools["linux"])
+            .into_iter()
+            .find(|c| changes(&s.scaling.pools["linux"], c) == pool.changes)
+            .expect("the plan is one of the candidates");
+        assert_eq!(loaded.policy, chosen.policy);
+        assert_eq!(loaded.warm.budget, chosen.warm.budget);
+        assert_eq!(loaded.keep_idle, chosen.keep_idle);
+        assert_eq!(loaded.behavior, chosen.behavior);
+    }
 }

@@ -543,11 +543,12 @@ impl<'a> Driver<'a> {
 }
 
 /// Whether a pool needs no periodic reconcile until something happens: its size is
-/// what its demand asks for, and no agent is kept idle for a while (`keep-idle` agents
-/// leave on a later tick, with no event to wake it).
+/// what its demand asks for, and no agent is kept idle for a while above the minimum
+/// (`keep-idle` agents leave on a later tick, with no event to wake it).
 pub fn at_rest(policy: &ScalePolicy, seen: &Observation, recommended: u32, after: u32) -> bool {
-    let kept_idle =
-        policy.policy == PolicyName::KeepIdle && seen.agents.iter().any(|a| a.ready && !a.busy);
+    let kept_idle = policy.policy == PolicyName::KeepIdle
+        && recommended > policy.min
+        && seen.agents.iter().any(|a| a.ready && !a.busy);
     after == seen.current_replicas && recommended == seen.current_replicas && !kept_idle
 }
 
@@ -684,6 +685,15 @@ pub(crate) mod tests {
         assert_eq!(again.waits_ms, [60_000, 0]);
         let gone = replay(&[b(0, 100), b(900, 10)], SimPolicy::KeepIdle(10), &cfg());
         assert_eq!(gone.waits_ms, [60_000, 60_000]);
+    }
+
+    #[test]
+    fn a_keep_idle_pool_at_its_minimum_rests() {
+        // Two agents always idle at the minimum: nothing leaves, the replay ends.
+        let c = SimConfig { min: 2, ..cfg() };
+        let out = replay(&[b(0, 100), b(5_000, 100)], SimPolicy::KeepIdle(10), &c);
+        assert_eq!(out.waits_ms, [0, 0]);
+        assert_eq!(out.agent_ms, 2 * 5_100_000);
     }
 
     #[test]
