@@ -59,6 +59,14 @@ impl Clock for TraceClock {
             .map_or(0.0, |s| s.elapsed().as_secs_f64() * 1000.0 * self.speed);
         Timestamp::from_millis(self.origin_ms + run as i64).unwrap_or(Timestamp::now())
     }
+
+    /// Trace time in real time, but no reconcile more often than every 100 ms.
+    fn real(&self, d: Duration) -> Duration {
+        if d.is_zero() {
+            return d;
+        }
+        Duration::from_secs_f64(d.as_secs_f64() / self.speed).max(Duration::from_millis(100))
+    }
 }
 
 struct Sender {
@@ -179,9 +187,6 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let token = hex::encode(rand::random::<[u8; 16]>());
     settings.webhook.token = Some(SecretString::from(token.clone()));
     settings.kubernetes.mode = KubernetesMode::DryRun;
-    // Ten trace seconds between periodic reconciles, but not more than ten a second.
-    settings.scaling.reconcile_interval =
-        Duration::from_secs_f64(10.0 / opts.speed).max(Duration::from_millis(100));
     let pool: crate::config::PoolSettings = serde_yaml::from_str(&format!(
         "{{controller: demo, label: {LABEL}, namespace: demo, deployment: {DEPLOYMENT}, min: 0, max: 30}}"
     ))?;

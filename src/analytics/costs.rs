@@ -288,7 +288,7 @@ async fn cost_of(
             Some((name, _)) => {
                 let e = per_pool.entry(name.clone()).or_default();
                 e.0 += c;
-                e.1 += g.duration_ms.max(0);
+                e.1 = e.1.saturating_add(g.duration_ms.max(0));
             }
             None => unpooled += c,
         }

@@ -227,7 +227,14 @@ fn counted(
     source: &str,
     result: Result<Ingested, ingest::IngestError>,
 ) -> Result<Ingested, ApiError> {
-    result.map_err(|e| {
+    // Every event is held to what Jenkins can produce before anything is stored.
+    let checked = result.and_then(|ingested| {
+        if let Ingested::Events(events) = &ingested {
+            events.iter().try_for_each(ingest::limits::check)?;
+        }
+        Ok(ingested)
+    });
+    checked.map_err(|e| {
         tracing::info!(source, error = %e, "webhook payload refused");
         state.metrics.count_event(source, "unknown", "rejected");
         ApiError::from(e)

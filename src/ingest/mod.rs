@@ -2,6 +2,7 @@
 //! body (and headers, for CloudEvents) and returns validated events or a precise error.
 
 pub mod cloudevents;
+pub mod limits;
 pub mod notification;
 pub mod performance;
 pub mod statistics;

@@ -98,11 +98,11 @@ impl Store {
             "SELECT b.controller, b.job, b.label, b.result, \
              CASE WHEN b.finished_at >= $2 THEN 1 ELSE 0 END AS cur, \
              COUNT(*) AS builds, \
-             CAST(SUM(b.duration_ms) AS BIGINT) AS duration_ms, \
-             CAST(COALESCE(SUM(b.queue_wait_ms), 0) AS BIGINT) AS wait_ms, \
+             CAST(SUM(CAST(b.duration_ms AS DOUBLE PRECISION)) AS DOUBLE PRECISION) AS duration_ms, \
+             CAST(COALESCE(SUM(CAST(b.queue_wait_ms AS DOUBLE PRECISION)), 0) AS DOUBLE PRECISION) AS wait_ms, \
              COUNT(b.queue_wait_ms) AS waits, \
              CAST(SUM(CASE WHEN p.number IS NULL THEN 1 ELSE 0 END) AS BIGINT) AS unreported, \
-             CAST(SUM(CASE WHEN p.number IS NULL THEN b.duration_ms ELSE 0 END) AS BIGINT) AS unreported_ms, \
+             CAST(SUM(CASE WHEN p.number IS NULL THEN CAST(b.duration_ms AS DOUBLE PRECISION) ELSE 0 END) AS DOUBLE PRECISION) AS unreported_ms, \
              CAST(SUM(CASE WHEN p.number IS NULL THEN 0 \
                   ELSE CAST(b.duration_ms AS DOUBLE PRECISION) * {cpu} END) AS DOUBLE PRECISION) AS cpu_m_ms, \
              CAST(SUM(CASE WHEN p.number IS NULL THEN 0 \
@@ -127,11 +127,13 @@ impl Store {
                     result: row.try_get("result")?,
                     current: side(row)?,
                     builds: count(row, "builds")?,
-                    duration_ms: row.try_get::<Option<i64>, _>("duration_ms")?.unwrap_or(0),
-                    wait_ms: row.try_get::<Option<i64>, _>("wait_ms")?.unwrap_or(0),
+                    // Summed as floating point: no sum of stored numbers can overflow; the
+                    // conversion back saturates.
+                    duration_ms: float(row, "duration_ms")? as i64,
+                    wait_ms: float(row, "wait_ms")? as i64,
                     waits: count(row, "waits")?,
                     unreported: count(row, "unreported")?,
-                    unreported_ms: row.try_get::<Option<i64>, _>("unreported_ms")?.unwrap_or(0),
+                    unreported_ms: float(row, "unreported_ms")? as i64,
                     cpu_m_ms: float(row, "cpu_m_ms")?,
                     memory_b_ms: float(row, "memory_b_ms")?,
                 })
@@ -180,8 +182,8 @@ impl Store {
         let rows = self
             .finished_builds_grouped(
                 "(finished_at - $1) / 86400000 AS day, COUNT(*) AS builds, \
-                 CAST(SUM(duration_ms) AS DOUBLE PRECISION) AS duration_ms, \
-                 CAST(COALESCE(SUM(queue_wait_ms), 0) AS DOUBLE PRECISION) AS wait_ms, \
+                 CAST(SUM(CAST(duration_ms AS DOUBLE PRECISION)) AS DOUBLE PRECISION) AS duration_ms, \
+                 CAST(COALESCE(SUM(CAST(queue_wait_ms AS DOUBLE PRECISION)), 0) AS DOUBLE PRECISION) AS wait_ms, \
                  COUNT(queue_wait_ms) AS waits",
                 "",
                 "(finished_at - $1) / 86400000",

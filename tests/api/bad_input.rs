@@ -234,3 +234,90 @@ async fn a_full_write_queue_answers_503_with_retry_after_and_loses_nothing_answe
     );
     drop(dir);
 }
+
+/// A build whose duration Jenkins could never report is refused, naming the field; poison
+/// already in the store (written before the bounds) never breaks costs or reports.
+async fn a_poison_build_is_refused_and_stored_poison_is_harmless(db: Db) {
+    use jenkins_autopilot::domain::Timestamp;
+    use jenkins_autopilot::ingest::{IngestContext, Ingested, notification};
+    let (settings, dir) = test_settings(db).await;
+    let app = spawn_with(settings.clone()).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let poison = |n: u64| {
+        payload::notification(
+            "job/app/",
+            "app",
+            n,
+            "COMPLETED",
+            now - 60_000,
+            5_000_000_000_000_000_000,
+            Some("SUCCESS"),
+        )
+    };
+    for n in [1, 2] {
+        let resp = app.post_webhook("/webhooks/notification", &poison(n)).await;
+        assert_eq!(resp.status().as_u16(), 400);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["field"], "duration", "{body}");
+    }
+    // A build number Jenkins cannot count to, and an instant after 2100.
+    let mut big = payload::notification("job/app/", "app", 3, "STARTED", now, 0, None);
+    big["build"]["number"] = json!(u64::MAX);
+    let resp = app.post_webhook("/webhooks/notification", &big).await;
+    assert_eq!(resp.status().as_u16(), 400);
+    let far = payload::notification("job/app/", "app", 3, "STARTED", 4_200_000_000_000, 0, None);
+    let resp = app.post_webhook("/webhooks/notification", &far).await;
+    assert_eq!(resp.status().as_u16(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["field"], "started_at", "{body}");
+
+    // Two such builds written straight to the store, as an older version would have.
+    let store = jenkins_autopilot::store::Store::connect(&settings.database, dir.path())
+        .await
+        .unwrap();
+    let ctx = IngestContext {
+        controller_override: None,
+        default_controller: jenkins_autopilot::domain::ControllerName::parse("default").unwrap(),
+        received_at: Timestamp::now(),
+    };
+    let mut batches = Vec::new();
+    for n in [1, 2] {
+        match notification::parse(poison(n).to_string().as_bytes(), &ctx).unwrap() {
+            Ingested::Events(e) => batches.push(e),
+            other => panic!("{other:?}"),
+        }
+    }
+    let refs: Vec<&[jenkins_autopilot::domain::IngestEvent]> =
+        batches.iter().map(Vec::as_slice).collect();
+    assert_eq!(
+        store.write_batch(&refs, Timestamp::now()).await.unwrap(),
+        [1, 1]
+    );
+    for path in [
+        "/api/v1/costs?range=7d",
+        "/api/v1/costs?range=7d&group_by=pool",
+        "/api/v1/reports/performance?range=7d",
+        "/api/v1/reports/performance?range=7d&format=csv",
+    ] {
+        let resp = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(
+            resp.status().as_u16(),
+            200,
+            "{path}: {}",
+            resp.text().await.unwrap()
+        );
+    }
+    let (_, report) = app.get_json("/api/v1/reports/performance?range=7d").await;
+    assert_eq!(report["builds"], 2, "{report}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_poison_build_is_refused_and_stored_poison_is_harmless_sqlite() {
+    a_poison_build_is_refused_and_stored_poison_is_harmless(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_poison_build_is_refused_and_stored_poison_is_harmless_postgres() {
+    a_poison_build_is_refused_and_stored_poison_is_harmless(Db::Postgres).await;
+}

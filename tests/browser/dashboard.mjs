@@ -29,6 +29,7 @@ try {
     await page.click('#token-form button');
     await page.waitForFunction(() => document.body.dataset.loaded, null, { timeout: 20000 });
   }
+  await page.evaluate(() => window.frontierShown);
   const shown = await page.evaluate(() => ({
     loaded: document.body.dataset.loaded,
     status: document.getElementById('status').textContent,

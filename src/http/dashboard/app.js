@@ -273,7 +273,8 @@ async function load() {
     select.replaceChildren(...pools.pools.map((p) => new Option(p.name, p.name)));
     if (pools.pools.some((p) => p.name === current)) select.value = current;
     await showPool(select.value, cost.range.from);
-    if (select.value) await showFrontier(select.value, range);
+    // The frontier replays the pool's history: drawn when it comes, not waited for.
+    window.frontierShown = select.value ? showFrontier(select.value, range) : Promise.resolve();
     byId('status').textContent = `updated ${new Date().toISOString().slice(11, 19)} UTC`;
     document.body.dataset.loaded = 'true';
   } catch (error) {

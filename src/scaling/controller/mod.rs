@@ -181,13 +181,11 @@ pub fn start_with(
             seq: seq.clone(),
         };
         let worker = PoolWorker::new(name, pool, settings)?;
-        tokio::spawn(run(
-            worker,
-            ctx,
-            rx,
-            settings.scaling.reconcile_interval,
-            settings.scaling.debounce,
-        ));
+        let (period, debounce) = (
+            adapters.clock.real(settings.scaling.reconcile_interval),
+            adapters.clock.real(settings.scaling.debounce),
+        );
+        tokio::spawn(run(worker, ctx, rx, period, debounce));
     }
     if !settings.scaling.pools.is_empty() {
         tokio::spawn(crate::store::purge_every_hour(

@@ -113,6 +113,12 @@ impl ClusterApi for KubeExecutor {
 /// What time it is for the controller.
 pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;
+
+    /// How long `d` of this clock's time lasts in real time (the reconcile period and
+    /// the debounce are set in the clock's time).
+    fn real(&self, d: std::time::Duration) -> std::time::Duration {
+        d
+    }
 }
 
 /// The system's clock: the service's.

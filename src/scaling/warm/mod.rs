@@ -135,11 +135,12 @@ impl WarmState {
         policy: &WarmPolicy,
     ) -> WarmDecision {
         self.ledger.book(now, provisioned, busy, policy.window_ms);
-        // Without a model the history is small (fewer bursts than a model needs), so
-        // trying again at every reconcile is cheap; a history that grew by a quarter
-        // (a new install filling up) is refitted at once.
+        // Without a model the history is small (fewer bursts than a model needs): it is
+        // tried again as soon as a build arrives; a history that grew by a quarter (a new
+        // install filling up) is refitted at once.
         let grown = arrivals.len() > self.fitted_arrivals + self.fitted_arrivals / 4;
-        if now >= self.next_fit_ms || self.model.is_none() || grown {
+        let new_data = self.model.is_none() && arrivals.len() != self.fitted_arrivals;
+        if now >= self.next_fit_ms || new_data || grown {
             self.next_fit_ms = now + REFIT_MS;
             self.fitted_arrivals = arrivals.len();
             self.model = ArrivalModel::fit(
