@@ -136,6 +136,18 @@ fn escape_html(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// A CSV cell a spreadsheet will not run: text starting with `=`, `+`, `-`, `@`, a tab or
+/// a carriage return gets a leading `'` (OWASP's advice on CSV injection), unless it is a
+/// plain number (a negative trend stays a number). Jenkins allows such job names.
+pub fn csv_cell(s: &str) -> std::borrow::Cow<'_, str> {
+    let risky = s.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if risky && s.parse::<f64>().is_err() {
+        std::borrow::Cow::Owned(format!("'{s}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
 fn escape_md(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
@@ -256,7 +268,8 @@ pub fn render(
             w.write_record(["section", "metric", "value"])
                 .expect("writing to memory");
             for (s, m, v) in rows(r) {
-                w.write_record([s, m, v]).expect("writing to memory");
+                w.write_record([csv_cell(&s), csv_cell(&m), csv_cell(&v)].map(|c| c.into_owned()))
+                    .expect("writing to memory");
             }
             String::from_utf8(w.into_inner().expect("flushing to memory")).expect("UTF-8")
         }

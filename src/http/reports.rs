@@ -72,11 +72,11 @@ pub struct ExportQuery {
 /// One exported build.
 #[derive(Debug, serde::Serialize)]
 struct ExportRow<'a> {
-    controller: &'a str,
-    job: &'a str,
+    controller: std::borrow::Cow<'a, str>,
+    job: std::borrow::Cow<'a, str>,
     number: u64,
-    label: &'a str,
-    result: &'a str,
+    label: std::borrow::Cow<'a, str>,
+    result: std::borrow::Cow<'a, str>,
     finished_at: String,
     queue_wait_ms: Option<i64>,
     duration_ms: i64,
@@ -101,20 +101,28 @@ const EXPORT_COLUMNS: [&str; 12] = [
     "priced_by",
 ];
 
-fn export_bytes(
+fn export_bytes<'a>(
     settings: &crate::config::Settings,
-    b: &crate::store::PricedBuild,
+    b: &'a crate::store::PricedBuild,
     json: bool,
     first: bool,
 ) -> web::Bytes {
     let (cost, priced_by) = crate::analytics::costs::price_build(settings, b);
     let r4 = |v: f64| (v * 10_000.0).round() / 10_000.0;
+    // Text cells of the CSV are neutralised for spreadsheets; JSON carries them as they are.
+    let cell = |s: &'a str| {
+        if json {
+            std::borrow::Cow::Borrowed(s)
+        } else {
+            crate::analytics::render::csv_cell(s)
+        }
+    };
     let row = ExportRow {
-        controller: &b.controller,
-        job: &b.job,
+        controller: cell(&b.controller),
+        job: cell(&b.job),
         number: b.number,
-        label: b.label.as_deref().unwrap_or(""),
-        result: b.result.as_deref().unwrap_or(""),
+        label: cell(b.label.as_deref().unwrap_or("")),
+        result: cell(b.result.as_deref().unwrap_or("")),
         finished_at: crate::domain::Timestamp::from_millis(b.finished_at)
             .map(|t| t.to_rfc3339())
             .unwrap_or_default(),

@@ -357,3 +357,54 @@ async fn a_scheduled_report_is_written_on_its_cron_and_only_the_newest_are_kept(
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn spreadsheet_formulas_in_names_come_out_as_text() {
+    let app = crate::helpers::spawn_app().await;
+    let start = chrono::Utc::now().timestamp_millis() - 3_600_000;
+    let jobs = ["=1+2", "@SUM(A1)", "+cmd", "-2+3", "plain"];
+    for (i, job) in jobs.iter().enumerate() {
+        statistics_build(
+            &app,
+            job,
+            1,
+            "-linux",
+            start + i as i64 * 1000,
+            0,
+            60_000,
+            "SUCCESS",
+        )
+        .await;
+    }
+    let resp = app
+        .client
+        .get(app.url("/api/v1/export?range=24h&format=csv"))
+        .send()
+        .await
+        .unwrap();
+    let text = resp.text().await.unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let names: Vec<&str> = rows.iter().map(|r| &r[1]).collect();
+    assert_eq!(
+        names,
+        ["'=1+2", "'@SUM(A1)", "'+cmd", "'-2+3", "plain"],
+        "{text}"
+    );
+    assert!(rows.iter().all(|r| &r[3] == "'-linux"), "{text}");
+    // Numbers stay numbers, and JSON carries names as they are.
+    assert!(rows.iter().all(|r| r[7].parse::<i64>().is_ok()));
+    let (_, json) = app.get_json("/api/v1/export?range=24h&format=json").await;
+    assert_eq!(json[0]["job"], "=1+2");
+    // The report's CSV too: its filter row carries the job asked for.
+    let resp = app
+        .client
+        .get(app.url("/api/v1/reports/performance?range=24h&format=csv&job=%3D1%2B2"))
+        .send()
+        .await
+        .unwrap();
+    let report = resp.text().await.unwrap();
+    assert!(report.contains("filter,job,'=1+2"), "{report}");
+    assert!(report.contains("builds,count,1"), "{report}");
+    app.stop().await;
+}
