@@ -444,6 +444,27 @@ pub struct ServerSettings {
     pub data_dir: PathBuf,
     /// Largest request body accepted, in bytes.
     pub body_limit_bytes: usize,
+    /// Longest a request body may take to arrive (408 after).
+    #[serde(default = "default_body_timeout", with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// Most connections the service holds open at once (per worker thread).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Signed webhooks whose bodies are read before they are authenticated, at once.
+    #[serde(default = "default_unverified_bodies")]
+    pub max_unverified_bodies: usize,
+}
+
+fn default_body_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+
+fn default_unverified_bodies() -> usize {
+    16
 }
 
 /// Where builds and events are stored.

@@ -75,6 +75,9 @@ impl Application {
             tokens,
             optimizing: Arc::new(tokio::sync::Semaphore::new(1)),
             replaying: Arc::new(tokio::sync::Semaphore::new(1)),
+            unverified_bodies: Arc::new(tokio::sync::Semaphore::new(
+                settings.server.max_unverified_bodies.max(1),
+            )),
             settings: settings.clone(),
             scaling,
         };
@@ -97,6 +100,7 @@ impl Application {
                 }))
         })
         .listen(listener)?
+        .max_connections(settings.server.max_connections.max(1))
         .shutdown_timeout(10)
         .run();
         tracing::info!(port, backend = ?store.backend(), "listening");

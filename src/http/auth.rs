@@ -25,26 +25,16 @@ impl WebhookAuth {
         Self { token }
     }
 
-    /// Accepts the request when any of the four ways carries the token. A signature
-    /// header, when present, must be right whatever else the request carries.
-    pub fn verify(&self, req: &HttpRequest, body: &[u8]) -> Result<(), ApiError> {
-        let token = self.token.expose_secret().as_bytes();
-        if let Some(sig) = req.headers().get(SIGNATURE_HEADER) {
-            let sig = sig
-                .to_str()
-                .map_err(|_| unauthorized("signature header is not text"))?;
-            let hex_sig = sig
-                .strip_prefix("sha256=")
-                .ok_or_else(|| unauthorized("signature must be sha256=<hex>"))?;
-            let raw =
-                hex::decode(hex_sig.trim()).map_err(|_| unauthorized("signature is not hex"))?;
-            let mut mac =
-                Hmac::<Sha256>::new_from_slice(token).map_err(|_| unauthorized("bad key"))?;
-            mac.update(body);
-            return mac
-                .verify_slice(&raw)
-                .map_err(|_| unauthorized("signature does not match the body"));
+    /// Authenticates from the request's head alone, before any of its body is read:
+    /// `Ok(Verified::Yes)` for the token (query, bearer, basic-auth password),
+    /// `Ok(Verified::NeedsBody)` when a signature header asks for the body to be checked
+    /// (it must then be right whatever else the request carries), else 401. Exactly one
+    /// credential may be offered (`?token=a&token=b` is refused: one request, one guess).
+    pub fn verify_head(&self, req: &HttpRequest) -> Result<Verified, ApiError> {
+        if req.headers().contains_key(SIGNATURE_HEADER) {
+            return Ok(Verified::NeedsBody);
         }
+        let token = self.token.expose_secret().as_bytes();
         let mut offered: Vec<Vec<u8>> = Vec::new();
         for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
             if k == "token" {
@@ -68,21 +58,62 @@ impl WebhookAuth {
                 }
             }
         }
-        if offered.is_empty() {
-            return Err(unauthorized(
+        match offered.as_slice() {
+            [] => Err(unauthorized(
                 "a webhook token is required (?token=, Authorization: Bearer, basic-auth password, or X-Autopilot-Signature-256)",
-            ));
-        }
-        // Check every offered credential so timing does not tell which one was tried.
-        let ok = offered.iter().fold(subtle::Choice::from(0u8), |acc, o| {
-            acc | o.as_slice().ct_eq(token)
-        });
-        if bool::from(ok) {
-            Ok(())
-        } else {
-            Err(unauthorized("the webhook token is wrong"))
+            )),
+            [one] if same_secret(one, token) => Ok(Verified::Yes),
+            [_] => Err(unauthorized("the webhook token is wrong")),
+            _ => Err(unauthorized("offer one webhook token, not several")),
         }
     }
+
+    /// The signature check of a request [`WebhookAuth::verify_head`] left to the body.
+    pub fn verify_signature(&self, req: &HttpRequest, body: &[u8]) -> Result<(), ApiError> {
+        let token = self.token.expose_secret().as_bytes();
+        if let Some(sig) = req.headers().get(SIGNATURE_HEADER) {
+            let sig = sig
+                .to_str()
+                .map_err(|_| unauthorized("signature header is not text"))?;
+            let hex_sig = sig
+                .strip_prefix("sha256=")
+                .ok_or_else(|| unauthorized("signature must be sha256=<hex>"))?;
+            let raw =
+                hex::decode(hex_sig.trim()).map_err(|_| unauthorized("signature is not hex"))?;
+            let mut mac =
+                Hmac::<Sha256>::new_from_slice(token).map_err(|_| unauthorized("bad key"))?;
+            mac.update(body);
+            return mac
+                .verify_slice(&raw)
+                .map_err(|_| unauthorized("signature does not match the body"));
+        }
+        Err(unauthorized("a signature header is required"))
+    }
+
+    /// Both steps, for a request whose body is at hand.
+    pub fn verify(&self, req: &HttpRequest, body: &[u8]) -> Result<(), ApiError> {
+        match self.verify_head(req)? {
+            Verified::Yes => Ok(()),
+            Verified::NeedsBody => self.verify_signature(req, body),
+        }
+    }
+}
+
+/// What the request's head proved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// The token: the body may be read.
+    Yes,
+    /// A signature of the body: checked once it is read.
+    NeedsBody,
+}
+
+/// Compares two secrets in time that depends on neither's content nor length: their
+/// SHA-256 digests are compared in constant time.
+fn same_secret(offered: &[u8], token: &[u8]) -> bool {
+    use sha2::Digest;
+    let (a, b) = (Sha256::digest(offered), Sha256::digest(token));
+    bool::from(a.as_slice().ct_eq(b.as_slice()))
 }
 
 /// The claims of the request's bearer JWT when it holds `scope`: 401 without a valid

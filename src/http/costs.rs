@@ -65,10 +65,13 @@ pub struct OptimizeRequest {
               (status = 503, body = super::errors::ErrorBody)))]
 pub async fn optimize(
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     super::auth::require_read(&req, &state)?;
+    let body =
+        super::webhooks::read_body(&req, payload, 64 * 1024, state.settings.server.body_timeout)
+            .await?;
     let req: OptimizeRequest = crate::ingest::parse_json(&body)?;
     if !(req.target_savings > 0.0 && req.target_savings < 100.0) {
         return Err(ApiError::invalid(

@@ -27,6 +27,9 @@ pub enum ApiError {
     /// The body is larger than the limit (413).
     #[error("request body is larger than the limit of {limit} bytes")]
     TooLarge { limit: usize },
+    /// The request took too long to arrive (408).
+    #[error("{0}")]
+    Timeout(String),
     /// The content type is not one the endpoint reads (415).
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -68,6 +71,7 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::TooLarge { .. } => "payload_too_large",
+            Self::Timeout(_) => "request_timeout",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Overloaded { .. } => "overloaded",
             Self::Unavailable(_) => "unavailable",
@@ -84,6 +88,7 @@ impl ResponseError for ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Overloaded { .. } | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

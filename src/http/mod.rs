@@ -31,6 +31,8 @@ pub struct AppState {
     pub optimizing: Arc<tokio::sync::Semaphore>,
     /// One frontier replay at a time.
     pub replaying: Arc<tokio::sync::Semaphore>,
+    /// Signed webhook bodies read before they are authenticated.
+    pub unverified_bodies: Arc<tokio::sync::Semaphore>,
 }
 
 /// Registers every route.

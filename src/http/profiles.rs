@@ -325,6 +325,9 @@ pub async fn job_recommendation(
     }))
 }
 
+/// Largest performance report accepted: its cgroup files and stages are small.
+const PERFORMANCE_BODY_LIMIT: usize = 256 * 1024;
+
 /// Records what a build used: its container's cgroup v2 files (`cpu.stat`, `memory.peak`,
 /// `memory.events`) or the numbers from them, its requests and stage timings. A second
 /// report of the same build replaces the first.
@@ -340,10 +343,18 @@ pub async fn job_recommendation(
               (status = 413, body = super::errors::ErrorBody)))]
 pub async fn record_performance(
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     require_scope(&req, &state.tokens, Scope::BuildsWrite)?;
+    // Authenticated first: the body is read only for a token holder, within the limit.
+    let body = super::webhooks::read_body(
+        &req,
+        payload,
+        PERFORMANCE_BODY_LIMIT,
+        state.settings.server.body_timeout,
+    )
+    .await?;
     let (controller, job, number) = build_path(&req)?;
     let report = crate::ingest::performance::parse(&body)?;
     let now = Timestamp::now();

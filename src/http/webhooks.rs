@@ -121,8 +121,9 @@ async fn accept(
     accept_with(req, payload, state, source, false).await
 }
 
-/// Size limit, authentication, content type: in that order, so an oversized body is
-/// never buffered and an unauthenticated one never parsed.
+/// Authentication from the head, size limit, the signature if any, content type: in that
+/// order, so an unauthenticated body is never read (a signed one is read within the
+/// limit, a few at a time), an oversized one never buffered, and none parsed unchecked.
 async fn accept_with(
     req: &HttpRequest,
     payload: web::Payload,
@@ -132,13 +133,29 @@ async fn accept_with(
 ) -> Result<web::Bytes, ApiError> {
     let limit = state.settings.server.body_limit_bytes;
     let reject = |outcome: &str| state.metrics.count_event(source, "unknown", outcome);
-    let body = read_body(req, payload, limit)
-        .await
-        .inspect_err(|_| reject("rejected"))?;
-    state
+    let verified = state
         .auth
-        .verify(req, &body)
+        .verify_head(req)
         .inspect_err(|_| reject("unauthorized"))?;
+    let body = if verified == super::auth::Verified::NeedsBody {
+        // Bodies read before they are authenticated: a bounded number at a time.
+        let _slot = state
+            .unverified_bodies
+            .try_acquire()
+            .map_err(|_| ApiError::Overloaded { retry_after: 1 })?;
+        let body = read_body(req, payload, limit, state.settings.server.body_timeout)
+            .await
+            .inspect_err(|_| reject("rejected"))?;
+        state
+            .auth
+            .verify_signature(req, &body)
+            .inspect_err(|_| reject("unauthorized"))?;
+        body
+    } else {
+        read_body(req, payload, limit, state.settings.server.body_timeout)
+            .await
+            .inspect_err(|_| reject("rejected"))?
+    };
     let json = match media_type(req).as_deref() {
         Some("application/json" | "text/json") => true,
         Some("application/cloudevents+json") => structured_ok,
@@ -164,7 +181,20 @@ async fn accept_with(
     Ok(body)
 }
 
-async fn read_body(
+/// The request's body, refused past `limit` bytes or when it takes longer than
+/// `timeout` to arrive (408: a client trickling its body holds no connection for long).
+pub(super) async fn read_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<web::Bytes, ApiError> {
+    tokio::time::timeout(timeout, read_body_whole(req, payload, limit))
+        .await
+        .map_err(|_| ApiError::Timeout(format!("the request body took longer than {timeout:?}")))?
+}
+
+async fn read_body_whole(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,

@@ -121,3 +121,98 @@ async fn a_generated_token_is_kept_private_under_the_data_dir() {
     assert_eq!(resp.status().as_u16(), 200);
     drop(dir);
 }
+
+/// Sends `head` on a raw connection (and `then`, if any), and reads the answer's status
+/// line within `within`: `None` when none came.
+async fn raw(
+    address: &str,
+    head: String,
+    then: &[u8],
+    within: std::time::Duration,
+) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = address.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(then).await.unwrap();
+    let mut buf = vec![0u8; 512];
+    match tokio::time::timeout(within, s.read(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 => Some(
+            String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn an_unauthenticated_body_is_never_waited_for_nor_read() {
+    let app = spawn_app().await;
+    // A megabyte announced, none sent: the token is missing, so the answer comes at once.
+    let head =
+        "POST /webhooks/notification HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                Content-Length: 1000000\r\n\r\n"
+            .to_string();
+    let status = raw(&app.address, head, b"{", std::time::Duration::from_secs(3)).await;
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 401 Unauthorized"));
+    // The same with a wrong token.
+    let head = "POST /webhooks/notification?token=wrong HTTP/1.1\r\nHost: x\r\n\
+                Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n"
+        .to_string();
+    let status = raw(&app.address, head, b"", std::time::Duration::from_secs(3)).await;
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 401 Unauthorized"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_trickled_body_is_cut_off_with_408() {
+    let (mut settings, dir) = crate::helpers::test_settings(crate::helpers::Db::Sqlite).await;
+    settings.server.body_timeout = std::time::Duration::from_secs(1);
+    let app = crate::helpers::spawn_with(settings).await;
+    let head = format!(
+        "POST /webhooks/notification?token={TOKEN} HTTP/1.1\r\nHost: x\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    );
+    let started = std::time::Instant::now();
+    let status = raw(
+        &app.address,
+        head,
+        b"{\"name\"",
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(status.as_deref(), Some("HTTP/1.1 408 Request Timeout"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    app.stop().await;
+    drop(dir);
+}
+
+#[tokio::test]
+async fn one_request_offers_one_token() {
+    let app = spawn_app().await;
+    let resp = app
+        .client
+        .post(app.url(&format!("/webhooks/notification?token=wrong&token={TOKEN}")))
+        .header("Content-Type", "application/json")
+        .body(body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("one webhook token"), "{text}");
+    // The right one alone is taken.
+    let resp = app
+        .client
+        .post(app.url(&format!("/webhooks/notification?token={TOKEN}")))
+        .header("Content-Type", "application/json")
+        .body(body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    app.stop().await;
+}
