@@ -114,6 +114,10 @@ pub struct CostSettings {
 /// API tokens: HS256 with a secret, or RS256 with a key pair.
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuthSettings {
+    /// With reads open, the `Host` names a request may carry; empty: the loopback names
+    /// when listening on loopback, else any.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
     /// HS256 secret; `None` (and no public key): generated under the data directory.
     pub jwt_secret: Option<SecretString>,
     /// RS256: tokens are verified with this PEM public key.
@@ -501,6 +505,25 @@ pub struct IngestSettings {
     /// Raw events older than this are deleted (records stay).
     #[serde(with = "humantime_serde")]
     pub event_retention: Duration,
+    /// Build parameters whose names match this regular expression (case-insensitive) are
+    /// stored masked.
+    #[serde(default = "default_secret_parameters")]
+    pub secret_parameters: String,
+}
+
+fn default_secret_parameters() -> String {
+    "pass|secret|token|key|credential|auth|private|cert|cookie|session".into()
+}
+
+impl IngestSettings {
+    /// The secret-parameter pattern, compiled (the settings check refused a bad one).
+    pub fn secret_pattern(&self) -> regex::Regex {
+        regex::RegexBuilder::new(&self.secret_parameters)
+            .case_insensitive(true)
+            .size_limit(1 << 20)
+            .build()
+            .unwrap_or_else(|_| regex::Regex::new("$^").expect("a pattern that matches nothing"))
+    }
 }
 
 /// Webhook authentication and defaults.
@@ -688,6 +711,15 @@ impl Settings {
         }
         if self.ingest.write_queue_capacity == 0 {
             bad("ingest.write_queue_capacity", "must be at least 1");
+        }
+        if let Err(e) = regex::RegexBuilder::new(&self.ingest.secret_parameters)
+            .size_limit(1 << 20)
+            .build()
+        {
+            bad(
+                "ingest.secret_parameters",
+                &format!("is not a regular expression: {e}"),
+            );
         }
         if self.ingest.event_retention < Duration::from_secs(3600) {
             bad("ingest.event_retention", "must be at least 1h");

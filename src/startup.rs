@@ -75,6 +75,7 @@ impl Application {
             tokens,
             optimizing: Arc::new(tokio::sync::Semaphore::new(1)),
             replaying: Arc::new(tokio::sync::Semaphore::new(1)),
+            secret_parameters: settings.ingest.secret_pattern(),
             unverified_bodies: Arc::new(tokio::sync::Semaphore::new(
                 settings.server.max_unverified_bodies.max(1),
             )),

@@ -224,6 +224,7 @@ mod tests {
 
     fn keys(secret: &str) -> TokenKeys {
         let settings = AuthSettings {
+            allowed_hosts: Vec::new(),
             jwt_secret: Some(secret.to_string().into()),
             jwt_public_key_file: None,
             jwt_private_key_file: None,

@@ -139,12 +139,52 @@ pub fn require_scope(
     })
 }
 
-/// With `auth.protect_reads`, the read API needs a `reports:read` token.
+/// With `auth.protect_reads`, the read API needs a `reports:read` token; with reads open,
+/// the request's `Host` must be one of the allowed names (a page on another site that
+/// rebinds its name to this address is refused).
 pub fn require_read(req: &HttpRequest, state: &super::AppState) -> Result<(), ApiError> {
     if state.settings.auth.protect_reads {
         require_scope(req, &state.tokens, crate::tokens::Scope::ReportsRead)?;
+        return Ok(());
     }
-    Ok(())
+    let allowed = allowed_hosts(&state.settings);
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(host_name)
+        .unwrap_or_default();
+    if allowed.iter().any(|a| a.eq_ignore_ascii_case(&host)) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "Host {host:?} is not one this service answers reads for (auth.allowed_hosts)"
+        )))
+    }
+}
+
+/// The host names reads are answered for: the configured ones, else the loopback names
+/// when the service listens on loopback, else none (any host).
+fn allowed_hosts(settings: &crate::config::Settings) -> Vec<String> {
+    if !settings.auth.allowed_hosts.is_empty() {
+        return settings.auth.allowed_hosts.clone();
+    }
+    if settings.server.listen.ip().is_loopback() {
+        return vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()];
+    }
+    Vec::new()
+}
+
+/// A `Host` header's name, without its port.
+fn host_name(h: &str) -> String {
+    let h = h.trim();
+    if let Some(end) = h.strip_prefix('[').and_then(|r| r.find(']')) {
+        return h[..end + 2].to_string();
+    }
+    h.split(':').next().unwrap_or_default().to_string()
 }
 
 fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {

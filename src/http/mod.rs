@@ -31,6 +31,8 @@ pub struct AppState {
     pub optimizing: Arc<tokio::sync::Semaphore>,
     /// One frontier replay at a time.
     pub replaying: Arc<tokio::sync::Semaphore>,
+    /// Build parameters stored masked.
+    pub secret_parameters: regex::Regex,
     /// Signed webhook bodies read before they are authenticated.
     pub unverified_bodies: Arc<tokio::sync::Semaphore>,
 }

@@ -56,6 +56,16 @@ fn controller_param(raw: Option<&str>) -> Result<Option<ControllerName>, ApiErro
         .transpose()
 }
 
+/// Secret-looking parameters stored before they were masked at ingest stay masked in
+/// answers too.
+fn mask(b: &mut crate::domain::BuildRecord, secret: &regex::Regex) {
+    for (name, value) in b.parameters.iter_mut() {
+        if secret.is_match(name) && !value.is_empty() {
+            *value = crate::ingest::limits::MASKED.to_string();
+        }
+    }
+}
+
 /// Builds, newest first.
 #[utoipa::path(get, path = "/api/v1/builds", tag = "builds", params(BuildQuery),
     responses((status = 200, body = BuildList), (status = 400, body = super::errors::ErrorBody)))]
@@ -97,7 +107,10 @@ pub async fn list_builds(
             .map_err(|e| ApiError::invalid("since", e))?,
         limit,
     };
-    let builds = state.store.list_builds(&filter).await?;
+    let mut builds = state.store.list_builds(&filter).await?;
+    for b in &mut builds {
+        mask(b, &state.secret_parameters);
+    }
     Ok(HttpResponse::Ok().json(BuildList { builds }))
 }
 
@@ -117,7 +130,10 @@ pub async fn get_build(
     super::auth::require_read(&req, &state)?;
     let (controller, job, number) = super::profiles::build_path(&req)?;
     match state.store.get_build(&controller, &job, number).await? {
-        Some(build) => Ok(HttpResponse::Ok().json(build)),
+        Some(mut build) => {
+            mask(&mut build, &state.secret_parameters);
+            Ok(HttpResponse::Ok().json(build))
+        }
         None => Err(ApiError::NotFound(format!(
             "no build {job} #{number} on controller {controller}"
         ))),

@@ -257,10 +257,14 @@ fn counted(
     source: &str,
     result: Result<Ingested, ingest::IngestError>,
 ) -> Result<Ingested, ApiError> {
-    // Every event is held to what Jenkins can produce before anything is stored.
-    let checked = result.and_then(|ingested| {
-        if let Ingested::Events(events) = &ingested {
+    // Every event is held to what Jenkins can produce, and secret-looking parameters
+    // masked, before anything is stored.
+    let checked = result.and_then(|mut ingested| {
+        if let Ingested::Events(events) = &mut ingested {
             events.iter().try_for_each(ingest::limits::check)?;
+            for e in events.iter_mut() {
+                ingest::limits::mask_secrets(e, &state.secret_parameters);
+            }
         }
         Ok(ingested)
     });

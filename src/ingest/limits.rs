@@ -76,6 +76,22 @@ fn number(field: &str, n: u64) -> Result<(), IngestError> {
     }
 }
 
+/// What a masked parameter's value is stored as.
+pub const MASKED: &str = "********";
+
+/// Masks the values of parameters whose names look secret, before anything is stored.
+pub fn mask_secrets(e: &mut IngestEvent, secret: &regex::Regex) {
+    if let DomainEvent::Build(b) = &mut e.event
+        && let Some(params) = b.parameters.as_mut()
+    {
+        for (name, value) in params.iter_mut() {
+            if secret.is_match(name) && !value.is_empty() {
+                *value = MASKED.to_string();
+            }
+        }
+    }
+}
+
 /// Holds one parsed event to the bounds.
 pub fn check(e: &IngestEvent) -> Result<(), IngestError> {
     match &e.event {

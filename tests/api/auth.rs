@@ -216,3 +216,60 @@ async fn one_request_offers_one_token() {
     assert_eq!(resp.status().as_u16(), 200);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn open_reads_answer_only_the_hosts_this_service_is_reached_by() {
+    let app = spawn_app().await;
+    let get = |host: &'static str| {
+        let app = &app;
+        async move {
+            app.client
+                .get(app.url("/api/v1/builds"))
+                .header("Host", host)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // Listening on loopback: its own names only (a rebound name is refused).
+    assert_eq!(get("127.0.0.1:8080").await, 200);
+    assert_eq!(get("localhost").await, 200);
+    assert_eq!(get("[::1]:8080").await, 200);
+    assert_eq!(get("evil.example").await, 403);
+    assert_eq!(get("evil.example:8080").await, 403);
+    // Webhooks and health are not reads.
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .header("Host", "evil.example")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    app.stop().await;
+
+    let (mut settings, _dir) = crate::helpers::test_settings(crate::helpers::Db::Sqlite).await;
+    settings.auth.allowed_hosts = vec!["ci-autopilot.internal".into()];
+    let app = crate::helpers::spawn_with(settings).await;
+    let status = |host: &'static str| {
+        let app = &app;
+        async move {
+            app.client
+                .get(app.url("/api/v1/costs?range=24h"))
+                .header("Host", host)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status("ci-autopilot.internal:8080").await, 200);
+    assert_eq!(status("127.0.0.1").await, 403);
+    app.stop().await;
+}

@@ -321,3 +321,47 @@ async fn a_poison_build_is_refused_and_stored_poison_is_harmless_sqlite() {
 async fn a_poison_build_is_refused_and_stored_poison_is_harmless_postgres() {
     a_poison_build_is_refused_and_stored_poison_is_harmless(Db::Postgres).await;
 }
+
+#[tokio::test]
+async fn secret_looking_parameters_never_reach_the_store_or_the_api() {
+    let app = spawn_app().await;
+    let start = chrono::Utc::now().timestamp_millis() - 60_000;
+    let body = json!({"ciUrl": payload::ROOT, "jobName": "deploy", "fullJobName": "deploy", "number": 4,
+        "slaveInfo": {"slaveName": "agent-1", "label": "linux", "executor": "0"}, "startTime": start,
+        "result": "INPROGRESS", "duration": 0, "queueTime": 0, "buildUrl": "job/deploy/4/",
+        "parameters": {"DB_PASSWORD": "hunter2-secret-value", "api_token": "tok-secret-value",
+                       "AWS_SECRET_ACCESS_KEY": "aws-secret-value", "BRANCH": "main"}});
+    let resp = app
+        .post_webhook("/webhooks/statistics?controller=prod", &body)
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let (_, list) = app.get_json("/api/v1/builds?controller=prod").await;
+    let params = &list["builds"][0]["parameters"];
+    assert_eq!(params["DB_PASSWORD"], "********", "{list}");
+    assert_eq!(params["api_token"], "********");
+    assert_eq!(params["AWS_SECRET_ACCESS_KEY"], "********");
+    assert_eq!(params["BRANCH"], "main");
+    let (_, one) = app.get_json("/api/v1/builds/prod/deploy/4").await;
+    assert_eq!(one["parameters"]["DB_PASSWORD"], "********");
+    // Not in the database files either (records, raw events, write-ahead log).
+    let data_dir = app.data_dir.clone();
+    let keep = app.stop().await;
+    for entry in std::fs::read_dir(&data_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            for secret in [
+                "hunter2-secret-value",
+                "tok-secret-value",
+                "aws-secret-value",
+            ] {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{secret} in {}",
+                    path.display()
+                );
+            }
+        }
+    }
+    drop(keep);
+}

@@ -86,6 +86,10 @@ fn the_settings_in_the_kubernetes_configmap_are_valid() {
     }
     let (code, _, stderr) = check_config(dir.path(), &[]);
     assert_eq!(code, 0, "{stderr}");
+    // The service listens on every address there: its read API needs a token.
+    let service: serde_json::Value =
+        serde_yaml::from_str(files["service.yaml"].as_str().unwrap()).unwrap();
+    assert_eq!(service["auth"]["protect_reads"], true, "{service}");
 }
 
 #[test]
