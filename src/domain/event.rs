@@ -112,13 +112,15 @@ impl BuildResult {
 
     /// `Ok(None)` for the placeholders plugins send while a build runs
     /// (`INPROGRESS`, `UNKNOWN`, empty); `Err` for anything else Jenkins never sends.
+    /// The spellings plugins use besides Jenkins' own (the CloudEvents plugin's
+    /// `job.failed` sends `FAILED`) map to it.
     pub fn parse(raw: &str) -> Result<Option<Self>, UnknownResult> {
         match raw.trim().to_ascii_uppercase().as_str() {
-            "SUCCESS" => Ok(Some(Self::Success)),
+            "SUCCESS" | "SUCCEEDED" | "SUCCESSFUL" | "PASSED" => Ok(Some(Self::Success)),
             "UNSTABLE" => Ok(Some(Self::Unstable)),
-            "FAILURE" => Ok(Some(Self::Failure)),
-            "NOT_BUILT" => Ok(Some(Self::NotBuilt)),
-            "ABORTED" => Ok(Some(Self::Aborted)),
+            "FAILURE" | "FAILED" | "FAIL" => Ok(Some(Self::Failure)),
+            "NOT_BUILT" | "NOT BUILT" | "NOTBUILT" => Ok(Some(Self::NotBuilt)),
+            "ABORTED" | "ABORT" | "CANCELLED" | "CANCELED" => Ok(Some(Self::Aborted)),
             "" | "INPROGRESS" | "UNKNOWN" | "NULL" => Ok(None),
             _ => Err(UnknownResult(raw.to_string())),
         }
@@ -142,6 +144,10 @@ pub struct BuildFacts {
     pub finished_at: Option<Timestamp>,
     pub duration_ms: Option<i64>,
     pub result: Option<BuildResult>,
+    /// A result spelling no plugin is known to send, kept as sent (the result then
+    /// stays unknown): a build is never lost over a spelling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_raw: Option<String>,
     pub node: Option<String>,
     pub label: Option<String>,
     pub url: Option<String>,
@@ -163,6 +169,7 @@ impl BuildFacts {
             finished_at: None,
             duration_ms: None,
             result: None,
+            result_raw: None,
             node: None,
             label: None,
             url: None,

@@ -105,7 +105,7 @@ pub async fn receive_statistics(
         None => None,
         Some(t) => Some(statistics::StatisticsKind::parse(&t).ok_or_else(|| {
             state.metrics.count_event(source, "unknown", "rejected");
-            ApiError::invalid("type", "must be build, queue or buildstep")
+            ApiError::invalid("type", "must be build, queue, buildstep, scm or project")
         })?),
     };
     let ingested = counted(&state, source, statistics::parse(&body, kind, &ctx))?;
@@ -264,6 +264,15 @@ fn counted(
             events.iter().try_for_each(ingest::limits::check)?;
             for e in events.iter_mut() {
                 ingest::limits::mask_secrets(e, &state.secret_parameters);
+                if let crate::domain::DomainEvent::Build(b) = &e.event
+                    && let Some(raw) = &b.result_raw
+                {
+                    // Kept with the result unknown; counted so a new spelling shows.
+                    tracing::info!(source, result = %raw, "a build result spelling no plugin is known to send; kept, result unknown");
+                    state
+                        .metrics
+                        .count_event(source, "build.result_unrecognized", "accepted");
+                }
             }
         }
         Ok(ingested)

@@ -136,6 +136,12 @@ pub fn parse(
         .filter(|t| !t.is_empty());
     let ce_type = ce_type.ok_or_else(|| IngestError::missing("ce-type"))?;
     let kind = ce_type.strip_prefix(PREFIX).unwrap_or(ce_type).to_string();
+    // The plugin's README spells the type `job.finalzed`; its code sends `job.finalized`.
+    let kind = if kind == "job.finalzed" {
+        "job.finalized".to_string()
+    } else {
+        kind
+    };
     match kind.as_str() {
         "queue.entered_waiting" | "queue.left" => queue(&kind, data, ctx),
         "job.started" | "job.completed" | "job.finalized" | "job.failed" => build(&kind, data, ctx),
@@ -231,7 +237,9 @@ fn build(kind: &str, data: Value, ctx: &IngestContext) -> Result<Ingested, Inges
         _ => facts.duration_ms = duration,
     }
     if phase >= BuildPhase::Completed {
-        facts.result = result("build.status", build.status.as_deref())?;
+        let outcome = result(build.status.as_deref());
+        facts.result = outcome.result;
+        facts.result_raw = outcome.unrecognized;
         if kind == "job.failed" && facts.result.is_none() {
             facts.result = Some(BuildResult::Failure);
         }

@@ -103,6 +103,7 @@ pub fn check(e: &IngestEvent) -> Result<(), IngestError> {
             span("duration", b.duration_ms)?;
             span("queue wait", between(b.queued_at, b.started_at))?;
             span("duration", between(b.started_at, b.finished_at))?;
+            text("result", b.result_raw.as_deref(), MAX_TEXT)?;
             text("node", b.node.as_deref(), MAX_TEXT)?;
             text("label", b.label.as_deref(), MAX_TEXT)?;
             text("url", b.url.as_deref(), MAX_URL)?;

@@ -203,13 +203,31 @@ pub(crate) fn parameters(
     })
 }
 
-/// Parses a build result field.
-pub(crate) fn result(
-    field: &str,
-    raw: Option<&str>,
-) -> Result<Option<crate::domain::BuildResult>, IngestError> {
-    match raw {
-        None => Ok(None),
-        Some(s) => crate::domain::BuildResult::parse(s).map_err(|e| IngestError::invalid(field, e)),
+/// A build result field: Jenkins' result (spellings plugins use map to it), none while
+/// the build runs, or a spelling nobody sends kept as it came (the result unknown).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Outcome {
+    pub result: Option<crate::domain::BuildResult>,
+    pub unrecognized: Option<String>,
+}
+
+impl Outcome {
+    /// Whether the build has ended: a result, or a spelling that is not a placeholder.
+    pub fn ended(&self) -> bool {
+        self.result.is_some() || self.unrecognized.is_some()
+    }
+}
+
+pub(crate) fn result(raw: Option<&str>) -> Outcome {
+    match raw.map(crate::domain::BuildResult::parse) {
+        None | Some(Ok(None)) => Outcome::default(),
+        Some(Ok(Some(r))) => Outcome {
+            result: Some(r),
+            unrecognized: None,
+        },
+        Some(Err(unknown)) => Outcome {
+            result: None,
+            unrecognized: Some(unknown.0),
+        },
     }
 }

@@ -110,7 +110,9 @@ pub fn parse(body: &[u8], ctx: &IngestContext) -> Result<Ingested, IngestError> 
         BuildPhase::Finalized => facts.duration_ms = duration,
     }
     if phase >= BuildPhase::Completed {
-        facts.result = result("build.status", build.status.as_deref())?;
+        let outcome = result(build.status.as_deref());
+        facts.result = outcome.result;
+        facts.result_raw = outcome.unrecognized;
     }
     facts.url = text(build.full_url).or(text(build.url));
     facts.parameters = parameters(build.parameters);

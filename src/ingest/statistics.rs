@@ -21,6 +21,10 @@ pub enum StatisticsKind {
     Build,
     Queue,
     BuildStep,
+    /// An SCM checkout of a build (`startTime`, `endTime`, `buildUrl`): a stage.
+    ScmCheckout,
+    /// A job created, updated or deleted: acknowledged, not stored.
+    Project,
 }
 
 impl StatisticsKind {
@@ -29,7 +33,29 @@ impl StatisticsKind {
             "build" => Some(Self::Build),
             "queue" => Some(Self::Queue),
             "buildstep" | "step" => Some(Self::BuildStep),
+            "scm" | "checkout" => Some(Self::ScmCheckout),
+            "project" | "job" => Some(Self::Project),
             _ => None,
+        }
+    }
+
+    /// The kind a payload's shape tells: `jenkinsQueueId` a queue item, `buildStepType`
+    /// a step, a `buildUrl` without a build number an SCM checkout, a job's name without
+    /// either a project, else a build.
+    fn of(value: &Value) -> Self {
+        let has = |k: &str| value.get(k).is_some_and(|v| !v.is_null());
+        if has("jenkinsQueueId") {
+            Self::Queue
+        } else if has("buildStepType") {
+            Self::BuildStep
+        } else if has("number") {
+            Self::Build
+        } else if has("buildUrl") {
+            Self::ScmCheckout
+        } else if has("name") || has("fullName") || has("projectName") {
+            Self::Project
+        } else {
+            Self::Build
         }
     }
 }
@@ -95,19 +121,17 @@ pub fn parse(
 ) -> Result<Ingested, IngestError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| IngestError::Malformed(e.to_string()))?;
-    let kind = kind.unwrap_or_else(|| {
-        if value.get("jenkinsQueueId").is_some() {
-            StatisticsKind::Queue
-        } else if value.get("buildStepType").is_some() {
-            StatisticsKind::BuildStep
-        } else {
-            StatisticsKind::Build
-        }
-    });
-    match kind {
+    if !value.is_object() {
+        return Err(IngestError::invalid("$", "must be a JSON object"));
+    }
+    match kind.unwrap_or_else(|| StatisticsKind::of(&value)) {
         StatisticsKind::Build => build(value, ctx),
         StatisticsKind::Queue => queue(value, ctx),
-        StatisticsKind::BuildStep => step(value, ctx),
+        StatisticsKind::BuildStep => step(value, None, ctx),
+        StatisticsKind::ScmCheckout => step(value, Some("scm-checkout"), ctx),
+        StatisticsKind::Project => Ok(Ingested::Ignored {
+            kind: "project".into(),
+        }),
     }
 }
 
@@ -124,11 +148,11 @@ fn build(value: Value, ctx: &IngestContext) -> Result<Ingested, IngestError> {
         )?,
     };
     let controller = ctx.controller([raw.ci_url.as_deref()]);
-    let outcome = result("result", raw.result.as_deref())?;
+    let outcome = result(raw.result.as_deref());
     // onStarted sends result INPROGRESS with the start and time in queue; onFinalized
     // sends the result and duration, and a `startTime` that is only the object's
     // construction time, so it is not read there.
-    let phase = if outcome.is_some() {
+    let phase = if outcome.ended() {
         BuildPhase::Finalized
     } else {
         BuildPhase::Started
@@ -151,7 +175,8 @@ fn build(value: Value, ctx: &IngestContext) -> Result<Ingested, IngestError> {
             return Err(IngestError::invalid("duration", "must not be negative"));
         }
         facts.duration_ms = raw.duration.filter(|d| *d > 0);
-        facts.result = outcome;
+        facts.result = outcome.result;
+        facts.result_raw = outcome.unrecognized;
     }
     facts.url = text(raw.build_url);
     facts.parameters = parameters(raw.parameters).filter(|p| !p.is_empty());
@@ -252,7 +277,8 @@ fn queue(value: Value, ctx: &IngestContext) -> Result<Ingested, IngestError> {
     }]))
 }
 
-fn step(value: Value, ctx: &IngestContext) -> Result<Ingested, IngestError> {
+/// A build step, or with `as_type` an SCM checkout recorded as a step of that type.
+fn step(value: Value, as_type: Option<&str>, ctx: &IngestContext) -> Result<Ingested, IngestError> {
     let raw: RawStep = from_value(value)?;
     let url = text(raw.build_url).ok_or_else(|| IngestError::missing("buildUrl"))?;
     let job = JobName::from_job_url(&url).ok_or_else(|| {
@@ -264,8 +290,10 @@ fn step(value: Value, ctx: &IngestContext) -> Result<Ingested, IngestError> {
         .next()
         .and_then(|n| n.parse::<i64>().ok());
     let number = build_number("buildUrl", number)?;
-    let step_type =
-        text(raw.build_step_type).ok_or_else(|| IngestError::missing("buildStepType"))?;
+    let step_type = match as_type {
+        Some(t) => t.to_string(),
+        None => text(raw.build_step_type).ok_or_else(|| IngestError::missing("buildStepType"))?,
+    };
     let step_id = text(raw.build_step_id).unwrap_or_else(|| step_type.clone());
     let started_at = nonzero(instant("startTime", raw.start_time.as_ref())?);
     let finished_at = nonzero(instant("endTime", raw.end_time.as_ref())?);

@@ -90,8 +90,8 @@ async fn every_bad_input_gets_its_status_and_nothing_is_stored() {
         ),
         (
             "/webhooks/statistics",
-            json!({"jobName": "app", "result": "GREAT", "number": 2}),
-            "result",
+            json!({"jobName": "app", "result": "SUCCESS", "number": 2, "duration": -5}),
+            "duration",
         ),
     ];
     for (path, body, field) in cases {

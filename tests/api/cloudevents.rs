@@ -151,3 +151,75 @@ async fn unknown_type_is_acknowledged_counted_and_not_stored() {
         .unwrap();
     assert!(metrics.contains(r#"autopilot_webhook_events_total{outcome="ignored",source="cloudevents",type="untracked"} 1"#), "{metrics}");
 }
+
+#[tokio::test]
+async fn the_plugins_documented_spellings_are_taken() {
+    let app = spawn_app().await;
+    // The documented `job.failed` event says FAILED; the README's `finalzed` type.
+    let failed = payload::ce_job("job/app/", 3, 90, "FINALIZED", T0, 20_000, Some("FAILED"));
+    let resp = app
+        .post_cloudevent("org.jenkinsci.job.failed", "f1", &failed)
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        app.build("ci.example.com", "app", 3).await["result"],
+        "FAILURE"
+    );
+    let done = payload::ce_job("job/app/", 4, 91, "FINALIZED", T0, 20_000, Some("SUCCESS"));
+    let resp = app
+        .post_cloudevent("org.jenkinsci.job.finalzed", "f2", &done)
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let b = app.build("ci.example.com", "app", 4).await;
+    assert_eq!(
+        (&b["phase"], &b["result"]),
+        (&json!("finalized"), &json!("SUCCESS"))
+    );
+    // A spelling nobody sends: the build is kept, its result unknown, and counted.
+    let odd = payload::ce_job("job/app/", 5, 92, "FINALIZED", T0, 20_000, Some("EXPLODED"));
+    let resp = app
+        .post_cloudevent("org.jenkinsci.job.finalized", "f3", &odd)
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let b = app.build("ci.example.com", "app", 5).await;
+    assert_eq!(b["phase"], "finalized");
+    assert_eq!(b["result"], serde_json::Value::Null);
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("build.result_unrecognized") && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn statistics_project_and_checkout_events_are_taken() {
+    let app = spawn_app().await;
+    // A job created: acknowledged, not stored.
+    let project = json!({"name": "app", "fullName": "app", "ciUrl": payload::ROOT,
+        "status": "ACTIVE", "createdDate": T0, "updatedDate": T0, "userId": "alice"});
+    let resp = app
+        .post_webhook("/webhooks/statistics?controller=prod", &project)
+        .await;
+    assert_eq!(resp.status().as_u16(), 202);
+    // An SCM checkout of build #7: a stage of the build, from its URL.
+    let checkout = json!({"startTime": T0, "endTime": T0 + 4_000, "buildUrl": "job/app/7/"});
+    let resp = app
+        .post_webhook("/webhooks/statistics?controller=prod", &checkout)
+        .await;
+    let status = resp.status().as_u16();
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["stored"], 1);
+    app.stop().await;
+}

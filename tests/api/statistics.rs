@@ -59,7 +59,7 @@ async fn build_queue_and_buildstep_payloads() {
 async fn unknown_type_query_is_refused() {
     let app = spawn_app().await;
     let resp = app
-        .post_webhook("/webhooks/statistics?type=scm", &json!({"x": 1}))
+        .post_webhook("/webhooks/statistics?type=artifact", &json!({"x": 1}))
         .await;
     assert_eq!(resp.status().as_u16(), 400);
     let body: serde_json::Value = resp.json().await.unwrap();
