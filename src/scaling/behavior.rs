@@ -54,13 +54,59 @@ pub struct ScalingRules {
 /// (`scaleUp`, `scaleDown`, `stabilizationWindow`, `selectPolicy`, `policies`); a direction
 /// left out keeps its default, a direction given is given whole.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", try_from = "PartialBehavior")]
 pub struct Behavior {
     pub scale_up: ScalingRules,
     pub scale_down: ScalingRules,
     /// No scale-down for this long after a scale-up.
     #[serde(with = "humantime_serde")]
     pub scale_down_delay_after_scale_up: Duration,
+}
+
+/// A behaviour as written: every field optional, as the HPA's. What a direction leaves
+/// out is that direction's default (`scaleDown: {stabilizationWindow: 10m}` keeps the
+/// scale-down policies and select policy).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PartialBehavior {
+    scale_up: Option<PartialRules>,
+    scale_down: Option<PartialRules>,
+    #[serde(default, with = "humantime_serde")]
+    scale_down_delay_after_scale_up: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PartialRules {
+    #[serde(default, with = "humantime_serde")]
+    stabilization_window: Option<Duration>,
+    select_policy: Option<SelectPolicy>,
+    policies: Option<Vec<RatePolicy>>,
+}
+
+impl PartialRules {
+    fn over(self, d: ScalingRules) -> ScalingRules {
+        ScalingRules {
+            stabilization_window: self.stabilization_window.unwrap_or(d.stabilization_window),
+            select_policy: self.select_policy.unwrap_or(d.select_policy),
+            policies: self.policies.unwrap_or(d.policies),
+        }
+    }
+}
+
+impl TryFrom<PartialBehavior> for Behavior {
+    type Error = std::convert::Infallible;
+
+    fn try_from(p: PartialBehavior) -> Result<Self, Self::Error> {
+        let d = Behavior::default();
+        Ok(Self {
+            scale_up: p.scale_up.unwrap_or_default().over(d.scale_up),
+            scale_down: p.scale_down.unwrap_or_default().over(d.scale_down),
+            scale_down_delay_after_scale_up: p
+                .scale_down_delay_after_scale_up
+                .unwrap_or(d.scale_down_delay_after_scale_up),
+        })
+    }
 }
 
 impl Default for Behavior {
@@ -345,6 +391,23 @@ mod tests {
             out.push((n.replicas, n.limit));
         }
         out
+    }
+
+    #[test]
+    fn a_partial_behavior_keeps_each_directions_defaults() {
+        let b: Behavior = serde_yaml::from_str("scaleDown: {stabilizationWindow: 10m}").unwrap();
+        let d = Behavior::default();
+        assert_eq!(b.scale_down.stabilization_window, Duration::from_secs(600));
+        assert_eq!(b.scale_down.select_policy, d.scale_down.select_policy);
+        assert_eq!(b.scale_down.policies, d.scale_down.policies);
+        assert_eq!(b.scale_up, d.scale_up);
+        assert_eq!(
+            b.scale_down_delay_after_scale_up,
+            d.scale_down_delay_after_scale_up
+        );
+        let e: Behavior = serde_yaml::from_str("{}").unwrap();
+        assert_eq!(e, d);
+        assert!(serde_yaml::from_str::<Behavior>("scaleDown: {window: 1m}").is_err());
     }
 
     #[test]

@@ -404,3 +404,29 @@ fn forecast_backtest_train_and_predict() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no column \"nope\""));
 }
+
+#[test]
+fn a_partial_behavior_is_valid_as_the_hpa_takes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("jenkins-scaling.yaml"),
+        [
+            "jenkins:",
+            "  controllers:",
+            "    prod: {url: \"https://ci.example.com/\"}",
+            "scaling:",
+            "  pools:",
+            "    linux:",
+            "      controller: prod",
+            "      label: linux",
+            "      namespace: ci",
+            "      deployment: agent-linux",
+            "      behavior:",
+            "        scaleDown: {stabilizationWindow: 10m}",
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = check_config(dir.path(), &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
