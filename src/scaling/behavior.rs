@@ -54,7 +54,7 @@ pub struct ScalingRules {
 /// (`scaleUp`, `scaleDown`, `stabilizationWindow`, `selectPolicy`, `policies`); a direction
 /// left out keeps its default, a direction given is given whole.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", try_from = "PartialBehavior")]
+#[serde(rename_all = "camelCase", from = "PartialBehavior")]
 pub struct Behavior {
     pub scale_up: ScalingRules,
     pub scale_down: ScalingRules,
@@ -94,18 +94,16 @@ impl PartialRules {
     }
 }
 
-impl TryFrom<PartialBehavior> for Behavior {
-    type Error = std::convert::Infallible;
-
-    fn try_from(p: PartialBehavior) -> Result<Self, Self::Error> {
+impl From<PartialBehavior> for Behavior {
+    fn from(p: PartialBehavior) -> Self {
         let d = Behavior::default();
-        Ok(Self {
+        Self {
             scale_up: p.scale_up.unwrap_or_default().over(d.scale_up),
             scale_down: p.scale_down.unwrap_or_default().over(d.scale_down),
             scale_down_delay_after_scale_up: p
                 .scale_down_delay_after_scale_up
                 .unwrap_or(d.scale_down_delay_after_scale_up),
-        })
+        }
     }
 }
 
