@@ -314,13 +314,9 @@ async fn store(
             for controller in &wake {
                 state.scaling.notify(controller);
             }
-            for (i, kind) in kinds.iter().enumerate() {
-                let outcome_label = if i < outcome.stored {
-                    "stored"
-                } else {
-                    "duplicate"
-                };
-                state.metrics.count_event(source, kind, outcome_label);
+            for (kind, stored) in kinds.iter().zip(&outcome.stored_events) {
+                let label = if *stored { "stored" } else { "duplicate" };
+                state.metrics.count_event(source, kind, label);
             }
             Ok(HttpResponse::Ok().json(WebhookReply {
                 stored: outcome.stored,

@@ -220,6 +220,21 @@ impl Store {
         batch: &[&[IngestEvent]],
         now: Timestamp,
     ) -> Result<Vec<usize>, StoreError> {
+        Ok(self
+            .write_batch_events(batch, now)
+            .await?
+            .iter()
+            .map(|flags| flags.iter().filter(|s| **s).count())
+            .collect())
+    }
+
+    /// [`Store::write_batch`], telling for each event of each request whether it was
+    /// stored now (else it was a redelivery).
+    pub async fn write_batch_events(
+        &self,
+        batch: &[&[IngestEvent]],
+        now: Timestamp,
+    ) -> Result<Vec<Vec<bool>>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let stored = write::write_batch(&mut tx, batch, now).await?;
         tx.commit().await?;

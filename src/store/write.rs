@@ -59,16 +59,22 @@ pub(super) async fn write_batch(
     tx: &mut Tx<'_>,
     batch: &[&[IngestEvent]],
     now: Timestamp,
-) -> Result<Vec<usize>, StoreError> {
+) -> Result<Vec<Vec<bool>>, StoreError> {
     // A key seen twice in one batch is a redelivery of the first.
     let mut seen = HashSet::new();
     let mut candidates: Vec<(usize, &IngestEvent)> = Vec::new();
+    // Per request, per event: whether this event is the one stored under its key.
+    let mut first: Vec<Vec<bool>> = Vec::with_capacity(batch.len());
     for (i, events) in batch.iter().enumerate() {
+        let mut flags = Vec::with_capacity(events.len());
         for e in *events {
-            if seen.insert(e.key.as_str()) {
+            let new = seen.insert(e.key.as_str());
+            if new {
                 candidates.push((i, e));
             }
+            flags.push(new);
         }
+        first.push(flags);
     }
     let inserted = insert_events(tx, &candidates, now).await?;
     let fresh: Vec<&IngestEvent> = candidates
@@ -76,12 +82,17 @@ pub(super) async fn write_batch(
         .filter(|(_, e)| inserted.contains(e.key.as_str()))
         .map(|(_, e)| *e)
         .collect();
-    let mut stored = vec![0usize; batch.len()];
-    for (i, e) in &candidates {
-        if inserted.contains(e.key.as_str()) {
-            stored[*i] += 1;
-        }
-    }
+    let stored: Vec<Vec<bool>> = batch
+        .iter()
+        .zip(first)
+        .map(|(events, flags)| {
+            events
+                .iter()
+                .zip(flags)
+                .map(|(e, new)| new && inserted.contains(e.key.as_str()))
+                .collect()
+        })
+        .collect();
     if fresh.is_empty() {
         return Ok(stored);
     }

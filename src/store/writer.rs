@@ -9,12 +9,25 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 /// What a committed request amounted to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteOutcome {
     /// Events stored now.
     pub stored: usize,
     /// Events already stored before (redeliveries), skipped.
     pub duplicates: usize,
+    /// For each event of the request, in order, whether it was stored now.
+    pub stored_events: Vec<bool>,
+}
+
+impl WriteOutcome {
+    fn of(flags: Vec<bool>) -> Self {
+        let stored = flags.iter().filter(|s| **s).count();
+        Self {
+            stored,
+            duplicates: flags.len() - stored,
+            stored_events: flags,
+        }
+    }
 }
 
 /// Why a request was not committed. Nothing of it is stored.
@@ -111,19 +124,15 @@ async fn run(
 async fn commit(store: &Store, batch: Vec<WriteRequest>, metrics: &Metrics) {
     let slices: Vec<&[IngestEvent]> = batch.iter().map(|r| r.events.as_slice()).collect();
     let started = Instant::now();
-    let result = store.write_batch(&slices, Timestamp::now()).await;
+    let result = store.write_batch_events(&slices, Timestamp::now()).await;
     metrics
         .store_commit_seconds
         .observe(started.elapsed().as_secs_f64());
     metrics.batch_size.observe(batch.len() as f64);
     match result {
-        Ok(counts) => {
-            for (req, stored) in batch.into_iter().zip(counts) {
-                let outcome = WriteOutcome {
-                    stored,
-                    duplicates: req.events.len() - stored,
-                };
-                let _ = req.ack.send(Ok(outcome));
+        Ok(flags) => {
+            for (req, flags) in batch.into_iter().zip(flags) {
+                let _ = req.ack.send(Ok(WriteOutcome::of(flags)));
             }
         }
         Err(e) if batch.len() == 1 => {
@@ -140,15 +149,12 @@ async fn commit(store: &Store, batch: Vec<WriteRequest>, metrics: &Metrics) {
             for req in batch {
                 let events = [req.events.as_slice()];
                 let started = Instant::now();
-                let single = store.write_batch(&events, Timestamp::now()).await;
+                let single = store.write_batch_events(&events, Timestamp::now()).await;
                 metrics
                     .store_commit_seconds
                     .observe(started.elapsed().as_secs_f64());
                 let reply = match single {
-                    Ok(counts) => Ok(WriteOutcome {
-                        stored: counts[0],
-                        duplicates: req.events.len() - counts[0],
-                    }),
+                    Ok(mut flags) => Ok(WriteOutcome::of(flags.swap_remove(0))),
                     Err(e) => {
                         tracing::error!(error = %e, "commit failed");
                         metrics.store_errors.inc();

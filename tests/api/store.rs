@@ -216,3 +216,19 @@ async fn events_are_kept_to_their_retention_and_records_stay_sqlite() {
 async fn events_are_kept_to_their_retention_and_records_stay_postgres() {
     events_are_kept_to_their_retention_and_records_stay(Db::Postgres).await;
 }
+
+#[tokio::test]
+async fn each_event_is_told_stored_or_duplicate_whatever_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&crate::helpers::database_settings(None), dir.path())
+        .await
+        .unwrap();
+    let started = note("STARTED", T0, 0, None);
+    let completed = note("COMPLETED", T0 + 30_000, 30_000, Some("SUCCESS"));
+    let now = Timestamp::from_millis(T0 + 40_000).unwrap();
+    store.write_batch(&[&started], now).await.unwrap();
+    // The duplicate comes first in the request, the new event second.
+    let both: Vec<IngestEvent> = started.iter().chain(&completed).cloned().collect();
+    let flags = store.write_batch_events(&[&both], now).await.unwrap();
+    assert_eq!(flags, [vec![false, true]]);
+}
