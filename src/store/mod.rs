@@ -329,25 +329,42 @@ impl Store {
         older_than: Timestamp,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
-        if present.len() > 10_000 {
-            return Ok(0);
+        // The items still waiting are read, those Jenkins no longer lists picked here, and
+        // closed a few hundred at a time: a queue of any length works (an SQL list of
+        // every present id would not).
+        let rows = sqlx::query(
+            "SELECT queue_id FROM queue_items WHERE controller = $1 AND state <> 'left' AND state_at < $2",
+        )
+        .bind(controller.as_str())
+        .bind(older_than.millis())
+        .fetch_all(&self.pool)
+        .await?;
+        let present: std::collections::HashSet<i64> = present.iter().map(|&i| i as i64).collect();
+        let mut gone = Vec::new();
+        for row in &rows {
+            let id: i64 = row.try_get("queue_id")?;
+            if !present.contains(&id) {
+                gone.push(id);
+            }
         }
-        let mut sql = String::from(
-            "UPDATE queue_items SET state = 'left', left_at = $2, state_at = $2, updated_at = $2 \
-             WHERE controller = $1 AND state <> 'left' AND state_at < $3",
-        );
-        if !present.is_empty() {
-            let marks: Vec<String> = (0..present.len()).map(|i| format!("${}", i + 4)).collect();
-            sql.push_str(&format!(" AND queue_id NOT IN ({})", marks.join(", ")));
+        let mut closed = 0;
+        for chunk in gone.chunks(500) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 4)).collect();
+            let sql = format!(
+                "UPDATE queue_items SET state = 'left', left_at = $2, state_at = $2, updated_at = $2 \
+                 WHERE controller = $1 AND state <> 'left' AND state_at < $3 AND queue_id IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(controller.as_str())
+                .bind(now.millis())
+                .bind(older_than.millis());
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            closed += q.execute(&self.pool).await?.rows_affected();
         }
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(controller.as_str())
-            .bind(now.millis())
-            .bind(older_than.millis());
-        for id in present {
-            q = q.bind(*id as i64);
-        }
-        Ok(q.execute(&self.pool).await?.rows_affected())
+        Ok(closed)
     }
 
     /// Records one scaling decision.

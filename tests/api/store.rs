@@ -232,3 +232,39 @@ async fn each_event_is_told_stored_or_duplicate_whatever_its_place() {
     let flags = store.write_batch_events(&[&both], now).await.unwrap();
     assert_eq!(flags, [vec![false, true]]);
 }
+
+#[tokio::test]
+async fn queue_items_jenkins_no_longer_lists_are_closed_whatever_the_queue_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&crate::helpers::database_settings(None), dir.path())
+        .await
+        .unwrap();
+    let waiting = |id: u64| {
+        ce(
+            "org.jenkinsci.queue.entered_waiting",
+            json!({"ciUrl": "https://ci.example.com/", "displayName": "app", "entryTime": T0,
+                "jenkinsQueueId": id,
+                "queueCauses": [{"reasonForWaiting": "Waiting for next available executor on ‘linux’"}]}),
+        )
+    };
+    let (a, b) = (waiting(5), waiting(6));
+    let now = Timestamp::from_millis(T0 + 600_000).unwrap();
+    store.write_batch(&[&a, &b], now).await.unwrap();
+    let controller = ControllerName::parse("ci.example.com").unwrap();
+    // Jenkins lists item 5 among twelve thousand others; item 6 is gone.
+    let present: Vec<u64> = std::iter::once(5).chain(100_000..112_000).collect();
+    let grace = Timestamp::from_millis(T0 + 60_000).unwrap();
+    let closed = store
+        .close_missing_queue_items(&controller, &present, grace, now)
+        .await
+        .unwrap();
+    assert_eq!(closed, 1);
+    let waiting: Vec<u64> = store
+        .waiting_queue(Some(&controller))
+        .await
+        .unwrap()
+        .iter()
+        .map(|q| q.queue_id)
+        .collect();
+    assert_eq!(waiting, [5]);
+}
