@@ -179,8 +179,22 @@ impl TokenKeys {
 
     /// The claims of a valid token holding `needed`.
     pub fn verify(&self, token: &str, needed: Scope) -> Result<Claims, TokenError> {
+        // Header parameters the token says must be understood (RFC 7515 `crit`): this
+        // service understands none, so such a token is refused.
+        if let Some(header) = token.split('.').next()
+            && let Ok(raw) =
+                base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header)
+            && let Ok(h) = serde_json::from_slice::<serde_json::Value>(&raw)
+            && h.get("crit").is_some()
+        {
+            return Err(TokenError::Invalid(
+                "the token's header names critical extensions (`crit`) the service does not know"
+                    .into(),
+            ));
+        }
         let mut validation = Validation::new(self.algorithm);
         validation.leeway = self.clock_skew.as_secs();
+        validation.validate_nbf = true;
         validation.set_issuer(&[self.issuer.as_str()]);
         validation.set_required_spec_claims(&["exp", "sub", "iss"]);
         let data =
@@ -198,10 +212,20 @@ impl TokenKeys {
                         format!("the token was not issued by {}", self.issuer)
                     }
                     ErrorKind::MissingRequiredClaim(c) => format!("the token has no `{c}` claim"),
+                    ErrorKind::ImmatureSignature => {
+                        "the token is not valid yet (`nbf` is in the future)".to_string()
+                    }
                     _ => format!("the token is not a valid JWT: {e}"),
                 })
             })?;
         let claims = data.claims;
+        // Issued in the future (beyond the clock skew): not a token this service made.
+        let now = chrono::Utc::now().timestamp();
+        if claims.iat > now + self.clock_skew.as_secs() as i64 {
+            return Err(TokenError::Invalid(
+                "the token was issued in the future (`iat`)".into(),
+            ));
+        }
         if claims.allows(needed) {
             Ok(claims)
         } else {
@@ -264,6 +288,46 @@ mod tests {
         for s in Scope::ALL {
             assert!(k.verify(&admin, s).is_ok(), "{s}");
         }
+    }
+
+    #[test]
+    fn future_and_critical_tokens_are_invalid() {
+        let k = keys(SECRET);
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let sign = |header: &str, claims: serde_json::Value| {
+            let signing = format!(
+                "{}.{}",
+                b64.encode(header.as_bytes()),
+                b64.encode(claims.to_string())
+            );
+            let mut mac =
+                <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(SECRET.as_bytes())
+                    .unwrap();
+            hmac::Mac::update(&mut mac, signing.as_bytes());
+            let sig = hmac::Mac::finalize(mac).into_bytes();
+            format!("{signing}.{}", b64.encode(sig))
+        };
+        let claims = |iat: i64, nbf: Option<i64>| {
+            let mut c = serde_json::json!({"sub": "a", "iss": "jenkins-autopilot", "iat": iat,
+                "exp": now() + 600, "scope": "admin"});
+            if let Some(n) = nbf {
+                c["nbf"] = n.into();
+            }
+            c
+        };
+        let plain = r#"{"alg":"HS256","typ":"JWT"}"#;
+        assert!(
+            k.verify(&sign(plain, claims(now(), None)), Scope::Admin)
+                .is_ok()
+        );
+        let err = |t: String| match k.verify(&t, Scope::Admin) {
+            Err(TokenError::Invalid(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(err(sign(plain, claims(now() + 3600, None))).contains("iat"));
+        assert!(err(sign(plain, claims(now(), Some(now() + 3600)))).contains("nbf"));
+        let critical = r#"{"alg":"HS256","typ":"JWT","crit":["exp2"],"exp2":1}"#;
+        assert!(err(sign(critical, claims(now(), None))).contains("crit"));
     }
 
     #[test]
