@@ -139,7 +139,8 @@ impl From<crate::ingest::IngestError> for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
+        // The database's own text stays in the log: it can name tables, columns and values.
         tracing::error!(error = %e, "store read failed");
-        Self::Internal(format!("reading the store failed: {e}"))
+        Self::Internal("reading the store failed (the service's log says why)".into())
     }
 }

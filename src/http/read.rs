@@ -35,6 +35,8 @@ pub struct BuildList {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct QueueList {
     pub items: Vec<QueueItem>,
+    /// Items waiting in all, of which `items` is the page asked for.
+    pub total: usize,
 }
 
 /// A `limit` query parameter: 1 to 1000, 100 when absent.
@@ -145,6 +147,10 @@ pub async fn get_build(
 pub struct QueueQuery {
     /// Only this controller's items.
     controller: Option<String>,
+    /// At most this many (default 100, at most 1000).
+    limit: Option<String>,
+    /// Items after the first this many (paging; default 0).
+    offset: Option<String>,
 }
 
 /// Queue items seen entering the queue and not yet seen leaving, oldest first.
@@ -159,6 +165,15 @@ pub async fn list_queue(
         .map_err(|e| ApiError::invalid("query", e))?
         .into_inner();
     let controller = controller_param(q.controller.as_deref())?;
+    let limit = parse_limit(q.limit.as_deref())? as usize;
+    let offset = match q.offset.as_deref() {
+        None => 0,
+        Some(o) => o
+            .parse::<usize>()
+            .map_err(|_| ApiError::invalid("offset", "must be a whole number, 0 or more"))?,
+    };
     let items = state.store.waiting_queue(controller.as_ref()).await?;
-    Ok(HttpResponse::Ok().json(QueueList { items }))
+    let total = items.len();
+    let items = items.into_iter().skip(offset).take(limit).collect();
+    Ok(HttpResponse::Ok().json(QueueList { items, total }))
 }

@@ -152,3 +152,37 @@ async fn queue_lists_items_waiting_until_they_leave() {
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["queue_id"], 2);
 }
+
+#[tokio::test]
+async fn the_queue_is_answered_a_page_at_a_time() {
+    let app = spawn_app().await;
+    for id in 1..=5u64 {
+        let w = payload::ce_queue(
+            id,
+            &format!("job-{id}"),
+            "ENTERED_WAITING",
+            T0 + id as i64,
+            None,
+            None,
+        );
+        app.post_cloudevent("org.jenkinsci.queue.entered_waiting", &format!("w{id}"), &w)
+            .await;
+    }
+    let (_, page) = app.get_json("/api/v1/queue?limit=2").await;
+    assert_eq!(page["total"], 5);
+    let ids: Vec<u64> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["queue_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2]);
+    let (_, last) = app.get_json("/api/v1/queue?limit=2&offset=4").await;
+    assert_eq!(last["items"].as_array().unwrap().len(), 1);
+    assert_eq!(last["items"][0]["queue_id"], 5);
+    for bad in ["limit=0", "limit=5000", "offset=-1"] {
+        let (status, body) = app.get_json(&format!("/api/v1/queue?{bad}")).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    app.stop().await;
+}

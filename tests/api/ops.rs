@@ -126,6 +126,12 @@ async fn a_lost_database_is_unready_and_reads_fail_rather_than_look_empty() {
         status, 500,
         "a failed read is an error, never an empty list: {body}"
     );
+    // The database's own words (tables, SQL, values) stay in the service's log.
+    let detail = body["detail"].as_str().unwrap();
+    assert_eq!(
+        detail, "reading the store failed (the service's log says why)",
+        "{body}"
+    );
     let resp = app
         .post_notification(&payload::notification(
             "job/app/",
