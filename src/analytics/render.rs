@@ -148,8 +148,24 @@ pub fn csv_cell(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Text from webhooks as Markdown shows it: HTML is written as entities (no tag or
+/// `javascript:` link survives a renderer) and Markdown's own syntax is escaped.
 fn escape_md(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\n' | '\r' => out.push(' '),
+            '|' | '[' | ']' | '(' | ')' | '*' | '_' | '`' | '\\' | '!' | '#' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// One pool's frontier as an SVG chart (cost as a multiple of the oracle's agent-hours

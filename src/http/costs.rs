@@ -69,6 +69,7 @@ pub async fn optimize(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     super::auth::require_read(&req, &state)?;
+    super::webhooks::require_json(&req)?;
     let body =
         super::webhooks::read_body(&req, payload, 64 * 1024, state.settings.server.body_timeout)
             .await?;

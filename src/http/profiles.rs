@@ -104,7 +104,17 @@ pub(super) fn build_path(req: &HttpRequest) -> Result<(ControllerName, JobName, 
     let (controller, job) = job_path(req)?;
     let number: u64 = decode(req, "number")?
         .parse()
-        .map_err(|_| ApiError::invalid("number", "must be a build number"))?;
+        .ok()
+        .filter(|n| (1..=crate::ingest::limits::MAX_BUILD_NUMBER).contains(n))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "number",
+                format!(
+                    "must be a build number, 1 to {}",
+                    crate::ingest::limits::MAX_BUILD_NUMBER
+                ),
+            )
+        })?;
     Ok((controller, job, number))
 }
 
@@ -347,6 +357,7 @@ pub async fn record_performance(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     require_scope(&req, &state.tokens, Scope::BuildsWrite)?;
+    super::webhooks::require_json(&req)?;
     // Authenticated first: the body is read only for a token holder, within the limit.
     let body = super::webhooks::read_body(
         &req,

@@ -220,6 +220,18 @@ async fn read_body_whole(
     Ok(body.freeze())
 }
 
+/// 415 unless the request says its body is JSON: a cross-site form (text/plain,
+/// form-encoded) cannot start anything.
+pub(super) fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
+    match media_type(req).as_deref() {
+        Some("application/json") => Ok(()),
+        other => Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type must be application/json, got {}",
+            other.unwrap_or("none")
+        ))),
+    }
+}
+
 fn media_type(req: &HttpRequest) -> Option<String> {
     req.headers()
         .get(header::CONTENT_TYPE)

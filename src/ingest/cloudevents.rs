@@ -135,6 +135,12 @@ pub fn parse(
         .map(str::trim)
         .filter(|t| !t.is_empty());
     let ce_type = ce_type.ok_or_else(|| IngestError::missing("ce-type"))?;
+    if ce_type.len() > super::limits::MAX_CE_TYPE {
+        return Err(IngestError::invalid(
+            "ce-type",
+            format!("must be at most {} bytes", super::limits::MAX_CE_TYPE),
+        ));
+    }
     let kind = ce_type.strip_prefix(PREFIX).unwrap_or(ce_type).to_string();
     // The plugin's README spells the type `job.finalzed`; its code sends `job.finalized`.
     let kind = if kind == "job.finalzed" {

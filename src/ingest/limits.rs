@@ -15,6 +15,8 @@ pub const LATEST_MS: i64 = 4_102_444_800_000;
 pub const MAX_SPAN_MS: i64 = 366 * 86_400_000;
 /// Jenkins numbers builds with an `int`.
 pub const MAX_BUILD_NUMBER: u64 = i32::MAX as u64;
+/// CloudEvents types (`org.jenkinsci.job.finalized` and the like).
+pub const MAX_CE_TYPE: usize = 256;
 /// Agent names, labels, step ids and types, causes.
 pub const MAX_TEXT: usize = 1_024;
 /// URLs (build, SCM).

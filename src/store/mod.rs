@@ -114,6 +114,18 @@ impl Store {
                 std::fs::create_dir_all(data_dir).with_context(|| {
                     format!("creating the data directory {}", data_dir.display())
                 })?;
+                // It holds build data: readable by the service's user only. SQLite gives
+                // its write-ahead log the database file's mode.
+                let db = data_dir.join("autopilot.db");
+                let mut open = std::fs::OpenOptions::new();
+                open.create(true).append(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+                open.open(&db)
+                    .with_context(|| format!("creating {}", db.display()))?;
+                #[cfg(unix)]
+                std::fs::set_permissions(&db, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                    .with_context(|| format!("restricting {}", db.display()))?;
                 format!(
                     "sqlite://{}?mode=rwc",
                     data_dir.join("autopilot.db").display()

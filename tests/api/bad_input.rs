@@ -365,3 +365,105 @@ async fn secret_looking_parameters_never_reach_the_store_or_the_api() {
     }
     drop(keep);
 }
+
+#[tokio::test]
+async fn careless_and_cross_site_requests_get_clear_refusals() {
+    let app = spawn_app().await;
+    // A cross-site form cannot start a replay: the optimizer takes JSON only.
+    let resp = app
+        .client
+        .post(app.url("/api/v1/costs/optimize"))
+        .header("Content-Type", "text/plain")
+        .body(r#"{"target_savings": 20}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 415);
+    // Performance reports: JSON only, and build numbers Jenkins can have.
+    let token = app.jwt(&[jenkins_autopilot::tokens::Scope::BuildsWrite]);
+    for (path, ctype, want) in [
+        ("/api/v1/builds/prod/app/3/performance", "text/plain", 415),
+        (
+            "/api/v1/builds/prod/app/0/performance",
+            "application/json",
+            400,
+        ),
+        (
+            "/api/v1/builds/prod/app/18446744073709551615/performance",
+            "application/json",
+            400,
+        ),
+    ] {
+        let resp = app
+            .client
+            .post(app.url(path))
+            .bearer_auth(&token)
+            .header("Content-Type", ctype)
+            .body(r#"{"type": "build", "elapsed_ms": 1000}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), want, "{path} {ctype}");
+    }
+    // A 60 KB event type is refused, not echoed back.
+    let long = format!("org.jenkinsci.{}", "x".repeat(60_000));
+    let resp = app.post_cloudevent(&long, "id", &json!({"x": 1})).await;
+    assert_eq!(resp.status().as_u16(), 400);
+    let text = resp.text().await.unwrap();
+    assert!(text.len() < 1_000, "{} bytes", text.len());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_markdown_report_shows_webhook_text_as_text() {
+    let app = spawn_app().await;
+    let start = chrono::Utc::now().timestamp_millis() - 3_600_000;
+    let job = "<img src=x onerror=alert(1)>";
+    crate::helpers::statistics_build(&app, job, 1, "linux", start, 0, 60_000, "SUCCESS").await;
+    let resp = app
+        .client
+        .get(app.url(
+            "/api/v1/reports/performance?range=24h&format=md&job=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E",
+        ))
+        .send()
+        .await
+        .unwrap();
+    let md = resp.text().await.unwrap();
+    assert!(!md.contains("<img"), "{md}");
+    assert!(
+        md.contains("&lt;img src=x onerror=alert\\(1\\)&gt;"),
+        "{md}"
+    );
+    let resp = app
+        .client
+        .get(app.url(
+            "/api/v1/reports/performance?range=24h&format=md&job=%5Bx%5D(javascript%3Aalert(1))",
+        ))
+        .send()
+        .await
+        .unwrap();
+    let md = resp.text().await.unwrap();
+    assert!(!md.contains("[x](javascript"), "{md}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_embedded_database_is_private_to_the_service() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = spawn_app().await;
+    let resp = app
+        .post_webhook(
+            "/webhooks/notification",
+            &payload::notification("job/app/", "app", 1, "STARTED", 1_700_000_000_000, 0, None),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    for name in ["autopilot.db", "autopilot.db-wal"] {
+        let mode = std::fs::metadata(app.data_dir.join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{name} is {mode:o}");
+    }
+    app.stop().await;
+}
