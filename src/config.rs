@@ -457,6 +457,14 @@ pub struct ServerSettings {
     /// Signed webhooks whose bodies are read before they are authenticated, at once.
     #[serde(default = "default_unverified_bodies")]
     pub max_unverified_bodies: usize,
+    /// With the embedded store: webhooks and reports are refused (507) while the data
+    /// directory's disk has less free space than this, in MiB.
+    #[serde(default = "default_min_free_disk")]
+    pub min_free_disk_mib: u64,
+}
+
+fn default_min_free_disk() -> u64 {
+    512
 }
 
 fn default_body_timeout() -> Duration {

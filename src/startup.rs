@@ -75,6 +75,10 @@ impl Application {
             tokens,
             optimizing: Arc::new(tokio::sync::Semaphore::new(1)),
             replaying: Arc::new(tokio::sync::Semaphore::new(1)),
+            disk: Arc::new(crate::http::disk::DiskFloor::new(
+                (store.backend() == crate::store::Backend::Sqlite).then(|| data_dir.clone()),
+                settings.server.min_free_disk_mib,
+            )),
             secret_parameters: settings.ingest.secret_pattern(),
             unverified_bodies: Arc::new(tokio::sync::Semaphore::new(
                 settings.server.max_unverified_bodies.max(1),

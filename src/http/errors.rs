@@ -36,6 +36,9 @@ pub enum ApiError {
     /// The write queue is full: retry after the given seconds (503).
     #[error("the service is busy; retry after {retry_after} s")]
     Overloaded { retry_after: u32 },
+    /// The disk is too full to store more (507).
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// A dependency (the store) is not reachable (503).
     #[error("{0}")]
     Unavailable(String),
@@ -72,6 +75,7 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::TooLarge { .. } => "payload_too_large",
             Self::Timeout(_) => "request_timeout",
+            Self::InsufficientStorage(_) => "insufficient_storage",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Overloaded { .. } => "overloaded",
             Self::Unavailable(_) => "unavailable",
@@ -89,6 +93,7 @@ impl ResponseError for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Overloaded { .. } | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

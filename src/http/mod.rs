@@ -3,6 +3,7 @@
 pub mod auth;
 mod costs;
 mod dashboard;
+pub mod disk;
 pub mod errors;
 mod ops;
 mod pools;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub optimizing: Arc<tokio::sync::Semaphore>,
     /// One frontier replay at a time.
     pub replaying: Arc<tokio::sync::Semaphore>,
+    /// Writes refused below the free-disk floor.
+    pub disk: Arc<disk::DiskFloor>,
     /// Build parameters stored masked.
     pub secret_parameters: regex::Regex,
     /// Signed webhook bodies read before they are authenticated.

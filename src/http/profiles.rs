@@ -358,6 +358,7 @@ pub async fn record_performance(
 ) -> Result<HttpResponse, ApiError> {
     require_scope(&req, &state.tokens, Scope::BuildsWrite)?;
     super::webhooks::require_json(&req)?;
+    state.disk.check()?;
     // Authenticated first: the body is read only for a token holder, within the limit.
     let body = super::webhooks::read_body(
         &req,

@@ -314,6 +314,11 @@ async fn store(
         }
         Ingested::Events(events) => events,
     };
+    state.disk.check().inspect_err(|_| {
+        state
+            .metrics
+            .count_event(source, "unknown", "insufficient_storage");
+    })?;
     let kinds: Vec<String> = events.iter().map(|e| e.kind.clone()).collect();
     // Queue changes wake their controller's pools once the events are committed.
     let wake: Vec<crate::domain::ControllerName> = events

@@ -467,3 +467,33 @@ async fn the_embedded_database_is_private_to_the_service() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn below_the_free_disk_floor_writes_get_507_and_nothing_is_stored() {
+    let (mut settings, dir) = test_settings(Db::Sqlite).await;
+    // A floor no disk reaches.
+    settings.server.min_free_disk_mib = 1 << 40;
+    let app = spawn_with(settings).await;
+    let resp = app
+        .post_webhook(
+            "/webhooks/notification",
+            &payload::notification("job/app/", "app", 1, "STARTED", 1_700_000_000_000, 0, None),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 507);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "insufficient_storage", "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("min_free_disk_mib"),
+        "{body}"
+    );
+    assert_eq!(app.row_counts().await.events, 0);
+    // Reads and health go on.
+    assert_eq!(app.get_json("/api/v1/builds").await.0, 200);
+    assert_eq!(app.get_json("/healthz").await.0, 200);
+    app.stop().await;
+    drop(dir);
+}
