@@ -98,6 +98,11 @@ fn keyed(field: &str, text: &str, key: &str) -> Result<u64, IngestError> {
 }
 
 /// Parses a performance report.
+/// The most CPUs a build pod reports using.
+const MAX_CPUS: u64 = 1024;
+/// The most memory a build pod reports, in bytes (16 TiB).
+const MAX_MEMORY: u64 = 16 << 40;
+
 pub fn parse(body: &[u8]) -> Result<PerformanceReport, IngestError> {
     let raw: Raw = parse_json(body)?;
     let build_type = crate::profiles::build_type(&raw.build_type)
@@ -150,6 +155,45 @@ pub fn parse(body: &[u8]) -> Result<PerformanceReport, IngestError> {
     }
     if raw.stages.len() > 500 {
         return Err(IngestError::invalid("stages", "at most 500 stages"));
+    }
+    // What a build pod can report: a year of wall time, 1,024 CPUs busy all of it, 16 TiB
+    // of memory; more would skew what the service learns from the reports.
+    let max_ms = super::limits::MAX_SPAN_MS as u64;
+    if raw.elapsed_ms > max_ms {
+        return Err(IngestError::invalid(
+            "elapsed_ms",
+            format!("must be at most {max_ms} (a year)"),
+        ));
+    }
+    for (i, s) in raw.stages.iter().enumerate() {
+        if s.duration_ms > max_ms {
+            return Err(IngestError::invalid(
+                &format!("stages[{i}].duration_ms"),
+                "must be at most a year",
+            ));
+        }
+    }
+    if cpu_usage_usec > raw.elapsed_ms.saturating_mul(1000 * MAX_CPUS) {
+        return Err(IngestError::invalid(
+            "usage.cpu_usage_usec",
+            format!("is more than {MAX_CPUS} CPUs busy for the whole build"),
+        ));
+    }
+    if memory_peak > MAX_MEMORY {
+        return Err(IngestError::invalid(
+            "usage.memory_peak_bytes",
+            "is more than 16 TiB",
+        ));
+    }
+    for (field, r) in [("requests", &raw.requests), ("limits", &raw.limits)] {
+        if let Some(r) = r
+            && (r.cpu.get() > MAX_CPUS * 1000 || r.memory.get() > MAX_MEMORY)
+        {
+            return Err(IngestError::invalid(
+                field,
+                format!("must be at most {MAX_CPUS} CPUs and 16 TiB"),
+            ));
+        }
     }
     Ok(PerformanceReport {
         build_type,

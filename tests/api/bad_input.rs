@@ -497,3 +497,39 @@ async fn below_the_free_disk_floor_writes_get_507_and_nothing_is_stored() {
     app.stop().await;
     drop(dir);
 }
+
+#[tokio::test]
+async fn performance_reports_beyond_what_a_pod_can_use_are_refused() {
+    let app = spawn_app().await;
+    let token = app.jwt(&[jenkins_autopilot::tokens::Scope::BuildsWrite]);
+    for (body, field) in [
+        (
+            json!({"type": "build", "elapsed_ms": 60_000,
+                   "usage": {"cpu_usage_usec": 9_000_000_000_000u64, "memory_peak_bytes": 1_000_000}}),
+            "usage.cpu_usage_usec",
+        ),
+        (
+            json!({"type": "build", "elapsed_ms": 60_000,
+                   "usage": {"cpu_usage_usec": 1_000, "memory_peak_bytes": u64::MAX}}),
+            "usage.memory_peak_bytes",
+        ),
+        (
+            json!({"type": "build", "elapsed_ms": 9_000_000_000_000u64,
+                   "usage": {"cpu_usage_usec": 1_000, "memory_peak_bytes": 1_000}}),
+            "elapsed_ms",
+        ),
+    ] {
+        let resp = app
+            .client
+            .post(app.url("/api/v1/builds/prod/app/3/performance"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 400, "{body}");
+        let reply: Value = resp.json().await.unwrap();
+        assert_eq!(reply["field"], field, "{reply}");
+    }
+    app.stop().await;
+}
