@@ -16,6 +16,51 @@ pub enum NameError {
     Control,
     #[error("has an empty path segment (\"//\", or a leading or trailing \"/\")")]
     EmptySegment,
+    #[error("has a segment \".\" or \"..\", which Jenkins never names an item")]
+    DotSegment,
+    #[error("contains the invisible or direction-changing character U+{0:04X}")]
+    Invisible(u32),
+    #[error(
+        "mixes Latin, Cyrillic and Greek letters in one name segment ({0:?}): it could pass for another name"
+    )]
+    MixedScripts(String),
+}
+
+/// Characters that show nothing or reorder what follows (Unicode format characters:
+/// zero-width spaces and joiners, bidirectional controls, the byte-order mark, tags).
+fn invisible(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x00AD | 0x034F | 0x061C | 0x115F | 0x1160 | 0x17B4 | 0x17B5 | 0x180B..=0x180E
+            | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F
+            | 0xFEFF | 0xFFA0 | 0xFFF9..=0xFFFB | 0xE0000..=0xE0FFF
+    )
+}
+
+/// The script of a letter, for the three whose letters look alike.
+fn look_alike_script(c: char) -> Option<&'static str> {
+    match c as u32 {
+        0x41..=0x5A | 0x61..=0x7A | 0xC0..=0x24F => Some("Latin"),
+        0x370..=0x3FF => Some("Greek"),
+        0x400..=0x52F => Some("Cyrillic"),
+        _ => None,
+    }
+}
+
+/// Refuses what would let two different names look the same.
+fn check_look_alikes(raw: &str) -> Result<(), NameError> {
+    if let Some(c) = raw.chars().find(|c| invisible(*c)) {
+        return Err(NameError::Invisible(c as u32));
+    }
+    for segment in raw.split('/') {
+        let mut scripts = segment.chars().filter_map(look_alike_script);
+        if let Some(first) = scripts.next()
+            && scripts.any(|s| s != first)
+        {
+            return Err(NameError::MixedScripts(segment.to_string()));
+        }
+    }
+    Ok(())
 }
 
 /// Identifies one Jenkins controller, e.g. `ci.example.com` or `prod`.
@@ -40,6 +85,9 @@ impl ControllerName {
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
         {
             return Err(NameError::BadCharacter(bad));
+        }
+        if raw.chars().all(|c| c == '.') {
+            return Err(NameError::DotSegment);
         }
         Ok(Self(raw.to_ascii_lowercase()))
     }
@@ -131,6 +179,10 @@ impl JobName {
         if raw.split('/').any(|s| s.is_empty()) {
             return Err(NameError::EmptySegment);
         }
+        if raw.split('/').any(|s| s == "." || s == "..") {
+            return Err(NameError::DotSegment);
+        }
+        check_look_alikes(raw)?;
         Ok(Self(raw.to_string()))
     }
 
@@ -187,6 +239,32 @@ impl fmt::Display for JobName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_that_could_pass_for_others_are_refused() {
+        for bad in [
+            "app\u{202E}gpj",
+            "a\u{200B}pp",
+            "\u{FEFF}app",
+            "te\u{0430}m/app",
+            "../app",
+            "team/.",
+        ] {
+            assert!(JobName::parse(bad).is_err(), "{bad:?}");
+        }
+        // One script per segment is a name like any other.
+        for good in [
+            "команда/сборка",
+            "team/app",
+            "ομάδα/app",
+            "=1+2",
+            "my app (ci)",
+        ] {
+            assert!(JobName::parse(good).is_ok(), "{good:?}");
+        }
+        assert!(ControllerName::parse("..").is_err());
+        assert!(ControllerName::parse("ci.example.com").is_ok());
+    }
 
     #[test]
     fn controller_names_follow_their_rules() {

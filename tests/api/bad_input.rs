@@ -533,3 +533,30 @@ async fn performance_reports_beyond_what_a_pod_can_use_are_refused() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn job_names_that_could_pass_for_others_are_refused() {
+    let app = spawn_app().await;
+    for (url, name) in [
+        ("job/te%D0%B0m/", "te\u{0430}m"),
+        ("job/app%E2%80%8B/", "app\u{200B}"),
+        ("job/%E2%80%AEppa/", "\u{202E}ppa"),
+    ] {
+        let body = payload::notification(url, name, 1, "STARTED", 1_700_000_000_000, 0, None);
+        let resp = app.post_webhook("/webhooks/notification", &body).await;
+        assert_eq!(resp.status().as_u16(), 400, "{name:?}");
+    }
+    assert_eq!(app.row_counts().await.events, 0);
+    let body = payload::notification(
+        "job/%D1%81%D0%B1%D0%BE%D1%80%D0%BA%D0%B0/",
+        "сборка",
+        1,
+        "STARTED",
+        1_700_000_000_000,
+        0,
+        None,
+    );
+    let resp = app.post_webhook("/webhooks/notification", &body).await;
+    assert_eq!(resp.status().as_u16(), 200, "a Cyrillic name is a name");
+    app.stop().await;
+}
