@@ -315,9 +315,36 @@ async fn cost_of(
     for (name, p) in &settings.scaling.pools {
         let (before, steps) = store.replica_steps(name, range.from, until).await?;
         let hours = cost::agent_hours(&steps, before, range.from.millis(), until.millis());
-        let (builds_cost, busy_ms) = per_pool.get(name).copied().unwrap_or_default();
+        // The span the decisions cover: all of the range when one came before it, else
+        // from the first one in it, else none.
+        let covered_from = match (before, steps.first()) {
+            (Some(_), _) => Some(range.from.millis()),
+            (None, Some((at, _))) => Some(*at),
+            (None, None) => None,
+        };
+        let (builds_cost, busy_ms) = match covered_from {
+            Some(from) if from > range.from.millis() => {
+                // Only the builds that finished while the decisions covered the pool.
+                let from = Timestamp::from_millis(from).unwrap_or(range.from);
+                let covered = store.build_groups(from, from, until).await?;
+                let mut sum = (Breakdown::default(), 0i64);
+                for g in covered.iter().filter(|g| {
+                    pool_of(&settings.scaling.pools, &g.controller, g.label.as_deref())
+                        .is_some_and(|(n, _)| n == name)
+                }) {
+                    sum.0 += price_group(settings, g, Some(p));
+                    sum.1 = sum.1.saturating_add(g.duration_ms.max(0));
+                }
+                sum
+            }
+            Some(_) => per_pool.get(name).copied().unwrap_or_default(),
+            None => (Breakdown::default(), 0),
+        };
         let busy_hours = busy_ms as f64 / 3_600_000.0 / f64::from(p.executors_per_agent.max(1));
-        let pc = cost::pool_cost(prices, &p.agent, hours, busy_hours, builds_cost);
+        let mut pc = cost::pool_cost(prices, &p.agent, hours, busy_hours, builds_cost);
+        pc.covered_from = covered_from;
+        // Builds outside the covered span still cost what they cost.
+        let builds_cost = per_pool.get(name).map_or(builds_cost, |(c, _)| *c);
         // The pool's spend: its agents, or its builds when they priced above the agents
         // (usage above requests, or no decisions recorded for the range).
         let mut spend = if pc.cost.total() >= builds_cost.total() {

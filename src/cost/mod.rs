@@ -195,6 +195,11 @@ pub struct PoolCost {
     /// busy / provisioned; `null` when nothing was provisioned.
     pub efficiency: Option<f64>,
     pub cost: Breakdown,
+    /// From when (epoch ms) the pool's recorded decisions say how many agents it had:
+    /// its agent-hours, busy hours, idle and efficiency cover only the range from then
+    /// (builds before the first decision, e.g. imported history, are not held against
+    /// agents nobody recorded). `null` when no decision covers the range.
+    pub covered_from: Option<i64>,
 }
 
 /// Pool cost from its provisioned agent-hours and its builds' cost: idle is what the
@@ -214,6 +219,7 @@ pub fn pool_cost(
         busy_agent_hours,
         efficiency: (agent_hours > 0.0).then(|| (busy_agent_hours / agent_hours).min(1.0)),
         cost,
+        covered_from: None,
     }
 }
 

@@ -139,3 +139,49 @@ async fn costs_of_a_known_history(db: Db) {
     }
     drop(dir);
 }
+
+/// Builds before the pool's first decision (imported history, a new install) are not
+/// held against agents nobody recorded: the pool's idle and efficiency cover the span its
+/// decisions cover, and say from when.
+#[tokio::test]
+async fn a_pools_idle_and_efficiency_cover_only_what_its_decisions_cover() {
+    let (settings, _dir) = pool_settings(Db::Sqlite).await;
+    let app = spawn_with(settings).await;
+    let day = 24 * H;
+    let now = chrono::Utc::now().timestamp_millis();
+    let start = now - 3 * day;
+    // A one-hour build a day for three days, on the pool's label.
+    for d in 0..3 {
+        statistics_build(
+            &app,
+            "app",
+            d as u64 + 1,
+            "linux",
+            start + d * day,
+            0,
+            H,
+            "SUCCESS",
+        )
+        .await;
+    }
+    // The pool's only decision: two agents, from the last day's build on.
+    let first = start + 2 * day;
+    record_decisions(&app, &[dry_run_decision(first, 1, 2, 2)]).await;
+    let (_, c) = app
+        .get_json(&format!(
+            "/api/v1/costs?range={}..{now}&group_by=pool",
+            start - H
+        ))
+        .await;
+    let pool = &c["pools"]["linux"];
+    assert_eq!(pool["covered_from"], first, "{pool}");
+    // Two agents for the day since the decision; one build-hour in it.
+    let agent_hours = pool["agent_hours"].as_f64().unwrap();
+    let covered_h = (now - first) as f64 / H as f64;
+    assert!((agent_hours - 2.0 * covered_h).abs() < 0.05, "{pool}");
+    assert!(close(&pool["busy_agent_hours"], 1.0), "{pool}");
+    let efficiency = pool["efficiency"].as_f64().unwrap();
+    assert!(efficiency < 0.05, "not 100 %: {pool}");
+    assert!(pool["cost"]["idle"].as_f64().unwrap() > 0.0, "{pool}");
+    app.stop().await;
+}
