@@ -17,6 +17,7 @@ pub struct StageTiming {
 
 /// What a build used, validated.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = BuildPerformance)]
 pub struct PerformanceReport {
     /// The build type the pipeline asked its profile for (`build`, `test`, ...).
     pub build_type: String,
