@@ -599,14 +599,24 @@ impl Origins {
     }
 
     fn of(&self, path: &str) -> String {
-        // The longest recorded prefix of the path names its origin.
+        // The longest recorded prefix of the path names its origin; else a setting below
+        // it (an unknown section is reported by its name, its origin recorded by leaf).
+        let below = format!("{path}.");
         self.0
             .iter()
             .filter(|(p, _)| path == p || path.starts_with(&format!("{p}.")))
             .max_by_key(|(p, _)| p.len())
+            .or_else(|| self.0.iter().rev().find(|(p, _)| p.starts_with(&below)))
             .map(|(_, o)| o.clone())
             .unwrap_or_else(|| "defaults".to_string())
     }
+}
+
+/// A settings file's YAML. A key given twice in one mapping is an error (the YAML spec
+/// says keys are unique; taking either silently would hide a mistake).
+fn yaml_mapping(text: &str) -> Result<Value, String> {
+    serde_yaml::from_str::<serde_yaml::Value>(text).map_err(|e| e.to_string())?;
+    serde_yaml::from_str::<Value>(text).map_err(|e| e.to_string())
 }
 
 impl Settings {
@@ -642,7 +652,7 @@ impl Settings {
                                 reason: format!("cannot read: {e}"),
                             }),
                             Ok(text) if text.trim().is_empty() => {}
-                            Ok(text) => match serde_yaml::from_str::<Value>(&text) {
+                            Ok(text) => match yaml_mapping(&text) {
                                 Err(e) => errors.push(FieldError {
                                     path: shown,
                                     reason: format!("is not valid YAML: {e}"),

@@ -437,3 +437,26 @@ fn a_partial_behavior_is_valid_as_the_hpa_takes_it() {
     let (code, stdout, stderr) = check_config(dir.path(), &[]);
     assert_eq!(code, 0, "{stdout}{stderr}");
 }
+
+#[test]
+fn duplicate_keys_and_unknown_sections_are_reported_where_they_come_from() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("service.yaml"),
+        "server:\n  body_limit_bytes: 2048\n  body_limit_bytes: 4096\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = check_config(dir.path(), &[]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("duplicate entry with key \"body_limit_bytes\""),
+        "{stderr}"
+    );
+    std::fs::remove_file(dir.path().join("service.yaml")).unwrap();
+    let (code, _, stderr) = check_config(dir.path(), &[("AUTOPILOT_NOSUCH__FIELD", "1")]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("env AUTOPILOT_NOSUCH__FIELD: nosuch"),
+        "{stderr}"
+    );
+}
