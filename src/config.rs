@@ -457,10 +457,17 @@ pub struct ServerSettings {
     /// Signed webhooks whose bodies are read before they are authenticated, at once.
     #[serde(default = "default_unverified_bodies")]
     pub max_unverified_bodies: usize,
+    /// Requests one peer address may have in flight at once; more get 503.
+    #[serde(default = "default_requests_per_peer")]
+    pub max_requests_per_peer: usize,
     /// With the embedded store: webhooks and reports are refused (507) while the data
     /// directory's disk has less free space than this, in MiB.
     #[serde(default = "default_min_free_disk")]
     pub min_free_disk_mib: u64,
+}
+
+fn default_requests_per_peer() -> usize {
+    512
 }
 
 fn default_min_free_disk() -> u64 {

@@ -90,8 +90,27 @@ impl Application {
             .with_context(|| format!("binding {}", settings.server.listen))?;
         let port = listener.local_addr()?.port();
         let data = web::Data::new(state);
+        let peers = crate::http::peers::PeerLimit::new(settings.server.max_requests_per_peer);
         let server = HttpServer::new(move || {
+            let peers = peers.clone();
             App::new()
+                .wrap_fn(move |req, srv| {
+                    use actix_web::dev::Service;
+                    let slot = req.peer_addr().map(|a| peers.admit(a.ip()));
+                    let call = match slot {
+                        Some(None) => None,
+                        _ => Some(srv.call(req)),
+                    };
+                    async move {
+                        let _slot = slot;
+                        match call {
+                            Some(call) => call.await,
+                            None => {
+                                Err(http::errors::ApiError::Overloaded { retry_after: 1 }.into())
+                            }
+                        }
+                    }
+                })
                 .app_data(data.clone())
                 .app_data(
                     web::QueryConfig::default()

@@ -6,6 +6,7 @@ mod dashboard;
 pub mod disk;
 pub mod errors;
 mod ops;
+pub mod peers;
 mod pools;
 mod profiles;
 mod read;

@@ -273,3 +273,39 @@ async fn open_reads_answer_only_the_hosts_this_service_is_reached_by() {
     assert_eq!(status("127.0.0.1").await, 403);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn one_peer_cannot_hold_every_request_slot() {
+    use tokio::io::AsyncWriteExt;
+    let (mut settings, _dir) = crate::helpers::test_settings(crate::helpers::Db::Sqlite).await;
+    settings.server.max_requests_per_peer = 2;
+    settings.server.body_timeout = std::time::Duration::from_secs(2);
+    let app = crate::helpers::spawn_with(settings).await;
+    let addr = app.address.trim_start_matches("http://").to_string();
+    // Two authenticated requests whose bodies never come hold this peer's two places.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(
+            format!(
+                "POST /webhooks/notification?token={TOKEN} HTTP/1.1\r\nHost: x\r\n\
+                 Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        held.push(s);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let status = app.get_json("/healthz").await.0;
+    assert_eq!(
+        status, 503,
+        "a third request from the same peer waits its turn"
+    );
+    // Once the body timeout frees them, the peer is answered again.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(app.get_json("/healthz").await.0, 200);
+    drop(held);
+    app.stop().await;
+}
