@@ -64,7 +64,7 @@ fn main() {
         settings.scaling.pools.insert(
             "linux".into(),
             PoolSettings {
-                controller: "prod".into(),
+                controller: jenkins_autopilot::domain::ControllerName::parse("prod").unwrap(),
                 label: "linux".into(),
                 namespace: NS.into(),
                 deployment: "agent-linux".into(),

@@ -260,8 +260,9 @@ fn default_debounce() -> Duration {
 /// One agent pool: a Jenkins label served by a Deployment of inbound agents.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct PoolSettings {
-    /// The Jenkins controller (a key of `jenkins.controllers`).
-    pub controller: String,
+    /// The Jenkins controller (a key of `jenkins.controllers`), as webhooks name it
+    /// (controller names compare without case).
+    pub controller: ControllerName,
     /// The label expression builds ask for, as Jenkins prints it (e.g. `linux`).
     pub label: String,
     /// Namespace of the agents' Deployment.
@@ -912,7 +913,12 @@ impl Settings {
                     "name must be a DNS label (a-z, 0-9, '-')",
                 );
             }
-            if !self.jenkins.controllers.contains_key(&p.controller) {
+            if !self
+                .jenkins
+                .controllers
+                .keys()
+                .any(|k| k.eq_ignore_ascii_case(p.controller.as_str()))
+            {
                 bad(
                     &at("controller"),
                     &format!(

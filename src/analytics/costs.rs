@@ -117,7 +117,7 @@ pub fn pool_of<'a>(
     let label = label?;
     pools
         .iter()
-        .find(|(_, p)| p.controller == controller && same_label(&p.label, label))
+        .find(|(_, p)| p.controller.as_str() == controller && same_label(&p.label, label))
 }
 
 /// Prices one build: its report's requests, else its executor's share of its pool's

@@ -140,13 +140,10 @@ async fn job_pool(
     let Some(label) = state.store.latest_label(controller, job).await? else {
         return Ok(None);
     };
-    Ok(pools
-        .iter()
-        .find(|(_, p)| {
-            p.controller == controller.as_str()
-                && crate::scaling::demand::same_label(&p.label, &label)
-        })
-        .map(|(n, p)| (n.clone(), p.clone())))
+    Ok(
+        crate::analytics::costs::pool_of(pools, controller.as_str(), Some(&label))
+            .map(|(n, p)| (n.clone(), p.clone())),
+    )
 }
 
 /// The pool's busy share as last read: busy executors over all its executors. A read that

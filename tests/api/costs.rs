@@ -185,3 +185,38 @@ async fn a_pools_idle_and_efficiency_cover_only_what_its_decisions_cover() {
     assert!(pool["cost"]["idle"].as_f64().unwrap() > 0.0, "{pool}");
     app.stop().await;
 }
+
+/// A pool's `controller:` is a controller name like the webhooks': `Prod` in the settings
+/// is the `prod` the webhooks name, so its builds are priced to the pool.
+#[tokio::test]
+async fn a_pools_controller_name_matches_its_webhooks_whatever_its_case() {
+    let (base, dir) = crate::helpers::test_settings(Db::Sqlite).await;
+    let conf = dir.path().join("conf");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(
+        conf.join("jenkins-scaling.yaml"),
+        "jenkins:\n  controllers:\n    Prod: {url: \"http://127.0.0.1:9/\"}\n\
+         scaling:\n  reconcile_interval: 1h\n  pools:\n    linux: {controller: Prod, label: linux, namespace: ci, deployment: agents}\n",
+    )
+    .unwrap();
+    let mut settings = jenkins_autopilot::config::Settings::load(Some(&conf), Vec::new()).unwrap();
+    settings.server = base.server;
+    settings.webhook = base.webhook;
+    settings.auth = base.auth;
+    settings.kubernetes = base.kubernetes;
+    assert_eq!(settings.scaling.pools["linux"].controller.as_str(), "prod");
+    let app = spawn_with(settings).await;
+    let start = chrono::Utc::now().timestamp_millis() - H;
+    statistics_build(&app, "app", 1, "linux", start, 0, 60_000, "SUCCESS").await;
+    let (_, c) = app.get_json("/api/v1/costs?range=24h&group_by=pool").await;
+    assert_eq!(c["priced_by"]["pool"], 1, "{c}");
+    assert!(
+        c["breakdown"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["key"] == "linux" && g["builds"] == 1),
+        "{c}"
+    );
+    app.stop().await;
+}

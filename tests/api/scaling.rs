@@ -24,7 +24,7 @@ pub struct Rig {
 
 pub fn pool(label: &str, deployment: &str) -> PoolSettings {
     PoolSettings {
-        controller: "prod".into(),
+        controller: jenkins_autopilot::domain::ControllerName::parse("prod").unwrap(),
         label: label.into(),
         namespace: NS.into(),
         deployment: deployment.into(),

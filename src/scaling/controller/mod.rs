@@ -160,11 +160,11 @@ pub fn start_with(
     for (name, pool) in &settings.scaling.pools {
         let jenkins = adapters
             .jenkins
-            .get(&pool.controller.to_ascii_lowercase())
+            .get(&pool.controller.as_str().to_string())
             .cloned()
             .with_context(|| format!("pool {name}: no Jenkins controller {:?}", pool.controller))?;
         let (tx, rx) = mpsc::channel(1);
-        wake.entry(pool.controller.to_ascii_lowercase())
+        wake.entry(pool.controller.as_str().to_string())
             .or_default()
             .push(tx);
         views.try_write().expect("no other holder yet").insert(
@@ -204,7 +204,7 @@ impl PoolView {
     fn new(name: &str, pool: &PoolSettings, applies: bool) -> Self {
         PoolView {
             name: name.to_string(),
-            controller: pool.controller.clone(),
+            controller: pool.controller.to_string(),
             label: pool.label.clone(),
             namespace: pool.namespace.clone(),
             deployment: pool.deployment.clone(),
@@ -250,7 +250,7 @@ impl PoolWorker {
             name: name.to_string(),
             settings: pool.clone(),
             policy: pool.scale_policy(),
-            controller: ControllerName::parse(&pool.controller).context("controller name")?,
+            controller: pool.controller.clone(),
             history: History::default(),
             warm: (pool.policy == PolicyName::Warm).then(|| {
                 super::warm_live::LiveWarm::new(
