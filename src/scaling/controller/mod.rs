@@ -160,7 +160,7 @@ pub fn start_with(
     for (name, pool) in &settings.scaling.pools {
         let jenkins = adapters
             .jenkins
-            .get(&pool.controller.as_str().to_string())
+            .get(pool.controller.as_str())
             .cloned()
             .with_context(|| format!("pool {name}: no Jenkins controller {:?}", pool.controller))?;
         let (tx, rx) = mpsc::channel(1);
