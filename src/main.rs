@@ -321,6 +321,11 @@ enum TokenAction {
         /// Directory of YAML settings (default ./ci-cd-integration).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Create the signing key under the data directory when there is none (for a
+        /// service that has not started yet). Without it a missing key is an error: a
+        /// token signed with a new key would be refused by the running service.
+        #[arg(long)]
+        create_secret: bool,
     },
 }
 
@@ -364,9 +369,23 @@ fn issue_token(
     ttl: std::time::Duration,
     data_dir: Option<PathBuf>,
     config: Option<PathBuf>,
+    create_secret: bool,
 ) -> anyhow::Result<()> {
     use jenkins_autopilot::tokens::{Scope, TokenKeys};
     let (settings, data_dir) = settings_for(config_dir(config).as_deref(), data_dir)?;
+    let key = data_dir.join("jwt-secret");
+    let generated =
+        settings.auth.jwt_secret.is_none() && settings.auth.jwt_public_key_file.is_none();
+    anyhow::ensure!(
+        !generated || create_secret || key.exists(),
+        "no signing key at {}: a token signed with a new key would be refused by the service \
+         (401). Give the service's data directory (with the shipped manifests: kubectl -n \
+         autopilot exec deploy/jenkins-autopilot -- jenkins-autopilot token issue --subject \
+         NAME --scope SCOPES --data-dir /var/lib/jenkins-autopilot), set auth.jwt_secret \
+         (AUTOPILOT_AUTH__JWT_SECRET) as the service has it, or pass --create-secret for a \
+         service that has not started yet",
+        key.display()
+    );
     let scopes = scopes
         .iter()
         .map(|s| s.trim().parse::<Scope>())
@@ -519,8 +538,16 @@ fn main() -> ExitCode {
                     ttl,
                     data_dir,
                     config,
+                    create_secret,
                 },
-        } => exit_code(issue_token(&subject, &scope, *ttl, data_dir, config)),
+        } => exit_code(issue_token(
+            &subject,
+            &scope,
+            *ttl,
+            data_dir,
+            config,
+            create_secret,
+        )),
         Command::CheckConfig { dir } => {
             let dir = config_dir(dir);
             match Settings::load(dir.as_deref(), std::env::vars()) {

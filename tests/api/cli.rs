@@ -460,3 +460,36 @@ fn duplicate_keys_and_unknown_sections_are_reported_where_they_come_from() {
         "{stderr}"
     );
 }
+
+/// JCasC's default merge (`errorOnConflict`) refuses a key two files set, even to the
+/// same value: pointing CASC_JENKINS_CONFIG at `jenkins/casc/` must load.
+#[test]
+fn the_jcasc_samples_never_set_the_same_key() {
+    fn leaves(v: &serde_json::Value, at: String, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    leaves(v, format!("{at}/{k}"), out);
+                }
+            }
+            // JCasC merges sequences by conflict too: a list is one setting.
+            _ => out.push(at),
+        }
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jenkins/casc");
+    let mut seen: std::collections::BTreeMap<String, String> = Default::default();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let doc: serde_json::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut keys = Vec::new();
+        leaves(&doc, String::new(), &mut keys);
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        for k in keys {
+            if let Some(other) = seen.insert(k.clone(), name.clone()) {
+                panic!("{k} is set in {other} and {name}");
+            }
+        }
+    }
+    assert!(seen.keys().any(|k| k.contains("cloudEventsGlobalConfig")));
+}

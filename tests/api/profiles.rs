@@ -469,22 +469,36 @@ async fn rs256_tokens_verify_with_the_public_key_and_hs256_ones_do_not() {
 async fn a_token_from_the_cli_is_accepted_by_the_service_on_the_same_data_dir() {
     let (mut settings, dir) = test_settings(Db::Sqlite).await;
     settings.auth.jwt_secret = None;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"))
-        .args([
-            "token",
-            "issue",
-            "--subject",
-            "jenkins-prod",
-            "--scope",
-            "profiles:read,builds:write",
-            "--ttl",
-            "90d",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let issue = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"))
+            .args([
+                "token",
+                "issue",
+                "--subject",
+                "jenkins-prod",
+                "--scope",
+                "profiles:read,builds:write",
+                "--ttl",
+                "90d",
+            ])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    // No key yet: a token signed with a new one would be refused, so none is made
+    // unless asked, and the message says how to reach the service's own directory.
+    let refused = issue(&[]);
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("no signing key") && why.contains("kubectl -n autopilot exec"),
+        "{why}"
+    );
+    assert!(!dir.path().join("jwt-secret").exists());
+    let out = issue(&["--create-secret"]);
     assert!(
         out.status.success(),
         "{}",
