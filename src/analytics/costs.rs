@@ -6,7 +6,7 @@ use super::{Range, percent_change};
 use crate::config::{PoolSettings, Settings};
 use crate::cost::{self, Alert, Breakdown, PoolCost};
 use crate::domain::Timestamp;
-use crate::scaling::demand::same_label;
+use crate::scaling::demand::label_matches;
 use crate::store::{BuildGroup, PricedBuild, Store, StoreError};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -108,7 +108,10 @@ pub struct CostReport {
     pub alerts: Vec<Alert>,
 }
 
-/// The pool a build ran in: same controller, same label.
+/// The pool a build ran in: same controller, and its label is the pool's (compared
+/// without whitespace) or, when it is a node's labels (Statistics Gatherer sends them
+/// space-separated), one of them is: the one rule the controller, the warm model, the
+/// forecaster and the costs all use (`demand::label_matches`).
 pub fn pool_of<'a>(
     pools: &'a BTreeMap<String, PoolSettings>,
     controller: &str,
@@ -117,7 +120,7 @@ pub fn pool_of<'a>(
     let label = label?;
     pools
         .iter()
-        .find(|(_, p)| p.controller.as_str() == controller && same_label(&p.label, label))
+        .find(|(_, p)| p.controller.as_str() == controller && label_matches(label, &p.label))
 }
 
 /// Prices one build: its report's requests, else its executor's share of its pool's

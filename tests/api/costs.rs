@@ -220,3 +220,28 @@ async fn a_pools_controller_name_matches_its_webhooks_whatever_its_case() {
     );
     app.stop().await;
 }
+
+/// Statistics Gatherer sends the node's labels, space-separated: a build on a node that
+/// carries the pool's label is the pool's build.
+#[tokio::test]
+async fn a_build_on_a_node_with_the_pools_label_is_priced_to_the_pool() {
+    let (settings, _dir) = pool_settings(Db::Sqlite).await;
+    let app = spawn_with(settings).await;
+    let start = chrono::Utc::now().timestamp_millis() - H;
+    statistics_build(
+        &app,
+        "app",
+        1,
+        "docker linux agent-7",
+        start,
+        0,
+        60_000,
+        "SUCCESS",
+    )
+    .await;
+    statistics_build(&app, "app", 2, "windows", start + 1, 0, 60_000, "SUCCESS").await;
+    let (_, c) = app.get_json("/api/v1/costs?range=24h&group_by=pool").await;
+    assert_eq!(c["priced_by"]["pool"], 1, "{c}");
+    assert_eq!(c["priced_by"]["default"], 1, "{c}");
+    app.stop().await;
+}
