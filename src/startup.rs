@@ -79,6 +79,7 @@ impl Application {
                 (store.backend() == crate::store::Backend::Sqlite).then(|| data_dir.clone()),
                 settings.server.min_free_disk_mib,
             )),
+            read_hosts: crate::http::auth::allowed_hosts(&settings),
             secret_parameters: settings.ingest.secret_pattern(),
             unverified_bodies: Arc::new(tokio::sync::Semaphore::new(
                 settings.server.max_unverified_bodies.max(1),

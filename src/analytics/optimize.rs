@@ -180,23 +180,15 @@ fn p95(waits: &mut [i64]) -> f64 {
 fn run(builds: &[SimBuild], p: &PoolSettings, settings: &Settings) -> (Figures, Vec<i64>) {
     let cfg = SimConfig::for_pool(p, settings);
     let o = replay(builds, SimPolicy::of_pool(p), &cfg);
-    let mut waits = o.waits_ms;
-    let hours = o.agent_ms as f64 / 3_600_000.0;
-    let at_once = waits.iter().filter(|w| **w == 0).count();
-    let started_at_once = if waits.is_empty() {
-        0.0
-    } else {
-        at_once as f64 / waits.len() as f64
-    };
-    let wait_p95_s = p95(&mut waits);
+    let f = crate::sim::figures(&[(&o, cfg.agent_hour_price)], None);
     (
         Figures {
-            cost: hours * cfg.agent_hour_price,
-            agent_hours: hours,
-            wait_p95_s,
-            started_at_once,
+            cost: f.cost,
+            agent_hours: f.agent_hours,
+            wait_p95_s: f.wait_p95_s,
+            started_at_once: f.started_at_once(),
         },
-        waits,
+        o.waits_ms,
     )
 }
 

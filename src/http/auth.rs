@@ -89,14 +89,6 @@ impl WebhookAuth {
         }
         Err(unauthorized("a signature header is required"))
     }
-
-    /// Both steps, for a request whose body is at hand.
-    pub fn verify(&self, req: &HttpRequest, body: &[u8]) -> Result<(), ApiError> {
-        match self.verify_head(req)? {
-            Verified::Yes => Ok(()),
-            Verified::NeedsBody => self.verify_signature(req, body),
-        }
-    }
 }
 
 /// What the request's head proved.
@@ -147,7 +139,7 @@ pub fn require_read(req: &HttpRequest, state: &super::AppState) -> Result<(), Ap
         require_scope(req, &state.tokens, crate::tokens::Scope::ReportsRead)?;
         return Ok(());
     }
-    let allowed = allowed_hosts(&state.settings);
+    let allowed = &state.read_hosts;
     if allowed.is_empty() {
         return Ok(());
     }
@@ -168,7 +160,7 @@ pub fn require_read(req: &HttpRequest, state: &super::AppState) -> Result<(), Ap
 
 /// The host names reads are answered for: the configured ones, else the loopback names
 /// when the service listens on loopback, else none (any host).
-fn allowed_hosts(settings: &crate::config::Settings) -> Vec<String> {
+pub fn allowed_hosts(settings: &crate::config::Settings) -> Vec<String> {
     if !settings.auth.allowed_hosts.is_empty() {
         return settings.auth.allowed_hosts.clone();
     }

@@ -35,6 +35,8 @@ pub struct AppState {
     pub replaying: Arc<tokio::sync::Semaphore>,
     /// Writes refused below the free-disk floor.
     pub disk: Arc<disk::DiskFloor>,
+    /// With reads open, the `Host` names reads are answered for (empty: any).
+    pub read_hosts: Vec<String>,
     /// Build parameters stored masked.
     pub secret_parameters: regex::Regex,
     /// Signed webhook bodies read before they are authenticated.

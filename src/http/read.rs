@@ -61,11 +61,7 @@ fn controller_param(raw: Option<&str>) -> Result<Option<ControllerName>, ApiErro
 /// Secret-looking parameters stored before they were masked at ingest stay masked in
 /// answers too.
 fn mask(b: &mut crate::domain::BuildRecord, secret: &regex::Regex) {
-    for (name, value) in b.parameters.iter_mut() {
-        if secret.is_match(name) && !value.is_empty() {
-            *value = crate::ingest::limits::MASKED.to_string();
-        }
-    }
+    crate::ingest::limits::mask_parameters(&mut b.parameters, secret);
 }
 
 /// Builds, newest first.

@@ -86,10 +86,18 @@ pub fn mask_secrets(e: &mut IngestEvent, secret: &regex::Regex) {
     if let DomainEvent::Build(b) = &mut e.event
         && let Some(params) = b.parameters.as_mut()
     {
-        for (name, value) in params.iter_mut() {
-            if secret.is_match(name) && !value.is_empty() {
-                *value = MASKED.to_string();
-            }
+        mask_parameters(params, secret);
+    }
+}
+
+/// Masks the values of the parameters whose names match `secret`.
+pub fn mask_parameters(
+    params: &mut std::collections::BTreeMap<String, String>,
+    secret: &regex::Regex,
+) {
+    for (name, value) in params.iter_mut() {
+        if secret.is_match(name) && !value.is_empty() {
+            *value = MASKED.to_string();
         }
     }
 }

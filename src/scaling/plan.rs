@@ -132,6 +132,16 @@ pub fn plan(
     }
 }
 
+/// Whether a pool needs no periodic reconcile until something happens: its size is
+/// what its demand asks for, and no agent is kept idle for a while above the minimum
+/// (`keep-idle` agents leave on a later tick, with no event to wake it).
+pub fn at_rest(policy: &ScalePolicy, seen: &Observation, recommended: u32, after: u32) -> bool {
+    let kept_idle = policy.policy == PolicyName::KeepIdle
+        && recommended > policy.min
+        && seen.agents.iter().any(|a| a.ready && !a.busy);
+    after == seen.current_replicas && recommended == seen.current_replicas && !kept_idle
+}
+
 /// Up to `want` agents to remove: starting ones first, newest first (as the ReplicaSet
 /// removes pods not ready first, the newest of them first; agents are given oldest
 /// first), then idle ones longest idle first (an agent idle since an unknown time counts

@@ -389,9 +389,9 @@ fn reactive(
         let clock_driven = driver.warm.is_some() || !cfg.schedules.is_empty();
         drive(&world, cfg.reconcile_ms, clock_driven, |now, trigger| {
             let mut w = world.lock().expect("the replay's world");
-            let (rest, d) = driver.reconcile(&mut w, now);
+            let (rest, d) = driver.reconcile(&mut w, now, trigger);
             if let Some(log) = log.as_deref_mut() {
-                log.push(SimDecision { trigger, ..d });
+                log.push(d);
             }
             rest
         });
@@ -452,7 +452,7 @@ impl<'a> Driver<'a> {
     /// One controller reconcile: what the live controller gathers, the shared
     /// [`plan`], then the change. Returns whether the pool is at rest (unchanged, and at
     /// the size its demand asks for), and the decision.
-    fn reconcile(&mut self, w: &mut World, now: i64) -> (bool, SimDecision) {
+    fn reconcile(&mut self, w: &mut World, now: i64, trigger: Trigger) -> (bool, SimDecision) {
         let forecast = self.forecaster.as_mut().and_then(|f| f.demand_ahead(now));
         let per = w.executors_per_agent();
         let agents = &w.agents;
@@ -527,12 +527,12 @@ impl<'a> Driver<'a> {
             after = current - chosen.len() as u32;
         }
         self.history.record_change(at, current, after);
-        let rest = at_rest(&self.policy, &seen, decision.recommended, after);
+        let rest = crate::scaling::plan::at_rest(&self.policy, &seen, decision.recommended, after);
         (
             rest,
             SimDecision {
                 at: now,
-                trigger: Trigger::Periodic,
+                trigger,
                 current,
                 recommended: decision.recommended,
                 desired: after,
@@ -540,16 +540,6 @@ impl<'a> Driver<'a> {
             },
         )
     }
-}
-
-/// Whether a pool needs no periodic reconcile until something happens: its size is
-/// what its demand asks for, and no agent is kept idle for a while above the minimum
-/// (`keep-idle` agents leave on a later tick, with no event to wake it).
-pub fn at_rest(policy: &ScalePolicy, seen: &Observation, recommended: u32, after: u32) -> bool {
-    let kept_idle = policy.policy == PolicyName::KeepIdle
-        && recommended > policy.min
-        && seen.agents.iter().any(|a| a.ready && !a.busy);
-    after == seen.current_replicas && recommended == seen.current_replicas && !kept_idle
 }
 
 /// The demand-rate and queue-wait signals over the same windows the live controller

@@ -40,11 +40,7 @@ impl FrontierPoint {
             family,
             setting,
             agent_hours: f.agent_hours,
-            started_at_once: if f.builds == 0 {
-                0.0
-            } else {
-                (f.builds - f.builds_waited) as f64 / f.builds as f64
-            },
+            started_at_once: f.started_at_once(),
             wait_p50_s: f.wait_p50_s,
             wait_p95_s: f.wait_p95_s,
             busy_agents_removed: f.busy_agents_removed,

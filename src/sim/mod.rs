@@ -114,6 +114,17 @@ pub struct PolicyFigures {
     pub pools: Option<BTreeMap<String, PolicyFigures>>,
 }
 
+impl PolicyFigures {
+    /// Share of builds that started without waiting, 0 to 1 (0 with no builds).
+    pub fn started_at_once(&self) -> f64 {
+        if self.builds == 0 {
+            0.0
+        } else {
+            (self.builds - self.builds_waited) as f64 / self.builds as f64
+        }
+    }
+}
+
 /// The nearest-rank percentile of sorted waits in ms, in seconds (0 when there are none).
 pub(crate) fn percentile(sorted: &[i64], p: f64) -> f64 {
     crate::analytics::nearest_rank(sorted, p).map_or(0.0, |ms| ms as f64 / 1000.0)

@@ -362,14 +362,15 @@ pub async fn reconcile(
     };
     g.seen.warm_agents = warm.as_ref().map_or(0, |d| d.decision.agents);
     g.seen.signals = w.signals(ctx, &g, now).await;
-    let planned = plan(
+    let mut planned = plan(
         &g.seen,
         &w.policy,
         &w.schedules,
         std::mem::take(&mut w.history),
         now,
     );
-    w.history = planned.decision.history.clone();
+    // The decision's history is the pool's from now on; the rest of the decision is read below.
+    w.history = std::mem::take(&mut planned.decision.history);
 
     let mut inputs = inputs_json(&g.seen, &g.queue, &g.busy_nodes);
     let scored = scored_signals(w.settings.policy, &g.seen.signals, current);
@@ -436,7 +437,7 @@ pub async fn reconcile(
         recommended: decision.recommended,
         desired,
         rule: decision.rule,
-        at_rest: crate::sim::engine::at_rest(&w.policy, &g.seen, decision.recommended, desired),
+        at_rest: super::plan::at_rest(&w.policy, &g.seen, decision.recommended, desired),
     };
     let record = w.decision(
         ctx,
