@@ -137,25 +137,26 @@ async fn accept_with(
         .auth
         .verify_head(req)
         .inspect_err(|_| reject("unauthorized"))?;
-    let body = if verified == super::auth::Verified::NeedsBody {
-        // Bodies read before they are authenticated: a bounded number at a time.
-        let _slot = state
-            .unverified_bodies
-            .try_acquire()
-            .map_err(|_| ApiError::Overloaded { retry_after: 1 })?;
-        let body = read_body(req, payload, limit, state.settings.server.body_timeout)
-            .await
-            .inspect_err(|_| reject("rejected"))?;
+    let signed = verified == super::auth::Verified::NeedsBody;
+    // Bodies read before they are authenticated: a bounded number at a time.
+    let _slot = match signed {
+        true => Some(
+            state
+                .unverified_bodies
+                .try_acquire()
+                .map_err(|_| ApiError::Overloaded { retry_after: 1 })?,
+        ),
+        false => None,
+    };
+    let body = read_body(req, payload, limit, state.settings.server.body_timeout)
+        .await
+        .inspect_err(|_| reject("rejected"))?;
+    if signed {
         state
             .auth
             .verify_signature(req, &body)
             .inspect_err(|_| reject("unauthorized"))?;
-        body
-    } else {
-        read_body(req, payload, limit, state.settings.server.body_timeout)
-            .await
-            .inspect_err(|_| reject("rejected"))?
-    };
+    }
     let json = match media_type(req).as_deref() {
         Some("application/json" | "text/json") => true,
         Some("application/cloudevents+json") => structured_ok,
