@@ -201,6 +201,11 @@ pub struct ScalingSettings {
     /// Events for a pool within this long are handled by one reconcile.
     #[serde(default = "default_debounce", with = "humantime_serde")]
     pub debounce: Duration,
+    /// A pipeline's announcement that a build is about to wait for a label
+    /// (`POST /api/v1/controllers/{name}/waiting`, the library's `autopilot.node`) counts as
+    /// one queued build for this long, or until Jenkins' queue shows at least as many.
+    #[serde(default = "default_announcement_ttl", with = "humantime_serde")]
+    pub announcement_ttl: Duration,
     /// Pools by name.
     #[serde(default)]
     pub pools: BTreeMap<String, PoolSettings>,
@@ -240,6 +245,7 @@ impl Default for ScalingSettings {
         Self {
             reconcile_interval: default_reconcile_interval(),
             debounce: default_debounce(),
+            announcement_ttl: default_announcement_ttl(),
             pools: BTreeMap::new(),
             decision_retention: default_decision_retention(),
             forecast_retrain_every: default_retrain(),
@@ -255,6 +261,10 @@ fn default_reconcile_interval() -> Duration {
 
 fn default_debounce() -> Duration {
     Duration::from_millis(10)
+}
+
+fn default_announcement_ttl() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// One agent pool: a Jenkins label served by a Deployment of inbound agents.
@@ -904,6 +914,10 @@ impl Settings {
         }
         if self.scaling.reconcile_interval < Duration::from_secs(1) {
             bad("scaling.reconcile_interval", "must be at least 1s");
+        }
+        let ttl = self.scaling.announcement_ttl;
+        if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(600) {
+            bad("scaling.announcement_ttl", "must be between 1s and 10m");
         }
         for (name, p) in &self.scaling.pools {
             let at = |field: &str| format!("scaling.pools.{name}.{field}");

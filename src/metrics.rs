@@ -32,6 +32,8 @@ pub struct Metrics {
     /// Failed reads or writes per pool and source (jenkins, kubernetes, store): the pool
     /// held its size each time.
     pub pool_failures: IntCounterVec,
+    /// Builds pipelines announced as about to wait for each pool's label.
+    pub pool_announcements: IntCounterVec,
     /// Cost alerts raised, by kind (cost_per_build, idle_share).
     pub cost_alerts: IntCounterVec,
 }
@@ -123,7 +125,20 @@ impl Metrics {
             &["kind"],
         )
         .expect("valid metric");
-        for c in [&pool_scale_events, &pool_failures, &cost_alerts] {
+        let pool_announcements = IntCounterVec::new(
+            Opts::new(
+                "pool_announcements_total",
+                "Builds a pipeline announced as about to wait for the pool's label",
+            ),
+            &["pool"],
+        )
+        .expect("valid metric");
+        for c in [
+            &pool_scale_events,
+            &pool_failures,
+            &cost_alerts,
+            &pool_announcements,
+        ] {
             registry
                 .register(Box::new(c.clone()))
                 .expect("unique metric");
@@ -140,6 +155,7 @@ impl Metrics {
             pool_queued,
             pool_scale_events,
             pool_failures,
+            pool_announcements,
         }
     }
 
@@ -153,7 +169,7 @@ impl Metrics {
     /// Every metric family's full name (`autopilot_...`), with or without samples yet.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 10] = [
+        let collectors: [&dyn Collector; 11] = [
             &self.events,
             &self.store_commit_seconds,
             &self.batch_size,
@@ -164,6 +180,7 @@ impl Metrics {
             &self.pool_scale_events,
             &self.pool_failures,
             &self.cost_alerts,
+            &self.pool_announcements,
         ];
         collectors
             .iter()

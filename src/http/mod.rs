@@ -84,6 +84,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/api/v1/queue").route(web::get().to(read::list_queue)))
     .service(web::resource("/api/v1/pools").route(web::get().to(pools::list_pools)))
     .service(
+        web::resource("/api/v1/controllers/{controller}/waiting")
+            .route(web::post().to(pools::announce_waiting)),
+    )
+    .service(
         web::resource("/api/v1/pools/{name}/decisions").route(web::get().to(pools::list_decisions)),
     )
     .service(
@@ -119,6 +123,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         pools::list_decisions,
         pools::get_forecast,
         pools::get_frontier,
+        pools::announce_waiting,
         costs::get_costs,
         costs::optimize,
         reports::performance,
@@ -141,6 +146,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         read::QueueList,
         pools::PoolList,
         pools::DecisionList,
+        pools::WaitingRequest,
+        pools::WaitingReply,
+        crate::scaling::controller::Announcement,
         crate::scaling::controller::PoolView,
         crate::scaling::controller::ForecastView,
         crate::sim::PoolFrontier,

@@ -142,3 +142,94 @@ pub async fn get_frontier(
     body["range"] = serde_json::to_value(range).unwrap_or_default();
     Ok(HttpResponse::Ok().json(body))
 }
+
+/// A build about to wait for an executor of `label`, as a pipeline announces it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitingRequest {
+    /// The label expression the build asks for, as in `node('linux')`.
+    pub label: String,
+    /// The job's full name, for the log.
+    pub job: Option<String>,
+    /// The build number, for the log.
+    pub number: Option<u64>,
+}
+
+/// What a pipeline's announcement reached.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WaitingReply {
+    pub controller: String,
+    pub label: String,
+    #[serde(flatten)]
+    pub announcement: crate::scaling::controller::Announcement,
+}
+
+/// Largest announcement body accepted.
+const WAITING_BODY_LIMIT: usize = 4 * 1024;
+
+/// A pipeline is about to wait for an executor of a label (the shared library's
+/// `autopilot.node`): the controller's pools of that label count one more queued build
+/// and reconcile at once, before Jenkins' queue shows it. Pipelines need this: the
+/// CloudEvents plugin drops the queue events of Pipeline `node` steps. 202 whether or not
+/// a pool has the label (`pools` says which were woken).
+#[utoipa::path(post, path = "/api/v1/controllers/{controller}/waiting", tag = "pools",
+    params(("controller" = String, Path, description = "Controller name, as the webhooks give it")),
+    security(("bearer" = ["builds:write"])),
+    request_body = WaitingRequest,
+    responses((status = 202, body = WaitingReply), (status = 400, body = super::errors::ErrorBody),
+              (status = 401, body = super::errors::ErrorBody), (status = 403, body = super::errors::ErrorBody),
+              (status = 413, body = super::errors::ErrorBody), (status = 415, body = super::errors::ErrorBody)))]
+pub async fn announce_waiting(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    use crate::ingest::limits::{MAX_BUILD_NUMBER, MAX_TEXT};
+    super::auth::require_scope(&req, &state.tokens, crate::tokens::Scope::BuildsWrite)?;
+    super::webhooks::require_json(&req)?;
+    let body = super::webhooks::read_body(
+        &req,
+        payload,
+        WAITING_BODY_LIMIT,
+        state.settings.server.body_timeout,
+    )
+    .await?;
+    let raw = req.match_info().get("controller").unwrap_or_default();
+    let controller = crate::domain::ControllerName::parse(
+        &urlencoding::decode(raw)
+            .map_err(|_| ApiError::invalid("controller", "is not valid percent-encoded UTF-8"))?,
+    )
+    .map_err(|e| ApiError::invalid("controller", e))?;
+    let w: WaitingRequest = crate::ingest::parse_json(&body)?;
+    let label = w.label.trim();
+    if label.is_empty() || label.len() > MAX_TEXT || label.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "label",
+            format!(
+                "must be a label expression of 1 to {MAX_TEXT} bytes without control characters"
+            ),
+        ));
+    }
+    if w.job.as_ref().is_some_and(|j| j.len() > MAX_TEXT) {
+        return Err(ApiError::invalid(
+            "job",
+            format!("must be at most {MAX_TEXT} bytes"),
+        ));
+    }
+    if w.number
+        .is_some_and(|n| !(1..=MAX_BUILD_NUMBER).contains(&n))
+    {
+        return Err(ApiError::invalid(
+            "number",
+            format!("must be a build number, 1 to {MAX_BUILD_NUMBER}"),
+        ));
+    }
+    let announcement = state.scaling.announce(&controller, label);
+    tracing::debug!(%controller, label, job = w.job.as_deref(), number = w.number,
+        pools = ?announcement.pools, "a pipeline announced a build waiting for an executor");
+    Ok(HttpResponse::Accepted().json(WaitingReply {
+        controller: controller.to_string(),
+        label: label.to_string(),
+        announcement,
+    }))
+}

@@ -24,6 +24,9 @@ pub struct QueueDemand {
     pub from_why: u32,
     /// Items Jenkins still lists whose label only a webhook told.
     pub from_events: u32,
+    /// Builds pipelines announced as about to wait (`autopilot.node`), not yet expired:
+    /// the queue counts at least these, since Jenkins may not list them yet.
+    pub announced: u32,
 }
 
 /// Label expressions compare without whitespace: Jenkins prints `docker&&amd64` for a
@@ -74,6 +77,16 @@ pub fn queued_for_label(
         load_statistics: stats,
         from_why,
         from_events,
+        announced: 0,
+    }
+}
+
+impl QueueDemand {
+    /// With `n` announced builds: what Jenkins lists, or the announced ones when more.
+    pub fn with_announced(mut self, n: u32) -> Self {
+        self.announced = n;
+        self.queued = self.queued.max(n);
+        self
     }
 }
 
@@ -116,9 +129,13 @@ mod tests {
                 queued: 3,
                 load_statistics: 0,
                 from_why: 2,
-                from_events: 1
+                from_events: 1,
+                announced: 0,
             }
         );
+        // Announced builds count until Jenkins lists as many.
+        assert_eq!(d.with_announced(2).queued, 3);
+        assert_eq!(d.with_announced(5).queued, 5);
         // Load statistics win when they see more.
         assert_eq!(queued_for_label("linux", &items, &events, 5.6).queued, 6);
         // Expressions compare without spaces.

@@ -1128,3 +1128,122 @@ async fn a_pools_frontier_replays_its_own_builds_with_its_settings_marked() {
     let (status, _) = rig.app.get_json("/api/v1/pools/nope/frontier").await;
     assert_eq!(status, 404);
 }
+
+/// A Pipeline `node('linux')` wait makes no CloudEvents queue event (the plugin drops it):
+/// the library announces the build instead, and the pool scales before Jenkins lists it.
+#[tokio::test]
+async fn a_pipelines_announcement_scales_the_pool_before_jenkins_lists_the_build() {
+    use jenkins_autopilot::tokens::Scope;
+    let rig = rig(
+        KubernetesMode::Apply,
+        |j, k| {
+            j.add_agent("agent-linux-a", "linux", 1, 1);
+            k.add_deployment(NS, "agent-linux", &["agent-linux-a"]);
+        },
+        |s| s.scaling.announcement_ttl = Duration::from_secs(2),
+    )
+    .await;
+    rig.settled().await;
+    let token = rig.app.jwt(&[Scope::BuildsWrite]);
+    let path = "/api/v1/controllers/prod/waiting";
+    let sent = Instant::now();
+    let (status, reply) = rig
+        .app
+        .post_authed(
+            path,
+            &token,
+            &json!({"label": "linux", "job": "team/app", "number": 12}),
+        )
+        .await;
+    assert_eq!(status, 202, "{reply}");
+    assert_eq!(reply["pools"], json!(["linux"]));
+    assert_eq!(reply["label"], "linux");
+    eventually(
+        "agent-linux scaled to 2 on the announcement",
+        Duration::from_secs(3),
+        async || rig.kube.replicas(NS, "agent-linux") == 2,
+    )
+    .await;
+    let patches = rig.kube.scale_patches();
+    assert!(patches[0].at > sent);
+    let d = rig.decision("linux", "event", "applied").await;
+    assert_eq!(d["inputs"]["queued"], 1, "{d}");
+    assert_eq!(d["inputs"]["queue_sources"]["announced"], 1, "{d}");
+    assert_eq!(d["inputs"]["queue_sources"]["from_why"], 0, "{d}");
+
+    // Once Jenkins lists the build the announcement adds nothing: one build, one agent.
+    rig.jenkins.set_queue("linux", 1..=1);
+    rig.queue_event(1, "linux").await;
+    let d = rig.decision("linux", "event", "unchanged").await;
+    assert_eq!(
+        d["inputs"]["queued"], 1,
+        "announced and listed are one: {d}"
+    );
+    assert_eq!(d["inputs"]["queue_sources"]["announced"], 1, "{d}");
+    // After the time to live the announcements no longer count.
+    rig.jenkins.set_queue("linux", 1..=0);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    rig.queue_event(9, "linux").await;
+    eventually(
+        "a reconcile without the expired announcements",
+        Duration::from_secs(3),
+        async || {
+            rig.decisions("linux").await.first().is_some_and(|d| {
+                d["inputs"]["queue_sources"]["announced"] == 0 && d["inputs"]["queued"] == 0
+            })
+        },
+    )
+    .await;
+
+    // Another label, another controller: nothing is woken, and that is not an error.
+    let (status, reply) = rig
+        .app
+        .post_authed(path, &token, &json!({"label": "windows"}))
+        .await;
+    assert_eq!((status, reply["pools"].clone()), (202, json!([])));
+    let (status, reply) = rig
+        .app
+        .post_authed(
+            "/api/v1/controllers/other/waiting",
+            &token,
+            &json!({"label": "linux"}),
+        )
+        .await;
+    assert_eq!((status, reply["pools"].clone()), (202, json!([])));
+    // Bad input is named; a token without builds:write is refused.
+    for (body, field) in [
+        (json!({}), "label"),
+        (json!({"label": ""}), "label"),
+        (json!({"label": "a\u{0}b"}), "label"),
+        (json!({"label": "x".repeat(2000)}), "label"),
+        (json!({"label": "linux", "number": 0}), "number"),
+        (json!({"label": "linux", "extra": 1}), "extra"),
+    ] {
+        let (status, reply) = rig.app.post_authed(path, &token, &body).await;
+        assert_eq!(status, 400, "{body}: {reply}");
+        assert!(reply.to_string().contains(field), "{body}: {reply}");
+    }
+    let (status, _) = rig
+        .app
+        .post_authed(
+            path,
+            &rig.app.jwt(&[Scope::ProfilesRead]),
+            &json!({"label": "linux"}),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let metrics = rig
+        .app
+        .client
+        .get(rig.app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"autopilot_pool_announcements_total{pool="linux"} 1"#),
+        "{metrics}"
+    );
+}

@@ -96,7 +96,8 @@ impl PoolWorker {
             &items,
             &event_labels,
             jenkins.load_statistics,
-        );
+        )
+        .with_announced(self.announced.live(now.millis()));
         let (agents, names, busy_nodes) = self.agents(&jenkins, pool.as_ref(), now.millis());
         let current = match &pool {
             Some(p) => p.replicas,

@@ -77,21 +77,105 @@ pub struct ForecastView {
     pub error: Option<String>,
 }
 
-/// Lets webhooks wake pools and the API read them.
-#[derive(Clone, Default)]
+/// Lets webhooks and pipelines wake pools and the API read them.
+#[derive(Clone)]
 pub struct ScalingHandle {
     views: Arc<RwLock<BTreeMap<String, PoolView>>>,
-    wake: Arc<HashMap<String, Vec<mpsc::Sender<()>>>>,
+    /// Each controller's pools (by lower-case controller name).
+    pools: Arc<HashMap<String, Vec<PoolWake>>>,
+    clock: Arc<dyn Clock>,
+    announcement_ttl_ms: i64,
+    metrics: Metrics,
+}
+
+impl Default for ScalingHandle {
+    fn default() -> Self {
+        Self {
+            views: Arc::default(),
+            pools: Arc::default(),
+            clock: Arc::new(SystemClock),
+            announcement_ttl_ms: 30_000,
+            metrics: Metrics::default(),
+        }
+    }
+}
+
+/// How the handle reaches one pool's task.
+#[derive(Clone)]
+struct PoolWake {
+    name: String,
+    label: String,
+    wake: mpsc::Sender<()>,
+    announced: Announced,
+}
+
+/// At most this many announcements are held per pool: more than any pool's `max`.
+const MAX_ANNOUNCED: usize = 10_000;
+
+/// The builds pipelines announced as about to wait for a pool's label, each with the
+/// time it stops counting (epoch ms, the controller's clock).
+#[derive(Clone, Default)]
+pub(crate) struct Announced(Arc<std::sync::Mutex<Vec<i64>>>);
+
+impl Announced {
+    fn add(&self, until_ms: i64) {
+        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if v.len() < MAX_ANNOUNCED {
+            v.push(until_ms);
+        }
+    }
+
+    /// The announcements still counting at `now_ms`; expired ones are forgotten.
+    pub(crate) fn live(&self, now_ms: i64) -> u32 {
+        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        v.retain(|&until| until > now_ms);
+        v.len() as u32
+    }
+}
+
+/// What an announcement reached.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Announcement {
+    /// The pools of the controller whose label is the announced one (woken now).
+    pub pools: Vec<String>,
+    /// Until when the build counts as queued for them (epoch ms), unless Jenkins' queue
+    /// shows it first.
+    pub counts_until: i64,
 }
 
 impl ScalingHandle {
     /// Wakes the pools of a controller: a queue event arrived for it. Never blocks: a
     /// pool with a wake-up pending already will reconcile anyway.
     pub fn notify(&self, controller: &ControllerName) {
-        if let Some(senders) = self.wake.get(controller.as_str()) {
-            for s in senders {
-                let _ = s.try_send(());
+        for p in self.pools.get(controller.as_str()).into_iter().flatten() {
+            let _ = p.wake.try_send(());
+        }
+    }
+
+    /// A pipeline is about to ask Jenkins for an executor of `label`: the controller's
+    /// pools of that label count one more queued build (for `scaling.announcement_ttl`)
+    /// and reconcile at once, before Jenkins' queue shows the build.
+    pub fn announce(&self, controller: &ControllerName, label: &str) -> Announcement {
+        let until = self
+            .clock
+            .now()
+            .millis()
+            .saturating_add(self.announcement_ttl_ms);
+        let mut pools = Vec::new();
+        for p in self.pools.get(controller.as_str()).into_iter().flatten() {
+            if demand::same_label(&p.label, label) {
+                p.announced.add(until);
+                let _ = p.wake.try_send(());
+                self.metrics
+                    .pool_announcements
+                    .with_label_values(&[&p.name])
+                    .inc();
+                pools.push(p.name.clone());
             }
+        }
+        Announcement {
+            pools,
+            counts_until: until,
         }
     }
 
@@ -155,7 +239,7 @@ pub fn start_with(
     adapters: Adapters,
 ) -> anyhow::Result<ScalingHandle> {
     let views: Arc<RwLock<BTreeMap<String, PoolView>>> = Arc::default();
-    let mut wake: HashMap<String, Vec<mpsc::Sender<()>>> = HashMap::new();
+    let mut wake: HashMap<String, Vec<PoolWake>> = HashMap::new();
     let seq = Arc::new(AtomicI64::new(0));
     for (name, pool) in &settings.scaling.pools {
         let jenkins = adapters
@@ -164,9 +248,15 @@ pub fn start_with(
             .cloned()
             .with_context(|| format!("pool {name}: no Jenkins controller {:?}", pool.controller))?;
         let (tx, rx) = mpsc::channel(1);
+        let announced = Announced::default();
         wake.entry(pool.controller.as_str().to_string())
             .or_default()
-            .push(tx);
+            .push(PoolWake {
+                name: name.clone(),
+                label: pool.label.clone(),
+                wake: tx,
+                announced: announced.clone(),
+            });
         views.try_write().expect("no other holder yet").insert(
             name.clone(),
             PoolView::new(name, pool, adapters.cluster.is_some()),
@@ -180,7 +270,8 @@ pub fn start_with(
             views: views.clone(),
             seq: seq.clone(),
         };
-        let worker = PoolWorker::new(name, pool, settings)?;
+        let mut worker = PoolWorker::new(name, pool, settings)?;
+        worker.announced = announced;
         let (period, debounce) = (
             adapters.clock.real(settings.scaling.reconcile_interval),
             adapters.clock.real(settings.scaling.debounce),
@@ -196,7 +287,10 @@ pub fn start_with(
     }
     Ok(ScalingHandle {
         views,
-        wake: Arc::new(wake),
+        pools: Arc::new(wake),
+        clock: adapters.clock,
+        announcement_ttl_ms: settings.scaling.announcement_ttl.as_millis() as i64,
+        metrics,
     })
 }
 
@@ -241,6 +335,8 @@ pub struct PoolWorker {
     /// The size a failed reconcile holds, as far as it was read.
     held_at: Option<u32>,
     forecast: Option<forecast::LiveForecast>,
+    /// Builds pipelines announced for the pool's label.
+    announced: Announced,
 }
 
 impl PoolWorker {
@@ -264,6 +360,7 @@ impl PoolWorker {
             idle_since: IdleSince::default(),
             dry_run_replicas: None,
             held_at: None,
+            announced: Announced::default(),
             forecast: (pool.predictive != crate::config::PredictiveMode::Off).then(|| {
                 forecast::LiveForecast::new(
                     settings.scaling.forecast_retrain_every.as_millis() as i64,
