@@ -1181,7 +1181,7 @@ async fn a_pipelines_announcement_scales_the_pool_before_jenkins_lists_the_build
     );
     assert_eq!(d["inputs"]["queue_sources"]["announced"], 1, "{d}");
     // After the time to live the announcements no longer count.
-    rig.jenkins.set_queue("linux", 1..=0);
+    rig.jenkins.state.lock().unwrap().queue.clear();
     tokio::time::sleep(Duration::from_millis(2100)).await;
     rig.queue_event(9, "linux").await;
     eventually(
