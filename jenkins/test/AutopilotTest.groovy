@@ -172,6 +172,75 @@ tests['a refused token or unreadable cgroup files warn and never fail the build'
     assert nourl.log.any { String l -> l.contains('set AUTOPILOT_URL') }
 }
 
+tests['node() announces the wait, then asks Jenkins for the executor'] = {
+    PipelineHarness h = harness(url, 'groovy/pipeline', 12)
+    Script autopilot = h.load('autopilot')
+    long sent = System.currentTimeMillis()
+    Object result = autopilot.node('linux') { 'built' }
+    assert result == 'built'
+    assert h.trace == ["POST ${url}/api/v1/controllers/prod/waiting".toString(), 'node linux']
+    assert Api.parseJson(h.requests[0].requestBody) == [label: 'linux', job: 'groovy/pipeline', number: 12]
+    assert h.requests[0].timeout == 2
+    assert h.requests[0].customHeaders[0].maskValue == true
+    assert h.log.any { String l -> l.contains('autopilot: waiting for linux: woke pool linux') }
+    // The Rust side measures the time to the scale-up from here.
+    println "announced-at-ms ${sent}"
+
+    PipelineHarness other = harness(url, 'groovy/pipeline', 13)
+    other.load('autopilot').node(wakeTimeout: 1, 'windows') { null }
+    assert other.requests[0].timeout == 1
+    assert other.nodes == ['windows']
+    assert other.log.any { String l -> l.contains('waiting for windows: no pool has this label') }
+}
+
+tests['node() goes on when the service is down or refuses the token'] = {
+    PipelineHarness down = harness('http://127.0.0.1:9', 'groovy/pipeline', 14)
+    assert down.load('autopilot').node('linux') { 'built' } == 'built'
+    assert down.nodes == ['linux']
+    assert down.log.any { String l -> l.startsWith('WARNING: autopilot: the wait for linux was not announced') }
+
+    PipelineHarness refused = harness(url, 'groovy/pipeline', 15)
+    refused.credentials['jenkins-autopilot-token'] = 'not-a-token'
+    assert refused.load('autopilot').node('linux') { 'built' } == 'built'
+    assert refused.log.any { String l -> l.contains('not announced: the service answered 401') }
+}
+
+tests['an aborted build stops: no node, no pod, no report'] = {
+    PipelineHarness h = harness(url, 'groovy/aborted', 1)
+    h.abortDuringHttp = true
+    Script autopilot = h.load('autopilot')
+    ['node', 'podTemplate', 'profile'].each { String step ->
+        try {
+            switch (step) {
+                case 'node': autopilot.node('linux') { 'built' }; break
+                case 'podTemplate': autopilot.podTemplate(type: 'build') { 'built' }; break
+                default: autopilot.profile(type: 'build')
+            }
+            throw new AssertionError("${step}: the abort was swallowed")
+        } catch (FlowInterruptedException e) {
+            assert e.message == 'the build was aborted'
+        }
+    }
+    try {
+        autopilot.recordPerformance(type: 'build')
+        throw new AssertionError('recordPerformance: the abort was swallowed')
+    } catch (FlowInterruptedException e) {
+        assert e.message == 'the build was aborted'
+    }
+    assert h.nodes.empty && h.pods.empty
+    assert !h.log.any { String l -> l.contains('fallback') || l.contains('medium profile') }
+}
+
+tests['podTemplate() passes yamlMergeStrategy next to inheritFrom'] = {
+    PipelineHarness h = harness(url, 'groovy/merged', 1)
+    Map merge = [strategy: 'merge']
+    h.load('autopilot').podTemplate(type: 'build', inheritFrom: 'base', yamlMergeStrategy: merge, record: false) {
+        null
+    }
+    assert h.pods[0].inheritFrom == 'base'
+    assert h.pods[0].yamlMergeStrategy.is(merge)
+}
+
 int failed = 0
 tests.each { String name, Closure body ->
     try {

@@ -22,6 +22,10 @@ class PipelineHarness {
     List<String> containers = []
     List<String> stages = []
     List<Map> requests = []
+    /** HTTP calls and node requests in the order they were made. */
+    List<String> trace = []
+    /** The build is aborted while httpRequest runs. */
+    boolean abortDuringHttp = false
     File libraryRoot
 
     PipelineHarness(File libraryRoot) {
@@ -66,6 +70,7 @@ class PipelineHarness {
         }
         binding.setVariable('node') { String label, Closure body ->
             nodes << label
+            trace << "node ${label}".toString()
             body.call()
         }
         binding.setVariable('container') { String containerName, Closure body ->
@@ -84,8 +89,13 @@ class PipelineHarness {
     /** The HTTP Request plugin's step: real HTTP; the response has status and content. */
     Map httpRequest(Map args) {
         requests << args
+        String method = args.httpMode ?: 'GET'
+        trace << "${method} ${args.url}".toString()
+        if (abortDuringHttp) {
+            throw new FlowInterruptedException('the build was aborted')
+        }
         HttpURLConnection c = (HttpURLConnection) new URL(args.url).openConnection()
-        c.requestMethod = args.httpMode ?: 'GET'
+        c.requestMethod = method
         int timeoutMs = ((args.timeout ?: 10) as int) * 1000
         c.connectTimeout = timeoutMs
         c.readTimeout = timeoutMs

@@ -8,6 +8,10 @@ import io.jenkinsautopilot.Api
  *       sh 'make'                      // runs in the build container, sized for this job
  *   }
  *
+ *   autopilot.node('linux') {          // node('linux') that wakes the linux agent pool first
+ *       sh 'make'
+ *   }
+ *
  * Settings come from the arguments or from global environment variables:
  *   AUTOPILOT_URL             the service, e.g. http://jenkins-autopilot.ci:8080 (required)
  *   AUTOPILOT_CREDENTIALS_ID  a Secret text credential holding a token with the scopes
@@ -80,7 +84,10 @@ Map profile(Map args = [:]) {
             return p
         }
         reason = "the service answered ${response.status}: ${response.content}"
-    // A build must not fail because the service is down: any failure means the fallback.
+    } catch (InterruptedException e) {
+        // An aborted build (FlowInterruptedException) stops here: no pod is created.
+        throw e
+    // A build must not fail because the service is down: any other failure means the fallback.
     // groovylint-disable-next-line CatchException
     } catch (Exception e) {
         reason = "the service could not be asked: ${e.message}"
@@ -99,19 +106,23 @@ Map profile(Map args = [:]) {
  * Runs `body` in a pod sized for this build: the Kubernetes plugin's podTemplate with the
  * profile's pod YAML, a node on it, and the build container. The body gets the profile.
  * Afterwards the build's usage is reported (record: false to skip). Other arguments as
- * profile(); cloud, namespace and inheritFrom go to podTemplate.
+ * profile(); cloud, namespace, inheritFrom, yamlMergeStrategy and serviceAccount go to
+ * podTemplate. Its pod comes from the Kubernetes plugin, not from an agent pool, so it
+ * announces nothing: there is no pool to wake.
  */
 Object podTemplate(Map args = [:], Closure body) {
     Map p = profile(args)
     Map podArgs = [yaml: p.pod_yaml]
-    ['cloud', 'namespace', 'inheritFrom', 'serviceAccount'].each { String key ->
+    // yamlMergeStrategy next to inheritFrom: the plugin's default, override(), drops the
+    // parent template's YAML; pass merge() to keep it.
+    ['cloud', 'namespace', 'inheritFrom', 'yamlMergeStrategy', 'serviceAccount'].each { String key ->
         if (args[key]) {
             podArgs[key] = args[key]
         }
     }
     Object result = null
     steps.podTemplate(podArgs) {
-        node(env.POD_LABEL) {
+        steps.node(env.POD_LABEL) {
             container(p.container ?: Api.FALLBACK.container) {
                 try {
                     result = body.call(p)
@@ -124,6 +135,49 @@ Object podTemplate(Map args = [:], Closure body) {
         }
     }
     return result
+}
+
+/**
+ * `node(label) { body }` that first tells the service a build is about to wait for an
+ * executor of `label`, so the label's agent pool scales up before Jenkins even queues the
+ * build (the CloudEvents plugin drops the queue events of Pipeline node steps). The call
+ * is quick (a 2 s timeout, wakeTimeout: to change it) and never fails the build; an
+ * abort still stops it. Other arguments as profile(): url, credentialsId, controller.
+ */
+Object node(String label, Closure body) {
+    return node([:], label, body)
+}
+
+/** node(label) with settings, e.g. node(wakeTimeout: 1, 'linux') { ... }. */
+Object node(Map args, String label, Closure body) {
+    announce(args + [label: label])
+    return steps.node(label) {
+        body.call()
+    }
+}
+
+/** Announces a build about to wait for `args.label`; true when the service took it. */
+boolean announce(Map args) {
+    try {
+        Map s = settings(args + [timeout: args.wakeTimeout ?: 2])
+        String url = Api.waitingUrl(s.url, s.controller ?: Api.DEFAULT_CONTROLLER)
+        Map response = callService(s, Api.POST, url, Api.waitingBody(args.label, s.job, s.number))
+        if (response.status == 202) {
+            Map reply = Api.parseJson(response.content)
+            String pools = reply.pools ? "woke pool ${reply.pools.join(', ')}" : 'no pool has this label'
+            echo "autopilot: waiting for ${args.label}: ${pools}"
+            return true
+        }
+        echo "WARNING: autopilot: the wait for ${args.label} was not announced: the service answered " +
+            "${response.status}: ${response.content}"
+    } catch (InterruptedException e) {
+        throw e
+    // The announcement only speeds the pool up: nothing here may fail the build.
+    // groovylint-disable-next-line CatchException
+    } catch (Exception e) {
+        echo "WARNING: autopilot: the wait for ${args.label} was not announced: ${e.message}"
+    }
+    return false
 }
 
 /** A stage whose wall time goes into the performance report. */
@@ -170,14 +224,16 @@ boolean recordPerformance(Map args = [:]) {
         if (p?.profile && p?.source != 'fallback') {
             body.profile = p.profile
         }
-        String url = Api.performanceUrl(s.url, s.controller ?: 'default', s.job, s.number)
-        Map response = callService(s, 'POST', url, Api.toJson(body))
+        String url = Api.performanceUrl(s.url, s.controller ?: Api.DEFAULT_CONTROLLER, s.job, s.number)
+        Map response = callService(s, Api.POST, url, Api.toJson(body))
         if (response.status == 201) {
             echo "autopilot: performance recorded for ${s.job} #${s.number}"
             return true
         }
         echo "WARNING: autopilot: performance not recorded: the service answered ${response.status}: " +
             response.content
+    } catch (InterruptedException e) {
+        throw e
     // Reporting is best effort: nothing here may fail the build.
     // groovylint-disable-next-line CatchException
     } catch (Exception e) {

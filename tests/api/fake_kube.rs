@@ -34,6 +34,8 @@ pub const POD_READY: &str = "2026-01-05T10:00:45Z";
 #[derive(Debug, Clone)]
 pub struct Recorded {
     pub at: Instant,
+    /// The same instant on the wall clock, for comparing with another process's times.
+    pub wall: std::time::SystemTime,
     pub method: String,
     pub path: String,
     pub body: Value,
@@ -203,6 +205,7 @@ async fn handle(
     let mut s = state.lock().unwrap();
     s.requests.push(Recorded {
         at: Instant::now(),
+        wall: std::time::SystemTime::now(),
         method: method.clone(),
         path: path.clone(),
         body: body_json.clone(),

@@ -2,7 +2,8 @@
 //! jenkins/test/AutopilotTest.groovy drives vars/autopilot.groovy through a harness that
 //! provides the pipeline steps, with real HTTP and a real shell.
 
-use crate::helpers::spawn_app;
+use crate::scaling::{NS, rig};
+use jenkins_autopilot::config::KubernetesMode;
 use jenkins_autopilot::tokens::Scope;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,9 +21,21 @@ fn java_home() -> Option<PathBuf> {
     Some(java.parent()?.parent()?.to_path_buf())
 }
 
+/// The library's tests run against a service with a `linux` pool on a fake Jenkins and a
+/// fake Kubernetes API server: `autopilot.node('linux')` must scale it.
 #[tokio::test]
 async fn the_shared_library_passes_its_groovy_tests_against_the_live_service() {
-    let app = spawn_app().await;
+    let rig = rig(
+        KubernetesMode::Apply,
+        |j, k| {
+            j.add_agent("agent-linux-a", "linux", 1, 1);
+            k.add_deployment(NS, "agent-linux", &["agent-linux-a"]);
+        },
+        |_| {},
+    )
+    .await;
+    rig.settled().await;
+    let app = &rig.app;
     let token = app.jwt(&[Scope::ProfilesRead, Scope::BuildsWrite]);
     let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("jenkins");
     let mut cmd = Command::new("groovy");
@@ -50,7 +63,34 @@ async fn the_shared_library_passes_its_groovy_tests_against_the_live_service() {
         out.status.success(),
         "Groovy tests failed:\n{stdout}\n{stderr}"
     );
-    assert!(stdout.contains("9 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("13 passed, 0 failed"), "{stdout}");
+
+    // node('linux') woke the pool: the only scale-up, by the announcement (the periodic
+    // reconcile is an hour away and the fake Jenkins lists no queued build).
+    let announced_ms: u128 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("announced-at-ms "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the node() test prints when it announced");
+    assert!(rig.kube.replicas(NS, "agent-linux") >= 2);
+    let patch = rig.kube.scale_patches().remove(0);
+    let patched_ms = patch
+        .wall
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    assert!(patched_ms >= announced_ms, "the scale-up followed the call");
+    println!(
+        "autopilot.node('linux') -> scale PATCH: {} ms",
+        patched_ms - announced_ms
+    );
+    let applied = rig.decision("linux", "event", "applied").await;
+    let announced = rig
+        .decisions("linux")
+        .await
+        .into_iter()
+        .any(|d| d["outcome"] == "applied" && d["inputs"]["queue_sources"]["announced"] == 1);
+    assert!(announced, "{applied}");
 
     // What the library reported is in the service: the build it ran, with its stage.
     let (status, a) = app

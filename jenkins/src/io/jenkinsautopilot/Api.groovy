@@ -12,6 +12,10 @@ class Api implements Serializable {
     private static final long serialVersionUID = 1L
     private static final String SLASH = '/'
 
+    /** The controller's name in the service when AUTOPILOT_CONTROLLER names none. */
+    static final String DEFAULT_CONTROLLER = 'default'
+    static final String POST = 'POST'
+
     /** The build type when a pipeline names none. */
     static final String DEFAULT_TYPE = 'build'
     private static final List<String> REQUIRED_FILES = ['cpu.stat', 'memory.peak'].asImmutable()
@@ -60,6 +64,23 @@ class Api implements Serializable {
     /** The performance report URL of a build. */
     static String performanceUrl(String base, String controller, String job, Object number) {
         return url(base, "/api/v1/builds/${encode(controller)}/${jobPath(job)}/${number}/performance")
+    }
+
+    /** Where a pipeline announces a build about to wait for a label of `controller`. */
+    static String waitingUrl(String base, String controller) {
+        return url(base, "/api/v1/controllers/${encode(controller)}/waiting")
+    }
+
+    /** The announcement's body: the label, with the job and build for the service's log. */
+    static String waitingBody(String label, String job, Object number) {
+        Map body = [label: label]
+        if (job) {
+            body.job = job
+        }
+        if (number?.toString()?.long) {
+            body.number = number.toString().toLong()
+        }
+        return JsonOutput.toJson(body)
     }
 
     /** A pod with one build container of the fallback's size, for when the service is down. */
