@@ -32,6 +32,9 @@ pub struct Metrics {
     /// Failed reads or writes per pool and source (jenkins, kubernetes, store): the pool
     /// held its size each time.
     pub pool_failures: IntCounterVec,
+    /// Failed drain steps per pool: take-offline, bring-back (the node stays offline in
+    /// Jenkins until a reconcile brings it back).
+    pub pool_drain_failures: IntCounterVec,
     /// Builds pipelines announced as about to wait for each pool's label.
     pub pool_announcements: IntCounterVec,
     /// Cost alerts raised, by kind (cost_per_build, idle_share).
@@ -133,7 +136,16 @@ impl Metrics {
             &["pool"],
         )
         .expect("valid metric");
+        let pool_drain_failures = IntCounterVec::new(
+            Opts::new(
+                "pool_drain_failures_total",
+                "Failed drain steps (take-offline, bring-back) per pool",
+            ),
+            &["pool", "step"],
+        )
+        .expect("valid metric");
         for c in [
+            &pool_drain_failures,
             &pool_scale_events,
             &pool_failures,
             &cost_alerts,
@@ -156,6 +168,7 @@ impl Metrics {
             pool_scale_events,
             pool_failures,
             pool_announcements,
+            pool_drain_failures,
         }
     }
 
@@ -169,7 +182,7 @@ impl Metrics {
     /// Every metric family's full name (`autopilot_...`), with or without samples yet.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 11] = [
+        let collectors: [&dyn Collector; 12] = [
             &self.events,
             &self.store_commit_seconds,
             &self.batch_size,
@@ -181,6 +194,7 @@ impl Metrics {
             &self.pool_failures,
             &self.cost_alerts,
             &self.pool_announcements,
+            &self.pool_drain_failures,
         ];
         collectors
             .iter()

@@ -205,6 +205,13 @@ async fn dashboard(protect: bool) {
         shown["poolSize"].as_str().unwrap().starts_with("Agents: "),
         "{shown}"
     );
+    // The newest decision's problem is shown: here the live pool's failed Jenkins read.
+    let (_, newest) = app
+        .get_authed("/api/v1/pools/linux/decisions?since=0&limit=1", &reader)
+        .await;
+    let error = newest["decisions"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("jenkins: "), "{newest}");
+    assert_eq!(shown["poolProblem"], format!("Problem: {error}"), "{shown}");
     // The plan button shows what the optimizer answers for the same range.
     let resp = app
         .client

@@ -40,6 +40,8 @@ pub struct JenkinsState {
     pub requests: Vec<(String, String)>,
     /// Offline toggles received with the right crumb.
     pub toggles: Vec<String>,
+    /// The user lacks Agent/Connect: bringing a node back online is refused with 403.
+    pub refuse_connect: bool,
 }
 
 #[derive(Clone)]
@@ -203,9 +205,15 @@ async fn handle(req: HttpRequest, state: web::Data<Arc<Mutex<JenkinsState>>>) ->
                     .body("No valid crumb was included in the request");
             }
             let name = name.to_string();
+            let refuse_connect = s.refuse_connect;
             let Some(a) = s.agents.get_mut(&name) else {
                 return HttpResponse::NotFound().finish();
             };
+            if a.temporarily_offline && refuse_connect {
+                return HttpResponse::Forbidden().body(format!(
+                    "<html>Access Denied: {USER} is missing the Agent/Connect permission</html>"
+                ));
+            }
             a.temporarily_offline = !a.temporarily_offline;
             if a.temporarily_offline && a.turns_busy_when_taken_offline {
                 a.busy = 1;

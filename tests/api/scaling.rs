@@ -587,6 +587,73 @@ async fn drain_takes_idle_nodes_offline_first_and_keeps_one_that_turned_busy() {
     assert!(!b.temporarily_offline, "and back online");
 }
 
+/// Jenkins checks Agent/Connect to bring a node back online: without it a drained node
+/// that turned busy would stay offline for good. The refusal is shown with the decision
+/// and counted, and the bring-back is retried until it works.
+#[tokio::test]
+async fn a_refused_bring_back_is_shown_counted_and_retried() {
+    let rig = rig(
+        KubernetesMode::Apply,
+        |j, k| {
+            for name in ["agent-linux-a", "agent-linux-b"] {
+                j.add_agent(name, "linux", 1, 0);
+            }
+            let mut s = j.state.lock().unwrap();
+            s.refuse_connect = true;
+            s.agents
+                .get_mut("agent-linux-b")
+                .unwrap()
+                .turns_busy_when_taken_offline = true;
+            drop(s);
+            k.add_deployment(NS, "agent-linux", &["agent-linux-a", "agent-linux-b"]);
+        },
+        |s| {
+            let p = s.scaling.pools.get_mut("linux").unwrap();
+            p.drain = true;
+            p.min = 0;
+            p.behavior.scale_down.stabilization_window = Duration::ZERO;
+            p.behavior.scale_down_delay_after_scale_up = Duration::ZERO;
+        },
+    )
+    .await;
+    rig.settled().await;
+    let d = rig.decision("linux", "periodic", "applied").await;
+    let error = d["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        error.contains("agent-linux-b stays offline") && error.contains("Agent/Connect"),
+        "{d}"
+    );
+    assert_eq!(rig.kube.state.lock().unwrap().deleted, ["agent-linux-a"]);
+    assert!(rig.jenkins.state.lock().unwrap().agents["agent-linux-b"].temporarily_offline);
+    let metrics = rig
+        .app
+        .client
+        .get(rig.app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .contains(r#"autopilot_pool_drain_failures_total{pool="linux",step="bring-back"} 1"#),
+        "{metrics}"
+    );
+
+    // Once the permission is granted the next reconcile brings the node back.
+    rig.jenkins.state.lock().unwrap().refuse_connect = false;
+    rig.queue_event(1, "linux").await;
+    eventually(
+        "agent-linux-b back online",
+        Duration::from_secs(3),
+        async || !rig.jenkins.state.lock().unwrap().agents["agent-linux-b"].temporarily_offline,
+    )
+    .await;
+    let d = rig.decision("linux", "event", "unchanged").await;
+    assert!(d["error"].is_null(), "{d}");
+}
+
 #[tokio::test]
 async fn unknown_pool_decisions_are_404() {
     let rig = rig(KubernetesMode::DryRun, |_, _| {}, |_| {}).await;

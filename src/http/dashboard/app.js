@@ -164,6 +164,11 @@ async function showPool(name, since) {
   size.textContent = last
     ? `Agents: ${last.current} -> ${last.desired ?? last.current} (${last.rule}, ${last.outcome}) at ${new Date(last.decided_at).toISOString().slice(0, 16).replace('T', ' ')} UTC`
     : 'No reconcile yet.';
+  // A problem the newest decision ran into (a failed read, a node left offline).
+  const problem = byId('pool-problem');
+  const newest = decisions.decisions[0];
+  problem.hidden = !(newest && newest.error);
+  problem.textContent = newest && newest.error ? `Problem: ${newest.error}` : '';
   const warmLine = byId('pool-warm');
   warmLine.hidden = !warm;
   warmLine.textContent = warm ? `Warm capacity: ${warm.agents} idle agent(s) kept. ${warm.reason}` : '';

@@ -23,15 +23,18 @@ impl PoolWorker {
     /// Sets the Deployment to the plan's size; returns the replicas set (fewer removed
     /// than planned when a drained node turned busy).
     pub(super) async fn apply(
-        &self,
+        &mut self,
         ctx: &Context,
         cluster: &dyn ClusterApi,
         state: &PoolState,
         g: &Gathered,
         plan: &Plan,
+        problems: &mut Vec<String>,
     ) -> Result<u32, ReconcileError> {
-        let ns = &self.settings.namespace;
-        let dep = &self.settings.deployment;
+        let (ns, dep) = (
+            self.settings.namespace.clone(),
+            self.settings.deployment.clone(),
+        );
         let current = g.seen.current_replicas;
         let desired = plan.decision.desired;
         let mut target = desired;
@@ -56,7 +59,7 @@ impl PoolWorker {
                 .collect();
             if self.settings.drain {
                 let names: Vec<&str> = plan.drain.iter().map(|&i| g.names[i].as_str()).collect();
-                let drained = self.drain(ctx, &names).await;
+                let drained = self.drain(ctx, &names, problems).await;
                 for (name, ok) in &drained {
                     costs.insert(name.clone(), if *ok { DRAINED_COST } else { BUSY_COST });
                 }
@@ -65,42 +68,100 @@ impl PoolWorker {
                 let removable = (starting + drained.iter().filter(|(_, ok)| *ok).count()) as u32;
                 target = current - removable.min(current - desired);
             }
-            cluster.set_deletion_costs(ns, &state.pods, &costs).await?;
+            cluster.set_deletion_costs(&ns, &state.pods, &costs).await?;
         }
         if target != current {
             cluster
-                .scale(ns, dep, target, state.resource_version.clone())
+                .scale(&ns, &dep, target, state.resource_version.clone())
                 .await?;
         }
         Ok(target)
     }
 
     /// Takes the named idle agents offline; returns each with whether it is still idle
-    /// after going offline (those that turned busy are brought back online).
-    async fn drain(&self, ctx: &Context, nodes: &[&str]) -> Vec<(String, bool)> {
+    /// after going offline (those that turned busy are brought back online). A failed
+    /// step is counted and noted in `problems`; a node that could not be brought back is
+    /// remembered and retried on every reconcile ([`PoolWorker::bring_back`]).
+    async fn drain(
+        &mut self,
+        ctx: &Context,
+        nodes: &[&str],
+        problems: &mut Vec<String>,
+    ) -> Vec<(String, bool)> {
         let mut out = Vec::new();
         for &name in nodes {
-            let result = async {
-                ctx.jenkins
-                    .set_offline(name, true, "jenkins-autopilot: scaling in")
-                    .await?;
-                let again = ctx.jenkins.computer(name).await?;
-                if again.idle {
-                    Ok(true)
-                } else {
-                    ctx.jenkins.set_offline(name, false, "").await?;
-                    Ok::<bool, crate::jenkins::JenkinsError>(false)
-                }
-            }
-            .await;
-            match result {
-                Ok(ok) => out.push((name.to_string(), ok)),
-                Err(e) => {
-                    tracing::warn!(pool = %self.name, node = %name, error = %e, "draining failed; keeping the agent");
+            let taken = ctx
+                .jenkins
+                .set_offline(name, true, "jenkins-autopilot: scaling in")
+                .await;
+            let went_offline = taken.is_ok();
+            let idle = match taken {
+                Ok(_) => ctx.jenkins.computer(name).await.map(|c| c.idle),
+                Err(e) => Err(e),
+            };
+            match idle {
+                Ok(true) => out.push((name.to_string(), true)),
+                Ok(false) => {
                     out.push((name.to_string(), false));
+                    self.left_offline.insert(name.to_string());
+                    self.bring_back_one(ctx, name, problems).await;
+                }
+                Err(e) => {
+                    self.count_drain_failure(ctx, "take-offline");
+                    tracing::warn!(pool = %self.name, node = %name, error = %e, "draining failed; keeping the agent");
+                    problems.push(format!("taking {name} offline failed; kept: {e}"));
+                    out.push((name.to_string(), false));
+                    if went_offline {
+                        self.left_offline.insert(name.to_string());
+                        self.bring_back_one(ctx, name, problems).await;
+                    }
                 }
             }
         }
         out
+    }
+
+    /// Brings back online the nodes this pool took offline and could not bring back
+    /// before (still among its agents `names`).
+    pub(super) async fn bring_back(
+        &mut self,
+        ctx: &Context,
+        names: &[String],
+        problems: &mut Vec<String>,
+    ) {
+        let alive: HashSet<&str> = names.iter().map(String::as_str).collect();
+        self.left_offline.retain(|n| alive.contains(n.as_str()));
+        let pending: Vec<String> = self.left_offline.iter().cloned().collect();
+        for name in pending {
+            self.bring_back_one(ctx, &name, problems).await;
+        }
+    }
+
+    async fn bring_back_one(&mut self, ctx: &Context, name: &str, problems: &mut Vec<String>) {
+        match ctx.jenkins.set_offline(name, false, "").await {
+            Ok(_) => {
+                self.left_offline.remove(name);
+            }
+            Err(e) => {
+                self.count_drain_failure(ctx, "bring-back");
+                let hint = match &e {
+                    crate::jenkins::JenkinsError::Unauthorized { status: 403, .. } => {
+                        " (the Jenkins user needs Agent/Connect to bring a node back, besides Agent/Disconnect to take it offline)"
+                    }
+                    _ => "",
+                };
+                tracing::warn!(pool = %self.name, node = %name, error = %e, "bringing a node back online failed; retried on every reconcile");
+                problems.push(format!(
+                    "{name} stays offline in Jenkins: bringing it back failed{hint}; retried on every reconcile: {e}"
+                ));
+            }
+        }
+    }
+
+    fn count_drain_failure(&self, ctx: &Context, step: &str) {
+        ctx.metrics
+            .pool_drain_failures
+            .with_label_values(&[&self.name, step])
+            .inc();
     }
 }

@@ -337,6 +337,8 @@ pub struct PoolWorker {
     forecast: Option<forecast::LiveForecast>,
     /// Builds pipelines announced for the pool's label.
     announced: Announced,
+    /// Nodes this pool took offline that could not be brought back yet.
+    left_offline: std::collections::BTreeSet<String>,
 }
 
 impl PoolWorker {
@@ -361,6 +363,7 @@ impl PoolWorker {
             dry_run_replicas: None,
             held_at: None,
             announced: Announced::default(),
+            left_offline: Default::default(),
             forecast: (pool.predictive != crate::config::PredictiveMode::Off).then(|| {
                 forecast::LiveForecast::new(
                     settings.scaling.forecast_retrain_every.as_millis() as i64,
@@ -492,6 +495,11 @@ pub async fn reconcile(
 
     let decision = &planned.decision;
     let mut desired = decision.desired;
+    // Drain steps that failed: the decision stands, the problem is shown with it.
+    let mut problems = Vec::new();
+    if ctx.cluster.is_some() && !w.left_offline.is_empty() {
+        w.bring_back(ctx, &g.names, &mut problems).await;
+    }
     let (outcome, error) = match (&ctx.cluster, &g.pool) {
         (None, _) => {
             w.dry_run_replicas = Some(desired);
@@ -500,7 +508,10 @@ pub async fn reconcile(
         }
         (Some(_), _) if desired == current => ("unchanged", None),
         (Some(cluster), Some(state)) => {
-            match w.apply(ctx, cluster.as_ref(), state, &g, &planned).await {
+            match w
+                .apply(ctx, cluster.as_ref(), state, &g, &planned, &mut problems)
+                .await
+            {
                 Ok(applied) => {
                     desired = applied;
                     w.history.record_change(now, current, applied);
@@ -524,6 +535,11 @@ pub async fn reconcile(
             }
         }
         (Some(_), None) => unreachable!("a cluster read gives a pool state"),
+    };
+    let error = match (error, problems.is_empty()) {
+        (e, true) => e,
+        (Some(e), false) => Some(format!("{e}; {}", problems.join("; "))),
+        (None, false) => Some(problems.join("; ")),
     };
     let rule = serde_json::to_value(decision.rule)
         .ok()
