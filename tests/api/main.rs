@@ -10,6 +10,7 @@ mod demo;
 mod fake_jenkins;
 mod fake_kube;
 mod helpers;
+mod install;
 mod lifecycle;
 mod notification;
 mod ops;
