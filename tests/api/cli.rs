@@ -74,21 +74,16 @@ fn check_config_accepts_the_shipped_files() {
 
 #[test]
 fn the_settings_in_the_kubernetes_configmap_are_valid() {
-    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("ci-cd-integration/k8s/configmap.yaml");
-    let map: serde_json::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(manifest).unwrap()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let files = map["data"].as_object().unwrap();
-    assert!(files.contains_key("jenkins-scaling.yaml"));
-    for (name, content) in files {
-        std::fs::write(dir.path().join(name), content.as_str().unwrap()).unwrap();
-    }
-    let (code, _, stderr) = check_config(dir.path(), &[]);
+    // The kustomization makes the ConfigMap from these files: what check-config reads is
+    // what the pod gets.
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ci-cd-integration/k8s/settings");
+    assert!(dir.join("jenkins-scaling.yaml").is_file());
+    let (code, _, stderr) = check_config(&dir, &[]);
     assert_eq!(code, 0, "{stderr}");
     // The service listens on every address there: its read API needs a token.
     let service: serde_json::Value =
-        serde_yaml::from_str(files["service.yaml"].as_str().unwrap()).unwrap();
+        serde_yaml::from_str(&std::fs::read_to_string(dir.join("service.yaml")).unwrap()).unwrap();
     assert_eq!(service["auth"]["protect_reads"], true, "{service}");
 }
 
