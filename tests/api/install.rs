@@ -200,3 +200,310 @@ fn the_agent_deployment_runs_the_hook_inside_its_grace_period() {
         "ghcr.io/jenkins-autopilot/jenkins-autopilot:0.1.0"
     );
 }
+
+/// One fenced block of a Markdown file: its info string, body and first line.
+struct Block {
+    info: String,
+    body: String,
+    line: usize,
+}
+
+fn blocks(md: &str) -> Vec<Block> {
+    let mut out = Vec::new();
+    let mut open: Option<Block> = None;
+    for (n, line) in md.lines().enumerate() {
+        match (&mut open, line.strip_prefix("```")) {
+            (None, Some(info)) => {
+                open = Some(Block {
+                    info: info.trim().to_string(),
+                    body: String::new(),
+                    line: n + 1,
+                })
+            }
+            (Some(_), Some("")) => out.push(open.take().unwrap()),
+            (Some(b), _) => {
+                b.body.push_str(line);
+                b.body.push('\n');
+            }
+            (None, None) => {}
+        }
+    }
+    assert!(open.is_none(), "an unclosed code block");
+    out
+}
+
+/// `key=value` words of an info string.
+fn attr<'a>(info: &'a str, key: &str) -> Option<&'a str> {
+    info.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// JCasC keys and value types against the keys the plugins define: each problem with
+/// its path.
+fn check_jcasc(
+    doc: &serde_json::Value,
+    schema: &serde_json::Value,
+    at: &str,
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    match (schema, doc) {
+        (Value::String(kind), v) => {
+            let ok = match kind.as_str() {
+                "string" => v.is_string(),
+                "bool" => v.is_boolean(),
+                "int" => v.is_i64(),
+                other => panic!("unknown type {other} in the JCasC keys"),
+            };
+            if !ok {
+                out.push(format!("{at}: expected {kind}, found {v}"));
+            }
+        }
+        (Value::Object(keys), Value::Object(set)) => {
+            for (k, v) in set {
+                match keys.get(k) {
+                    Some(sub) => check_jcasc(v, sub, &format!("{at}/{k}"), out),
+                    None => out.push(format!(
+                        "{at}/{k}: no such key (known here: {})",
+                        keys.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )),
+                }
+            }
+        }
+        (Value::Array(item), Value::Array(items)) => {
+            for (i, v) in items.iter().enumerate() {
+                check_jcasc(v, &item[0], &format!("{at}[{i}]"), out);
+            }
+        }
+        (_, v) => out.push(format!(
+            "{at}: expected {}, found {v}",
+            match schema {
+                Value::Object(_) => "a mapping",
+                Value::Array(_) => "a list",
+                _ => "something else",
+            }
+        )),
+    }
+}
+
+fn jcasc_problems(yaml: &str) -> Vec<String> {
+    let schema: serde_json::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo("tests/fixtures/jcasc-keys.yaml")).unwrap(),
+    )
+    .unwrap();
+    let doc: serde_json::Value = serde_yaml::from_str(yaml).expect("JCasC YAML parses");
+    let mut out = Vec::new();
+    check_jcasc(&doc, &schema, "", &mut out);
+    out
+}
+
+#[test]
+fn every_jcasc_file_sets_only_keys_the_plugins_define() {
+    let mut files = Vec::new();
+    for dir in ["jenkins/casc", "jenkins/samples"] {
+        for e in std::fs::read_dir(repo(dir)).unwrap() {
+            files.push(e.unwrap().path());
+        }
+    }
+    assert!(files.len() >= 3, "{files:?}");
+    for f in &files {
+        let problems = jcasc_problems(&std::fs::read_to_string(f).unwrap());
+        assert!(problems.is_empty(), "{}: {problems:?}", f.display());
+    }
+    // The check fails as JCasC would: a misspelled key, a string for a boolean.
+    let problems = jcasc_problems(
+        "unclassified:\n  cloudEventsGlobalConfig:\n    sinkUrl: x\n    started: 'yes'\n",
+    );
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].starts_with("/unclassified/cloudEventsGlobalConfig/sinkUrl: no such key"));
+    assert!(
+        problems[1].contains("started: expected bool"),
+        "{problems:?}"
+    );
+}
+
+/// docs/install.md as a newcomer follows it: the commands that need no cluster run, in
+/// order, in a copy of the repository; the Secrets its cluster commands create are rendered
+/// (`--dry-run=client`), valid, and hold every key the manifests read; every snippet is
+/// checked by what it is.
+#[test]
+fn the_install_guide_works_as_written() {
+    let md = std::fs::read_to_string(repo("docs/install.md")).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    for dir in ["ci-cd-integration", "jenkins", "pipelines"] {
+        copy_dir(&repo(dir), &work.path().join(dir));
+    }
+    let bin = Path::new(env!("CARGO_BIN_EXE_jenkins-autopilot"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let sh = |script: &str| {
+        Command::new("bash")
+            .args(["-euo", "pipefail", "-c", script])
+            .current_dir(work.path())
+            .env("PATH", &path)
+            .env("HOME", work.path())
+            .env(
+                "AUTOPILOT_JENKINS_API_TOKEN",
+                "11aa22bb33cc44dd55ee66ff77aa88bb99",
+            )
+            .env("SWARM_API_TOKEN", "99bb88aa77ff66ee55dd44cc33bb22aa11")
+            .output()
+            .expect("bash")
+    };
+    let mut secrets: Vec<serde_json::Value> = Vec::new();
+    let (mut ran, mut checked) = (0, 0);
+    for b in blocks(&md) {
+        let at = format!("docs/install.md:{}", b.line);
+        let kind: Vec<&str> = b
+            .info
+            .split_whitespace()
+            .filter(|w| !w.contains('='))
+            .collect();
+        match kind.as_slice() {
+            ["sh"] => {
+                let out = sh(&b.body);
+                assert!(
+                    out.status.success(),
+                    "{at}: the command failed:\n{}\n{}{}",
+                    b.body,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                ran += 1;
+            }
+            ["sh", "cluster"] => {
+                for line in b.body.lines().filter(|l| l.contains(" create secret ")) {
+                    let out = sh(&format!("{line} --dry-run=client -o json"));
+                    assert!(
+                        out.status.success(),
+                        "{at}: {line}: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    secrets.push(serde_json::from_slice(&out.stdout).unwrap());
+                }
+            }
+            ["sh", "jenkins" | "docker"] => {}
+            ["yaml", "jcasc"] => {
+                if let Some(file) = attr(&b.info, "file") {
+                    assert_eq!(
+                        b.body,
+                        std::fs::read_to_string(repo(file)).unwrap(),
+                        "{at}: not {file} as it is"
+                    );
+                }
+                let problems = jcasc_problems(&b.body);
+                assert!(problems.is_empty(), "{at}: {problems:?}");
+                checked += 1;
+            }
+            ["yaml", "settings"] => {
+                let dir = tempfile::tempdir().unwrap();
+                let name = attr(&b.info, "name").expect("settings blocks name their file");
+                std::fs::write(dir.path().join(name), &b.body).unwrap();
+                let out = Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"))
+                    .arg("check-config")
+                    .arg(dir.path())
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{at}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                checked += 1;
+            }
+            ["groovy"] => {
+                let file = attr(&b.info, "file")
+                    .expect("Groovy blocks show a file npm-groovy-lint checks");
+                assert_eq!(
+                    b.body,
+                    std::fs::read_to_string(repo(file)).unwrap(),
+                    "{at}: not {file} as it is"
+                );
+                checked += 1;
+            }
+            other => panic!(
+                "{at}: a code block of unknown kind {other:?}: mark it sh (run here), sh cluster|jenkins|docker, yaml jcasc|settings, or groovy file=..."
+            ),
+        }
+    }
+    assert!(ran >= 3 && checked >= 5, "ran {ran}, checked {checked}");
+
+    // The Secrets: valid objects, holding every key the Deployments read.
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = dir.path().join("secrets.json");
+    std::fs::write(&rendered, serde_json::to_string(&secrets).unwrap()).unwrap();
+    for (i, s) in secrets.iter().enumerate() {
+        let file = dir.path().join(format!("secret-{i}.yaml"));
+        std::fs::write(&file, serde_yaml::to_string(s).unwrap()).unwrap();
+        let out = Command::new("kubernetes-validate")
+            .args(["--strict", "--quiet"])
+            .arg(&file)
+            .output()
+            .expect("kubernetes-validate (scripts/test installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let manifests = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(work.path().join("ci-cd-integration/k8s"))
+        .output()
+        .unwrap();
+    assert!(manifests.status.success());
+    let docs: Vec<serde_json::Value> =
+        serde_yaml::Deserializer::from_str(std::str::from_utf8(&manifests.stdout).unwrap())
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect();
+    let mut wanted = Vec::new();
+    for d in docs.iter().filter(|d| d["kind"] == "Deployment") {
+        let ns = d["metadata"]["namespace"].as_str().unwrap();
+        for c in d["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+        {
+            for e in c["env"].as_array().into_iter().flatten() {
+                let r = &e["valueFrom"]["secretKeyRef"];
+                if r.is_object() {
+                    wanted.push((
+                        ns.to_string(),
+                        r["name"].as_str().unwrap().to_string(),
+                        r["key"].as_str().unwrap().to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    assert!(wanted.len() >= 3, "{wanted:?}");
+    for (ns, name, key) in wanted {
+        let found = secrets.iter().any(|s| {
+            s["metadata"]["namespace"] == ns.as_str()
+                && s["metadata"]["name"] == name.as_str()
+                && s["data"].get(&key).is_some()
+        });
+        assert!(
+            found,
+            "the guide creates no Secret {ns}/{name} with key {key}, which a Deployment reads"
+        );
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
