@@ -1,73 +1,34 @@
-//! Mutation fuzzing of every payload parser on the stable toolchain: real plugin samples
-//! (as the plugins' documentation and code send them) are mutated byte-wise and
-//! value-wise, and each parser must answer `Ok` or a field error for every one, never
+//! Mutation fuzzing of every payload parser without a fuzzing engine: the real plugin
+//! samples of `fuzz/seeds/` (as the plugins' documentation and code send them) are
+//! mutated byte-wise and value-wise, and each parser must answer `Ok` or a field error for every one, never
 //! panic; every event it accepts must also pass or fail the bounds check cleanly.
 //! Prints executions, executions per second and panics per target; exits 1 on a panic.
 //!
 //! Run: `cargo bench --bench fuzz` (`FUZZ_EXECUTIONS`, default 1,000,000 per target;
-//! `FUZZ_SEED`; the settings loader, which reads files, runs a hundredth of them). Under
+//! `FUZZ_SEED`; the settings loader, the slowest, runs a tenth of them). Under
 //! `cargo test --all-targets` a short pass of 2,000 per target runs.
 
-use jenkins_autopilot::domain::{ControllerName, Timestamp};
-use jenkins_autopilot::ingest::{
-    IngestContext, Ingested, cloudevents, limits, notification, performance, statistics,
-};
+use jenkins_autopilot::fuzzing::{context, run};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{Value, json};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
+/// Each target's seeds: the real samples in `fuzz/seeds/<target>/`, which the `cargo fuzz`
+/// targets start from too.
 fn samples() -> Vec<(&'static str, Vec<Vec<u8>>)> {
-    let note = |phase: &str, status: Value| {
-        json!({"name": "app", "url": "job/app/", "build": {"full_url": "https://ci.example.com/job/app/3/",
-            "number": 3, "queue_id": 77, "timestamp": 1_700_000_000_000i64, "duration": 30_000, "phase": phase,
-            "status": status, "url": "job/app/3/", "scm": {"url": "https://git.example.com/app.git",
-            "branch": "main", "commit": "0123456789abcdef"}, "parameters": {"BRANCH": "main"},
-            "log": "", "notes": ""}})
-    };
-    let ce_job = json!({"ciUrl": "https://ci.example.com/", "displayName": "app", "number": 4,
-        "status": "FAILED", "duration": 20_000, "jenkinsQueueId": 91, "url": "job/app/4/",
-        "parameters": null, "scmState": {"url": null, "branch": null, "commit": null}});
-    let ce_queue = json!({"ciUrl": "https://ci.example.com/", "displayName": "app", "entryTime": 1_700_000_000_000i64,
-        "exitTime": null, "startedBy": "SCM", "jenkinsQueueId": 3, "status": "ENTERED_WAITING", "duration": 0,
-        "queueCauses": [{"reasonForWaiting": "Waiting for next available executor on \u{2018}linux\u{2019}",
-        "type": "entered_waiting", "entryTime": 1_700_000_000_000i64, "exitTime": null}]});
-    let structured = json!({"specversion": "1.0", "id": "e1", "source": "job/app",
-        "type": "org.jenkinsci.job.started", "datacontenttype": "application/json", "data": ce_job.clone()});
-    let stats_build = json!({"ciUrl": "https://ci.example.com/", "jobName": "app", "fullJobName": "team/app",
-        "number": 5, "slaveInfo": {"slaveName": "agent-1", "label": "linux", "executor": "0"},
-        "startTime": 1_700_000_000_000i64, "endTime": 0, "result": "INPROGRESS", "duration": 0,
-        "parameters": {"A": "b"}, "scmInfo": {"url": "u", "branch": "b", "commit": "c"}, "queueTime": 10_000,
-        "buildUrl": "job/team/job/app/5/", "contextId": 1, "buildCause": "SCM", "buildFailureCauses": []});
-    let stats_step = json!({"startTime": 1_700_000_000_000i64, "endTime": 1_700_000_004_000i64,
-        "buildUrl": "job/app/7/", "buildStepType": "Shell", "buildStepId": "s1"});
-    let perf = json!({"type": "build", "elapsed_ms": 60_000, "cgroup": {"cpu.stat":
-        "usage_usec 30000000\nuser_usec 20000000\nsystem_usec 10000000\n", "memory.peak": "314572800",
-        "memory.events": "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n"},
-        "requests": {"cpu": "500m", "memory": "1Gi"}, "stages": [{"name": "Compile", "duration_ms": 40_000}]});
-    let settings = "server:\n  body_limit_bytes: 2048\nscaling:\n  pools:\n    linux: {controller: prod, \
-        label: linux, namespace: ci, deployment: a, behavior: {scaleDown: {stabilizationWindow: 10m}}}\n\
-        jenkins:\n  controllers:\n    prod: {url: \"https://ci.example.com/\"}\n";
-    let b = |v: &Value| v.to_string().into_bytes();
-    vec![
-        (
-            "notification",
-            vec![
-                b(&note("STARTED", Value::Null)),
-                b(&note("COMPLETED", json!("SUCCESS"))),
-                b(&note("FINALIZED", json!("FAILURE"))),
-            ],
-        ),
-        ("cloudevents-binary", vec![b(&ce_job), b(&ce_queue)]),
-        ("cloudevents-structured", vec![b(&structured)]),
-        (
-            "statistics",
-            vec![b(&stats_build), b(&stats_step), b(&ce_queue)],
-        ),
-        ("performance", vec![b(&perf)]),
-        ("settings", vec![settings.as_bytes().to_vec()]),
-    ]
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    jenkins_autopilot::fuzzing::TARGETS
+        .iter()
+        .map(|&t| {
+            let mut files: Vec<_> = std::fs::read_dir(root.join(t))
+                .unwrap_or_else(|e| panic!("fuzz/seeds/{t}: {e}"))
+                .map(|e| e.unwrap().path())
+                .collect();
+            files.sort();
+            (t, files.iter().map(|f| std::fs::read(f).unwrap()).collect())
+        })
+        .collect()
 }
 
 const INTERESTING: [&str; 14] = [
@@ -124,50 +85,6 @@ fn mutate(seed: &[u8], rng: &mut StdRng) -> Vec<u8> {
     out
 }
 
-fn run(target: &str, input: &[u8], ctx: &IngestContext) {
-    let check = |r: Result<Ingested, jenkins_autopilot::ingest::IngestError>| {
-        if let Ok(Ingested::Events(events)) = r {
-            for e in &events {
-                let _ = limits::check(e);
-            }
-        }
-    };
-    match target {
-        "notification" => check(notification::parse(input, ctx)),
-        "cloudevents-binary" => {
-            if let Ok(data) = cloudevents::parse_binary_data(input) {
-                for t in [
-                    "org.jenkinsci.job.failed",
-                    "org.jenkinsci.queue.entered_waiting",
-                ] {
-                    let attrs = cloudevents::CeAttributes {
-                        id: Some("x".into()),
-                        ce_type: Some(t.into()),
-                        source: None,
-                    };
-                    check(cloudevents::parse(&attrs, data.clone(), ctx));
-                }
-            }
-        }
-        "cloudevents-structured" => {
-            if let Ok((attrs, data)) = cloudevents::parse_structured(input) {
-                check(cloudevents::parse(&attrs, data, ctx));
-            }
-        }
-        "statistics" => check(statistics::parse(input, None, ctx)),
-        "performance" => {
-            let _ = performance::parse(input);
-        }
-        "settings" => {
-            let dir = std::env::temp_dir().join(format!("autopilot-fuzz-{}", std::process::id()));
-            let _ = std::fs::create_dir_all(&dir);
-            let _ = std::fs::write(dir.join("fuzz.yaml"), input);
-            let _ = jenkins_autopilot::config::Settings::load(Some(&dir), Vec::new());
-        }
-        other => unreachable!("no target {other}"),
-    }
-}
-
 fn main() {
     let smoke = !std::env::args().any(|a| a == "--bench");
     let executions: u64 = if smoke {
@@ -182,18 +99,14 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(7);
-    let ctx = IngestContext {
-        controller_override: None,
-        default_controller: ControllerName::parse("default").unwrap(),
-        received_at: Timestamp::now(),
-    };
+    let ctx = context();
     // Panics are what this looks for: keep their messages short.
     std::panic::set_hook(Box::new(|info| eprintln!("panic: {info}")));
     let mut failed = false;
     for (target, seeds) in samples() {
-        // Settings files are written to and read from disk: a hundredth of the executions.
+        // The settings loader merges the defaults each time: a tenth of the executions.
         let n = if target == "settings" {
-            executions / 100
+            executions / 10
         } else {
             executions
         }

@@ -541,13 +541,18 @@ fn default_secret_parameters() -> String {
     "pass|secret|token|key|credential|auth|private|cert|cookie|session".into()
 }
 
+/// The secret-parameter pattern as the service uses it: case-insensitive, bounded.
+fn build_secret_pattern(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(pattern)
+        .case_insensitive(true)
+        .size_limit(1 << 20)
+        .build()
+}
+
 impl IngestSettings {
     /// The secret-parameter pattern, compiled (the settings check refused a bad one).
     pub fn secret_pattern(&self) -> regex::Regex {
-        regex::RegexBuilder::new(&self.secret_parameters)
-            .case_insensitive(true)
-            .size_limit(1 << 20)
-            .build()
+        build_secret_pattern(&self.secret_parameters)
             .unwrap_or_else(|_| regex::Regex::new("$^").expect("a pattern that matches nothing"))
     }
 }
@@ -630,6 +635,25 @@ impl Origins {
     }
 }
 
+/// The embedded defaults as one tree, parsed once.
+fn defaults_tree() -> &'static Value {
+    static TREE: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    TREE.get_or_init(|| {
+        let mut defaults = Value::Object(Default::default());
+        for (name, text) in DEFAULTS_YAML {
+            let file: Value = serde_yaml::from_str(text)
+                .unwrap_or_else(|e| panic!("embedded defaults {name} are not valid YAML: {e}"));
+            let Value::Object(map) = file else {
+                panic!("embedded defaults {name} are not a mapping");
+            };
+            for (section, value) in map {
+                merge(&mut defaults, &section, value);
+            }
+        }
+        defaults
+    })
+}
+
 /// A settings file's YAML. A key given twice in one mapping is an error (the YAML spec
 /// says keys are unique; taking either silently would hide a mistake).
 fn yaml_mapping(text: &str) -> Result<Value, String> {
@@ -644,59 +668,65 @@ impl Settings {
         config_dir: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigErrors> {
-        let mut defaults = Value::Object(Default::default());
-        for (name, text) in DEFAULTS_YAML {
-            let file: Value = serde_yaml::from_str(text)
-                .unwrap_or_else(|e| panic!("embedded defaults {name} are not valid YAML: {e}"));
-            let Value::Object(map) = file else {
-                panic!("embedded defaults {name} are not a mapping");
-            };
-            for (section, value) in map {
-                merge(&mut defaults, &section, value);
-            }
-        }
-        let mut tree = defaults.clone();
-        let mut origins = Origins::default();
+        let mut files = Vec::new();
         let mut errors = Vec::new();
-
         if let Some(dir) = config_dir {
             match yaml_files(dir) {
-                Ok(files) => {
-                    for file in files {
+                Ok(found) => {
+                    for file in found {
                         let shown = file.display().to_string();
                         match std::fs::read_to_string(&file) {
+                            Ok(text) => files.push((shown, text)),
                             Err(e) => errors.push(FieldError {
                                 path: shown,
                                 reason: format!("cannot read: {e}"),
                             }),
-                            Ok(text) if text.trim().is_empty() => {}
-                            Ok(text) => match yaml_mapping(&text) {
-                                Err(e) => errors.push(FieldError {
-                                    path: shown,
-                                    reason: format!("is not valid YAML: {e}"),
-                                }),
-                                Ok(Value::Null) => {}
-                                Ok(Value::Object(map)) => {
-                                    for (section, value) in map {
-                                        let mut leaves = Vec::new();
-                                        collect_leaves(&value, &section, &mut leaves);
-                                        for leaf in leaves {
-                                            origins.set(&leaf, shown.clone());
-                                        }
-                                        merge(&mut tree, &section, value);
-                                    }
-                                }
-                                Ok(_) => errors.push(FieldError {
-                                    path: shown,
-                                    reason: "must be a mapping of sections".into(),
-                                }),
-                            },
                         }
                     }
                 }
                 Err(e) => errors.push(FieldError {
                     path: dir.display().to_string(),
                     reason: e,
+                }),
+            }
+        }
+        Self::from_texts(files, env, errors)
+    }
+
+    /// The defaults, then each settings file's text (named as errors should show it), in
+    /// order, then the `AUTOPILOT_*` variables of `env`; `errors` found on the way (files
+    /// that could not be read) are reported with the rest.
+    pub fn from_texts(
+        files: Vec<(String, String)>,
+        env: impl IntoIterator<Item = (String, String)>,
+        mut errors: Vec<FieldError>,
+    ) -> Result<Self, ConfigErrors> {
+        let defaults = defaults_tree();
+        let mut tree = defaults.clone();
+        let mut origins = Origins::default();
+        for (shown, text) in files {
+            if text.trim().is_empty() {
+                continue;
+            }
+            match yaml_mapping(&text) {
+                Err(e) => errors.push(FieldError {
+                    path: shown,
+                    reason: format!("is not valid YAML: {e}"),
+                }),
+                Ok(Value::Null) => {}
+                Ok(Value::Object(map)) => {
+                    for (section, value) in map {
+                        let mut leaves = Vec::new();
+                        collect_leaves(&value, &section, &mut leaves);
+                        for leaf in leaves {
+                            origins.set(&leaf, shown.clone());
+                        }
+                        merge(&mut tree, &section, value);
+                    }
+                }
+                Ok(_) => errors.push(FieldError {
+                    path: shown,
+                    reason: "must be a mapping of sections".into(),
                 }),
             }
         }
@@ -722,7 +752,7 @@ impl Settings {
         }
 
         let settings =
-            deserialize_reporting_all::<Settings>(tree, &defaults, &origins, &mut errors);
+            deserialize_reporting_all::<Settings>(tree, defaults, &origins, &mut errors);
         if let Some(s) = &settings {
             s.validate(&origins, &mut errors);
         }
@@ -748,9 +778,10 @@ impl Settings {
         if self.ingest.write_queue_capacity == 0 {
             bad("ingest.write_queue_capacity", "must be at least 1");
         }
-        if let Err(e) = regex::RegexBuilder::new(&self.ingest.secret_parameters)
-            .size_limit(1 << 20)
-            .build()
+        // The default is known to build (a unit test): only a configured one is compiled.
+        let pattern = &self.ingest.secret_parameters;
+        if *pattern != default_secret_parameters()
+            && let Err(e) = build_secret_pattern(pattern)
         {
             bad(
                 "ingest.secret_parameters",
@@ -1154,6 +1185,26 @@ mod tests {
         assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
         assert!(s.database.url.is_none());
         assert_eq!(s.webhook.default_controller.as_str(), "default");
+    }
+
+    /// The settings check skips compiling the default secret-parameter pattern.
+    #[test]
+    fn the_default_secret_pattern_builds_and_a_bad_one_is_refused() {
+        let p = build_secret_pattern(&default_secret_parameters()).unwrap();
+        assert!(p.is_match("DB_PASSWORD") && !p.is_match("BRANCH"));
+        let err = Settings::from_texts(
+            vec![(
+                "x.yaml".into(),
+                "ingest:\n  secret_parameters: \"(unclosed\"\n".into(),
+            )],
+            Vec::new(),
+            Vec::new(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("ingest.secret_parameters"),
+            "{err}"
+        );
     }
 
     #[test]

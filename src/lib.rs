@@ -7,6 +7,7 @@ pub mod cost;
 pub mod demo;
 pub mod domain;
 pub mod forecast;
+pub mod fuzzing;
 pub mod http;
 pub mod ingest;
 pub mod jenkins;

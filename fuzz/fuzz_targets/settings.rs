@@ -1,0 +1,9 @@
+#![no_main]
+//! The `settings` target: see jenkins_autopilot::fuzzing.
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let ctx = jenkins_autopilot::fuzzing::context();
+    jenkins_autopilot::fuzzing::run("settings", data, &ctx);
+});
