@@ -65,7 +65,7 @@ fn main() {
         behavior.scale_up.policies = vec![RatePolicy { kind: PolicyKind::Pods, value: 100_000, period: Duration::from_secs(1) }];
         let pool = |label: &str, deployment: &str| PoolSettings {
             controller: jenkins_autopilot::domain::ControllerName::parse("prod").unwrap(),
-            label: label.into(),
+            label: jenkins_autopilot::domain::Label::parse(label).unwrap(),
             namespace: NS.into(),
             deployment: deployment.into(),
             executors_per_agent: 1,

@@ -274,7 +274,7 @@ pub struct PoolSettings {
     /// (controller names compare without case).
     pub controller: ControllerName,
     /// The label expression builds ask for, as Jenkins prints it (e.g. `linux`).
-    pub label: String,
+    pub label: crate::domain::Label,
     /// Namespace of the agents' Deployment.
     pub namespace: String,
     /// The agents' Deployment; its pods register with Jenkins under their pod names.
@@ -751,8 +751,7 @@ impl Settings {
             set_path(&mut tree, &path, value);
         }
 
-        let settings =
-            deserialize_reporting_all::<Settings>(tree, defaults, &origins, &mut errors);
+        let settings = deserialize_reporting_all::<Settings>(tree, defaults, &origins, &mut errors);
         if let Some(s) = &settings {
             s.validate(&origins, &mut errors);
         }
@@ -971,9 +970,6 @@ impl Settings {
                         p.controller
                     ),
                 );
-            }
-            if p.label.trim().is_empty() {
-                bad(&at("label"), "must not be empty");
             }
             if p.policy == crate::scaling::PolicyName::Warm && p.warm.max_idle > p.max {
                 bad(&at("warm.max_idle"), "must not exceed max");

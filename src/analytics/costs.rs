@@ -6,7 +6,6 @@ use super::{Range, percent_change};
 use crate::config::{PoolSettings, Settings};
 use crate::cost::{self, Alert, Breakdown, PoolCost};
 use crate::domain::Timestamp;
-use crate::scaling::demand::label_matches;
 use crate::store::{BuildGroup, PricedBuild, Store, StoreError};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -111,7 +110,7 @@ pub struct CostReport {
 /// The pool a build ran in: same controller, and its label is the pool's (compared
 /// without whitespace) or, when it is a node's labels (Statistics Gatherer sends them
 /// space-separated), one of them is: the one rule the controller, the warm model, the
-/// forecaster and the costs all use (`demand::label_matches`).
+/// forecaster and the costs all use (`Label::serves`).
 pub fn pool_of<'a>(
     pools: &'a BTreeMap<String, PoolSettings>,
     controller: &str,
@@ -120,7 +119,7 @@ pub fn pool_of<'a>(
     let label = label?;
     pools
         .iter()
-        .find(|(_, p)| p.controller.as_str() == controller && label_matches(label, &p.label))
+        .find(|(_, p)| p.controller.as_str() == controller && p.label.serves(label))
 }
 
 /// Prices one build: its report's requests, else its executor's share of its pool's

@@ -2,6 +2,7 @@
 //! passed its rules, so code that takes these types never re-checks them.
 
 mod event;
+mod label;
 mod names;
 mod record;
 mod time;
@@ -10,6 +11,7 @@ pub use event::{
     BuildFacts, BuildKey, BuildPhase, BuildResult, DomainEvent, EventSource, IngestEvent,
     NodeEvent, QueueEvent, QueueState, StepEvent, label_from_why,
 };
+pub use label::Label;
 pub use names::{ControllerName, JobName, NameError};
 pub use record::{BuildRecord, QueueItem};
 pub use time::{Timestamp, TimestampError};

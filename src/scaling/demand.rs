@@ -3,6 +3,7 @@
 //! period. Sources, in order of trust: Jenkins' own load statistics for the label, the
 //! label named in `why`, and the label an earlier queue webhook named for the same item.
 
+use crate::domain::Label;
 use std::collections::HashMap;
 
 /// A queue item as far as demand goes.
@@ -29,24 +30,10 @@ pub struct QueueDemand {
     pub announced: u32,
 }
 
-/// Label expressions compare without whitespace: Jenkins prints `docker&&amd64` for a
-/// label written `docker && amd64`.
-pub fn same_label(a: &str, b: &str) -> bool {
-    a.chars()
-        .filter(|c| !c.is_whitespace())
-        .eq(b.chars().filter(|c| !c.is_whitespace()))
-}
-
-/// Whether a build that ran on `built` (a label expression or a node's labels,
-/// space-separated) belongs to the pool of `label`.
-pub fn label_matches(built: &str, label: &str) -> bool {
-    same_label(built, label) || built.split_whitespace().any(|a| a == label)
-}
-
 /// Counts the items waiting for `label`. Only items Jenkins lists now count (Jenkins is
 /// authoritative for what is queued); webhooks only add what Jenkins does not say.
 pub fn queued_for_label(
-    label: &str,
+    label: &Label,
     items: &[QueuedItem],
     event_labels: &HashMap<u64, String>,
     load_statistics: f64,
@@ -55,13 +42,10 @@ pub fn queued_for_label(
     let mut from_events = 0;
     for item in items.iter().filter(|i| !i.blocked) {
         match item.why.as_deref().and_then(crate::domain::label_from_why) {
-            Some(l) if same_label(&l, label) => from_why += 1,
+            Some(l) if label.is(&l) => from_why += 1,
             Some(_) => {}
             None => {
-                if event_labels
-                    .get(&item.id)
-                    .is_some_and(|l| same_label(l, label))
-                {
+                if event_labels.get(&item.id).is_some_and(|l| label.is(l)) {
                     from_events += 1;
                 }
             }
@@ -122,7 +106,8 @@ mod tests {
             (99, "linux".to_string()),
         ]
         .into();
-        let d = queued_for_label("linux", &items, &events, 0.4);
+        let linux = Label::parse("linux").unwrap();
+        let d = queued_for_label(&linux, &items, &events, 0.4);
         assert_eq!(
             d,
             QueueDemand {
@@ -137,14 +122,20 @@ mod tests {
         assert_eq!(d.with_announced(2).queued, 3);
         assert_eq!(d.with_announced(5).queued, 5);
         // Load statistics win when they see more.
-        assert_eq!(queued_for_label("linux", &items, &events, 5.6).queued, 6);
+        assert_eq!(queued_for_label(&linux, &items, &events, 5.6).queued, 6);
         // Expressions compare without spaces.
         let expr = vec![item(
             7,
             Some("Waiting for next available executor on ‘docker&&amd64’"),
         )];
         assert_eq!(
-            queued_for_label("docker && amd64", &expr, &HashMap::new(), f64::NAN).queued,
+            queued_for_label(
+                &Label::parse("docker && amd64").unwrap(),
+                &expr,
+                &HashMap::new(),
+                f64::NAN
+            )
+            .queued,
             1
         );
     }

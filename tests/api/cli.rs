@@ -64,6 +64,31 @@ fn check_config_lists_every_invalid_field_and_fails() {
     }
 }
 
+/// A pool's label is parsed as the label type: blank, control characters and overlong
+/// labels are refused with the field named.
+#[test]
+fn a_pools_label_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jenkins-scaling.yaml");
+    for (label, reason) in [
+        ("\"linux\\a\"", "control characters"),
+        ("\"   \"", "must not be empty"),
+        (&format!("\"{}\"", "x".repeat(1100)), "at most 1024 bytes"),
+    ] {
+        std::fs::write(
+            &file,
+            format!("jenkins:\n  controllers:\n    prod: {{url: \"https://ci.example.com/\"}}\nscaling:\n  pools:\n    linux: {{controller: prod, label: {label}, namespace: ci, deployment: agent-linux}}\n"),
+        )
+        .unwrap();
+        let (code, _, stderr) = check_config(dir.path(), &[]);
+        assert_eq!(code, 1, "{label}: {stderr}");
+        assert!(
+            stderr.contains("scaling.pools.linux.label") && stderr.contains(reason),
+            "{label}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn check_config_accepts_the_shipped_files() {
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ci-cd-integration");

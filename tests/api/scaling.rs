@@ -25,7 +25,7 @@ pub struct Rig {
 pub fn pool(label: &str, deployment: &str) -> PoolSettings {
     PoolSettings {
         controller: jenkins_autopilot::domain::ControllerName::parse("prod").unwrap(),
-        label: label.into(),
+        label: jenkins_autopilot::domain::Label::parse(label).unwrap(),
         namespace: NS.into(),
         deployment: deployment.into(),
         executors_per_agent: 1,
@@ -118,7 +118,7 @@ impl Rig {
     pub async fn decisions(&self, pool: &str) -> Vec<Value> {
         let (status, body) = self
             .app
-            .get_json(&format!("/api/v1/pools/{pool}/decisions?since=0"))
+            .get_json(&format!("/api/v1/pools/{pool}/decisions?since=0&limit=1000"))
             .await;
         assert_eq!(status, 200, "{body}");
         body["decisions"].as_array().cloned().unwrap()

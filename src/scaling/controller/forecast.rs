@@ -4,9 +4,8 @@
 //! is what acts ahead of demand.
 
 use super::ForecastView;
-use crate::domain::{ControllerName, Timestamp};
+use crate::domain::{ControllerName, Label, Timestamp};
 use crate::forecast::{self, HISTORY_MS, Model, ModelParams, Retraining, STEP_MS, Series};
-use crate::scaling::demand;
 use crate::store::Store;
 use std::sync::Arc;
 
@@ -43,7 +42,7 @@ impl LiveForecast {
         &mut self,
         store: &Store,
         controller: &ControllerName,
-        label: &str,
+        label: &Label,
         now: Timestamp,
     ) -> ForecastView {
         if self.training.as_ref().is_some_and(|h| h.is_finished()) {
@@ -114,7 +113,7 @@ impl LiveForecast {
 async fn demand_series(
     store: &Store,
     controller: &ControllerName,
-    label: &str,
+    label: &Label,
     now: Timestamp,
 ) -> Result<Series, String> {
     let since =
@@ -125,10 +124,7 @@ async fn demand_series(
         .map_err(|e| format!("reading build history: {e}"))?;
     let mine: Vec<(i64, i64)> = spans
         .into_iter()
-        .filter(|(l, _, _)| {
-            l.as_deref()
-                .is_some_and(|l| demand::label_matches(l, label))
-        })
+        .filter(|(l, _, _)| l.as_deref().is_some_and(|l| label.serves(l)))
         .map(|(_, start, end)| (start, end.unwrap_or(now.millis() + STEP_MS)))
         .collect();
     let mut series = forecast::running_demand(&mine, STEP_MS)

@@ -210,7 +210,7 @@ impl PoolWorker {
     /// store's queue events and build starts over the plan's windows, with the ages of
     /// the builds Jenkins still lists as queued. A failed read leaves its signal unknown.
     pub(super) async fn signals(&self, ctx: &Context, g: &Gathered, now: Timestamp) -> Vec<Signal> {
-        let label = self.settings.label.as_str();
+        let label = &self.settings.label;
         let needs_usage = matches!(self.settings.policy, PolicyName::Hpa | PolicyName::Weighted);
         let usage = match (&ctx.cluster, &g.pool, needs_usage) {
             (Some(c), Some(state), true) => {
@@ -237,7 +237,7 @@ impl PoolWorker {
             Ok(labels) => Some(
                 labels
                     .iter()
-                    .filter(|l| l.as_deref().is_some_and(|l| demand::same_label(l, label)))
+                    .filter(|l| l.as_deref().is_some_and(|l| label.is(l)))
                     .count(),
             ),
             Err(e) => {
@@ -253,14 +253,14 @@ impl PoolWorker {
             Ok(rows) => {
                 let mut waits: Vec<i64> = rows
                     .into_iter()
-                    .filter(|(l, _)| l.as_deref().is_some_and(|l| demand::same_label(l, label)))
+                    .filter(|(l, _)| l.as_deref().is_some_and(|l| label.is(l)))
                     .map(|(_, w)| w)
                     .collect();
                 let why_label = |i: &&QueueItemView| {
                     i.why
                         .as_deref()
                         .and_then(crate::domain::label_from_why)
-                        .is_some_and(|l| demand::same_label(&l, label))
+                        .is_some_and(|l| label.is(&l))
                 };
                 waits.extend(
                     g.jenkins

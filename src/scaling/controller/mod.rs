@@ -15,7 +15,7 @@ pub mod ports;
 pub use apply::{BUSY_COST, DRAINED_COST, IDLE_COST, KEPT_COST};
 use ports::{Clock, ClusterApi, JenkinsApi, ReconcileError, SystemClock};
 
-use super::demand::{self, QueueDemand};
+use super::demand::QueueDemand;
 use super::plan::{IdleSince, Observation, plan, scored_signals};
 use super::{History, PolicyName, ScalePolicy};
 use crate::config::{PoolSettings, Settings};
@@ -104,7 +104,7 @@ impl Default for ScalingHandle {
 #[derive(Clone)]
 struct PoolWake {
     name: String,
-    label: String,
+    label: crate::domain::Label,
     wake: mpsc::Sender<()>,
     announced: Announced,
 }
@@ -163,7 +163,7 @@ impl ScalingHandle {
             .saturating_add(self.announcement_ttl_ms);
         let mut pools = Vec::new();
         for p in self.pools.get(controller.as_str()).into_iter().flatten() {
-            if demand::same_label(&p.label, label) {
+            if p.label.is(label) {
                 p.announced.add(until);
                 let _ = p.wake.try_send(());
                 self.metrics
@@ -299,7 +299,7 @@ impl PoolView {
         PoolView {
             name: name.to_string(),
             controller: pool.controller.to_string(),
-            label: pool.label.clone(),
+            label: pool.label.to_string(),
             namespace: pool.namespace.clone(),
             deployment: pool.deployment.clone(),
             mode: if applies { "apply" } else { "dry-run" },
@@ -450,7 +450,7 @@ pub async fn reconcile(
                 warm.plan(
                     &ctx.store,
                     &w.controller,
-                    |l| demand::label_matches(l, &label),
+                    |l| label.serves(l),
                     now,
                     current,
                     busy_agents,

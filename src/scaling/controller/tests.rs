@@ -63,8 +63,9 @@ async fn live(
     cfg: &SimConfig,
     store: &Store,
 ) -> (Vec<SimDecision>, SimOutcome) {
-    let world =
-        SharedWorld::new(world_for(builds, policy, cfg).named(&pool.label, &pool.deployment));
+    let world = SharedWorld::new(
+        world_for(builds, policy, cfg).named(pool.label.as_str(), &pool.deployment),
+    );
     let clock = Arc::new(ManualClock::new(builds[0].queued_at));
     let ctx = Context {
         jenkins: Arc::new(world.clone()),
