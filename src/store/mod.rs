@@ -91,6 +91,8 @@ pub struct DecisionRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowCounts {
     pub events: i64,
+    /// Bytes the event log's payloads take.
+    pub event_payload_bytes: i64,
     pub builds: i64,
     pub queue_items: i64,
 }
@@ -582,6 +584,10 @@ impl Store {
         };
         Ok(RowCounts {
             events: count("SELECT COUNT(*) FROM events").await?,
+            event_payload_bytes: count(
+                "SELECT CAST(COALESCE(SUM(LENGTH(payload)), 0) AS BIGINT) FROM events",
+            )
+            .await?,
             builds: count("SELECT COUNT(*) FROM builds").await?,
             queue_items: count("SELECT COUNT(*) FROM queue_items").await?,
         })

@@ -4,7 +4,8 @@
 
 use super::{StoreError, build_from_row, queue_from_row};
 use crate::domain::{
-    BuildRecord, ControllerName, DomainEvent, IngestEvent, JobName, QueueItem, Timestamp,
+    BuildFacts, BuildRecord, ControllerName, DomainEvent, IngestEvent, JobName, QueueItem,
+    Timestamp,
 };
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
@@ -122,8 +123,8 @@ async fn insert_events(
         );
         let mut args = Vec::with_capacity(chunk.len() * 6);
         for (_, e) in chunk {
-            let payload = serde_json::to_string(&e.event)
-                .map_err(|err| StoreError::Corrupt(err.to_string()))?;
+            let payload =
+                ledger_payload(&e.event).map_err(|err| StoreError::Corrupt(err.to_string()))?;
             args.extend([
                 Arg::Text(e.key.clone()),
                 Arg::Text(e.controller.as_str().to_string()),
@@ -141,6 +142,22 @@ async fn insert_events(
         }
     }
     Ok(inserted)
+}
+
+/// What the event log keeps of an event: its identity and small facts. A build's big
+/// fields (parameters, SCM, URL) are stored once, in its record, not again per event.
+fn ledger_payload(event: &DomainEvent) -> Result<String, serde_json::Error> {
+    match event {
+        DomainEvent::Build(f) => serde_json::to_string(&DomainEvent::Build(BuildFacts {
+            parameters: None,
+            url: None,
+            scm_url: None,
+            scm_branch: None,
+            scm_commit: None,
+            ..f.clone()
+        })),
+        other => serde_json::to_string(other),
+    }
 }
 
 /// The records a batch touches, loaded once, folded in memory.

@@ -190,3 +190,61 @@ async fn sigkill_during_a_flood_loses_nothing_answered_sqlite() {
 async fn sigkill_during_a_flood_loses_nothing_answered_postgres() {
     sigkill_loses_nothing_answered(Db::Postgres).await;
 }
+
+/// A build's big fields (parameters, SCM, URL) are stored once, in its record: the event
+/// log keeps each event's identity and small facts, so every phase's webhook does not add
+/// another copy of the parameters.
+async fn big_fields_are_stored_once(db: Db) {
+    let (settings, _dir) = test_settings(db).await;
+    let app = spawn_with(settings).await;
+    let big: serde_json::Map<String, serde_json::Value> = (0..100)
+        .map(|i| (format!("P{i:03}"), serde_json::json!("v".repeat(2_000))))
+        .collect();
+    let mut phases = 0;
+    for (phase, status) in [
+        ("QUEUED", None),
+        ("STARTED", None),
+        ("COMPLETED", Some("SUCCESS")),
+        ("FINALIZED", Some("SUCCESS")),
+    ] {
+        let mut body = payload::notification(
+            "job/app/",
+            "app",
+            7,
+            phase,
+            1_700_000_000_000,
+            60_000,
+            status,
+        );
+        body["build"]["parameters"] = serde_json::Value::Object(big.clone());
+        let resp = app.post_notification(&body).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        phases += 1;
+    }
+    let build = app.build("ci.example.com", "app", 7).await;
+    assert_eq!(
+        build["parameters"].as_object().unwrap().len(),
+        100,
+        "{build}"
+    );
+    assert_eq!(build["parameters"]["P042"], "v".repeat(2_000));
+    assert_eq!(build["scm_commit"], "4f5e6d7c");
+    let counts = app.row_counts().await;
+    assert_eq!(counts.events, phases);
+    // 200 kB of parameters per webhook: the four events' payloads together hold none.
+    assert!(
+        counts.event_payload_bytes < 4 * 2_000,
+        "{} payload bytes",
+        counts.event_payload_bytes
+    );
+}
+
+#[tokio::test]
+async fn big_fields_are_stored_once_sqlite() {
+    big_fields_are_stored_once(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn big_fields_are_stored_once_postgres() {
+    big_fields_are_stored_once(Db::Postgres).await;
+}

@@ -118,7 +118,9 @@ impl Rig {
     pub async fn decisions(&self, pool: &str) -> Vec<Value> {
         let (status, body) = self
             .app
-            .get_json(&format!("/api/v1/pools/{pool}/decisions?since=0&limit=1000"))
+            .get_json(&format!(
+                "/api/v1/pools/{pool}/decisions?since=0&limit=1000"
+            ))
             .await;
         assert_eq!(status, 200, "{body}");
         body["decisions"].as_array().cloned().unwrap()
