@@ -59,6 +59,9 @@ pub struct Settings {
     /// Agent pools and the controller loop.
     #[serde(default)]
     pub scaling: ScalingSettings,
+    /// Reading Jenkins' build history: backfills and the repair of lost webhooks.
+    #[serde(default)]
+    pub backfill: BackfillSettings,
     /// API tokens (JWT).
     pub auth: AuthSettings,
     /// The resource profile ladder and the build container.
@@ -190,6 +193,45 @@ pub enum KubernetesMode {
     Auto,
     DryRun,
     Apply,
+}
+
+/// Reading Jenkins' build history.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillSettings {
+    /// Re-read each controller's recent history this often and fold in the builds whose
+    /// webhooks were lost (none of the plugins retries a refused delivery); `0s` turns it
+    /// off.
+    #[serde(default = "default_repair_every", with = "humantime_serde")]
+    pub repair_every: Duration,
+    /// How far back the repair reads.
+    #[serde(default = "default_repair_window", with = "humantime_serde")]
+    pub repair_window: Duration,
+    /// Requests per second to one Jenkins, for backfills (unless given) and the repair.
+    #[serde(default = "default_backfill_rate")]
+    pub max_requests_per_second: f64,
+}
+
+fn default_repair_every() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn default_repair_window() -> Duration {
+    Duration::from_secs(3 * 3600)
+}
+
+fn default_backfill_rate() -> f64 {
+    crate::backfill::Options::DEFAULT_RATE
+}
+
+impl Default for BackfillSettings {
+    fn default() -> Self {
+        Self {
+            repair_every: default_repair_every(),
+            repair_window: default_repair_window(),
+            max_requests_per_second: default_backfill_rate(),
+        }
+    }
 }
 
 /// Agent pools and the controller loop.
@@ -944,6 +986,23 @@ impl Settings {
         }
         if self.scaling.reconcile_interval < Duration::from_secs(1) {
             bad("scaling.reconcile_interval", "must be at least 1s");
+        }
+        let b = &self.backfill;
+        if !(b.max_requests_per_second > 0.0
+            && b.max_requests_per_second <= crate::backfill::Options::MAX_RATE)
+        {
+            bad(
+                "backfill.max_requests_per_second",
+                "must be above 0 and at most 1000",
+            );
+        }
+        if !b.repair_every.is_zero() && b.repair_every < Duration::from_secs(60) {
+            bad("backfill.repair_every", "must be 0s (off) or at least 1m");
+        }
+        if b.repair_window < Duration::from_secs(60)
+            || b.repair_window > Duration::from_secs(7 * 86_400)
+        {
+            bad("backfill.repair_window", "must be between 1m and 7d");
         }
         let ttl = self.scaling.announcement_ttl;
         if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(600) {

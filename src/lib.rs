@@ -2,6 +2,7 @@
 //! and (in later modules) sizes agent pools and build pods from what it learns.
 
 pub mod analytics;
+pub mod backfill;
 pub mod config;
 pub mod cost;
 pub mod demo;

@@ -35,6 +35,8 @@ pub struct Metrics {
     /// Failed drain steps per pool: take-offline, bring-back (the node stays offline in
     /// Jenkins until a reconcile brings it back).
     pub pool_drain_failures: IntCounterVec,
+    /// Build records only the repair of lost webhooks found, per controller.
+    pub repair_found: IntGaugeVec,
     /// Builds pipelines announced as about to wait for each pool's label.
     pub pool_announcements: IntCounterVec,
     /// Cost alerts raised, by kind (cost_per_build, idle_share).
@@ -118,7 +120,15 @@ impl Metrics {
             &["pool", "source"],
         )
         .expect("valid metric");
-        for c in [&pool_agents, &pool_queued] {
+        let repair_found = IntGaugeVec::new(
+            Opts::new(
+                "repair_found_builds",
+                "Build records only the repair found (their webhooks were lost), per controller",
+            ),
+            &["controller"],
+        )
+        .expect("valid metric");
+        for c in [&pool_agents, &pool_queued, &repair_found] {
             registry
                 .register(Box::new(c.clone()))
                 .expect("unique metric");
@@ -169,6 +179,7 @@ impl Metrics {
             pool_failures,
             pool_announcements,
             pool_drain_failures,
+            repair_found,
         }
     }
 
@@ -182,7 +193,7 @@ impl Metrics {
     /// Every metric family's full name (`autopilot_...`), with or without samples yet.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 12] = [
+        let collectors: [&dyn Collector; 13] = [
             &self.events,
             &self.store_commit_seconds,
             &self.batch_size,
@@ -195,6 +206,7 @@ impl Metrics {
             &self.cost_alerts,
             &self.pool_announcements,
             &self.pool_drain_failures,
+            &self.repair_found,
         ];
         collectors
             .iter()

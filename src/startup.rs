@@ -67,6 +67,13 @@ impl Application {
             settings.ingest.event_retention,
             crate::store::Retained::Events,
         ));
+        let backfills = Arc::new(crate::http::backfill::Backfills::default());
+        tokio::spawn(crate::backfill::repair_every(
+            store.clone(),
+            settings.clone(),
+            metrics.clone(),
+            backfills.clone(),
+        ));
         let state = AppState {
             store: store.clone(),
             writer,
@@ -84,6 +91,7 @@ impl Application {
             unverified_bodies: Arc::new(tokio::sync::Semaphore::new(
                 settings.server.max_unverified_bodies.max(1),
             )),
+            backfills: backfills.clone(),
             settings: settings.clone(),
             scaling,
         };

@@ -11,6 +11,10 @@ pub enum EventSource {
     Notification,
     CloudEvents,
     Statistics,
+    /// Read from Jenkins' build history by a backfill.
+    Backfill,
+    /// Read from Jenkins' recent history by the repair of lost webhooks.
+    Repair,
 }
 
 impl EventSource {
@@ -19,6 +23,8 @@ impl EventSource {
             Self::Notification => "notification",
             Self::CloudEvents => "cloudevents",
             Self::Statistics => "statistics",
+            Self::Backfill => "backfill",
+            Self::Repair => "repair",
         }
     }
 }

@@ -13,5 +13,5 @@ pub use event::{
 };
 pub use label::Label;
 pub use names::{ControllerName, JobName, NameError};
-pub use record::{BuildRecord, QueueItem};
+pub use record::{BuildRecord, FoundBy, QueueItem};
 pub use time::{Timestamp, TimestampError};

@@ -37,6 +37,47 @@ pub struct BuildRecord {
     pub scm_branch: Option<String>,
     pub scm_commit: Option<String>,
     pub url: Option<String>,
+    /// How the record was first found: `webhook`, `backfill` (Jenkins' history) or
+    /// `repair` (only the re-read of recent history found it: its webhooks were lost).
+    #[schema(value_type = String)]
+    pub found_by: FoundBy,
+}
+
+/// How a build record was found. Folding keeps the most direct: a webhook beats a
+/// backfill, which beats the repair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FoundBy {
+    Webhook,
+    Backfill,
+    Repair,
+}
+
+impl FoundBy {
+    pub fn of(source: super::EventSource) -> Self {
+        match source {
+            super::EventSource::Backfill => Self::Backfill,
+            super::EventSource::Repair => Self::Repair,
+            _ => Self::Webhook,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+            Self::Backfill => "backfill",
+            Self::Repair => "repair",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "webhook" => Some(Self::Webhook),
+            "backfill" => Some(Self::Backfill),
+            "repair" => Some(Self::Repair),
+            _ => None,
+        }
+    }
 }
 
 impl BuildRecord {
@@ -61,7 +102,13 @@ impl BuildRecord {
             scm_branch: None,
             scm_commit: None,
             url: None,
+            found_by: FoundBy::Repair,
         }
+    }
+
+    /// Folds in that an event from `source` told of this build.
+    pub fn found(&mut self, source: super::EventSource) {
+        self.found_by = self.found_by.min(FoundBy::of(source));
     }
 
     /// Folds one event's facts in. Commutative and idempotent: instants take the

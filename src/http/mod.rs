@@ -1,6 +1,7 @@
 //! HTTP surface: webhooks, the read API, health, metrics and the OpenAPI document.
 
 pub mod auth;
+pub mod backfill;
 mod costs;
 mod dashboard;
 pub mod disk;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub secret_parameters: regex::Regex,
     /// Signed webhook bodies read before they are authenticated.
     pub unverified_bodies: Arc<tokio::sync::Semaphore>,
+    /// Backfills: one at a time, each controller's latest progress.
+    pub backfills: Arc<backfill::Backfills>,
 }
 
 /// Registers every route.
@@ -84,6 +87,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/api/v1/queue").route(web::get().to(read::list_queue)))
     .service(web::resource("/api/v1/pools").route(web::get().to(pools::list_pools)))
     .service(
+        web::resource("/api/v1/controllers/{controller}/backfill")
+            .route(web::post().to(backfill::start))
+            .route(web::get().to(backfill::progress)),
+    )
+    .service(
         web::resource("/api/v1/controllers/{controller}/waiting")
             .route(web::post().to(pools::announce_waiting)),
     )
@@ -124,6 +132,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         pools::get_forecast,
         pools::get_frontier,
         pools::announce_waiting,
+        backfill::start,
+        backfill::progress,
         costs::get_costs,
         costs::optimize,
         reports::performance,
@@ -147,6 +157,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         pools::PoolList,
         pools::DecisionList,
         pools::WaitingRequest,
+        backfill::BackfillRequest,
+        crate::backfill::Progress,
         pools::WaitingReply,
         crate::scaling::controller::Announcement,
         crate::scaling::controller::PoolView,

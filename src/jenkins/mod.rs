@@ -1,6 +1,8 @@
 //! The Jenkins REST client: all Jenkins I/O lives here. Reads are retried with backoff;
 //! writes (taking a node offline) are not, since Jenkins' `toggleOffline` toggles.
 
+pub mod history;
+
 use crate::config::JenkinsControllerSettings;
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};

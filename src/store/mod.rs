@@ -2,17 +2,19 @@
 //! WAL) and PostgreSQL, through sqlx's `Any` driver; `$N` placeholders work on both.
 
 mod analytics;
+mod backfill;
 mod performance;
 mod write;
 mod writer;
 
 pub use analytics::{BuildGroup, DaySums, JobMedian, Measure};
+pub use backfill::BackfillRun;
 pub use performance::{PricedBuild, StoredPerformance};
 pub use writer::{SubmitError, WriteOutcome, Writer, WriterHandle};
 
 use crate::config::{DatabaseSettings, SqliteSynchronous};
 use crate::domain::{
-    BuildPhase, BuildRecord, BuildResult, ControllerName, IngestEvent, JobName, QueueItem,
+    BuildPhase, BuildRecord, BuildResult, ControllerName, FoundBy, IngestEvent, JobName, QueueItem,
     QueueState, Timestamp,
 };
 use anyhow::Context;
@@ -207,6 +209,13 @@ impl Store {
                 Cow::Borrowed("builds by finish"),
                 MigrationType::Simple,
                 include_str!("migrations/0004_builds_finished_at.sql").into_sql_str(),
+                false,
+            ),
+            Migration::new(
+                5,
+                Cow::Borrowed("backfill"),
+                MigrationType::Simple,
+                include_str!("migrations/0005_backfill.sql").into_sql_str(),
                 false,
             ),
         ];
@@ -710,6 +719,10 @@ fn build_from_row(row: &AnyRow) -> Result<BuildRecord, StoreError> {
         scm_branch: row.try_get("scm_branch")?,
         scm_commit: row.try_get("scm_commit")?,
         url: row.try_get("url")?,
+        found_by: match row.try_get::<Option<String>, _>("found_by")? {
+            None => FoundBy::Webhook,
+            Some(f) => FoundBy::parse(&f).ok_or_else(|| corrupt("found_by", &f))?,
+        },
     })
 }
 

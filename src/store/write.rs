@@ -285,6 +285,7 @@ impl Fold {
                 });
                 let had_queue = record.queue_id;
                 record.apply(f);
+                record.found(e.source);
                 if let Some(q) = record.queue_id {
                     if let Some(item) = self.queue.get(&(c.clone(), q)) {
                         record.apply_queue_item(item);
@@ -359,7 +360,7 @@ fn pair_args(ids: &[QueueId]) -> Vec<Arg> {
         .collect()
 }
 
-const BUILD_COLUMNS: [&str; 20] = [
+const BUILD_COLUMNS: [&str; 21] = [
     "controller",
     "job",
     "number",
@@ -378,6 +379,7 @@ const BUILD_COLUMNS: [&str; 20] = [
     "scm_branch",
     "scm_commit",
     "url",
+    "found_by",
     "sort_at",
     "updated_at",
 ];
@@ -426,6 +428,7 @@ async fn save_builds(
             Arg::OptText(r.scm_branch.clone()),
             Arg::OptText(r.scm_commit.clone()),
             Arg::OptText(r.url.clone()),
+            Arg::Text(r.found_by.as_str().into()),
             Arg::Int(sort_at.millis()),
             Arg::Int(now.millis()),
         ]);

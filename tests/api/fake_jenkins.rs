@@ -42,6 +42,17 @@ pub struct JenkinsState {
     pub toggles: Vec<String>,
     /// The user lacks Agent/Connect: bringing a node back online is refused with 403.
     pub refuse_connect: bool,
+    /// Folders by full name (`""`: the top level): their items' names and `_class`.
+    pub folders: BTreeMap<String, Vec<(String, String)>>,
+    /// Jobs' builds by the job's full name, newest first, shaped like `/job/X/api/json`.
+    pub history: BTreeMap<String, Vec<Value>>,
+    /// After this many more requests every request fails with 502, until cleared.
+    pub fail_after: Option<usize>,
+    /// The next N requests are answered only after `slow` (past the client's timeout).
+    pub slow_next: u32,
+    pub slow: Duration,
+    /// When each request arrived.
+    pub request_times: Vec<std::time::Instant>,
 }
 
 #[derive(Clone)]
@@ -112,13 +123,30 @@ async fn handle(req: HttpRequest, state: web::Data<Arc<Mutex<JenkinsState>>>) ->
             req.method().to_string(),
             format!("{}?{}", path, req.query_string()),
         ));
-        let fail = if s.fail_next > 0 {
+        s.request_times.push(std::time::Instant::now());
+        let failing_now = match s.fail_after.as_mut() {
+            Some(0) => true,
+            Some(n) => {
+                *n -= 1;
+                false
+            }
+            None => false,
+        };
+        let slow = if s.slow_next > 0 {
+            s.slow_next -= 1;
+            Some(s.slow)
+        } else {
+            None
+        };
+        let fail = if failing_now {
+            Some(502)
+        } else if s.fail_next > 0 {
             s.fail_next -= 1;
             Some(502)
         } else {
             s.fail_status
         };
-        (s.delay, fail, s.bad_json, s.refuse_auth)
+        (slow.or(s.delay), fail, s.bad_json, s.refuse_auth)
     };
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
@@ -223,8 +251,59 @@ async fn handle(req: HttpRequest, state: web::Data<Arc<Mutex<JenkinsState>>>) ->
                 .insert_header(("Location", "../"))
                 .finish()
         }
+        ("GET", ["api", "json"]) => folder_json(&s, ""),
+        ("GET", [.., "api", "json"]) if seg.len() >= 4 && seg[0] == "job" => {
+            let parts = &seg[..seg.len() - 2];
+            if parts.chunks(2).any(|c| c.len() != 2 || c[0] != "job") {
+                return HttpResponse::NotFound().body("<html>Not found</html>");
+            }
+            let full: Vec<&str> = parts.chunks(2).map(|c| c[1]).collect();
+            let full = full.join("/");
+            if s.folders.contains_key(&full) {
+                return folder_json(&s, &full);
+            }
+            match s.history.get(&full) {
+                Some(builds) => {
+                    let (from, to) = range(req.query_string()).unwrap_or((0, builds.len()));
+                    let page: Vec<Value> = builds
+                        .iter()
+                        .skip(from)
+                        .take(to.saturating_sub(from))
+                        .cloned()
+                        .collect();
+                    status_json(
+                        200,
+                        json!({"_class": "org.jenkinsci.plugins.workflow.job.WorkflowJob", "builds": page}),
+                    )
+                }
+                None => HttpResponse::NotFound().body("<html>Not found</html>"),
+            }
+        }
         _ => HttpResponse::NotFound().body("<html>Not found</html>"),
     }
+}
+
+fn folder_json(s: &JenkinsState, folder: &str) -> HttpResponse {
+    let items: Vec<Value> = s
+        .folders
+        .get(folder)
+        .into_iter()
+        .flatten()
+        .map(|(name, class)| json!({"_class": class, "name": name}))
+        .collect();
+    status_json(
+        200,
+        json!({"_class": "com.cloudbees.hudson.plugins.folder.Folder", "jobs": items}),
+    )
+}
+
+/// The `{m,n}` range of a `tree=` query.
+fn range(query: &str) -> Option<(usize, usize)> {
+    let q = urlencoding::decode(query).ok()?;
+    let open = q.rfind('{')?;
+    let close = q[open..].find('}')? + open;
+    let (m, n) = q[open + 1..close].split_once(',')?;
+    Some((m.parse().ok()?, n.parse().ok()?))
 }
 
 fn computer_json(name: &str, a: &Agent) -> Value {

@@ -1,6 +1,7 @@
 //! Integration tests: the real application on port 0, driven over HTTP.
 
 mod auth;
+mod backfill;
 mod bad_input;
 mod cli;
 mod cloudevents;

@@ -1,0 +1,196 @@
+//! What a backfill of Jenkins' history keeps: its runs, the jobs each read to the end
+//! (a stopped run resumes after them), and what the webhooks already said of a job.
+
+use super::{Store, StoreError};
+use crate::domain::{ControllerName, JobName, Timestamp};
+use sqlx::Row;
+use std::collections::HashSet;
+
+/// A backfill run as stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BackfillRun {
+    pub id: i64,
+    pub controller: String,
+    /// Builds started at or after this instant (epoch ms) are read.
+    pub since: i64,
+    pub jobs_glob: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    pub error: Option<String>,
+}
+
+impl Store {
+    /// The controller's unfinished run for the same jobs, with its range and the jobs it
+    /// read to the end; else a new run from `since` (and no jobs).
+    pub async fn backfill_resume_or_start(
+        &self,
+        controller: &ControllerName,
+        since: Timestamp,
+        jobs_glob: &str,
+        now: Timestamp,
+    ) -> Result<(BackfillRun, HashSet<String>), StoreError> {
+        let open = sqlx::query(
+            "SELECT * FROM backfill_runs WHERE controller = $1 AND jobs_glob = $2 \
+             AND state <> 'done' ORDER BY started_at DESC, id DESC LIMIT 1",
+        )
+        .bind(controller.as_str().to_string())
+        .bind(jobs_glob.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = open {
+            let run = run_from_row(&row)?;
+            sqlx::query("UPDATE backfill_runs SET state = 'running', error = NULL WHERE id = $1")
+                .bind(run.id)
+                .execute(&self.pool)
+                .await?;
+            let done: Vec<String> = sqlx::query("SELECT job FROM backfill_jobs WHERE run_id = $1")
+                .bind(run.id)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| r.try_get::<String, _>("job"))
+                .collect::<Result<_, _>>()?;
+            return Ok((
+                BackfillRun {
+                    state: "running".into(),
+                    error: None,
+                    ..run
+                },
+                done.into_iter().collect(),
+            ));
+        }
+        let id: i64 =
+            sqlx::query("SELECT CAST(COALESCE(MAX(id), 0) + 1 AS BIGINT) FROM backfill_runs")
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?;
+        let run = BackfillRun {
+            id,
+            controller: controller.as_str().to_string(),
+            since: since.millis(),
+            jobs_glob: jobs_glob.to_string(),
+            started_at: now.millis(),
+            finished_at: None,
+            state: "running".into(),
+            error: None,
+        };
+        sqlx::query(
+            "INSERT INTO backfill_runs (id, controller, since, jobs_glob, started_at, state) \
+             VALUES ($1, $2, $3, $4, $5, 'running')",
+        )
+        .bind(run.id)
+        .bind(run.controller.clone())
+        .bind(run.since)
+        .bind(run.jobs_glob.clone())
+        .bind(run.started_at)
+        .execute(&self.pool)
+        .await?;
+        Ok((run, HashSet::new()))
+    }
+
+    /// Marks `job` read to the end in run `run_id`.
+    pub async fn backfill_job_done(
+        &self,
+        run_id: i64,
+        job: &str,
+        builds: u64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO backfill_jobs (run_id, job, builds, done_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (run_id, job) DO UPDATE SET builds = excluded.builds, done_at = excluded.done_at",
+        )
+        .bind(run_id)
+        .bind(job.to_string())
+        .bind(builds as i64)
+        .bind(now.millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Ends run `run_id` as `done` or `failed` (with the error).
+    pub async fn backfill_finish(
+        &self,
+        run_id: i64,
+        error: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE backfill_runs SET state = $1, error = $2, finished_at = $3 WHERE id = $4",
+        )
+        .bind(if error.is_some() { "failed" } else { "done" })
+        .bind(error.map(str::to_string))
+        .bind(now.millis())
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The controller's runs, newest first.
+    pub async fn backfill_runs(
+        &self,
+        controller: &ControllerName,
+        limit: u32,
+    ) -> Result<Vec<BackfillRun>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT * FROM backfill_runs WHERE controller = $1 ORDER BY started_at DESC, id DESC LIMIT {}",
+            limit.min(1000)
+        )))
+        .bind(controller.as_str().to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(run_from_row)
+        .collect()
+    }
+
+    /// The label the job's newest build known from a webhook asked for.
+    pub async fn webhook_label_of(
+        &self,
+        controller: &ControllerName,
+        job: &JobName,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT label FROM builds WHERE controller = $1 AND job = $2 AND label IS NOT NULL \
+             AND (found_by IS NULL OR found_by = 'webhook') ORDER BY sort_at DESC LIMIT 1",
+        )
+        .bind(controller.as_str().to_string())
+        .bind(job.as_str().to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => r.try_get("label")?,
+            None => None,
+        })
+    }
+
+    /// How many of the controller's build records only the repair found, per controller.
+    pub async fn repair_found(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query(
+            "SELECT controller, CAST(COUNT(*) AS BIGINT) AS n FROM builds WHERE found_by = 'repair' \
+             GROUP BY controller ORDER BY controller",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("controller")?, r.try_get("n")?)))
+        .collect()
+    }
+}
+
+fn run_from_row(row: &sqlx::any::AnyRow) -> Result<BackfillRun, StoreError> {
+    Ok(BackfillRun {
+        id: row.try_get("id")?,
+        controller: row.try_get("controller")?,
+        since: row.try_get("since")?,
+        jobs_glob: row.try_get("jobs_glob")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        state: row.try_get("state")?,
+        error: row.try_get("error")?,
+    })
+}

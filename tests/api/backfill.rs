@@ -1,0 +1,384 @@
+//! Backfill of Jenkins' build history through the API, against the fake Jenkins with
+//! folders, multibranch projects and builds pages shaped like real captures.
+
+use crate::fake_jenkins::FakeJenkins;
+use crate::scaling::{NS, Rig, eventually, pool, rig};
+use jenkins_autopilot::config::KubernetesMode;
+use jenkins_autopilot::tokens::Scope;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const FOLDER: &str = "com.cloudbees.hudson.plugins.folder.Folder";
+const MULTIBRANCH: &str = "org.jenkinsci.plugins.workflow.multibranch.WorkflowMultiBranchProject";
+const PIPELINE: &str = "org.jenkinsci.plugins.workflow.job.WorkflowJob";
+const FREESTYLE: &str = "hudson.model.FreeStyleProject";
+const MIN: i64 = 60_000;
+
+/// The node each job's builds ran on, and whether Jenkins kept their queue time.
+fn node_of(job: &str, n: u64) -> (String, bool) {
+    if job.starts_with("team-a/") {
+        (format!("agent-linux-7d9f8-x{n}"), true)
+    } else if [
+        "team-b/app-0",
+        "team-b/app-1",
+        "team-b/app-2",
+        "team-b/app-3",
+    ]
+    .contains(&job)
+    {
+        ("static-docker-1".into(), false)
+    } else if job.starts_with("team-b/") {
+        ("gone-node".into(), false)
+    } else {
+        (String::new(), false)
+    }
+}
+
+/// 3 folders, 20 jobs (7 pipelines, 7 freestyle, a multibranch project of 6 branches),
+/// 100 builds each, the newest first, one build every 20 minutes back from `now`.
+fn history(j: &FakeJenkins, now: i64) -> Vec<String> {
+    let mut s = j.state.lock().unwrap();
+    let top = ["team-a", "team-b", "team-c"]
+        .map(|f| (f.to_string(), FOLDER.to_string()))
+        .to_vec();
+    s.folders.insert(String::new(), top);
+    let a: Vec<(String, String)> = (0..7)
+        .map(|i| (format!("app-{i}"), PIPELINE.into()))
+        .collect();
+    let b: Vec<(String, String)> = (0..7)
+        .map(|i| (format!("app-{i}"), FREESTYLE.into()))
+        .collect();
+    s.folders.insert("team-a".into(), a.clone());
+    s.folders.insert("team-b".into(), b.clone());
+    s.folders
+        .insert("team-c".into(), vec![("svc".into(), MULTIBRANCH.into())]);
+    let branches: Vec<(String, String)> = [
+        "main",
+        "feature%2Fx",
+        "feature%2Fy",
+        "release-1",
+        "release-2",
+        "dev",
+    ]
+    .iter()
+    .map(|b| (b.to_string(), PIPELINE.into()))
+    .collect();
+    s.folders.insert("team-c/svc".into(), branches.clone());
+    let mut jobs = Vec::new();
+    jobs.extend(a.iter().map(|(n, _)| format!("team-a/{n}")));
+    jobs.extend(b.iter().map(|(n, _)| format!("team-b/{n}")));
+    jobs.extend(branches.iter().map(|(n, _)| format!("team-c/svc/{n}")));
+    for job in &jobs {
+        let builds: Vec<Value> = (1..=100u64)
+            .rev()
+            .map(|n| {
+                let (node, timed) = node_of(job, n);
+                let mut actions = vec![json!({"_class": "hudson.model.CauseAction"}), json!({})];
+                if timed {
+                    actions.push(json!({"_class": "jenkins.metrics.impl.TimeInQueueAction",
+                        "queuingDurationMillis": 4200, "blockedDurationMillis": 0}));
+                }
+                let running = job == "team-a/app-0" && n == 100;
+                json!({"_class": "org.jenkinsci.plugins.workflow.job.WorkflowRun", "number": n,
+                    "timestamp": now - (101 - n as i64) * 20 * MIN, "duration": if running { 0 } else { 5 * MIN },
+                    "result": if running { Value::Null } else { json!("SUCCESS") },
+                    "builtOn": node, "queueId": 10_000 + n, "actions": actions})
+            })
+            .collect();
+        s.history.insert(job.clone(), builds);
+    }
+    jobs
+}
+
+async fn backfill_rig() -> (Rig, Vec<String>, i64) {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut jobs = Vec::new();
+    let rig = rig(
+        KubernetesMode::DryRun,
+        |j, _| {
+            jobs = history(j, now);
+            j.add_agent("static-docker-1", "docker", 2, 0);
+        },
+        |s| {
+            s.scaling
+                .pools
+                .insert("docker".into(), pool("docker", "agent-docker"));
+        },
+    )
+    .await;
+    (rig, jobs, now)
+}
+
+impl Rig {
+    async fn start_backfill(&self, body: &Value) -> (u16, Value) {
+        self.app
+            .post_authed(
+                "/api/v1/controllers/prod/backfill",
+                &self.app.jwt(&[Scope::Admin]),
+                body,
+            )
+            .await
+    }
+
+    /// Waits until the controller's backfill is no longer running; its progress.
+    async fn backfill_ended(&self) -> Value {
+        let mut last = Value::Null;
+        eventually("the backfill ended", Duration::from_secs(60), async || {
+            let (status, p) = self.app.get_json("/api/v1/controllers/prod/backfill").await;
+            assert_eq!(status, 200, "{p}");
+            last = p;
+            last["state"] != "running"
+        })
+        .await;
+        last
+    }
+
+    async fn build_of(&self, job: &str, n: u64) -> Value {
+        self.app.build("prod", job, n).await
+    }
+}
+
+#[tokio::test]
+async fn a_backfill_lands_every_build_once_assigns_pools_and_survives_a_failing_jenkins() {
+    let (rig, jobs, now) = backfill_rig().await;
+    assert_eq!(jobs.len(), 20);
+    // A webhook told of team-b/app-5 before: its past builds ran on the label it asked for.
+    let resp = rig
+        .app
+        .post_webhook(
+            "/webhooks/statistics?controller=prod",
+            &json!({"ciUrl": "https://ci.example.com/", "jobName": "app-5", "fullJobName": "team-b/app-5",
+                "number": 500, "slaveInfo": {"slaveName": "agent-linux-zz", "label": "linux", "executor": "0"},
+                "startTime": now - MIN, "result": "INPROGRESS", "duration": 0, "queueTime": 1000,
+                "buildUrl": "job/team-b/job/app-5/500/"}),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let known = rig.build_of("team-b/app-5", 500).await;
+    assert_eq!(known["label"], "linux", "{known}");
+
+    // Not for a token without admin, not for a controller the service does not know.
+    let (status, _) = rig
+        .app
+        .post_authed(
+            "/api/v1/controllers/prod/backfill",
+            &rig.app.jwt(&[Scope::ReportsRead]),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = rig
+        .app
+        .post_authed(
+            "/api/v1/controllers/nope/backfill",
+            &rig.app.jwt(&[Scope::Admin]),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    for (body, field) in [
+        (json!({"since": "forever"}), "since"),
+        (
+            json!({"max_requests_per_second": 0}),
+            "max_requests_per_second",
+        ),
+        (json!({"jobs": "[unclosed"}), "jobs"),
+        (json!({"extra": true}), "extra"),
+    ] {
+        let (status, reply) = rig.start_backfill(&body).await;
+        assert_eq!(status, 400, "{body}: {reply}");
+        assert!(reply.to_string().contains(field), "{reply}");
+    }
+
+    // Jenkins fails mid-way: the run stops as failed, keeping what it read.
+    rig.jenkins.state.lock().unwrap().fail_after = Some(25);
+    let started = Instant::now();
+    let (status, p) = rig
+        .start_backfill(&json!({"since": "30d", "max_requests_per_second": 200}))
+        .await;
+    assert_eq!(status, 202, "{p}");
+    // One at a time.
+    let (status, _) = rig.start_backfill(&json!({"since": "30d"})).await;
+    assert!(status == 503 || status == 202, "{status}");
+    let failed = rig.backfill_ended().await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert!(
+        failed["error"].as_str().unwrap().contains("502"),
+        "{failed}"
+    );
+    let done_before = failed["jobs_done"].as_u64().unwrap();
+    assert!(done_before > 0 && done_before < 20, "{failed}");
+
+    // Jenkins answers again, slowly at first (timeouts, retried): the run resumes after
+    // the jobs it finished and loses nothing.
+    {
+        let mut s = rig.jenkins.state.lock().unwrap();
+        s.fail_after = None;
+        s.slow_next = 2;
+        s.slow = Duration::from_millis(800);
+        s.request_times.clear();
+    }
+    let (status, p) = rig
+        .start_backfill(&json!({"since": "30d", "max_requests_per_second": 200}))
+        .await;
+    assert_eq!(status, 202, "{p}");
+    let done = rig.backfill_ended().await;
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["jobs_total"], 20);
+    assert_eq!(done["jobs_done"], 20);
+    assert_eq!(done["jobs_resumed"].as_u64(), Some(done_before), "{done}");
+    let elapsed = started.elapsed();
+    assert_eq!(rig.app.row_counts().await.builds, 2001);
+
+    // The requests kept to the rate: n requests take at least (n - 1) / rate.
+    let times = rig.jenkins.state.lock().unwrap().request_times.clone();
+    let n = times.len();
+    let span = times[n - 1].duration_since(times[0]);
+    assert!(
+        span >= Duration::from_secs_f64((n - 1) as f64 / 200.0 * 0.9),
+        "{n} requests in {span:?}"
+    );
+    println!(
+        "backfill of 2,000 builds in 20 jobs: {} requests in the resumed run, {elapsed:?} in all",
+        done["requests"]
+    );
+
+    // Pools by the rules: the Deployment naming the pod, the node's labels, the job's
+    // webhook-known label, else unknown.
+    let b = rig.build_of("team-a/app-3", 50).await;
+    assert_eq!(b["label"], "linux", "{b}");
+    assert_eq!(b["node"], "agent-linux-7d9f8-x50");
+    assert_eq!(
+        b["queue_wait_ms"], 4200,
+        "the Metrics plugin's time in queue"
+    );
+    assert_eq!(b["result"], "SUCCESS");
+    assert_eq!(b["found_by"], "backfill");
+    assert_eq!(b["duration_ms"], 5 * MIN);
+    let b = rig.build_of("team-b/app-1", 50).await;
+    assert_eq!(
+        b["label"], "docker",
+        "the node still exists, labelled docker: {b}"
+    );
+    assert!(
+        b["queue_wait_ms"].is_null(),
+        "no time in queue: unknown, not zero"
+    );
+    let b = rig.build_of("team-b/app-5", 50).await;
+    assert_eq!(
+        b["label"], "linux",
+        "the label its webhook-known build asked for: {b}"
+    );
+    let b = rig.build_of("team-b/app-4", 50).await;
+    assert!(b["label"].is_null(), "never guessed: {b}");
+    assert_eq!(b["node"], "gone-node");
+    let b = rig.build_of("team-c/svc/feature%252Fx", 10).await;
+    assert_eq!(b["node"], "built-in", "{b}");
+    assert!(b["label"].is_null());
+    let running = rig.build_of("team-a/app-0", 100).await;
+    assert_eq!(running["phase"], "started", "{running}");
+    assert!(running["result"].is_null());
+
+    // Again, and with webhooks for the same builds: every build once.
+    let note = crate::helpers::payload::notification(
+        "job/team-a/job/app-1/",
+        "team-a/app-1",
+        60,
+        "COMPLETED",
+        now,
+        5 * MIN,
+        Some("SUCCESS"),
+    );
+    assert_eq!(
+        rig.app
+            .post_webhook("/webhooks/notification?controller=prod", &note)
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    let (status, _) = rig
+        .start_backfill(&json!({"since": "30d", "max_requests_per_second": 200}))
+        .await;
+    assert_eq!(status, 202);
+    let again = rig.backfill_ended().await;
+    assert_eq!(again["state"], "done", "{again}");
+    assert_eq!(again["builds_read"], 2000);
+    assert_eq!(again["events_stored"], 0, "{again}");
+    assert_eq!(rig.app.row_counts().await.builds, 2001);
+    assert_eq!(
+        rig.build_of("team-a/app-1", 60).await["found_by"],
+        "webhook"
+    );
+
+    // What it unlocks, from the store: a report, a cost answer, the pool's frontier.
+    let reader = rig.app.jwt(&[Scope::ReportsRead]);
+    let (status, report) = rig
+        .app
+        .get_authed("/api/v1/reports/performance?range=30d", &reader)
+        .await;
+    assert_eq!(status, 200, "{report}");
+    // Every backfilled build that finished (one still runs).
+    assert!(report["builds"].as_u64().unwrap() >= 1999, "{report}");
+    let (status, costs) = rig.app.get_authed("/api/v1/costs?range=30d", &reader).await;
+    assert_eq!(status, 200, "{costs}");
+    let (status, frontier) = rig
+        .app
+        .get_authed("/api/v1/pools/linux/frontier?range=30d", &reader)
+        .await;
+    assert_eq!(status, 200, "{frontier}");
+    assert!(frontier["builds"].as_u64().unwrap() >= 700, "{frontier}");
+    let _ = NS;
+}
+
+/// None of the plugins retries a refused delivery: the repair re-reads recent history and
+/// finds exactly the builds whose webhooks were lost.
+#[tokio::test]
+async fn the_repair_finds_exactly_the_builds_whose_webhooks_were_lost() {
+    let (rig, _, now) = backfill_rig().await;
+    // Webhooks delivered every build of team-a/app-2 in the last three hours but three.
+    let recent: Vec<u64> = (92..=100).collect();
+    let lost = [93u64, 96, 99];
+    for &n in recent.iter().filter(|n| !lost.contains(n)) {
+        let start = now - (101 - n as i64) * 20 * MIN;
+        let body = json!({"ciUrl": "https://ci.example.com/", "jobName": "app-2", "fullJobName": "team-a/app-2",
+            "number": n, "slaveInfo": {"slaveName": format!("agent-linux-7d9f8-x{n}"), "label": "linux", "executor": "0"},
+            "startTime": start, "result": "INPROGRESS", "duration": 0, "queueTime": 4200,
+            "buildUrl": format!("job/team-a/job/app-2/{n}/")});
+        let resp = rig
+            .app
+            .post_webhook("/webhooks/statistics?controller=prod", &body)
+            .await;
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+    let (status, p) = rig
+        .start_backfill(&json!({"since": "3h", "jobs": "team-a/app-2", "repair": true, "max_requests_per_second": 200}))
+        .await;
+    assert_eq!(status, 202, "{p}");
+    let done = rig.backfill_ended().await;
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["source"], "repair");
+    for n in recent {
+        let b = rig.build_of("team-a/app-2", n).await;
+        let expected = if lost.contains(&n) {
+            "repair"
+        } else {
+            "webhook"
+        };
+        assert_eq!(b["found_by"], expected, "#{n}: {b}");
+    }
+    let metrics = rig
+        .app
+        .client
+        .get(rig.app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"autopilot_repair_found_builds{controller="prod"} 3"#),
+        "{metrics}"
+    );
+}
