@@ -189,7 +189,22 @@ impl Walker<'_> {
             update(self.progress, |p| p.requests += 1);
             match call().await {
                 Ok(v) => return Ok(v),
+                // An answer that will not change: refused, or not there.
                 Err(e @ JenkinsError::Unauthorized { .. }) => return Err(e),
+                Err(
+                    e @ JenkinsError::Status {
+                        status: 400..=499, ..
+                    },
+                ) if !matches!(
+                    &e,
+                    JenkinsError::Status {
+                        status: 408 | 429,
+                        ..
+                    }
+                ) =>
+                {
+                    return Err(e);
+                }
                 Err(e) if attempt + 1 >= ATTEMPTS => return Err(e),
                 Err(e) => {
                     let wait = self.opts.backoff * 2u32.pow(attempt);
@@ -233,7 +248,8 @@ impl Walker<'_> {
         job: &JobName,
         built_on: Option<&str>,
     ) -> Result<Option<String>, BackfillError> {
-        if let Some(node) = built_on {
+        // With no pool on this controller a node's labels could name none: not asked.
+        if let Some(node) = built_on.filter(|_| !self.pools.0.is_empty()) {
             if let Some(l) = self.pools.by_pod_name(node) {
                 return Ok(Some(l.to_string()));
             }

@@ -89,6 +89,30 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Read a controller's build history from Jenkins into the store, as the webhooks would
+    /// have told it: reports, costs, forecasts and replays from day one. Resumes a stopped
+    /// run of the same jobs.
+    Backfill {
+        /// The controller, as in jenkins.controllers.
+        #[arg(long)]
+        controller: String,
+        /// How far back (a duration).
+        #[arg(long, default_value = "90d")]
+        since: humantime::Duration,
+        /// Only jobs whose full name matches this glob (`team/*`).
+        #[arg(long)]
+        jobs: Option<String>,
+        /// Read and count; store nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Requests per second to Jenkins (default backfill.max_requests_per_second).
+        #[arg(long)]
+        max_requests_per_second: Option<f64>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Check settings: print every invalid field with its path; exit 1 if any.
     CheckConfig {
         /// Directory of YAML settings (default ./ci-cd-integration).
@@ -431,6 +455,87 @@ fn with_store<T>(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
+fn backfill(
+    controller: &str,
+    since: std::time::Duration,
+    jobs: Option<String>,
+    dry_run: bool,
+    rate: Option<f64>,
+    data_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use jenkins_autopilot::backfill::{Options, SharedProgress};
+    use jenkins_autopilot::domain::{ControllerName, EventSource, Timestamp};
+    let (settings, data_dir) = settings_for(config_dir(config).as_deref(), data_dir)?;
+    let name =
+        ControllerName::parse(controller).map_err(|e| anyhow::anyhow!("--controller: {e}"))?;
+    let jenkins_settings = settings
+        .jenkins
+        .controllers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name.as_str()))
+        .map(|(_, c)| c.clone())
+        .ok_or_else(|| anyhow::anyhow!("--controller: no {name} in jenkins.controllers"))?;
+    let since = Timestamp::from_millis(Timestamp::now().millis() - since.as_millis() as i64)
+        .map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+    let opts = Options {
+        since,
+        jobs,
+        dry_run,
+        max_requests_per_second: rate.unwrap_or(settings.backfill.max_requests_per_second),
+        source: EventSource::Backfill,
+        backoff: std::time::Duration::from_secs(1),
+    };
+    with_store(&settings, &data_dir, async |store| {
+        let jenkins = jenkins_autopilot::jenkins::JenkinsClient::new(&jenkins_settings)?;
+        let progress = SharedProgress::default();
+        let bar = indicatif::ProgressBar::new(0).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} jobs  {msg}",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
+        );
+        let watch = {
+            let (progress, bar) = (progress.clone(), bar.clone());
+            tokio::spawn(async move {
+                loop {
+                    let p = progress.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    bar.set_length(p.jobs_total);
+                    bar.set_position(p.jobs_done);
+                    bar.set_message(format!(
+                        "{} builds read, {} new, {} requests",
+                        p.builds_read, p.events_stored, p.requests
+                    ));
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            })
+        };
+        let result =
+            jenkins_autopilot::backfill::run(store, &jenkins, &settings, &name, &opts, &progress)
+                .await;
+        watch.abort();
+        bar.finish_and_clear();
+        let p = result?;
+        println!(
+            "backfill of {name}: {} jobs ({} resumed), {} builds read, {} new, {} refused, {} requests{}",
+            p.jobs_done,
+            p.jobs_resumed,
+            p.builds_read,
+            p.events_stored,
+            p.builds_refused,
+            p.requests,
+            if p.dry_run {
+                " (dry run: nothing stored)"
+            } else {
+                ""
+            }
+        );
+        Ok(())
+    })
+}
+
 fn exit_code(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -547,6 +652,23 @@ fn main() -> ExitCode {
             data_dir,
             config,
             create_secret,
+        )),
+        Command::Backfill {
+            controller,
+            since,
+            jobs,
+            dry_run,
+            max_requests_per_second,
+            data_dir,
+            config,
+        } => exit_code(backfill(
+            &controller,
+            since.into(),
+            jobs,
+            dry_run,
+            max_requests_per_second,
+            data_dir,
+            config,
         )),
         Command::CheckConfig { dir } => {
             let dir = config_dir(dir);

@@ -382,3 +382,110 @@ async fn the_repair_finds_exactly_the_builds_whose_webhooks_were_lost() {
         "{metrics}"
     );
 }
+
+/// The CLI: the same backfill into a store of its own, with a dry run first.
+#[tokio::test]
+async fn the_backfill_command_reads_the_history_into_the_store() {
+    let (rig, _, _) = backfill_rig().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("jenkins.yaml"),
+        format!(
+            "jenkins:\n  controllers:\n    prod: {{url: \"{}\", user: {}, timeout: 2s}}\n",
+            rig.jenkins.url,
+            crate::fake_jenkins::USER
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let run = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"));
+        cmd.args([
+            "backfill",
+            "--controller",
+            "prod",
+            "--since",
+            "30d",
+            "--jobs",
+            "team-c/*",
+        ])
+        .args(["--max-requests-per-second", "200", "--config"])
+        .arg(dir.path())
+        .arg("--data-dir")
+        .arg(&data)
+        .args(extra)
+        .env(
+            "AUTOPILOT_JENKINS__CONTROLLERS__PROD__API_TOKEN",
+            crate::fake_jenkins::API_TOKEN,
+        );
+        cmd
+    };
+    let mut dry = run(&["--dry-run"]);
+    let t = Instant::now();
+    let out = tokio::task::spawn_blocking(move || dry.output())
+        .await
+        .unwrap()
+        .unwrap();
+    println!("dry run: {:?}", t.elapsed());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("6 jobs (0 resumed), 600 builds read, 0 new") && stdout.contains("dry run"),
+        "{stdout}"
+    );
+    let mut real = run(&[]);
+    let out = tokio::task::spawn_blocking(move || real.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("600 builds read, 600 new"), "{stdout}");
+    let mut settings =
+        jenkins_autopilot::config::Settings::load(Some(dir.path()), Vec::new()).unwrap();
+    settings.database = crate::helpers::database_settings(None);
+    let store = jenkins_autopilot::store::Store::connect(&settings.database, &data)
+        .await
+        .unwrap();
+    assert_eq!(store.row_counts().await.unwrap().builds, 600);
+    store.close().await;
+
+    // Every job, into another store, at 50 requests per second: the figure for the docs.
+    let mut all = std::process::Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"));
+    all.args([
+        "backfill",
+        "--controller",
+        "prod",
+        "--since",
+        "30d",
+        "--max-requests-per-second",
+        "50",
+    ])
+    .arg("--config")
+    .arg(dir.path())
+    .arg("--data-dir")
+    .arg(dir.path().join("all"))
+    .env(
+        "AUTOPILOT_JENKINS__CONTROLLERS__PROD__API_TOKEN",
+        crate::fake_jenkins::API_TOKEN,
+    );
+    let t = Instant::now();
+    let out = tokio::task::spawn_blocking(move || all.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("20 jobs (0 resumed), 2000 builds read, 2000 new"),
+        "{stdout}"
+    );
+    println!("{} in {:?}", stdout.trim(), t.elapsed());
+}
