@@ -123,8 +123,22 @@ enum Command {
 #[derive(clap::Args)]
 struct SimulateArgs {
     /// Trace CSV: queued_at, job, label, duration_s (optional result, cpu_millicores, memory_mib).
+    #[arg(long, required_unless_present = "from_store")]
+    trace: Option<PathBuf>,
+    /// Replay a configured pool's recorded builds from the store (webhooks or a backfill)
+    /// instead of a trace, with the pool's own settings: needs --pool and --frontier.
+    #[arg(long, requires_all = ["pool", "frontier"], conflicts_with = "trace")]
+    from_store: bool,
+    /// The pool (as in scaling.pools) whose builds --from-store replays.
     #[arg(long)]
-    trace: PathBuf,
+    pool: Option<String>,
+    /// With --from-store: the recorded range, e.g. 30d.
+    #[arg(long, default_value = "30d")]
+    range: String,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Pool settings YAML (executors_per_agent, min, max, idle_headroom, behavior, prices);
     /// default: a pool's defaults.
     #[arg(long)]
@@ -729,7 +743,62 @@ fn main() -> ExitCode {
     }
 }
 
+/// `simulate --from-store --pool NAME --frontier`: the pool's frontier on its recorded
+/// builds, its current settings marked, as the pools API and the dashboard show it.
+fn simulate_from_store(args: &SimulateArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        matches!(args.format.as_str(), "table" | "json"),
+        "--format must be table or json"
+    );
+    let pool = args.pool.clone().expect("clap requires --pool");
+    let (settings, data_dir) = settings_for(
+        config_dir(args.config.clone()).as_deref(),
+        args.data_dir.clone(),
+    )?;
+    anyhow::ensure!(
+        settings.scaling.pools.contains_key(&pool),
+        "--pool: no pool {pool:?} in scaling.pools"
+    );
+    let range = range_arg(&args.range)?;
+    let settings = std::sync::Arc::new(settings);
+    let replayed = with_store(&settings, &data_dir, async |store| {
+        Ok(jenkins_autopilot::analytics::frontier::pool_frontiers(
+            store,
+            settings.clone(),
+            range,
+            Some(&pool),
+        )
+        .await?)
+    })?;
+    let r = replayed.into_iter().next().expect("the pool exists");
+    anyhow::ensure!(
+        r.builds_in_range > 0,
+        "pool {pool} has no finished builds recorded in the range: widen --range, or backfill its history (jenkins-autopilot backfill)"
+    );
+    if args.format == "json" {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!(
+        "{} recorded builds of pool {pool} ({} replayed); its current settings: {}",
+        r.builds_in_range, r.frontier.builds, r.frontier.current.setting
+    );
+    let mut points = r.frontier.frontier.clone();
+    points.push(r.frontier.current.clone());
+    print!(
+        "{}",
+        jenkins_autopilot::sim::frontier_table(&jenkins_autopilot::sim::Frontier {
+            oracle_agent_hours: r.frontier.oracle_agent_hours,
+            frontier: points,
+        })
+    );
+    Ok(())
+}
+
 fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    if args.from_store {
+        return simulate_from_store(&args);
+    }
     let SimulateArgs {
         trace,
         pool_config,
@@ -740,7 +809,9 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         pod_startup,
         reconcile,
         format,
+        ..
     } = args;
+    let trace = trace.expect("clap requires --trace without --from-store");
     let format = format.as_str();
     use anyhow::Context;
     use jenkins_autopilot::sim::{self, SimPolicy};

@@ -391,7 +391,8 @@ async fn the_backfill_command_reads_the_history_into_the_store() {
     std::fs::write(
         dir.path().join("jenkins.yaml"),
         format!(
-            "jenkins:\n  controllers:\n    prod: {{url: \"{}\", user: {}, timeout: 2s}}\n",
+            "jenkins:\n  controllers:\n    prod: {{url: \"{}\", user: {}, timeout: 2s}}\n\
+             scaling:\n  pools:\n    linux: {{controller: prod, label: linux, namespace: ci-agents, deployment: agent-linux}}\n",
             rig.jenkins.url,
             crate::fake_jenkins::USER
         ),
@@ -488,4 +489,52 @@ async fn the_backfill_command_reads_the_history_into_the_store() {
         "{stdout}"
     );
     println!("{} in {:?}", stdout.trim(), t.elapsed());
+
+    // The pool's frontier on the backfilled history, with no trace.
+    let mut sim = std::process::Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"));
+    sim.args([
+        "simulate",
+        "--from-store",
+        "--pool",
+        "linux",
+        "--frontier",
+        "--range",
+        "30d",
+    ])
+    .arg("--config")
+    .arg(dir.path())
+    .arg("--data-dir")
+    .arg(dir.path().join("all"));
+    let out = tokio::task::spawn_blocking(move || sim.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with(
+            "699 recorded builds of pool linux (699 replayed); its current settings: queue"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\ncurrent ") && stdout.contains("\nwarm "),
+        "{stdout}"
+    );
+    let mut none = std::process::Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"));
+    none.args(["simulate", "--from-store", "--pool", "nope", "--frontier"])
+        .arg("--config")
+        .arg(dir.path())
+        .arg("--data-dir")
+        .arg(dir.path().join("all"));
+    let out = tokio::task::spawn_blocking(move || none.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no pool \"nope\""));
 }
