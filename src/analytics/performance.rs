@@ -174,6 +174,10 @@ pub struct DailyPoint {
     pub builds: u64,
     pub mean_duration_ms: Option<f64>,
     pub mean_wait_ms: Option<f64>,
+    /// Of the day's builds, those read from Jenkins' history by a backfill.
+    pub backfilled: u64,
+    /// Of the day's builds, those only the repair found (their webhooks were lost).
+    pub repaired: u64,
 }
 
 /// Nearest-rank percentile from a `(seconds, count)` histogram, in ms.
@@ -428,6 +432,8 @@ pub async fn performance_report(
                     .then(|| (d.duration_ms / d.builds as f64 * 10.0).round() / 10.0),
                 mean_wait_ms: (d.waits > 0)
                     .then(|| (d.wait_ms / d.waits as f64 * 10.0).round() / 10.0),
+                backfilled: d.backfilled,
+                repaired: d.repaired,
             })
             .collect(),
     })

@@ -38,6 +38,9 @@ pub struct DaySums {
     pub duration_ms: f64,
     pub wait_ms: f64,
     pub waits: u64,
+    /// Of the builds, those a backfill found, and those only the repair found.
+    pub backfilled: u64,
+    pub repaired: u64,
 }
 
 /// The median duration of a job's successful builds on one side of the split.
@@ -184,7 +187,9 @@ impl Store {
                 "(finished_at - $1) / 86400000 AS day, COUNT(*) AS builds, \
                  CAST(SUM(CAST(duration_ms AS DOUBLE PRECISION)) AS DOUBLE PRECISION) AS duration_ms, \
                  CAST(COALESCE(SUM(CAST(queue_wait_ms AS DOUBLE PRECISION)), 0) AS DOUBLE PRECISION) AS wait_ms, \
-                 COUNT(queue_wait_ms) AS waits",
+                 COUNT(queue_wait_ms) AS waits, \
+                 SUM(CASE WHEN found_by = 'backfill' THEN 1 ELSE 0 END) AS backfilled, \
+                 SUM(CASE WHEN found_by = 'repair' THEN 1 ELSE 0 END) AS repaired",
                 "",
                 "(finished_at - $1) / 86400000",
                 from,
@@ -200,6 +205,8 @@ impl Store {
                     duration_ms: float(row, "duration_ms")?,
                     wait_ms: float(row, "wait_ms")?,
                     waits: count(row, "waits")?,
+                    backfilled: count(row, "backfilled")?,
+                    repaired: count(row, "repaired")?,
                 })
             })
             .collect()

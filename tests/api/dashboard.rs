@@ -47,13 +47,41 @@ async fn dashboard(protect: bool) {
         })
         .collect();
     record_decisions(&app, &decisions).await;
-    // Builds over the last three days; one failed, one waited 10 minutes.
+    // Builds over the last three days; one failed, one waited 10 minutes. The last two
+    // came from a backfill of Jenkins' history, not from webhooks.
+    let store = jenkins_autopilot::store::Store::connect(&app.settings.database, &app.data_dir)
+        .await
+        .unwrap();
     for n in 1..=6u64 {
         let start = now - (70 - 10 * n as i64) * H;
         let (wait, result) = match n {
             3 => (600 * S, "FAILURE"),
             _ => (20 * S * n as i64, "SUCCESS"),
         };
+        if n >= 5 {
+            let past = jenkins_autopilot::jenkins::history::HistoricBuild {
+                number: n,
+                timestamp: start,
+                duration: (300 + 60 * n as i64) * S,
+                result: Some(result.into()),
+                built_on: Some("agent-linux-a".into()),
+                queue_id: None,
+                actions: vec![json!({"queuingDurationMillis": wait})],
+            };
+            let event = jenkins_autopilot::backfill::history_event(
+                &jenkins_autopilot::domain::ControllerName::parse("prod").unwrap(),
+                &jenkins_autopilot::domain::JobName::parse("app").unwrap(),
+                &past,
+                Some("linux".into()),
+                jenkins_autopilot::domain::EventSource::Backfill,
+            )
+            .unwrap();
+            store
+                .write_batch(&[&[event]], jenkins_autopilot::domain::Timestamp::now())
+                .await
+                .unwrap();
+            continue;
+        }
         statistics_build(
             &app,
             "app",
@@ -66,6 +94,8 @@ async fn dashboard(protect: bool) {
         )
         .await;
     }
+
+    store.close().await;
 
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
@@ -147,6 +177,12 @@ async fn dashboard(protect: bool) {
     assert!(same(card("card-error-rate"), &report["error_rate"]));
     assert!(same(card("card-efficiency"), &report["cost"]["efficiency"]));
     assert_eq!(report["builds"], 6);
+    assert!(
+        shown["history"].as_str().is_some_and(
+            |h| h.starts_with("2 of these builds came from a backfill of Jenkins' history (")
+        ),
+        "{shown}"
+    );
     assert!(
         shown["cards"]["card-error-rate"]["text"]
             .as_str()

@@ -102,6 +102,27 @@ function showCards(cost, report) {
   setCard('card-efficiency', report.cost.efficiency, formatPercent(report.cost.efficiency), 'busy share of the agent time paid for', false);
 }
 
+// Where the range's builds came from: which days a backfill of Jenkins' history filled,
+// and how many builds only the repair found (their webhooks were lost).
+function showHistory(report) {
+  const day = (ms) => new Date(ms).toISOString().slice(0, 10);
+  const backfilled = report.daily.filter((d) => d.backfilled > 0);
+  const repaired = report.daily.reduce((n, d) => n + d.repaired, 0);
+  const parts = [];
+  if (backfilled.length) {
+    const n = backfilled.reduce((s, d) => s + d.backfilled, 0);
+    parts.push(`${n} of these builds came from a backfill of Jenkins' history (${day(backfilled[0].start)} to ${day(backfilled[backfilled.length - 1].start)})`);
+  }
+  if (repaired) {
+    parts.push(`${repaired} only the repair found: their webhooks were lost`);
+  }
+  const line = byId('history');
+  line.hidden = parts.length === 0;
+  line.textContent = parts.length ? `${parts.join('; ')}.` : '';
+  line.dataset.backfilled = String(backfilled.reduce((s, d) => s + d.backfilled, 0));
+  line.dataset.repaired = String(repaired);
+}
+
 function showLists(cost, report) {
   const alerts = byId('alerts');
   alerts.replaceChildren(...cost.alerts.map((a) => {
@@ -272,6 +293,7 @@ async function load() {
     ]);
     showCards(cost, report);
     showLists(cost, report);
+    showHistory(report);
     showCharts(cost, report);
     const select = byId('pool');
     const current = select.value;
