@@ -328,6 +328,19 @@ async fn a_backfill_lands_every_build_once_assigns_pools_and_survives_a_failing_
         .await;
     assert_eq!(status, 200, "{frontier}");
     assert!(frontier["builds"].as_u64().unwrap() >= 700, "{frontier}");
+    let (status, plan) = rig
+        .app
+        .post_authed(
+            "/api/v1/costs/optimize",
+            &reader,
+            &json!({"target_savings": 20, "range": "30d"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{plan}");
+    assert!(
+        plan["pools"].as_array().is_some_and(|p| !p.is_empty()),
+        "{plan}"
+    );
     let _ = NS;
 }
 
