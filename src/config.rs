@@ -952,13 +952,8 @@ impl Settings {
         {
             bad(&path, &reason);
         }
-        if self
-            .logging
-            .filter
-            .parse::<tracing_subscriber::EnvFilter>()
-            .is_err()
-        {
-            bad("logging.filter", "is not a valid tracing filter");
+        if let Err(e) = crate::telemetry::parse_filter(&self.logging.filter) {
+            bad("logging.filter", &e);
         }
         self.validate_pools(&mut bad);
     }

@@ -3,10 +3,38 @@
 use crate::config::{LogFormat, LoggingSettings};
 use tracing_subscriber::EnvFilter;
 
+/// Longest filter accepted.
+const MAX_FILTER: usize = 4096;
+
+/// A tracing filter (`info,jenkins_autopilot=debug`), or why not. Directives are trimmed
+/// one by one, only printable ASCII is taken, and a parser panic is an error: the filter
+/// parser slices the untrimmed text at the trimmed text's offsets, which panics on a
+/// leading space before a multi-byte character (found by fuzzing the settings).
+pub fn parse_filter(raw: &str) -> Result<EnvFilter, String> {
+    if raw.len() > MAX_FILTER || !raw.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        return Err(format!(
+            "must be printable ASCII, at most {MAX_FILTER} bytes"
+        ));
+    }
+    let directives: Vec<&str> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    let text = directives.join(",");
+    std::panic::catch_unwind(|| text.parse::<EnvFilter>())
+        .map_err(|_| "is not a valid tracing filter".to_string())?
+        .map_err(|e| format!("is not a valid tracing filter: {e}"))
+}
+
 /// Installs the global subscriber once; later calls are ignored (tests start many apps).
 pub fn init(settings: &LoggingSettings) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.filter));
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| parse_filter(&v).ok());
+    let filter = from_env.unwrap_or_else(|| {
+        parse_filter(&settings.filter).unwrap_or_else(|_| EnvFilter::new("info"))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -14,4 +42,31 @@ pub fn init(settings: &LoggingSettings) {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_filters_are_refused_and_never_panic() {
+        assert!(parse_filter("info,jenkins_autopilot=debug").is_ok());
+        assert!(
+            parse_filter(" info , sqlx=warn ").is_ok(),
+            "directives are trimmed"
+        );
+        // The fuzzer's find: a leading space before a multi-byte character.
+        assert!(parse_filter(" \u{00ea}acservice").is_err());
+        assert!(parse_filter("a,  b\u{2028}c=info").is_err());
+        assert!(parse_filter(&"x".repeat(5000)).is_err());
+        // Every one-byte change of a valid filter answers, never panics.
+        let base = " info, jenkins_autopilot=debug,[span{x=1}]=trace";
+        for i in 0..base.len() {
+            for b in [b' ', b'[', b']', b'{', b'=', b',', 0xC3] {
+                let mut v = base.as_bytes().to_vec();
+                v[i] = b;
+                let _ = parse_filter(&String::from_utf8_lossy(&v));
+            }
+        }
+    }
 }

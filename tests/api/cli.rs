@@ -89,6 +89,22 @@ fn a_pools_label_is_checked() {
     }
 }
 
+/// Found by fuzzing the settings: a logging filter that made the filter parser panic
+/// (a leading space before a multi-byte character) is refused, named, not a crash.
+#[test]
+fn a_hostile_logging_filter_is_refused_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("service.yaml"),
+        "logging:\n  format: json\n  filter: \"info, \u00eaacservice\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = check_config(dir.path(), &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("logging.filter"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[test]
 fn check_config_accepts_the_shipped_files() {
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ci-cd-integration");
