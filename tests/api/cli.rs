@@ -96,7 +96,7 @@ fn a_hostile_logging_filter_is_refused_not_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("service.yaml"),
-        "logging:\n  format: json\n  filter: \"info, \u00eaacservice\"\n",
+        "logging:\n  format: json\n  filter: \"info, \\u00eaacservice\"\n",
     )
     .unwrap();
     let (code, _, stderr) = check_config(dir.path(), &[]);
