@@ -339,6 +339,9 @@ pub struct PoolWorker {
     announced: Announced,
     /// Nodes this pool took offline that could not be brought back yet.
     left_offline: std::collections::BTreeSet<String>,
+    /// The newest stored decision's key and time: unchanged ones are not stored again
+    /// within the hour.
+    stored: Option<(DecisionKey, i64)>,
 }
 
 impl PoolWorker {
@@ -364,6 +367,7 @@ impl PoolWorker {
             held_at: None,
             announced: Announced::default(),
             left_offline: Default::default(),
+            stored: None,
             forecast: (pool.predictive != crate::config::PredictiveMode::Off).then(|| {
                 forecast::LiveForecast::new(
                     settings.scaling.forecast_retrain_every.as_millis() as i64,
@@ -399,7 +403,7 @@ async fn run(
             },
         };
         if let Err(e) = reconcile(&mut worker, &ctx, trigger).await {
-            error_policy(&worker, &ctx, trigger, &e).await;
+            error_policy(&mut worker, &ctx, trigger, &e).await;
         }
     }
 }
@@ -563,13 +567,18 @@ pub async fn reconcile(
         error,
         inputs,
     );
-    record_decision(ctx, record).await;
+    record_decision(w, ctx, record).await;
     Ok(done)
 }
 
 /// A reconcile that could not plan: the pool holds its size (never "zero"), the failure
 /// is counted and logged, and recorded as a `hold-on-error` decision.
-pub async fn error_policy(w: &PoolWorker, ctx: &Context, trigger: Trigger, error: &ReconcileError) {
+pub async fn error_policy(
+    w: &mut PoolWorker,
+    ctx: &Context,
+    trigger: Trigger,
+    error: &ReconcileError,
+) {
     let source = error.source();
     ctx.metrics
         .pool_failures
@@ -587,12 +596,62 @@ pub async fn error_policy(w: &PoolWorker, ctx: &Context, trigger: Trigger, error
         Some(format!("{source}: {error}")),
         serde_json::json!({}),
     );
-    record_decision(ctx, record).await;
+    record_decision(w, ctx, record).await;
 }
 
-async fn record_decision(ctx: &Context, record: DecisionRecord) {
-    if let Err(e) = ctx.store.insert_decision(&record).await {
-        tracing::error!(pool = %record.pool, error = %e, "storing the decision failed");
+/// A stored decision is kept at least this often, changed or not: the hourly keyframe.
+pub const KEYFRAME_MS: i64 = 3_600_000;
+
+/// What makes a decision worth a new row: the trigger, the sizes, the outcome, the rule,
+/// the reason (which names the demand it saw), the error, and what the dashboard draws
+/// from the inputs: the forecast (to a tenth) and the warm agents kept.
+type DecisionKey = (
+    String,
+    [Option<u32>; 3],
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+);
+
+fn decision_key(r: &DecisionRecord) -> DecisionKey {
+    let forecast = r.inputs["forecast"]["value"]
+        .as_f64()
+        .map(|v| format!("{v:.1}"))
+        .unwrap_or_default();
+    (
+        r.trigger.clone(),
+        [r.current, r.recommended, r.desired],
+        r.outcome.clone(),
+        r.rule.clone(),
+        r.reason.clone(),
+        r.error.clone(),
+        format!("{forecast}/{}", r.inputs["warm"]["agents"]),
+    )
+}
+
+/// Whether `next` is stored after `last` (the newest stored, with its time): when
+/// something changed, or an hour passed. Pool cost, which integrates the replicas between
+/// stored decisions, is the same either way: a decision that changes nothing is a step
+/// to the same level.
+pub fn worth_storing(last: Option<&(DecisionKey, i64)>, next: &DecisionRecord) -> bool {
+    match last {
+        None => true,
+        Some((key, at)) => {
+            *key != decision_key(next) || next.decided_at.millis() - at >= KEYFRAME_MS
+        }
+    }
+}
+
+async fn record_decision(w: &mut PoolWorker, ctx: &Context, record: DecisionRecord) {
+    if worth_storing(w.stored.as_ref(), &record) {
+        match ctx.store.insert_decision(&record).await {
+            Ok(()) => w.stored = Some((decision_key(&record), record.decided_at.millis())),
+            Err(e) => {
+                tracing::error!(pool = %record.pool, error = %e, "storing the decision failed")
+            }
+        }
     }
     if let Some(view) = ctx.views.write().await.get_mut(&record.pool) {
         view.last = Some(record);

@@ -154,7 +154,42 @@ async fn the_live_controller_decides_as_the_replay_does() {
         let cfg = SimConfig::for_pool(&pool, &settings);
         let mut replayed = Vec::new();
         let outcome = replay_logged(&builds, policy, &cfg, Some(&mut replayed));
+        let case_dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&settings.database, case_dir.path())
+            .await
+            .unwrap();
         let (lived, live_outcome) = live(&builds, policy, &pool, &settings, &cfg, &store).await;
+        // Only decisions that change something are stored (and a keyframe an hour), yet
+        // the pool's agent-hours from the store are those of every reconcile.
+        let (from, to) = (lived[0].at, lived.last().unwrap().at + 600_000);
+        let every: Vec<(i64, u32)> = lived.iter().map(|d| (d.at, d.desired)).collect();
+        let (before, steps) = store
+            .replica_steps(
+                "linux",
+                Timestamp::from_millis(from).unwrap(),
+                Timestamp::from_millis(to).unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            crate::cost::agent_hours(&steps, before, from, to),
+            crate::cost::agent_hours(&every, None, from, to),
+            "{what}: agent-hours from the stored decisions"
+        );
+        let stored = store
+            .decisions("linux", Timestamp::from_millis(0).unwrap(), 100_000)
+            .await
+            .unwrap()
+            .len();
+        assert!(
+            stored < lived.len(),
+            "{what}: {stored} of {} stored",
+            lived.len()
+        );
+        println!(
+            "{what}: {} reconciles, {stored} decisions stored",
+            lived.len()
+        );
         assert!(
             replayed.len() > builds.len(),
             "{what}: {} reconciles",
@@ -174,4 +209,37 @@ async fn the_live_controller_decides_as_the_replay_does() {
         assert_eq!(outcome, live_outcome, "{what}: waits and agent time");
         assert_eq!(outcome.busy_agents_removed, 0);
     }
+}
+
+/// A day at rest (a reconcile every 10 s, nothing changing) stores a keyframe an hour:
+/// 24 rows instead of 8,640; a change is stored at once.
+#[test]
+fn a_day_at_rest_stores_a_keyframe_an_hour() {
+    let decision = |at: i64, desired: u32| DecisionRecord {
+        pool: "linux".into(),
+        decided_at: Timestamp::from_millis(at).unwrap(),
+        seq: 0,
+        trigger: "periodic".into(),
+        current: Some(desired),
+        recommended: Some(desired),
+        desired: Some(desired),
+        rule: "demand".into(),
+        reason: format!("busy 0 + queued 0 = {desired}"),
+        outcome: "unchanged".into(),
+        error: None,
+        inputs: serde_json::json!({}),
+    };
+    let mut stored: Option<(DecisionKey, i64)> = None;
+    let mut rows = 0;
+    for i in 0..8_640 {
+        // One change at noon, back an hour later.
+        let desired = if (4_320..4_680).contains(&i) { 2 } else { 1 };
+        let d = decision(i * 10_000, desired);
+        if worth_storing(stored.as_ref(), &d) {
+            stored = Some((decision_key(&d), d.decided_at.millis()));
+            rows += 1;
+        }
+    }
+    // 24 keyframes, the two changes (each restarting the hour).
+    assert!((24..=27).contains(&rows), "{rows} rows");
 }
