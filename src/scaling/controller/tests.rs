@@ -113,9 +113,6 @@ async fn the_live_controller_decides_as_the_replay_does() {
     let mut settings = Settings::load(None, Vec::new()).unwrap();
     settings.server.data_dir = dir.path().to_path_buf();
     settings.database.sqlite_synchronous = SqliteSynchronous::Normal;
-    let store = Store::connect(&settings.database, dir.path())
-        .await
-        .unwrap();
     // 2023-11-13 is a Monday: 8:00 UTC.
     let start = 1_699_862_400_000i64;
     let builds = scenario(start);
