@@ -113,10 +113,12 @@ impl BuildRecord {
 
     /// Folds one event's facts in. Commutative and idempotent: instants take the
     /// earliest start and latest finish, the phase only moves forward, the result of a
-    /// later phase wins, and descriptive fields keep their first known value.
+    /// later phase wins, and when two sources describe a field differently the same one
+    /// is kept whatever order they came in ([`settle`]: an absolute URL over a relative
+    /// one, else the longer, else the greater).
     pub fn apply(&mut self, facts: &BuildFacts) {
         self.phase = self.phase.max(facts.phase);
-        first(&mut self.queue_id, facts.queue_id);
+        lowest(&mut self.queue_id, facts.queue_id);
         earliest(&mut self.queued_at, facts.queued_at);
         earliest(&mut self.started_at, facts.started_at);
         latest(&mut self.finished_at, facts.finished_at);
@@ -131,17 +133,18 @@ impl BuildRecord {
                 None => result,
             });
         }
-        first(&mut self.node, facts.node.clone());
-        first(&mut self.label, facts.label.clone());
-        first(&mut self.url, facts.url.clone());
-        first(&mut self.scm_url, facts.scm_url.clone());
-        first(&mut self.scm_branch, facts.scm_branch.clone());
-        first(&mut self.scm_commit, facts.scm_commit.clone());
+        settle(&mut self.node, facts.node.as_deref());
+        settle(&mut self.label, facts.label.as_deref());
+        settle(&mut self.url, facts.url.as_deref());
+        settle(&mut self.scm_url, facts.scm_url.as_deref());
+        settle(&mut self.scm_branch, facts.scm_branch.as_deref());
+        settle(&mut self.scm_commit, facts.scm_commit.as_deref());
         if let Some(params) = &facts.parameters {
             for (k, v) in params {
-                self.parameters
-                    .entry(k.clone())
-                    .or_insert_with(|| v.clone());
+                let slot = self.parameters.entry(k.clone()).or_default();
+                let mut current = Some(std::mem::take(slot));
+                settle(&mut current, Some(v));
+                *slot = current.unwrap_or_default();
             }
         }
         self.derive();
@@ -149,9 +152,9 @@ impl BuildRecord {
 
     /// Folds what the queue knows about the item this build came from.
     pub fn apply_queue_item(&mut self, item: &QueueItem) {
-        first(&mut self.queue_id, Some(item.queue_id));
+        lowest(&mut self.queue_id, Some(item.queue_id));
         earliest(&mut self.queued_at, item.entered_at);
-        first(&mut self.label, item.label.clone());
+        settle(&mut self.label, item.label.as_deref());
         self.derive();
     }
 
@@ -225,17 +228,35 @@ impl QueueItem {
         }
         earliest(&mut self.entered_at, event.entered_at);
         latest(&mut self.left_at, event.left_at);
-        first(&mut self.job, event.job.clone());
+        if let Some(j) = &event.job
+            && self.job.as_ref().is_none_or(|old| j > old)
+        {
+            self.job = Some(j.clone());
+        }
         if event.why.is_some() && (newer || self.why.is_none()) {
             self.why = event.why.clone();
         }
-        first(&mut self.label, event.label.clone());
+        settle(&mut self.label, event.label.as_deref());
     }
 }
 
-fn first<T>(slot: &mut Option<T>, value: Option<T>) {
-    if slot.is_none() {
-        *slot = value;
+fn lowest<T: Ord + Copy>(slot: &mut Option<T>, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = Some(slot.map_or(v, |old| old.min(v)));
+    }
+}
+
+/// Of two descriptions of one field, the one kept whatever the order: an absolute URL
+/// over a relative one (Notification's `full_url` over Statistics Gatherer's `buildUrl`),
+/// else the longer (the more specific), else the greater. An empty value says nothing.
+pub(crate) fn settle(slot: &mut Option<String>, value: Option<&str>) {
+    let Some(v) = value.filter(|v| !v.is_empty()) else {
+        return;
+    };
+    let rank = |s: &str| (s.contains("://"), s.len(), s.to_string());
+    match slot {
+        Some(old) if !old.is_empty() && rank(old) >= rank(v) => {}
+        _ => *slot = Some(v.to_string()),
     }
 }
 
@@ -286,11 +307,19 @@ mod tests {
         let mut started = BuildFacts::new(key(), BuildPhase::Started);
         started.started_at = ts(4_000);
         started.node = Some("agent-1".into());
+        // Two sources describe the same build differently (Statistics Gatherer's relative
+        // build URL and branch, Notification's absolute URL and remote branch).
+        started.url = Some("job/team/job/app/7/".into());
+        started.scm_branch = Some("main".into());
+        started.parameters = Some([("MODE".to_string(), "a".to_string())].into());
         let mut completed = BuildFacts::new(key(), BuildPhase::Completed);
         completed.started_at = ts(4_000);
         completed.finished_at = ts(9_000);
         completed.duration_ms = Some(5_000);
         completed.result = Some(BuildResult::Success);
+        completed.url = Some("https://ci.example.com/job/team/job/app/7/".into());
+        completed.scm_branch = Some("origin/main".into());
+        completed.parameters = Some([("MODE".to_string(), "ab".to_string())].into());
         let mut finalized = BuildFacts::new(key(), BuildPhase::Finalized);
         finalized.started_at = ts(4_000);
         finalized.finished_at = ts(9_500);
@@ -317,6 +346,12 @@ mod tests {
         assert_eq!(want.duration_ms, Some(5_000));
         assert_eq!(want.phase, BuildPhase::Finalized);
         assert_eq!(want.result, Some(BuildResult::Success));
+        assert_eq!(
+            want.url.as_deref(),
+            Some("https://ci.example.com/job/team/job/app/7/")
+        );
+        assert_eq!(want.scm_branch.as_deref(), Some("origin/main"));
+        assert_eq!(want.parameters["MODE"], "ab");
         // All 24 permutations, each also with every event delivered twice.
         let mut idx = [0usize, 1, 2, 3];
         let mut perms = Vec::new();

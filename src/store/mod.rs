@@ -258,8 +258,15 @@ impl Store {
         batch: &[&[IngestEvent]],
         now: Timestamp,
     ) -> Result<Vec<Vec<bool>>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let stored = write::write_batch(&mut tx, batch, now).await?;
+        // Several writers (the webhook writer, a backfill, other replicas) fold the same
+        // records: SQLite takes its write lock at the start (a deferred transaction that
+        // read first could not write), PostgreSQL locks each record the batch folds.
+        let mut tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        let stored =
+            write::write_batch(&mut tx, batch, now, self.backend == Backend::Postgres).await?;
         tx.commit().await?;
         Ok(stored)
     }

@@ -60,6 +60,7 @@ pub(super) async fn write_batch(
     tx: &mut Tx<'_>,
     batch: &[&[IngestEvent]],
     now: Timestamp,
+    lock_records: bool,
 ) -> Result<Vec<Vec<bool>>, StoreError> {
     // A key seen twice in one batch is a redelivery of the first.
     let mut seen = HashSet::new();
@@ -97,6 +98,9 @@ pub(super) async fn write_batch(
     if fresh.is_empty() {
         return Ok(stored);
     }
+    if lock_records {
+        lock_folded(tx, &fresh).await?;
+    }
 
     let mut fold = Fold::load(tx, &fresh).await?;
     for e in &fresh {
@@ -107,6 +111,55 @@ pub(super) async fn write_batch(
         write_side_record(tx, e).await?;
     }
     Ok(stored)
+}
+
+/// Takes a transaction-scoped PostgreSQL advisory lock on every record the events fold
+/// (each build, each queue item), in one order, so two writers folding the same record
+/// take turns: the second reads what the first committed. Sorted: no deadlock.
+async fn lock_folded(tx: &mut Tx<'_>, events: &[&IngestEvent]) -> Result<(), StoreError> {
+    use sha2::Digest;
+    let mut keys: Vec<i64> = events
+        .iter()
+        .flat_map(|e| {
+            let c = e.controller.as_str();
+            let mut out = Vec::new();
+            match &e.event {
+                DomainEvent::Build(f) => {
+                    out.push(format!(
+                        "build\0{c}\0{}\0{}",
+                        f.build.job.as_str(),
+                        f.build.number
+                    ));
+                    if let Some(q) = f.queue_id {
+                        out.push(format!("queue\0{c}\0{q}"));
+                    }
+                }
+                DomainEvent::Queue(q) => out.push(format!("queue\0{c}\0{}", q.queue_id)),
+                _ => {}
+            }
+            out
+        })
+        .map(|k| {
+            let d = sha2::Sha256::digest(k.as_bytes());
+            i64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    for chunk in keys.chunks(100) {
+        let sql = format!(
+            "SELECT {}",
+            (1..=chunk.len())
+                .map(|i| format!("CAST(pg_advisory_xact_lock(${i}) AS TEXT)"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let args = chunk.iter().map(|k| Arg::Int(*k)).collect();
+        bind_all(sqlx::query(AssertSqlSafe(sql)), args)
+            .fetch_all(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 async fn insert_events(

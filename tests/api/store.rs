@@ -1,7 +1,7 @@
 //! The store's group commit, on SQLite and PostgreSQL: many requests' events in one
 //! transaction, folded in memory in arrival order, redeliveries skipped.
 
-use crate::helpers::{Db, fresh_postgres_url};
+use crate::helpers::{Db, TestApp, fresh_postgres_url, spawn_with, test_settings};
 use jenkins_autopilot::domain::{ControllerName, IngestEvent, JobName, Timestamp};
 use jenkins_autopilot::ingest::{IngestContext, Ingested, cloudevents, notification};
 use jenkins_autopilot::store::Store;
@@ -267,4 +267,103 @@ async fn queue_items_jenkins_no_longer_lists_are_closed_whatever_the_queue_lengt
         .map(|q| q.queue_id)
         .collect();
     assert_eq!(waiting, [5]);
+}
+
+/// Two replicas on one PostgreSQL, each taking a random half of a shuffled stream of
+/// events for 1,000 builds, both sending at once: the records equal, field by field, those
+/// one process folds from the same events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_fold_the_same_records_as_one() {
+    use futures_util::StreamExt;
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let t0 = 1_700_000_000_000i64;
+    // Every build's events: queued, started, completed, finalized (Notification), and a
+    // Statistics Gatherer start that names the node and label.
+    let mut events: Vec<(&'static str, serde_json::Value)> = Vec::new();
+    for n in 1..=1000u64 {
+        let job = format!("job/race-{}/", n % 7);
+        let name = format!("race-{}", n % 7);
+        let at = t0 + n as i64 * 1000;
+        for (phase, status, ts) in [
+            ("QUEUED", None, at),
+            ("STARTED", None, at + 5_000),
+            ("COMPLETED", Some("SUCCESS"), at + 65_000),
+            ("FINALIZED", Some("SUCCESS"), at + 66_000),
+        ] {
+            events.push((
+                "/webhooks/notification",
+                crate::helpers::payload::notification(&job, &name, n, phase, ts, 60_000, status),
+            ));
+        }
+        events.push((
+            "/webhooks/statistics",
+            serde_json::json!({"ciUrl": "https://ci.example.com/", "jobName": name, "fullJobName": name,
+                "number": n, "slaveInfo": {"slaveName": format!("agent-{}", n % 5), "label": "linux", "executor": "0"},
+                "startTime": at + 4_000, "result": "INPROGRESS", "duration": 0, "queueTime": 4_000,
+                "buildUrl": format!("{job}{n}/")}),
+        ));
+    }
+    // Shuffled within windows of 50 builds: events of one build arrive at both replicas
+    // at the same moment.
+    for w in events.chunks_mut(250) {
+        w.shuffle(&mut rng);
+    }
+    let send =
+        async |apps: &[&TestApp], events: &[(&'static str, serde_json::Value)], split: bool| {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+            let picks: Vec<usize> = events
+                .iter()
+                .map(|_| {
+                    if split {
+                        rng.random_range(0..apps.len())
+                    } else {
+                        0
+                    }
+                })
+                .collect();
+            for (w, p) in events.chunks(250).zip(picks.chunks(250)) {
+                let codes: Vec<u16> = futures_util::stream::iter(w.iter().zip(p))
+                    .map(|((path, body), &i)| async move {
+                        apps[i]
+                            .post_webhook(&format!("{path}?controller=prod"), body)
+                            .await
+                            .status()
+                            .as_u16()
+                    })
+                    .buffer_unordered(64)
+                    .collect()
+                    .await;
+                assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
+            }
+        };
+    let records = async |app: &TestApp| {
+        let (status, body) = app
+            .get_json("/api/v1/builds?controller=prod&limit=1000")
+            .await;
+        assert_eq!(status, 200);
+        let mut v = body["builds"].as_array().unwrap().clone();
+        v.sort_by_key(|b| (b["job"].as_str().unwrap().to_string(), b["number"].as_u64()));
+        v
+    };
+
+    let (settings, _one_dir) = test_settings(Db::Postgres).await;
+    let one = spawn_with(settings).await;
+    send(&[&one], &events, false).await;
+
+    let (settings, _a_dir) = test_settings(Db::Postgres).await;
+    let b_dir = tempfile::tempdir().unwrap();
+    let mut second = settings.clone();
+    second.server.data_dir = b_dir.path().to_path_buf();
+    let a = spawn_with(settings).await;
+    let b = spawn_with(second).await;
+    send(&[&a, &b], &events, true).await;
+
+    let (expected, got) = (records(&one).await, records(&a).await);
+    assert_eq!(expected.len(), 1000);
+    assert_eq!(got.len(), 1000);
+    for (e, g) in expected.iter().zip(&got) {
+        assert_eq!(e, g, "the two writers folded this build differently");
+    }
 }
