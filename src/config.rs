@@ -62,6 +62,9 @@ pub struct Settings {
     /// Reading Jenkins' build history: backfills and the repair of lost webhooks.
     #[serde(default)]
     pub backfill: BackfillSettings,
+    /// Which replica scales pools and runs the periodic work.
+    #[serde(default)]
+    pub leader_election: LeaderElectionSettings,
     /// API tokens (JWT).
     pub auth: AuthSettings,
     /// The resource profile ladder and the build container.
@@ -193,6 +196,51 @@ pub enum KubernetesMode {
     Auto,
     DryRun,
     Apply,
+}
+
+/// How replicas elect the one that leads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaderMode {
+    /// `postgres` with a PostgreSQL store, else `off`.
+    #[default]
+    Auto,
+    /// A session advisory lock on the PostgreSQL store.
+    Postgres,
+    /// One replica: it always leads.
+    Off,
+}
+
+/// Leader election.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaderElectionSettings {
+    #[serde(default)]
+    pub mode: LeaderMode,
+    /// A standby tries to take the lead this often; the leader checks its hold as often.
+    #[serde(default = "default_retry_every", with = "humantime_serde")]
+    pub retry_every: Duration,
+    /// A leader whose check gets no answer within this long stops acting.
+    #[serde(default = "default_renew_deadline", with = "humantime_serde")]
+    pub renew_deadline: Duration,
+}
+
+fn default_retry_every() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_renew_deadline() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Default for LeaderElectionSettings {
+    fn default() -> Self {
+        Self {
+            mode: LeaderMode::Auto,
+            retry_every: default_retry_every(),
+            renew_deadline: default_renew_deadline(),
+        }
+    }
 }
 
 /// Reading Jenkins' build history.
@@ -981,6 +1029,32 @@ impl Settings {
         }
         if self.scaling.reconcile_interval < Duration::from_secs(1) {
             bad("scaling.reconcile_interval", "must be at least 1s");
+        }
+        let le = &self.leader_election;
+        if le.retry_every < Duration::from_millis(100) || le.retry_every > Duration::from_secs(60) {
+            bad(
+                "leader_election.retry_every",
+                "must be between 100ms and 1m",
+            );
+        }
+        if le.renew_deadline < Duration::from_millis(100)
+            || le.renew_deadline > Duration::from_secs(60)
+        {
+            bad(
+                "leader_election.renew_deadline",
+                "must be between 100ms and 1m",
+            );
+        }
+        let on_postgres = self.database.url.as_ref().is_some_and(|u| {
+            use secrecy::ExposeSecret;
+            let u = u.expose_secret();
+            u.starts_with("postgres://") || u.starts_with("postgresql://")
+        });
+        if le.mode == LeaderMode::Postgres && !on_postgres {
+            bad(
+                "leader_election.mode",
+                "postgres needs a PostgreSQL store (database.url); one replica on SQLite needs no election",
+            );
         }
         let b = &self.backfill;
         if !(b.max_requests_per_second > 0.0

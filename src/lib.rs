@@ -13,6 +13,7 @@ pub mod http;
 pub mod ingest;
 pub mod jenkins;
 pub mod kube;
+pub mod leader;
 pub mod metrics;
 pub mod profiles;
 pub mod scaling;

@@ -35,6 +35,8 @@ pub struct Metrics {
     /// Failed drain steps per pool: take-offline, bring-back (the node stays offline in
     /// Jenkins until a reconcile brings it back).
     pub pool_drain_failures: IntCounterVec,
+    /// 1 while this replica leads (scales pools, runs the periodic work), else 0.
+    pub leader: IntGauge,
     /// Build records only the repair of lost webhooks found, per controller.
     pub repair_found: IntGaugeVec,
     /// Builds pipelines announced as about to wait for each pool's label.
@@ -120,6 +122,14 @@ impl Metrics {
             &["pool", "source"],
         )
         .expect("valid metric");
+        let leader = IntGauge::new(
+            "leader",
+            "1 while this replica leads: scales pools and runs the periodic work",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(leader.clone()))
+            .expect("unique metric");
         let repair_found = IntGaugeVec::new(
             Opts::new(
                 "repair_found_builds",
@@ -180,6 +190,7 @@ impl Metrics {
             pool_announcements,
             pool_drain_failures,
             repair_found,
+            leader,
         }
     }
 
@@ -193,7 +204,7 @@ impl Metrics {
     /// Every metric family's full name (`autopilot_...`), with or without samples yet.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 13] = [
+        let collectors: [&dyn Collector; 14] = [
             &self.events,
             &self.store_commit_seconds,
             &self.batch_size,
@@ -207,6 +218,7 @@ impl Metrics {
             &self.pool_announcements,
             &self.pool_drain_failures,
             &self.repair_found,
+            &self.leader,
         ];
         collectors
             .iter()

@@ -50,30 +50,69 @@ impl Application {
                 crate::scaling::controller::Adapters::real(&settings, kube)?
             }
         };
+        // Every replica takes webhooks and serves reads; the leader also scales the pools
+        // and runs the periodic work.
+        let leadership = crate::leader::start(&settings, metrics.clone());
         let scaling = crate::scaling::controller::start_with(
             &settings,
             store.clone(),
             metrics.clone(),
             adapters,
+            leadership.clone(),
         )?;
-        tokio::spawn(crate::analytics::costs::watch_alerts(
-            store.clone(),
-            settings.clone(),
-            metrics.clone(),
-        ));
-        crate::analytics::schedule::start(store.clone(), settings.clone());
-        tokio::spawn(crate::store::purge_every_hour(
-            store.clone(),
-            settings.ingest.event_retention,
-            crate::store::Retained::Events,
-        ));
+        {
+            let (store, settings, metrics) = (store.clone(), settings.clone(), metrics.clone());
+            tokio::spawn(crate::leader::while_leading(
+                leadership.clone(),
+                move || {
+                    crate::analytics::costs::watch_alerts(
+                        store.clone(),
+                        settings.clone(),
+                        metrics.clone(),
+                    )
+                },
+            ));
+        }
+        {
+            let (store, settings) = (store.clone(), settings.clone());
+            tokio::spawn(crate::leader::while_leading(
+                leadership.clone(),
+                move || crate::analytics::schedule::run_all(store.clone(), settings.clone()),
+            ));
+        }
+        {
+            let (store, retention) = (store.clone(), settings.ingest.event_retention);
+            tokio::spawn(crate::leader::while_leading(
+                leadership.clone(),
+                move || {
+                    crate::store::purge_every_hour(
+                        store.clone(),
+                        retention,
+                        crate::store::Retained::Events,
+                    )
+                },
+            ));
+        }
         let backfills = Arc::new(crate::http::backfill::Backfills::default());
-        tokio::spawn(crate::backfill::repair_every(
-            store.clone(),
-            settings.clone(),
-            metrics.clone(),
-            backfills.clone(),
-        ));
+        {
+            let (store, settings, metrics, backfills) = (
+                store.clone(),
+                settings.clone(),
+                metrics.clone(),
+                backfills.clone(),
+            );
+            tokio::spawn(crate::leader::while_leading(
+                leadership.clone(),
+                move || {
+                    crate::backfill::repair_every(
+                        store.clone(),
+                        settings.clone(),
+                        metrics.clone(),
+                        backfills.clone(),
+                    )
+                },
+            ));
+        }
         let state = AppState {
             store: store.clone(),
             writer,
@@ -92,6 +131,7 @@ impl Application {
                 settings.server.max_unverified_bodies.max(1),
             )),
             backfills: backfills.clone(),
+            leadership,
             settings: settings.clone(),
             scaling,
         };

@@ -12,10 +12,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Starts one task per schedule.
-pub fn start(store: Store, settings: Arc<Settings>) {
-    for schedule in settings.reports.schedules.clone() {
-        tokio::spawn(run(store.clone(), settings.clone(), schedule));
-    }
+/// Runs every scheduled report until cancelled.
+pub async fn run_all(store: Store, settings: Arc<Settings>) {
+    let runs = settings
+        .reports
+        .schedules
+        .clone()
+        .into_iter()
+        .map(|schedule| run(store.clone(), settings.clone(), schedule));
+    futures_util::future::join_all(runs).await;
 }
 
 async fn run(store: Store, settings: Arc<Settings>, schedule: ReportSchedule) {

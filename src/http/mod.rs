@@ -44,6 +44,8 @@ pub struct AppState {
     pub unverified_bodies: Arc<tokio::sync::Semaphore>,
     /// Backfills: one at a time, each controller's latest progress.
     pub backfills: Arc<backfill::Backfills>,
+    /// This replica's part in the leader election.
+    pub leadership: crate::leader::Leadership,
 }
 
 /// Registers every route.
@@ -107,6 +109,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/").route(web::get().to(dashboard::index)))
     .service(web::resource("/assets/{path:.+}").route(web::get().to(dashboard::asset)))
     .service(web::resource("/healthz").route(web::get().to(ops::healthz)))
+    .service(web::resource("/api/v1/status").route(web::get().to(ops::status)))
     .service(web::resource("/readyz").route(web::get().to(ops::readyz)))
     .service(web::resource("/metrics").route(web::get().to(ops::metrics)))
     .service(web::resource("/openapi.json").route(web::get().to(ops::openapi)));
@@ -143,6 +146,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         profiles::record_performance,
         profiles::build_analysis,
         ops::healthz,
+        ops::status,
         ops::readyz,
         ops::metrics,
         ops::openapi,
@@ -166,6 +170,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         crate::sim::PoolFrontier,
         crate::store::DecisionRecord,
         ops::Health,
+        crate::leader::Status,
         crate::analytics::performance::PerformanceReport,
         crate::analytics::performance::Filter,
         crate::analytics::performance::Stats,

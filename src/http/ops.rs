@@ -18,6 +18,13 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok" })
 }
 
+/// This replica's part: `leader`, `follower` or `single`, its identity, the leader's,
+/// and how leadership is held.
+#[utoipa::path(get, path = "/api/v1/status", tag = "ops", responses((status = 200, body = crate::leader::Status)))]
+pub async fn status(state: actix_web::web::Data<super::AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.leadership.status())
+}
+
 /// The store answers queries.
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, body = Health), (status = 503, body = super::errors::ErrorBody)))]

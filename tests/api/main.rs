@@ -12,6 +12,7 @@ mod fake_jenkins;
 mod fake_kube;
 mod helpers;
 mod install;
+mod leader;
 mod lifecycle;
 mod notification;
 mod ops;

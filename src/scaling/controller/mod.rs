@@ -202,6 +202,8 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     views: Arc<RwLock<BTreeMap<String, PoolView>>>,
     seq: Arc<AtomicI64>,
+    /// Only the leading replica reconciles.
+    leadership: crate::leader::Leadership,
 }
 
 /// What the controller runs on: the real clients and the system clock, or in-memory
@@ -237,6 +239,7 @@ pub fn start_with(
     store: Store,
     metrics: Metrics,
     adapters: Adapters,
+    leadership: crate::leader::Leadership,
 ) -> anyhow::Result<ScalingHandle> {
     let views: Arc<RwLock<BTreeMap<String, PoolView>>> = Arc::default();
     let mut wake: HashMap<String, Vec<PoolWake>> = HashMap::new();
@@ -269,6 +272,7 @@ pub fn start_with(
             clock: adapters.clock.clone(),
             views: views.clone(),
             seq: seq.clone(),
+            leadership: leadership.clone(),
         };
         let mut worker = PoolWorker::new(name, pool, settings)?;
         worker.announced = announced;
@@ -279,11 +283,14 @@ pub fn start_with(
         tokio::spawn(run(worker, ctx, rx, period, debounce));
     }
     if !settings.scaling.pools.is_empty() {
-        tokio::spawn(crate::store::purge_every_hour(
-            store,
-            settings.scaling.decision_retention,
-            crate::store::Retained::Decisions,
-        ));
+        let retention = settings.scaling.decision_retention;
+        tokio::spawn(crate::leader::while_leading(leadership, move || {
+            crate::store::purge_every_hour(
+                store.clone(),
+                retention,
+                crate::store::Retained::Decisions,
+            )
+        }));
     }
     Ok(ScalingHandle {
         views,
@@ -402,6 +409,10 @@ async fn run(
                 None => return,
             },
         };
+        // A follower takes webhooks and serves reads; only the leader scales.
+        if !ctx.leadership.is_leader() {
+            continue;
+        }
         if let Err(e) = reconcile(&mut worker, &ctx, trigger).await {
             error_policy(&mut worker, &ctx, trigger, &e).await;
         }

@@ -75,6 +75,7 @@ async fn live(
         clock: clock.clone(),
         views: Arc::default(),
         seq: Arc::default(),
+        leadership: crate::leader::Leadership::single(),
     };
     let mut worker = PoolWorker::new("linux", pool, settings).unwrap();
     let (reconcile_ms, clock_driven) = (cfg.reconcile_ms, !cfg.schedules.is_empty());
