@@ -103,6 +103,30 @@ fn a_hostile_logging_filter_is_refused_not_a_crash() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("logging.filter"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+    // And one whose field filter compiled for longer than the fuzzer's 10 s.
+    let slow = String::from_utf8_lossy(
+        &std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fuzz/seeds/settings/filter-pattern-timeout.yaml"),
+        )
+        .unwrap(),
+    )
+    .into_owned();
+    let filter = slow
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("filter: "))
+        .unwrap();
+    std::fs::write(
+        dir.path().join("service.yaml"),
+        format!("logging:\n  format: json\n  filter: {filter:?}\n"),
+    )
+    .unwrap();
+    let (code, _, stderr) = check_config(dir.path(), &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("logging.filter: takes target=level directives only"),
+        "{stderr}"
+    );
 }
 
 #[test]
