@@ -305,11 +305,7 @@ impl Walker<'_> {
                     break 'pages;
                 }
                 read += 1;
-                let built_on = b
-                    .built_on
-                    .as_deref()
-                    .map(|n| if n.is_empty() { "built-in" } else { n });
-                let label = self.label_for(&job, built_on).await?;
+                let label = self.label_for(&job, b.node()).await?;
                 match history_event(&self.controller, &job, b, label, self.opts.source) {
                     Some(e) => events.push(e),
                     None => update(self.progress, |p| p.builds_refused += 1),
@@ -368,13 +364,7 @@ pub fn history_event(
     facts.result = outcome.result;
     facts.result_raw = outcome.unrecognized;
     facts.queue_id = b.queue_id;
-    facts.node = b.built_on.as_deref().map(|n| {
-        if n.is_empty() {
-            "built-in".to_string()
-        } else {
-            n.to_string()
-        }
-    });
+    facts.node = b.node().map(str::to_string);
     facts.label = label;
     let event = IngestEvent {
         key: format!(

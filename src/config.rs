@@ -148,6 +148,16 @@ pub struct JenkinsSettings {
     pub controllers: BTreeMap<String, JenkinsControllerSettings>,
 }
 
+impl JenkinsSettings {
+    /// The controller named `name` (controller names compare without case).
+    pub fn controller(&self, name: &str) -> Option<&JenkinsControllerSettings> {
+        self.controllers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, c)| c)
+    }
+}
+
 /// How to reach one Jenkins controller's REST API.
 #[derive(Debug, Clone, Deserialize)]
 pub struct JenkinsControllerSettings {
@@ -601,6 +611,17 @@ pub struct DatabaseSettings {
     pub sqlite_synchronous: SqliteSynchronous,
 }
 
+impl DatabaseSettings {
+    /// The URL when the store is PostgreSQL.
+    pub fn postgres_url(&self) -> Option<String> {
+        use secrecy::ExposeSecret;
+        self.url
+            .as_ref()
+            .map(|u| u.expose_secret().to_string())
+            .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+    }
+}
+
 /// SQLite's `synchronous` setting in WAL mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -1045,12 +1066,7 @@ impl Settings {
                 "must be between 100ms and 1m",
             );
         }
-        let on_postgres = self.database.url.as_ref().is_some_and(|u| {
-            use secrecy::ExposeSecret;
-            let u = u.expose_secret();
-            u.starts_with("postgres://") || u.starts_with("postgresql://")
-        });
-        if le.mode == LeaderMode::Postgres && !on_postgres {
+        if le.mode == LeaderMode::Postgres && self.database.postgres_url().is_none() {
             bad(
                 "leader_election.mode",
                 "postgres needs a PostgreSQL store (database.url); one replica on SQLite needs no election",
@@ -1085,12 +1101,7 @@ impl Settings {
                     "name must be a DNS label (a-z, 0-9, '-')",
                 );
             }
-            if !self
-                .jenkins
-                .controllers
-                .keys()
-                .any(|k| k.eq_ignore_ascii_case(p.controller.as_str()))
-            {
+            if self.jenkins.controller(p.controller.as_str()).is_none() {
                 bad(
                     &at("controller"),
                     &format!(

@@ -10,7 +10,6 @@
 //! the leader (the SQLite default). `auto`: `postgres` with a PostgreSQL store, else `off`.
 
 use crate::config::{LeaderElectionSettings, LeaderMode, Settings};
-use secrecy::ExposeSecret;
 use serde::Serialize;
 use sqlx::Connection;
 use std::sync::Arc;
@@ -47,13 +46,14 @@ impl Leadership {
     /// A single replica: always the leader.
     pub fn single() -> Self {
         let (tx, rx) = watch::channel(true);
+        let me = identity();
         Self {
             _single: Some(Arc::new(tx)),
             leading: rx,
             status: Arc::new(std::sync::Mutex::new(Status {
                 role: "single",
-                identity: identity(),
-                leader: Some(identity()),
+                leader: Some(me.clone()),
+                identity: me,
                 mode: "off",
                 retry_every_ms: 0,
             })),
@@ -96,13 +96,7 @@ pub fn identity() -> String {
 /// Starts the election the settings ask for; `metrics` shows the outcome.
 pub fn start(settings: &Settings, metrics: crate::metrics::Metrics) -> Leadership {
     let le = &settings.leader_election;
-    let url = settings
-        .database
-        .url
-        .as_ref()
-        .map(|u| u.expose_secret().to_string())
-        .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"));
-    let mode = match (le.mode, url) {
+    let mode = match (le.mode, settings.database.postgres_url()) {
         (LeaderMode::Off, _) | (LeaderMode::Auto, None) => None,
         (LeaderMode::Auto | LeaderMode::Postgres, Some(url)) => Some(url),
         (LeaderMode::Postgres, None) => {

@@ -486,10 +486,8 @@ fn backfill(
         ControllerName::parse(controller).map_err(|e| anyhow::anyhow!("--controller: {e}"))?;
     let jenkins_settings = settings
         .jenkins
-        .controllers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name.as_str()))
-        .map(|(_, c)| c.clone())
+        .controller(name.as_str())
+        .cloned()
         .ok_or_else(|| anyhow::anyhow!("--controller: no {name} in jenkins.controllers"))?;
     let since = Timestamp::from_millis(Timestamp::now().millis() - since.as_millis() as i64)
         .map_err(|e| anyhow::anyhow!("--since: {e}"))?;

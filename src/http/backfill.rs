@@ -66,25 +66,23 @@ pub struct BackfillRequest {
     pub repair: bool,
 }
 
-fn controller(req: &HttpRequest, state: &AppState) -> Result<ControllerName, ApiError> {
-    let raw = req.match_info().get("controller").unwrap_or_default();
-    let name = ControllerName::parse(
-        &urlencoding::decode(raw)
-            .map_err(|_| ApiError::invalid("controller", "is not valid percent-encoded UTF-8"))?,
-    )
-    .map_err(|e| ApiError::invalid("controller", e))?;
-    if !state
+/// The path's controller and its settings; 404 for one `jenkins.controllers` lacks.
+fn controller(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<(ControllerName, crate::config::JenkinsControllerSettings), ApiError> {
+    let name = super::profiles::controller_path(req)?;
+    let settings = state
         .settings
         .jenkins
-        .controllers
-        .keys()
-        .any(|k| k.eq_ignore_ascii_case(name.as_str()))
-    {
-        return Err(ApiError::NotFound(format!(
-            "no Jenkins controller {name} in jenkins.controllers"
-        )));
-    }
-    Ok(name)
+        .controller(name.as_str())
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no Jenkins controller {name} in jenkins.controllers"
+            ))
+        })?;
+    Ok((name, settings))
 }
 
 /// Largest backfill request body.
@@ -117,7 +115,7 @@ pub async fn start(
         state.settings.server.body_timeout,
     )
     .await?;
-    let name = controller(&req, &state)?;
+    let (name, settings) = controller(&req, &state)?;
     let r: BackfillRequest = crate::ingest::parse_json(&body)?;
     let back = match r.since.as_deref() {
         None => Duration::from_secs(90 * 86_400),
@@ -163,14 +161,6 @@ pub async fn start(
         .backfills
         .slot()
         .ok_or(ApiError::Overloaded { retry_after: 30 })?;
-    let settings = state
-        .settings
-        .jenkins
-        .controllers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name.as_str()))
-        .map(|(_, c)| c.clone())
-        .expect("checked above");
     let jenkins = crate::jenkins::JenkinsClient::new(&settings)
         .map_err(|e| ApiError::Unavailable(format!("the Jenkins client: {e}")))?;
     let progress = state.backfills.track(&name);
@@ -214,7 +204,7 @@ pub async fn progress(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     super::auth::require_read(&req, &state)?;
-    let name = controller(&req, &state)?;
+    let (name, _) = controller(&req, &state)?;
     if let Some(p) = state.backfills.latest(&name) {
         return Ok(HttpResponse::Ok().json(p));
     }

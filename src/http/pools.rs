@@ -194,12 +194,7 @@ pub async fn announce_waiting(
         state.settings.server.body_timeout,
     )
     .await?;
-    let raw = req.match_info().get("controller").unwrap_or_default();
-    let controller = crate::domain::ControllerName::parse(
-        &urlencoding::decode(raw)
-            .map_err(|_| ApiError::invalid("controller", "is not valid percent-encoded UTF-8"))?,
-    )
-    .map_err(|e| ApiError::invalid("controller", e))?;
+    let controller = super::profiles::controller_path(&req)?;
     let w: WaitingRequest = crate::ingest::parse_json(&body)?;
     let label = w.label.trim();
     if label.is_empty() || label.len() > MAX_TEXT || label.chars().any(char::is_control) {

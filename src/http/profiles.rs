@@ -91,10 +91,15 @@ fn decode(req: &HttpRequest, name: &str) -> Result<String, ApiError> {
         .map_err(|_| ApiError::invalid(name, "is not valid percent-encoded UTF-8"))
 }
 
+/// `{controller}` of the path.
+pub(super) fn controller_path(req: &HttpRequest) -> Result<ControllerName, ApiError> {
+    ControllerName::parse(&decode(req, "controller")?)
+        .map_err(|e| ApiError::invalid("controller", e))
+}
+
 /// `{controller}/{job}` of the path (the job may span segments: folders as `/` or `%2F`).
 pub(super) fn job_path(req: &HttpRequest) -> Result<(ControllerName, JobName), ApiError> {
-    let controller = ControllerName::parse(&decode(req, "controller")?)
-        .map_err(|e| ApiError::invalid("controller", e))?;
+    let controller = controller_path(req)?;
     let job = JobName::parse(&decode(req, "job")?).map_err(|e| ApiError::invalid("job", e))?;
     Ok((controller, job))
 }

@@ -51,6 +51,13 @@ pub struct HistoricBuild {
 }
 
 impl HistoricBuild {
+    /// The node it ran on: `built-in` for the controller's own (Jenkins says `""`).
+    pub fn node(&self) -> Option<&str> {
+        self.built_on
+            .as_deref()
+            .map(|n| if n.is_empty() { "built-in" } else { n })
+    }
+
     /// Its time in the queue, from the Metrics plugin's `TimeInQueueAction`.
     pub fn queue_wait_ms(&self) -> Option<i64> {
         self.actions.iter().find_map(|a| {

@@ -380,16 +380,7 @@ async fn the_repair_finds_exactly_the_builds_whose_webhooks_were_lost() {
         };
         assert_eq!(b["found_by"], expected, "#{n}: {b}");
     }
-    let metrics = rig
-        .app
-        .client
-        .get(rig.app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = rig.app.metrics().await;
     assert!(
         metrics.contains(r#"autopilot_repair_found_builds{controller="prod"} 3"#),
         "{metrics}"

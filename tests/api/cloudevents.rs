@@ -91,17 +91,7 @@ async fn node_and_job_events_are_stored_and_counted() {
         .await;
     let reply: serde_json::Value = again.json().await.unwrap();
     assert_eq!(reply["duplicates"], 1);
-    let (_, metrics) = (
-        0,
-        app.client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    let (_, metrics) = (0, app.metrics().await);
     assert!(metrics.contains(r#"autopilot_webhook_events_total{outcome="stored",source="cloudevents",type="node.online"} 1"#), "{metrics}");
     assert!(metrics.contains(r#"autopilot_webhook_events_total{outcome="duplicate",source="cloudevents",type="node.online"} 1"#));
 }
@@ -140,15 +130,7 @@ async fn unknown_type_is_acknowledged_counted_and_not_stored() {
     let reply: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(reply["ignored"], "org.jenkinsci.item.deleted");
     assert_eq!(app.row_counts().await.events, 0);
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains(r#"autopilot_webhook_events_total{outcome="ignored",source="cloudevents",type="untracked"} 1"#), "{metrics}");
 }
 
@@ -184,15 +166,7 @@ async fn the_plugins_documented_spellings_are_taken() {
     let b = app.build("ci.example.com", "app", 5).await;
     assert_eq!(b["phase"], "finalized");
     assert_eq!(b["result"], serde_json::Value::Null);
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics
             .lines()

@@ -174,6 +174,18 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `/metrics` in the text format.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("a text body")
+    }
+
     /// GET with a bearer token.
     pub async fn get_authed(&self, path: &str, token: &str) -> (u16, Value) {
         let resp = self

@@ -251,16 +251,7 @@ async fn a_queue_event_scales_the_right_deployment_up_at_once() {
         .clone();
     assert_eq!(linux["mode"], "apply");
     assert_eq!(linux["last"]["desired"], 4);
-    let metrics = rig
-        .app
-        .client
-        .get(rig.app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = rig.app.metrics().await;
     assert!(
         metrics.contains(r#"autopilot_pool_agents{kind="desired",pool="linux"} 4"#),
         "{metrics}"
@@ -447,16 +438,7 @@ async fn failed_reads_hold_the_pool_and_it_moves_again_when_they_work() {
             async || rig.kube.replicas(NS, "agent-linux") == 5,
         )
         .await;
-        let metrics = rig
-            .app
-            .client
-            .get(rig.app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = rig.app.metrics().await;
         assert!(
             metrics.contains("autopilot_pool_failures_total{pool=\"linux\""),
             "{what}"
@@ -627,16 +609,7 @@ async fn a_refused_bring_back_is_shown_counted_and_retried() {
     );
     assert_eq!(rig.kube.state.lock().unwrap().deleted, ["agent-linux-a"]);
     assert!(rig.jenkins.state.lock().unwrap().agents["agent-linux-b"].temporarily_offline);
-    let metrics = rig
-        .app
-        .client
-        .get(rig.app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = rig.app.metrics().await;
     assert!(
         metrics
             .contains(r#"autopilot_pool_drain_failures_total{pool="linux",step="bring-back"} 1"#),
@@ -1301,16 +1274,7 @@ async fn a_pipelines_announcement_scales_the_pool_before_jenkins_lists_the_build
         )
         .await;
     assert_eq!(status, 403);
-    let metrics = rig
-        .app
-        .client
-        .get(rig.app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = rig.app.metrics().await;
     assert!(
         metrics.contains(r#"autopilot_pool_announcements_total{pool="linux"} 1"#),
         "{metrics}"

@@ -108,10 +108,10 @@ function showHistory(report) {
   const day = (ms) => new Date(ms).toISOString().slice(0, 10);
   const backfilled = report.daily.filter((d) => d.backfilled > 0);
   const repaired = report.daily.reduce((n, d) => n + d.repaired, 0);
+  const fromBackfill = backfilled.reduce((n, d) => n + d.backfilled, 0);
   const parts = [];
   if (backfilled.length) {
-    const n = backfilled.reduce((s, d) => s + d.backfilled, 0);
-    parts.push(`${n} of these builds came from a backfill of Jenkins' history (${day(backfilled[0].start)} to ${day(backfilled[backfilled.length - 1].start)})`);
+    parts.push(`${fromBackfill} of these builds came from a backfill of Jenkins' history (${day(backfilled[0].start)} to ${day(backfilled[backfilled.length - 1].start)})`);
   }
   if (repaired) {
     parts.push(`${repaired} only the repair found: their webhooks were lost`);
@@ -119,7 +119,7 @@ function showHistory(report) {
   const line = byId('history');
   line.hidden = parts.length === 0;
   line.textContent = parts.length ? `${parts.join('; ')}.` : '';
-  line.dataset.backfilled = String(backfilled.reduce((s, d) => s + d.backfilled, 0));
+  line.dataset.backfilled = String(fromBackfill);
   line.dataset.repaired = String(repaired);
 }
 
