@@ -187,7 +187,8 @@ fn default_jenkins_retries() -> u32 {
 }
 
 /// Where scaling decisions are applied.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KubernetesSettings {
     /// `auto` (default): apply when a cluster is found (in-cluster config or KUBECONFIG),
     /// else dry-run. `dry-run`: never apply. `apply`: a cluster is required.
@@ -196,6 +197,24 @@ pub struct KubernetesSettings {
     /// A kubeconfig file to use instead of the environment's.
     #[serde(default)]
     pub kubeconfig: Option<PathBuf>,
+    /// Every request to the API server gives up after this long (connect, send, answer):
+    /// a reconcile waiting on a silent API server holds its pool, it does not hang.
+    #[serde(default = "default_kube_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_kube_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Default for KubernetesSettings {
+    fn default() -> Self {
+        Self {
+            mode: KubernetesMode::default(),
+            kubeconfig: None,
+            timeout: default_kube_timeout(),
+        }
+    }
 }
 
 /// Whether decisions are applied.
@@ -212,9 +231,12 @@ pub enum KubernetesMode {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LeaderMode {
-    /// `postgres` with a PostgreSQL store, else `off`.
+    /// `lease` in a cluster (`KUBERNETES_SERVICE_HOST` set), else `postgres` with a
+    /// PostgreSQL store, else `off`.
     #[default]
     Auto,
+    /// A Kubernetes Lease in the service's namespace.
+    Lease,
     /// A session advisory lock on the PostgreSQL store.
     Postgres,
     /// One replica: it always leads.
@@ -233,6 +255,25 @@ pub struct LeaderElectionSettings {
     /// A leader whose check gets no answer within this long stops acting.
     #[serde(default = "default_renew_deadline", with = "humantime_serde")]
     pub renew_deadline: Duration,
+    /// How long a hold lasts without a renewal: a Lease's duration, or how long PostgreSQL
+    /// keeps a silent leader's session (and its lock). Longer than `renew_deadline`, so a
+    /// leader that cannot renew stops acting before another can take over.
+    #[serde(default = "default_lease_duration", with = "humantime_serde")]
+    pub lease_duration: Duration,
+    /// The Lease's name (`lease` mode).
+    #[serde(default = "default_lease_name")]
+    pub lease_name: String,
+    /// The Lease's namespace: else `POD_NAMESPACE`, else the kubeconfig's.
+    #[serde(default)]
+    pub lease_namespace: Option<String>,
+}
+
+fn default_lease_duration() -> Duration {
+    Duration::from_secs(15)
+}
+
+fn default_lease_name() -> String {
+    "jenkins-autopilot-leader".into()
 }
 
 fn default_retry_every() -> Duration {
@@ -249,6 +290,9 @@ impl Default for LeaderElectionSettings {
             mode: LeaderMode::Auto,
             retry_every: default_retry_every(),
             renew_deadline: default_renew_deadline(),
+            lease_duration: default_lease_duration(),
+            lease_name: default_lease_name(),
+            lease_namespace: None,
         }
     }
 }
@@ -1051,6 +1095,10 @@ impl Settings {
         if self.scaling.reconcile_interval < Duration::from_secs(1) {
             bad("scaling.reconcile_interval", "must be at least 1s");
         }
+        let kt = self.kubernetes.timeout;
+        if kt < Duration::from_millis(100) || kt > Duration::from_secs(300) {
+            bad("kubernetes.timeout", "must be between 100ms and 5m");
+        }
         let le = &self.leader_election;
         if le.retry_every < Duration::from_millis(100) || le.retry_every > Duration::from_secs(60) {
             bad(
@@ -1064,6 +1112,45 @@ impl Settings {
             bad(
                 "leader_election.renew_deadline",
                 "must be between 100ms and 1m",
+            );
+        }
+        if le.lease_duration <= le.renew_deadline || le.lease_duration > Duration::from_secs(300) {
+            bad(
+                "leader_election.lease_duration",
+                "must be longer than renew_deadline and at most 5m",
+            );
+        }
+        if le.retry_every >= le.renew_deadline {
+            bad(
+                "leader_election.retry_every",
+                "must be shorter than renew_deadline (the leader renews this often)",
+            );
+        }
+        if le.mode == LeaderMode::Lease {
+            for (field, d) in [
+                ("leader_election.lease_duration", le.lease_duration),
+                ("leader_election.retry_every", le.retry_every),
+            ] {
+                if d.subsec_nanos() != 0 || d.is_zero() {
+                    bad(
+                        field,
+                        "must be whole seconds in lease mode (a Lease counts seconds)",
+                    );
+                }
+            }
+        }
+        if !is_dns_subdomain(&le.lease_name) {
+            bad(
+                "leader_election.lease_name",
+                "must be a Kubernetes name: lower-case letters, digits, - and ., at most 253",
+            );
+        }
+        if let Some(ns) = &le.lease_namespace
+            && !is_dns_label(ns)
+        {
+            bad(
+                "leader_election.lease_namespace",
+                "must be a Kubernetes namespace name",
             );
         }
         if le.mode == LeaderMode::Postgres && self.database.postgres_url().is_none() {

@@ -16,6 +16,7 @@ pub struct Application {
     port: u16,
     server: Server,
     store: Store,
+    leadership: crate::leader::Leadership,
 }
 
 impl Application {
@@ -52,7 +53,7 @@ impl Application {
         };
         // Every replica takes webhooks and serves reads; the leader also scales the pools
         // and runs the periodic work.
-        let leadership = crate::leader::start(&settings, metrics.clone());
+        let leadership = crate::leader::start(&settings, metrics.clone()).await?;
         let scaling = crate::scaling::controller::start_with(
             &settings,
             store.clone(),
@@ -131,7 +132,7 @@ impl Application {
                 settings.server.max_unverified_bodies.max(1),
             )),
             backfills: backfills.clone(),
-            leadership,
+            leadership: leadership.clone(),
             settings: settings.clone(),
             scaling,
         };
@@ -181,6 +182,7 @@ impl Application {
             port,
             server,
             store,
+            leadership,
         })
     }
 
@@ -197,6 +199,10 @@ impl Application {
     /// the store.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.server.await?;
+        // Hand the lead over now rather than when the lease runs out.
+        self.leadership
+            .step_down(std::time::Duration::from_secs(3))
+            .await;
         self.store.close().await;
         Ok(())
     }

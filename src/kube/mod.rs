@@ -95,6 +95,29 @@ pub struct PoolState {
     pub pods: Vec<PodState>,
 }
 
+/// The cluster the settings name: their kubeconfig, else in-cluster or `KUBECONFIG`.
+pub async fn load_config(settings: &KubernetesSettings) -> anyhow::Result<kube::Config> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = match &settings.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("loading kubeconfig {}", path.display()))
+        }
+        None => kube::Config::infer()
+            .await
+            .context("finding a cluster (in-cluster or KUBECONFIG)"),
+    };
+    config.map(|mut config| {
+        config.connect_timeout = Some(settings.timeout);
+        config.read_timeout = Some(settings.timeout);
+        config.write_timeout = Some(settings.timeout);
+        config
+    })
+}
+
 /// Applies decisions to a cluster.
 #[derive(Clone)]
 pub struct KubeExecutor {
@@ -109,22 +132,7 @@ impl KubeExecutor {
         if settings.mode == KubernetesMode::DryRun {
             return Ok(None);
         }
-        let config = match &settings.kubeconfig {
-            Some(path) => {
-                let kc = kube::config::Kubeconfig::read_from(path)
-                    .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-                kube::Config::from_custom_kubeconfig(
-                    kc,
-                    &kube::config::KubeConfigOptions::default(),
-                )
-                .await
-                .with_context(|| format!("loading kubeconfig {}", path.display()))
-            }
-            None => kube::Config::infer()
-                .await
-                .context("finding a cluster (in-cluster or KUBECONFIG)"),
-        };
-        match (config, settings.mode) {
+        match (load_config(settings).await, settings.mode) {
             (Ok(config), _) => {
                 let client = Client::try_from(config).context("building the Kubernetes client")?;
                 Ok(Some(Self { client }))

@@ -107,6 +107,32 @@ impl From<PartialBehavior> for Behavior {
     }
 }
 
+impl Behavior {
+    /// How far back the behaviour looks: its longest window, delay or policy period.
+    pub fn memory(&self) -> Duration {
+        [
+            self.scale_up.stabilization_window,
+            self.scale_down.stabilization_window,
+            self.scale_down_delay_after_scale_up,
+        ]
+        .into_iter()
+        .chain(self.scale_up.policies.iter().map(|p| p.period))
+        .chain(self.scale_down.policies.iter().map(|p| p.period))
+        .max()
+        .unwrap_or_default()
+    }
+}
+
+/// One stored decision, as a new leader reads it to pick a pool's history up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Past {
+    pub at: Timestamp,
+    /// The recommendation before the behaviour.
+    pub recommended: Option<u32>,
+    /// The replicas it changed, from and to, when the change was applied.
+    pub change: Option<(u32, u32)>,
+}
+
 impl Default for Behavior {
     /// The HPA's defaults: up +100 % or +4 agents per 15 s (the larger), no up
     /// stabilization; down to the highest recommendation of the last 300 s, at most 100 %
@@ -172,6 +198,37 @@ impl History {
         if self.recommendations.is_empty() {
             self.recommendations.push_back((at, replicas));
         }
+    }
+
+    /// The history the previous leader had at `now`, rebuilt from its stored decisions
+    /// (any order). Decisions are stored when they change, so each recommendation held
+    /// until the next stored one: it is remembered at both ends, and the newest as still
+    /// in force now. The changes applied count for the rate limits and the delay after a
+    /// scale-up.
+    pub fn resume(past: &[Past], now: Timestamp) -> Self {
+        let mut past: Vec<Past> = past.iter().copied().filter(|p| p.at <= now).collect();
+        past.sort_by_key(|p| p.at);
+        let mut h = History::default();
+        let recs: Vec<(Timestamp, u32)> = past
+            .iter()
+            .filter_map(|p| p.recommended.map(|r| (p.at, r)))
+            .collect();
+        for (i, &(at, r)) in recs.iter().enumerate() {
+            h.recommendations.push_back((at, r));
+            let until = match recs.get(i + 1) {
+                Some(&(next, _)) => Timestamp::from_millis(next.millis() - 1).unwrap_or(at),
+                None => now,
+            };
+            if until > at {
+                h.recommendations.push_back((until, r));
+            }
+        }
+        for p in &past {
+            if let Some((from, to)) = p.change {
+                h.record_change(p.at, from, to);
+            }
+        }
+        h
     }
 
     /// How many recommendations are remembered.
@@ -243,17 +300,7 @@ pub fn normalize(
     now: Timestamp,
 ) -> Normalized {
     let mut history = history.clone();
-    let keep = [
-        behavior.scale_up.stabilization_window,
-        behavior.scale_down.stabilization_window,
-        behavior.scale_down_delay_after_scale_up,
-    ]
-    .into_iter()
-    .chain(behavior.scale_up.policies.iter().map(|p| p.period))
-    .chain(behavior.scale_down.policies.iter().map(|p| p.period))
-    .max()
-    .unwrap_or_default();
-    history.prune(now, keep);
+    history.prune(now, behavior.memory());
 
     let within =
         |window: Duration, t: Timestamp| t.millis() > now.millis() - window.as_millis() as i64;
@@ -428,6 +475,88 @@ mod tests {
             .collect();
         let r = run(&b, 8, &steps);
         assert!(r.iter().all(|(n, _)| *n == 8), "{r:?}");
+    }
+
+    #[test]
+    fn a_history_resumed_from_stored_decisions_decides_as_the_old_leader_would() {
+        // Rate limits on both sides, a window and a delay: every part of the history counts.
+        let mut b = Behavior::default();
+        b.scale_up.policies = vec![RatePolicy {
+            kind: PolicyKind::Pods,
+            value: 2,
+            period: Duration::from_secs(60),
+        }];
+        b.scale_down.policies = vec![RatePolicy {
+            kind: PolicyKind::Pods,
+            value: 1,
+            period: Duration::from_secs(30),
+        }];
+        let recs: Vec<(i64, u32)> = (0..120)
+            .map(|i| {
+                let s = i * 10;
+                let r = match s {
+                    0..=99 => 3,
+                    100..=399 => 9,
+                    400..=699 => 2,
+                    _ => 6,
+                };
+                (s, r)
+            })
+            .collect();
+        for takeover in [150, 420, 650, 720, 900] {
+            // The old leader: every reconcile in memory, and only the changes stored.
+            let mut history = History::default();
+            let mut current = 3;
+            let mut stored: Vec<Past> = Vec::new();
+            let mut last_key = None;
+            let mut steps = recs.iter().copied().peekable();
+            while let Some(&(s, rec)) = steps.peek() {
+                if s >= takeover {
+                    break;
+                }
+                steps.next();
+                history.seed(at(s), current);
+                let n = normalize(&b, &history, current, rec, at(s));
+                history = n.history;
+                history.record_change(at(s), current, n.replicas);
+                let key = (rec, current, n.replicas);
+                if last_key != Some(key) {
+                    stored.push(Past {
+                        at: at(s),
+                        recommended: Some(rec),
+                        change: (n.replicas != current).then_some((current, n.replicas)),
+                    });
+                    last_key = Some(key);
+                }
+                current = n.replicas;
+            }
+            // The new leader resumes from the stored rows; both go on from the takeover.
+            let mut resumed = History::resume(&stored, at(takeover - 1));
+            let (mut a, mut b_current) = (current, current);
+            let mut prev = current;
+            for (s, rec) in steps {
+                resumed.seed(at(s), b_current);
+                history.seed(at(s), a);
+                let old = normalize(&b, &history, a, rec, at(s));
+                let new = normalize(&b, &resumed, b_current, rec, at(s));
+                // The stored rows tell when a recommendation changed, not the last
+                // reconcile that made the old one: the new leader may keep an old
+                // recommendation one reconcile longer, never shorter.
+                assert!(
+                    new.replicas == old.replicas || new.replicas == prev,
+                    "takeover at {takeover} s, step {s} s: {} vs {} (before: {prev})",
+                    new.replicas,
+                    old.replicas
+                );
+                prev = old.replicas;
+                history = old.history;
+                history.record_change(at(s), a, old.replicas);
+                resumed = new.history;
+                resumed.record_change(at(s), b_current, new.replicas);
+                a = old.replicas;
+                b_current = new.replicas;
+            }
+        }
     }
 
     #[test]

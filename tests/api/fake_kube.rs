@@ -1,7 +1,10 @@
 //! A fake Kubernetes API server: Deployments with their `scale` subresource and Pods, with
 //! real semantics (resourceVersion, 404/409 Status objects, merge patches) and a
-//! ReplicaSet-like pod removal that honours `controller.kubernetes.io/pod-deletion-cost`.
-//! It records every request; the app's real `kube::Client` reaches it via a kubeconfig.
+//! ReplicaSet-like pod removal that honours `controller.kubernetes.io/pod-deletion-cost`,
+//! and Leases (coordination.k8s.io/v1) with resourceVersion preconditions and server-side
+//! apply's field ownership. It records every request; the app's real `kube::Client`
+//! reaches it via a kubeconfig. Each replica of the service may get a door of its own (a
+//! listener on the same state) so a test can cut one replica's access alone.
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde_json::{Value, json};
@@ -31,8 +34,42 @@ pub struct FakePod {
 pub const POD_CREATED: &str = "2026-01-05T10:00:00Z";
 pub const POD_READY: &str = "2026-01-05T10:00:45Z";
 
+/// A Lease: its spec fields, its resourceVersion, and which field manager owns each field.
+#[derive(Debug, Clone, Default)]
+pub struct FakeLease {
+    pub spec: serde_json::Map<String, Value>,
+    pub resource_version: u64,
+    pub owners: BTreeMap<String, String>,
+}
+
+impl FakeLease {
+    /// Sets the patch's fields (a null removes one); `manager` owns what it set.
+    fn merge(&mut self, patch: serde_json::Map<String, Value>, manager: &str) {
+        for (k, v) in patch {
+            if v.is_null() {
+                self.spec.remove(&k);
+                self.owners.remove(&k);
+            } else {
+                self.spec.insert(k.clone(), v);
+                self.owners.insert(k, manager.to_string());
+            }
+        }
+    }
+}
+
+/// What a cut door does with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Answers with this status.
+    Status(u16),
+    /// Never answers (within any test's patience).
+    Hang,
+}
+
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    /// The door the request came through (0: the main URL).
+    pub door: usize,
     pub at: Instant,
     /// The same instant on the wall clock, for comparing with another process's times.
     pub wall: std::time::SystemTime,
@@ -55,7 +92,11 @@ pub struct KubeState {
     /// metrics.k8s.io: `None` answers 404 (no metrics-server); else each pod's
     /// (cpu, memory) use by name, e.g. ("700m", "512Mi").
     pub pod_metrics: Option<BTreeMap<String, (String, String)>>,
+    pub leases: BTreeMap<(String, String), FakeLease>,
+    /// Doors cut by a test.
+    pub faults: BTreeMap<usize, Fault>,
     next_pod: u64,
+    next_door: usize,
 }
 
 impl KubeState {
@@ -71,40 +112,96 @@ pub struct FakeKube {
     pub state: Arc<Mutex<KubeState>>,
 }
 
+/// Which door a request came through.
+#[derive(Clone, Copy)]
+struct DoorId(usize);
+
+fn listen(state: Arc<Mutex<KubeState>>, door: usize) -> String {
+    let data = web::Data::new(state);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::Data::new(DoorId(door)))
+            .default_service(web::to(handle))
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    format!("http://127.0.0.1:{port}")
+}
+
+/// Another way into the same server, for one client: it can be cut alone.
+#[derive(Clone)]
+pub struct Door {
+    pub id: usize,
+    pub url: String,
+    state: Arc<Mutex<KubeState>>,
+}
+
+impl Door {
+    /// Cuts (`Some`) or restores (`None`) this door.
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        let mut s = self.state.lock().unwrap();
+        match fault {
+            Some(f) => s.faults.insert(self.id, f),
+            None => s.faults.remove(&self.id),
+        };
+    }
+
+    pub fn write_kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        kubeconfig(&self.url, &dir.join(format!("kubeconfig-{}", self.id)))
+    }
+}
+
+fn kubeconfig(url: &str, path: &std::path::Path) -> std::path::PathBuf {
+    let yaml = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {url}\nusers:\n- name: fake\n  user:\n    token: fake-token\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: ci-agents\ncurrent-context: fake\n"
+    );
+    std::fs::write(path, yaml).unwrap();
+    path.to_path_buf()
+}
+
 impl FakeKube {
     pub async fn start() -> Self {
         let state: Arc<Mutex<KubeState>> = Arc::new(Mutex::new(KubeState {
             next_rv: 1000,
             ..Default::default()
         }));
-        let data = web::Data::new(state.clone());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .default_service(web::to(handle))
-        })
-        .workers(1)
-        .listen(listener)
-        .unwrap()
-        .run();
-        tokio::spawn(server);
-        Self {
-            url: format!("http://127.0.0.1:{port}"),
-            state,
+        let url = listen(state.clone(), 0);
+        Self { url, state }
+    }
+
+    /// A new door into this server.
+    pub fn door(&self) -> Door {
+        let id = {
+            let mut s = self.state.lock().unwrap();
+            s.next_door += 1;
+            s.next_door
+        };
+        Door {
+            id,
+            url: listen(self.state.clone(), id),
+            state: self.state.clone(),
         }
+    }
+
+    /// The Lease, as stored.
+    pub fn lease(&self, ns: &str, name: &str) -> Option<FakeLease> {
+        self.state
+            .lock()
+            .unwrap()
+            .leases
+            .get(&(ns.to_string(), name.to_string()))
+            .cloned()
     }
 
     /// A kubeconfig pointing at this server.
     pub fn write_kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
-        let path = dir.join("kubeconfig");
-        let yaml = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\nusers:\n- name: fake\n  user:\n    token: fake-token\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: ci-agents\ncurrent-context: fake\n",
-            self.url
-        );
-        std::fs::write(&path, yaml).unwrap();
-        path
+        kubeconfig(&self.url, &dir.join("kubeconfig"))
     }
 
     /// A Deployment with `pods` ready pods named `<name>-<n>`.
@@ -202,14 +299,24 @@ async fn handle(
     let path = req.path().to_string();
     let method = req.method().to_string();
     let body_json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let door = req.app_data::<web::Data<DoorId>>().map_or(0, |d| d.0);
+    let fault = state.lock().unwrap().faults.get(&door).copied();
+    if fault == Some(Fault::Hang) {
+        tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+        return status(504, "Timeout", "the door was cut".into());
+    }
     let mut s = state.lock().unwrap();
     s.requests.push(Recorded {
+        door,
         at: Instant::now(),
         wall: std::time::SystemTime::now(),
         method: method.clone(),
         path: path.clone(),
         body: body_json.clone(),
     });
+    if let Some(Fault::Status(code)) = fault {
+        return status(code, "InternalError", format!("injected failure {code}"));
+    }
     if let Some(code) = s.fail_status {
         return status(
             code,
@@ -368,11 +475,186 @@ async fn handle(
             let json = pod_json(name, pod);
             HttpResponse::Ok().json(json)
         }
+        (
+            _,
+            [
+                "apis",
+                "coordination.k8s.io",
+                "v1",
+                "namespaces",
+                ns,
+                "leases",
+                rest @ ..,
+            ],
+        ) => {
+            let content_type = req
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let manager = url::form_urlencoded::parse(req.query_string().as_bytes())
+                .find(|(k, _)| k == "fieldManager")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_else(|| "unknown".into());
+            lease_request(
+                &mut s,
+                &method,
+                ns,
+                rest,
+                &content_type,
+                &manager,
+                body_json,
+            )
+        }
         _ => status(
             404,
             "NotFound",
             format!("the server could not find the requested resource ({method} {path})"),
         ),
+    }
+}
+
+fn lease_json(ns: &str, name: &str, l: &FakeLease) -> Value {
+    let managers: std::collections::BTreeSet<&String> = l.owners.values().collect();
+    json!({"kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
+        "metadata": {"name": name, "namespace": ns, "resourceVersion": l.resource_version.to_string(),
+            "managedFields": managers.iter().map(|m| json!({"manager": m})).collect::<Vec<_>>()},
+        "spec": l.spec})
+}
+
+/// The Lease API: get, create, update (with a resourceVersion precondition), and patch:
+/// strategic or merge patches (a null removes a field; the patcher owns what it sets) and
+/// server-side apply (a field another manager owns, set to another value, is a conflict).
+fn lease_request(
+    s: &mut KubeState,
+    method: &str,
+    ns: &str,
+    rest: &[&str],
+    content_type: &str,
+    manager: &str,
+    body: Value,
+) -> HttpResponse {
+    let conflict = |name: &str, why: &str| {
+        status(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on leases.coordination.k8s.io \"{name}\": {why}"
+            ),
+        )
+    };
+    let spec_of = |b: &Value| {
+        b.get("spec")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    match (method, rest) {
+        ("POST", []) => {
+            let Some(name) = body.pointer("/metadata/name").and_then(Value::as_str) else {
+                return status(422, "Invalid", "metadata.name: Required value".into());
+            };
+            let key = (ns.to_string(), name.to_string());
+            if s.leases.contains_key(&key) {
+                return status(
+                    409,
+                    "AlreadyExists",
+                    format!("leases.coordination.k8s.io \"{name}\" already exists"),
+                );
+            }
+            let mut spec = spec_of(&body);
+            spec.retain(|_, v| !v.is_null());
+            let lease = FakeLease {
+                owners: spec
+                    .keys()
+                    .map(|k| (k.clone(), manager.to_string()))
+                    .collect(),
+                spec,
+                resource_version: s.rv(),
+            };
+            let out = lease_json(ns, name, &lease);
+            s.leases.insert(key, lease);
+            HttpResponse::Created().json(out)
+        }
+        (_, [name]) => {
+            let key = (ns.to_string(), name.to_string());
+            let rv = s.next_rv + 1;
+            let Some(lease) = s.leases.get_mut(&key) else {
+                return status(
+                    404,
+                    "NotFound",
+                    format!("leases.coordination.k8s.io \"{name}\" not found"),
+                );
+            };
+            if method == "GET" {
+                return HttpResponse::Ok().json(lease_json(ns, name, lease));
+            }
+            if let Some(want) = body
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                && want != lease.resource_version.to_string()
+            {
+                return conflict(
+                    name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                );
+            }
+            let patch = spec_of(&body);
+            match method {
+                "PUT" => {
+                    if body.pointer("/metadata/resourceVersion").is_none() {
+                        return status(
+                            422,
+                            "Invalid",
+                            "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update".into(),
+                        );
+                    }
+                    lease.spec = patch.into_iter().filter(|(_, v)| !v.is_null()).collect();
+                    lease.owners = lease
+                        .spec
+                        .keys()
+                        .map(|k| (k.clone(), manager.to_string()))
+                        .collect();
+                }
+                "PATCH" if content_type.starts_with("application/apply-patch") => {
+                    for (k, v) in &patch {
+                        if let (Some(owner), Some(have)) = (lease.owners.get(k), lease.spec.get(k))
+                            && owner != manager
+                            && have != v
+                        {
+                            return conflict(
+                                name,
+                                &format!(
+                                    "Apply failed with 1 conflict: conflict with \"{owner}\": .spec.{k}"
+                                ),
+                            );
+                        }
+                    }
+                    // Fields this manager applied before and leaves out now are removed.
+                    let dropped: Vec<String> = lease
+                        .owners
+                        .iter()
+                        .filter(|(k, m)| *m == manager && !patch.contains_key(*k))
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    for k in dropped {
+                        lease.owners.remove(&k);
+                        lease.spec.remove(&k);
+                    }
+                    lease.merge(patch, manager);
+                }
+                "PATCH" => {
+                    lease.merge(patch, manager);
+                }
+                _ => return status(405, "MethodNotAllowed", format!("{method} on a Lease")),
+            }
+            lease.resource_version = rv;
+            let out = lease_json(ns, name, lease);
+            s.next_rv = rv;
+            HttpResponse::Ok().json(out)
+        }
+        _ => status(404, "NotFound", format!("no such Lease request ({method})")),
     }
 }
 

@@ -1,16 +1,20 @@
 //! Two service processes on one PostgreSQL, the fake Jenkins and the fake Kubernetes API
-//! server: one leads and scales, both take webhooks; when the leader is killed the other
-//! takes over.
+//! server: one leads and scales, both take webhooks; when the leader is killed, or cut off
+//! from what holds the lead (the Lease's API server, or PostgreSQL), it stops acting
+//! within the renew deadline and the other takes over.
 
 use crate::fake_jenkins::{self, FakeJenkins};
-use crate::fake_kube::FakeKube;
+use crate::fake_kube::{FakeKube, Fault};
 use crate::helpers::{TOKEN, fresh_postgres_url};
 use crate::scaling::{NS, eventually};
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 struct Replica {
+    name: String,
     child: Child,
     base: String,
 }
@@ -30,7 +34,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start(config: &std::path::Path, data: &std::path::Path, name: &str) -> Replica {
+/// Starts `serve` with the shared settings in `config` and this replica's `env`.
+fn start(
+    config: &std::path::Path,
+    data: &std::path::Path,
+    name: &str,
+    env: &[(&str, String)],
+) -> Replica {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"))
         .args(["serve", "--config"])
@@ -43,19 +53,65 @@ fn start(config: &std::path::Path, data: &std::path::Path, name: &str) -> Replic
             fake_jenkins::API_TOKEN,
         )
         .env("POD_NAME", name)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env_remove("RUST_LOG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start the service");
     Replica {
+        name: name.to_string(),
         child,
         base: format!("http://127.0.0.1:{port}"),
     }
 }
 
+/// The settings both replicas share: `election` is the leader_election section, `url` the
+/// store (empty for the one in `database`).
+fn write_settings(
+    dir: &std::path::Path,
+    db_url: &str,
+    election: &str,
+    kubeconfig: &std::path::Path,
+    jenkins: &FakeJenkins,
+) -> std::path::PathBuf {
+    let config = dir.join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("service.yaml"),
+        format!(
+            "database:\n  url: \"{db_url}\"\nwebhook:\n  token: \"{TOKEN}\"\n\
+             leader_election: {election}\n\
+             kubernetes: {{mode: apply, kubeconfig: \"{}\", timeout: 2s}}\n\
+             jenkins:\n  controllers:\n    prod: {{url: \"{}\", user: {}, timeout: 2s}}\n\
+             scaling:\n  reconcile_interval: 1s\n  pools:\n    linux: {{controller: prod, label: linux, namespace: {NS}, \
+             deployment: agent-linux, executors_per_agent: 1, min: 1, max: 10}}\n",
+            kubeconfig.display(),
+            jenkins.url,
+            fake_jenkins::USER
+        ),
+    )
+    .unwrap();
+    config
+}
+
 async fn get(client: &reqwest::Client, url: String) -> Option<Value> {
-    client.get(url).send().await.ok()?.json().await.ok()
+    client
+        .get(url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+async fn role(client: &reqwest::Client, r: &Replica) -> Option<String> {
+    get(client, format!("{}/api/v1/status", r.base))
+        .await
+        .and_then(|s| s["role"].as_str().map(str::to_string))
 }
 
 async fn metric(client: &reqwest::Client, r: &Replica, line: &str) -> Option<i64> {
@@ -72,92 +128,140 @@ async fn metric(client: &reqwest::Client, r: &Replica, line: &str) -> Option<i64
         .and_then(|v| v.trim().parse().ok())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_replica_leads_and_the_other_takes_over_when_it_dies() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let jenkins = FakeJenkins::start().await;
-    let kube = FakeKube::start().await;
-    jenkins.add_agent("agent-linux-a", "linux", 1, 1);
-    kube.add_deployment(NS, "agent-linux", &["agent-linux-a"]);
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = kube.write_kubeconfig(dir.path());
-    let config = dir.path().join("config");
-    std::fs::create_dir_all(&config).unwrap();
-    std::fs::write(
-        config.join("service.yaml"),
-        format!(
-            "database:\n  url: \"{}\"\nwebhook:\n  token: \"{TOKEN}\"\n\
-             leader_election: {{mode: postgres, retry_every: 300ms, renew_deadline: 2s}}\n\
-             kubernetes: {{mode: apply, kubeconfig: \"{}\"}}\n\
-             jenkins:\n  controllers:\n    prod: {{url: \"{}\", user: {}, timeout: 2s}}\n\
-             scaling:\n  reconcile_interval: 1s\n  pools:\n    linux: {{controller: prod, label: linux, namespace: {NS}, \
-             deployment: agent-linux, executors_per_agent: 1, min: 1, max: 10}}\n",
-            fresh_postgres_url().await,
-            kubeconfig.display(),
-            jenkins.url,
-            fake_jenkins::USER
-        ),
-    )
-    .unwrap();
-    let client = reqwest::Client::new();
-    let a = start(&config, dir.path(), "replica-a");
-    let b = start(&config, dir.path(), "replica-b");
-    let mut replicas = vec![a, b];
+/// Waits until exactly one replica leads and every one names it; returns its index.
+async fn one_leader(client: &reqwest::Client, replicas: &[&Replica], within: Duration) -> usize {
+    let mut leader = 0;
+    eventually("one leader, known to all", within, async || {
+        let mut roles = Vec::new();
+        for r in replicas {
+            match get(client, format!("{}/api/v1/status", r.base)).await {
+                Some(s) => roles.push(s),
+                None => return false,
+            }
+        }
+        let leaders: Vec<usize> = (0..roles.len())
+            .filter(|&i| roles[i]["role"] == "leader")
+            .collect();
+        if leaders.len() == 1
+            && roles
+                .iter()
+                .all(|s| s["leader"] == roles[leaders[0]]["identity"])
+        {
+            leader = leaders[0];
+            true
+        } else {
+            false
+        }
+    })
+    .await;
+    leader
+}
 
-    // Exactly one leads, and both know which.
-    let mut leader_name = String::new();
+/// The leader was cut off just now: how long until it stopped leading, and until the
+/// other led.
+async fn hand_over(
+    client: &reqwest::Client,
+    cut: &Replica,
+    other: &Replica,
+) -> (Duration, Duration) {
+    let at = Instant::now();
     eventually(
-        "one leader, known to both",
-        Duration::from_secs(30),
-        async || {
-            let mut roles = Vec::new();
-            for r in &replicas {
-                match get(&client, format!("{}/api/v1/status", r.base)).await {
-                    Some(s) => roles.push(s),
-                    None => return false,
-                }
-            }
-            let leaders: Vec<&Value> = roles.iter().filter(|s| s["role"] == "leader").collect();
-            if leaders.len() == 1 && roles.iter().all(|s| s["leader"] == leaders[0]["identity"]) {
-                leader_name = leaders[0]["identity"].as_str().unwrap().to_string();
-                true
-            } else {
-                false
-            }
-        },
+        "the cut-off leader stops leading",
+        Duration::from_secs(10),
+        async || role(client, cut).await.as_deref() == Some("follower"),
     )
     .await;
-    let (li, fi) = if leader_name == "replica-a" {
-        (0, 1)
-    } else {
-        (1, 0)
-    };
-    assert_eq!(
-        metric(&client, &replicas[li], "autopilot_leader ").await,
-        Some(1)
-    );
-    assert_eq!(
-        metric(&client, &replicas[fi], "autopilot_leader ").await,
-        Some(0)
-    );
+    let stopped = at.elapsed();
+    eventually("the other leads", Duration::from_secs(15), async || {
+        role(client, other).await.as_deref() == Some("leader")
+    })
+    .await;
+    (stopped, at.elapsed())
+}
 
-    // Builds queue; the follower takes the webhook, the leader scales.
-    jenkins.set_queue("linux", 1..=2);
+async fn queue_webhook(client: &reqwest::Client, r: &Replica, id: u64) {
     let resp = client
         .post(format!(
             "{}/webhooks/cloudevents?controller=prod&token={TOKEN}",
-            replicas[fi].base
+            r.base
         ))
         .header("Content-Type", "application/json")
-        .header("ce-id", "q1")
+        .header("ce-id", format!("q{id}"))
         .header("ce-type", "org.jenkinsci.queue.entered_waiting")
         .body(json!({"ciUrl": "https://ci.example.com/", "displayName": "app", "entryTime": 1_700_000_000_000i64,
-            "jenkinsQueueId": 1, "status": "ENTERED_WAITING",
+            "jenkinsQueueId": id, "status": "ENTERED_WAITING",
             "queueCauses": [{"reasonForWaiting": "Waiting for next available executor on ‘linux’"}]}).to_string())
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
+}
+
+/// A fake Jenkins with one agent, the fake API server with its Deployment, a fresh
+/// database and the shared settings with `election`.
+struct Rig {
+    jenkins: FakeJenkins,
+    kube: FakeKube,
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    db_url: String,
+    client: reqwest::Client,
+}
+
+async fn rig(election: &str) -> Rig {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (jenkins, kube) = (FakeJenkins::start().await, FakeKube::start().await);
+    jenkins.add_agent("agent-linux-a", "linux", 1, 1);
+    kube.add_deployment(NS, "agent-linux", &["agent-linux-a"]);
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = fresh_postgres_url().await;
+    let config = write_settings(
+        dir.path(),
+        &db_url,
+        election,
+        &kube.write_kubeconfig(dir.path()),
+        &jenkins,
+    );
+    Rig {
+        jenkins,
+        kube,
+        dir,
+        config,
+        db_url,
+        client: reqwest::Client::new(),
+    }
+}
+
+impl Rig {
+    fn start(&self, name: &str, env: &[(&str, String)]) -> Replica {
+        start(&self.config, self.dir.path(), name, env)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_one_replica_leads_and_the_other_takes_over_when_it_dies() {
+    let r = rig("{mode: postgres, retry_every: 300ms, renew_deadline: 2s}").await;
+    let (jenkins, kube, client) = (&r.jenkins, &r.kube, &r.client);
+    let mut replicas = vec![r.start("replica-a", &[]), r.start("replica-b", &[])];
+    let li = one_leader(
+        client,
+        &[&replicas[0], &replicas[1]],
+        Duration::from_secs(30),
+    )
+    .await;
+    let fi = 1 - li;
+    assert_eq!(
+        metric(client, &replicas[li], "autopilot_leader ").await,
+        Some(1)
+    );
+    assert_eq!(
+        metric(client, &replicas[fi], "autopilot_leader ").await,
+        Some(0)
+    );
+
+    // Builds queue; the follower takes the webhook, the leader scales.
+    jenkins.set_queue("linux", 1..=2);
+    queue_webhook(client, &replicas[fi], 1).await;
     eventually(
         "the leader scaled to 3",
         Duration::from_secs(15),
@@ -165,9 +269,9 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_dies() {
     )
     .await;
     let ups = r#"autopilot_pool_scale_events_total{direction="up",pool="linux"} "#;
-    assert_eq!(metric(&client, &replicas[li], ups).await, Some(1));
+    assert_eq!(metric(client, &replicas[li], ups).await, Some(1));
     assert_eq!(
-        metric(&client, &replicas[fi], ups).await,
+        metric(client, &replicas[fi], ups).await,
         None,
         "the follower never scales"
     );
@@ -178,9 +282,7 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_dies() {
     let killed = Instant::now();
     let survivor = replicas.remove(fi);
     eventually("the survivor leads", Duration::from_secs(15), async || {
-        get(&client, format!("{}/api/v1/status", survivor.base))
-            .await
-            .is_some_and(|s| s["role"] == "leader")
+        role(client, &survivor).await.as_deref() == Some("leader")
     })
     .await;
     let took = killed.elapsed();
@@ -192,5 +294,266 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_dies() {
     )
     .await;
     assert!(took < Duration::from_secs(15), "took over in {took:?}");
-    println!("the survivor led {took:?} after the leader was killed");
+    println!("postgres: the survivor led {took:?} after the leader was killed");
+}
+
+/// A TCP relay to PostgreSQL that a test can cut: while cut it stops moving bytes either
+/// way (the connections stay open, as in a network partition).
+struct Relay {
+    port: u16,
+    cut: Arc<AtomicBool>,
+}
+
+async fn relay(to: std::net::SocketAddr) -> Relay {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let cut = Arc::new(AtomicBool::new(false));
+    let c = cut.clone();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let Ok(outbound) = tokio::net::TcpStream::connect(to).await else {
+                continue;
+            };
+            let (ri, wi) = inbound.into_split();
+            let (ro, wo) = outbound.into_split();
+            tokio::spawn(pipe(ri, wo, c.clone()));
+            tokio::spawn(pipe(ro, wi, c.clone()));
+        }
+    });
+    Relay { port, cut }
+}
+
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    cut: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        while cut.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        // Bytes read just before a cut are held back, not delivered.
+        while cut.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_leader_cut_off_from_the_database_stops_and_the_other_takes_over() {
+    let r =
+        rig("{mode: postgres, retry_every: 300ms, renew_deadline: 1s, lease_duration: 3s}").await;
+    let (jenkins, kube, client) = (&r.jenkins, &r.kube, &r.client);
+    let parsed = url::Url::parse(&r.db_url).unwrap();
+    let pg: std::net::SocketAddr = format!(
+        "{}:{}",
+        parsed.host_str().unwrap(),
+        parsed.port().unwrap_or(5432)
+    )
+    .parse()
+    .unwrap();
+    let relays = [relay(pg).await, relay(pg).await];
+    let through = |relay: &Relay| {
+        let mut u = parsed.clone();
+        u.set_port(Some(relay.port)).unwrap();
+        u.to_string()
+    };
+    let replicas = [
+        r.start(
+            "replica-a",
+            &[("AUTOPILOT_DATABASE__URL", through(&relays[0]))],
+        ),
+        r.start(
+            "replica-b",
+            &[("AUTOPILOT_DATABASE__URL", through(&relays[1]))],
+        ),
+    ];
+    let li = one_leader(
+        client,
+        &[&replicas[0], &replicas[1]],
+        Duration::from_secs(30),
+    )
+    .await;
+    let fi = 1 - li;
+
+    // The leader's way to the database goes silent.
+    relays[li].cut.store(true, Ordering::Relaxed);
+    let (stopped, took) = hand_over(client, &replicas[li], &replicas[fi]).await;
+    let patches_before = kube.scale_patches().len();
+    jenkins.set_queue("linux", 1..=3);
+    queue_webhook(client, &replicas[fi], 7).await;
+    eventually(
+        "the new leader scaled to 4",
+        Duration::from_secs(15),
+        async || kube.replicas(NS, "agent-linux") == 4,
+    )
+    .await;
+    println!(
+        "postgres cut: the leader stopped {stopped:?} after the cut; the other led after {took:?}"
+    );
+    // Renewals every 300 ms, deadline 1 s: stopped within the deadline (plus the status poll).
+    assert!(
+        stopped < Duration::from_millis(1_600),
+        "stopped after {stopped:?}"
+    );
+    // The server ends the silent session after lease_duration (3 s): not before.
+    assert!(took >= Duration::from_secs(2), "took over after {took:?}");
+    assert!(kube.scale_patches().len() > patches_before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_one_replica_leads_and_stops_within_the_renew_deadline_when_cut_off() {
+    let r = rig("{mode: lease, lease_duration: 3s, retry_every: 1s, renew_deadline: 2s, lease_name: autopilot-leader}").await;
+    let (jenkins, kube, client, dir) = (&r.jenkins, &r.kube, &r.client, r.dir.path());
+    let doors = [kube.door(), kube.door()];
+    let kubeconfig = |i: usize| {
+        (
+            "AUTOPILOT_KUBERNETES__KUBECONFIG",
+            doors[i].write_kubeconfig(dir).display().to_string(),
+        )
+    };
+    let mut replicas = vec![
+        r.start("replica-a", &[kubeconfig(0)]),
+        r.start("replica-b", &[kubeconfig(1)]),
+    ];
+    let li = one_leader(
+        client,
+        &[&replicas[0], &replicas[1]],
+        Duration::from_secs(30),
+    )
+    .await;
+    let fi = 1 - li;
+    let lease = kube
+        .lease(NS, "autopilot-leader")
+        .expect("the Lease was created");
+    assert_eq!(lease.spec["holderIdentity"], replicas[li].name);
+    let status = get(client, format!("{}/api/v1/status", replicas[fi].base))
+        .await
+        .unwrap();
+    assert_eq!(status["mode"], "lease");
+    assert_eq!(status["lease"]["namespace"], NS);
+    assert_eq!(status["lease"]["duration_seconds"], 3);
+
+    // Both take webhooks; exactly one patches scale subresources.
+    jenkins.set_queue("linux", 1..=2);
+    queue_webhook(client, &replicas[fi], 1).await;
+    eventually(
+        "the leader scaled to 3",
+        Duration::from_secs(15),
+        async || kube.replicas(NS, "agent-linux") == 3,
+    )
+    .await;
+    let doors_used = |since: usize| -> std::collections::BTreeSet<usize> {
+        kube.scale_patches()[since..]
+            .iter()
+            .map(|r| r.door)
+            .collect()
+    };
+    assert_eq!(doors_used(0), [doors[li].id].into());
+
+    // The leader's API server answers 500: it stops at its next renewal, the other takes
+    // the Lease once it runs out and scales.
+    let mut leader = li;
+    for fault in [Fault::Status(500), Fault::Hang] {
+        let other = 1 - leader;
+        doors[leader].set_fault(Some(fault));
+        let (stopped, took) = hand_over(client, &replicas[leader], &replicas[other]).await;
+        let since = kube.scale_patches().len();
+        let want = kube.replicas(NS, "agent-linux") + 1;
+        jenkins.set_queue("linux", 1..=(want as u64 - 1));
+        queue_webhook(client, &replicas[leader], 10 + want as u64).await;
+        eventually(
+            "the new leader scaled",
+            Duration::from_secs(15),
+            async || kube.replicas(NS, "agent-linux") == want,
+        )
+        .await;
+        assert_eq!(doors_used(since), [doors[other].id].into(), "{fault:?}");
+        println!(
+            "lease {fault:?}: the leader stopped {stopped:?} after the cut; the other led after {took:?}"
+        );
+        // Renewals every 1 s, deadline 2 s: stopped within the deadline (plus the poll).
+        assert!(
+            stopped < Duration::from_millis(2_600),
+            "{fault:?}: stopped after {stopped:?}"
+        );
+        // The Lease (3 s) ran out before the other took it.
+        assert!(
+            took >= Duration::from_secs(1),
+            "{fault:?}: took over after {took:?}"
+        );
+        // Its access comes back: it stays a follower, the Lease is the other's.
+        doors[leader].set_fault(None);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            role(client, &replicas[leader]).await.as_deref(),
+            Some("follower")
+        );
+        assert_eq!(
+            kube.lease(NS, "autopilot-leader").unwrap().spec["holderIdentity"],
+            replicas[other].name
+        );
+        leader = other;
+    }
+
+    // kill -9 of the leader: the other leads within the lease duration and scales.
+    replicas[leader].child.kill().unwrap();
+    replicas[leader].child.wait().unwrap();
+    let killed = Instant::now();
+    let survivor = replicas.remove(1 - leader);
+    eventually("the survivor leads", Duration::from_secs(15), async || {
+        role(client, &survivor).await.as_deref() == Some("leader")
+    })
+    .await;
+    let took = killed.elapsed();
+    println!("lease: the survivor led {took:?} after the leader was killed");
+    assert!(took < Duration::from_secs(15), "took over in {took:?}");
+    let want = kube.replicas(NS, "agent-linux") + 1;
+    jenkins.set_queue("linux", 1..=(want as u64 - 1));
+    eventually("the survivor scaled", Duration::from_secs(15), async || {
+        kube.replicas(NS, "agent-linux") == want
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_a_leader_that_shuts_down_hands_over_at_once() {
+    let r = rig("{mode: lease, lease_duration: 10s, retry_every: 1s, renew_deadline: 5s}").await;
+    let client = &r.client;
+    let replicas = [r.start("replica-a", &[]), r.start("replica-b", &[])];
+    let li = one_leader(
+        client,
+        &[&replicas[0], &replicas[1]],
+        Duration::from_secs(30),
+    )
+    .await;
+    // SIGTERM, as a rolling update sends: the leader gives the Lease up on its way out.
+    let pid = replicas[li].child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let stopped = Instant::now();
+    eventually("the other leads", Duration::from_secs(20), async || {
+        role(client, &replicas[1 - li]).await.as_deref() == Some("leader")
+    })
+    .await;
+    let took = stopped.elapsed();
+    println!("lease: handed over {took:?} after SIGTERM");
+    assert!(
+        took < Duration::from_secs(8),
+        "a Lease given up is taken before it would run out (10 s): {took:?}"
+    );
 }

@@ -395,6 +395,7 @@ async fn run(
 ) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut leading = false;
     loop {
         let trigger = tokio::select! {
             _ = tick.tick() => Trigger::Periodic,
@@ -411,10 +412,71 @@ async fn run(
         };
         // A follower takes webhooks and serves reads; only the leader scales.
         if !ctx.leadership.is_leader() {
+            leading = false;
             continue;
         }
-        if let Err(e) = reconcile(&mut worker, &ctx, trigger).await {
-            error_policy(&mut worker, &ctx, trigger, &e).await;
+        if !leading {
+            worker.take_over(&ctx).await;
+            leading = true;
+        }
+        // Leadership lost mid-reconcile: the reconcile is dropped where it stands, so
+        // nothing more is applied; the next leader reads the pool afresh (a scale patch
+        // carries the resourceVersion it read, so a stale one is refused).
+        let mut lost = ctx.leadership.clone();
+        tokio::select! {
+            done = reconcile(&mut worker, &ctx, trigger) => {
+                if let Err(e) = done {
+                    error_policy(&mut worker, &ctx, trigger, &e).await;
+                }
+            }
+            _ = lost.until_following() => {
+                tracing::warn!(pool = %worker.name, "leadership lost during a reconcile; it stops here");
+                leading = false;
+            }
+        }
+    }
+}
+
+impl PoolWorker {
+    /// This replica has just become the leader: pick the pool's history up from the
+    /// decisions the previous leader stored, so the scale-down window, the rate limits and
+    /// the delay after a scale-up run on as they were (a pool is not shrunk at once), and
+    /// store the next decision whatever it is.
+    async fn take_over(&mut self, ctx: &Context) {
+        let now = ctx.clock.now();
+        let memory = self.policy.behavior.memory().as_millis() as i64;
+        // The row in force when the memory starts is at most a keyframe older.
+        let since =
+            Timestamp::from_millis(now.millis().saturating_sub(memory + KEYFRAME_MS).max(0))
+                .unwrap_or(now);
+        self.stored = None;
+        match ctx.store.decisions(&self.name, since, 10_000).await {
+            Ok(rows) => {
+                let past: Vec<super::behavior::Past> = rows
+                    .iter()
+                    .map(|r| super::behavior::Past {
+                        at: r.decided_at,
+                        recommended: r.recommended,
+                        change: match (r.outcome.as_str(), r.current, r.desired) {
+                            ("applied" | "dry-run", Some(from), Some(to)) if from != to => {
+                                Some((from, to))
+                            }
+                            _ => None,
+                        },
+                    })
+                    .collect();
+                self.history = History::resume(&past, now);
+                if ctx.cluster.is_none() {
+                    self.dry_run_replicas = rows.first().and_then(|r| r.desired);
+                }
+                tracing::info!(pool = %self.name, decisions = rows.len(), "leading: the pool's history resumed from the stored decisions");
+            }
+            Err(e) => {
+                // The history starts from the replicas found, which holds them through the
+                // scale-down window: safe, only slower to shrink.
+                tracing::warn!(pool = %self.name, error = %e, "leading: the stored decisions could not be read");
+                self.history = History::default();
+            }
         }
     }
 }

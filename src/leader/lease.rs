@@ -1,0 +1,333 @@
+//! `lease` mode: a Kubernetes Lease, taken and renewed through kube-lease-manager.
+//!
+//! The Lease is held for `lease_duration` after each renewal; the leader renews it every
+//! `retry_every` (kube-lease-manager's grace is the difference). kube-lease-manager reports
+//! only when the holder changes, not whether a renewal went through, so this replica
+//! watches its own writes to the Lease: it leads while it holds the Lease, its newest
+//! write succeeded, and that write was sent less than `renew_deadline` ago. A renewal
+//! that fails stops it at once; one that hangs stops it at the deadline, before the Lease
+//! can run out for the others.
+
+use super::{Campaign, LeaseView};
+use crate::config::Settings;
+use anyhow::Context as _;
+use futures_util::future::BoxFuture;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// This replica's writes to the Lease: when the newest successful and the newest failed
+/// ones were sent.
+#[derive(Debug, Default)]
+struct Writes {
+    holder: bool,
+    ok: Option<Instant>,
+    failed: Option<Instant>,
+}
+
+impl Writes {
+    fn record(&mut self, sent: Instant, ok: bool) {
+        let slot = if ok { &mut self.ok } else { &mut self.failed };
+        if slot.is_none_or(|t| t < sent) {
+            *slot = Some(sent);
+        }
+    }
+
+    /// Whether this replica may act as the leader at `now`.
+    fn leading(&self, now: Instant, deadline: Duration) -> bool {
+        match self.ok {
+            Some(ok) => {
+                self.holder
+                    && now.saturating_duration_since(ok) < deadline
+                    && self.failed.is_none_or(|f| f < ok)
+            }
+            None => false,
+        }
+    }
+}
+
+/// A layer on the election's Kubernetes client that notes each write's outcome.
+#[derive(Clone)]
+struct Witness(Arc<Mutex<Writes>>);
+
+impl<S> tower::Layer<S> for Witness {
+    type Service = Witnessed<S>;
+
+    fn layer(&self, inner: S) -> Witnessed<S> {
+        Witnessed {
+            inner,
+            writes: self.0.clone(),
+        }
+    }
+}
+
+struct Witnessed<S> {
+    inner: S,
+    writes: Arc<Mutex<Writes>>,
+}
+
+impl<S, B> tower::Service<http::Request<kube::client::Body>> for Witnessed<S>
+where
+    S: tower::Service<http::Request<kube::client::Body>, Response = http::Response<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<kube::client::Body>) -> Self::Future {
+        let write = req.method() != http::Method::GET;
+        let sent = Instant::now();
+        let answer = self.inner.call(req);
+        let writes = self.writes.clone();
+        Box::pin(async move {
+            let res = answer.await;
+            if write {
+                let ok = matches!(&res, Ok(r) if r.status().is_success());
+                writes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .record(sent, ok);
+            }
+            res
+        })
+    }
+}
+
+/// A connected election, not yet running.
+pub(super) struct Election {
+    client: kube::Client,
+    name: String,
+    namespace: String,
+    writes: Arc<Mutex<Writes>>,
+    le: crate::config::LeaderElectionSettings,
+}
+
+impl Election {
+    /// The election's own Kubernetes client: every request to it gives up within
+    /// `renew_deadline`.
+    pub(super) async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+        let le = settings.leader_election.clone();
+        let mut config = crate::kube::load_config(&settings.kubernetes)
+            .await
+            .context("leader_election.mode lease needs a cluster")?;
+        config.connect_timeout = Some(le.renew_deadline);
+        config.read_timeout = Some(le.renew_deadline);
+        config.write_timeout = Some(le.renew_deadline);
+        let namespace = le
+            .lease_namespace
+            .clone()
+            .or_else(|| {
+                std::env::var("POD_NAMESPACE")
+                    .ok()
+                    .filter(|n| !n.is_empty())
+            })
+            .unwrap_or_else(|| config.default_namespace.clone());
+        let writes = Arc::new(Mutex::new(Writes::default()));
+        let client = kube::client::ClientBuilder::try_from(config)
+            .context("building the election's Kubernetes client")?
+            .with_layer(&Witness(writes.clone()))
+            .build();
+        Ok(Self {
+            client,
+            name: le.lease_name.clone(),
+            namespace,
+            writes,
+            le,
+        })
+    }
+
+    fn view(&self, lease: Option<&Lease>, error: Option<String>) -> LeaseView {
+        view(&self.name, &self.namespace, lease, error)
+    }
+
+    /// Reads the Lease every `retry_every` for the status (who leads), and says when it
+    /// has no holder.
+    fn look(
+        &self,
+        status: Arc<Mutex<super::Status>>,
+        error: Arc<Mutex<Option<String>>>,
+        orphaned: Arc<tokio::sync::Notify>,
+    ) -> impl std::future::Future<Output = ()> + use<> {
+        let api: kube::Api<Lease> = kube::Api::namespaced(self.client.clone(), &self.namespace);
+        let (name, namespace, every, deadline) = (
+            self.name.clone(),
+            self.namespace.clone(),
+            self.le.retry_every,
+            self.le.renew_deadline,
+        );
+        async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let read = tokio::time::timeout(deadline, api.get(&name)).await;
+                let failed = |why: String| Some(why);
+                let (lease, why) = match read {
+                    Ok(Ok(lease)) => (
+                        Some(lease),
+                        error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                    ),
+                    Ok(Err(e)) => (None, failed(e.to_string())),
+                    Err(_) => (None, failed("no answer within the renew deadline".into())),
+                };
+                let view = view(&name, &namespace, lease.as_ref(), why);
+                if lease.is_some() && view.holder.is_none() {
+                    orphaned.notify_one();
+                }
+                status.lock().unwrap_or_else(|e| e.into_inner()).lease = Some(view);
+            }
+        }
+    }
+
+    /// A manager for the Lease, creating it if missing; retried until it works.
+    async fn manager(&self, c: &Campaign, me: &str) -> Arc<LeaseManager> {
+        let duration = self.le.lease_duration.as_secs();
+        let grace = duration
+            .saturating_sub(self.le.retry_every.as_secs())
+            .max(1);
+        loop {
+            let built = LeaseManagerBuilder::new(self.client.clone(), &self.name)
+                .with_namespace(&self.namespace)
+                .with_identity(me)
+                .with_duration(duration)
+                .with_grace(grace)
+                .build()
+                .await;
+            match built {
+                Ok(m) => return Arc::new(m),
+                Err(e) => {
+                    tracing::warn!(error = %e, lease = %self.name, "leader election: cannot read or create the Lease");
+                    c.set_lease(self.view(None, Some(e.to_string())));
+                    tokio::time::sleep(self.le.retry_every).await;
+                }
+            }
+        }
+    }
+
+    pub(super) async fn run(self, c: Campaign) {
+        let me = super::identity();
+        let mut manager = self.manager(&c, &me).await;
+        let error: Arc<Mutex<Option<String>>> = Arc::default();
+        let orphaned = Arc::new(tokio::sync::Notify::new());
+        let look = tokio::spawn(self.look(c.status.clone(), error.clone(), orphaned.clone()));
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut changed = Box::pin(next(manager.clone(), Duration::ZERO));
+        loop {
+            tokio::select! {
+                held = &mut changed => {
+                    let delay = match held {
+                        Ok(holder) => {
+                            self.writes.lock().unwrap_or_else(|e| e.into_inner()).holder = holder;
+                            *error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                            Duration::ZERO
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "leader election: renewing or taking the Lease failed");
+                            *error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                            self.le.retry_every
+                        }
+                    };
+                    changed = Box::pin(next(manager.clone(), delay));
+                }
+                _ = tick.tick() => {}
+                _ = orphaned.notified() => {
+                    // kube-lease-manager's standby sleeps until the holder's Lease would run
+                    // out; a Lease given up (a leader shutting down) is taken at once by a
+                    // fresh manager.
+                    let holding = self.writes.lock().unwrap_or_else(|e| e.into_inner()).holder;
+                    if !holding {
+                        manager = self.manager(&c, &me).await;
+                        changed = Box::pin(next(manager.clone(), Duration::ZERO));
+                    }
+                }
+                _ = c.step_down.notified() => {
+                    c.set(false, None);
+                    // Stop the renewals (and whatever they hold) before giving the Lease up.
+                    drop(changed);
+                    let held = self.writes.lock().unwrap_or_else(|e| e.into_inner()).holder;
+                    if held && let Err(e) = manager.release().await {
+                        tracing::warn!(error = %e, "leader election: giving the Lease up failed");
+                    }
+                    look.abort();
+                    c.stepped_down.notify_one();
+                    return;
+                }
+            }
+            let leading = self
+                .writes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .leading(Instant::now(), self.le.renew_deadline);
+            let holder = c
+                .status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .lease
+                .as_ref()
+                .and_then(|l| l.holder.clone());
+            let leader = if leading {
+                Some(me.clone())
+            } else {
+                holder.filter(|h| *h != me)
+            };
+            c.set(leading, leader);
+        }
+    }
+}
+
+fn view(name: &str, namespace: &str, lease: Option<&Lease>, error: Option<String>) -> LeaseView {
+    let spec = lease.and_then(|l| l.spec.as_ref());
+    LeaseView {
+        name: name.to_string(),
+        namespace: namespace.to_string(),
+        holder: spec.and_then(|s| s.holder_identity.clone()),
+        renew_time: spec
+            .and_then(|s| s.renew_time.as_ref())
+            .map(|t| t.0.to_string()),
+        duration_seconds: spec.and_then(|s| s.lease_duration_seconds),
+        transitions: spec.and_then(|s| s.lease_transitions),
+        error,
+    }
+}
+
+/// The Lease's next change of holder, after `delay`.
+async fn next(manager: Arc<LeaseManager>, delay: Duration) -> kube_lease_manager::Result<bool> {
+    tokio::time::sleep(delay).await;
+    manager.changed().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replica_leads_only_while_its_newest_write_succeeded_within_the_deadline() {
+        let t0 = Instant::now();
+        let deadline = Duration::from_secs(10);
+        let mut w = Writes::default();
+        assert!(!w.leading(t0, deadline), "nothing written yet");
+        w.record(t0, true);
+        assert!(!w.leading(t0, deadline), "not the holder");
+        w.holder = true;
+        assert!(w.leading(t0 + Duration::from_secs(9), deadline));
+        assert!(
+            !w.leading(t0 + Duration::from_secs(10), deadline),
+            "past the deadline"
+        );
+        // A renewal fails: stop at once, whatever the deadline says.
+        w.record(t0 + Duration::from_secs(5), false);
+        assert!(!w.leading(t0 + Duration::from_secs(6), deadline));
+        // The next one succeeds: lead again.
+        w.record(t0 + Duration::from_secs(7), true);
+        assert!(w.leading(t0 + Duration::from_secs(8), deadline));
+        // A late answer to an older write changes nothing.
+        w.record(t0 + Duration::from_secs(1), true);
+        assert!(!w.leading(t0 + Duration::from_secs(17), deadline));
+    }
+}

@@ -1,0 +1,128 @@
+//! `postgres` mode: a session advisory lock held on a connection of its own.
+//!
+//! The lock lives as long as the session. A leader that dies (its connection closes)
+//! frees it at once, and a standby takes it at its next try. A leader that gets no answer
+//! for `renew_deadline` stops acting; the server ends a session silent for
+//! `lease_duration` (`idle_session_timeout`: the leader checks every `retry_every`, so its
+//! session is never idle that long while it can reach the server), which frees the lock
+//! of a leader cut off from the database.
+
+use super::Campaign;
+use crate::config::LeaderElectionSettings;
+use sqlx::Connection;
+
+/// The advisory lock's key: one per database.
+const LOCK_KEY: i64 = 0x6a61_7574_6f70_696c; // "jautopil"
+
+/// Opens a session named after this replica, ended by the server when silent for
+/// `lease_duration`.
+async fn session(
+    url: &str,
+    me: &str,
+    le: &LeaderElectionSettings,
+) -> sqlx::Result<sqlx::PgConnection> {
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SET application_name = '{}'",
+        application_name(me)
+    )))
+    .execute(&mut conn)
+    .await?;
+    let idle = format!("{}ms", le.lease_duration.as_millis());
+    if let Err(e) = sqlx::query("SELECT set_config('idle_session_timeout', $1, false)")
+        .bind(&idle)
+        .execute(&mut conn)
+        .await
+    {
+        // Before PostgreSQL 14: a leader cut off keeps the lock until TCP gives up.
+        tracing::warn!(error = %e, "leader election: the server cannot end silent sessions");
+    }
+    Ok(conn)
+}
+
+/// Tries for the lock every `retry_every`; once held, checks the session every
+/// `retry_every` and gives the lead up when a check fails or takes longer than
+/// `renew_deadline`.
+pub(super) async fn campaign(url: String, le: LeaderElectionSettings, c: Campaign) {
+    let me = super::identity();
+    loop {
+        let mut conn = match tokio::time::timeout(le.renew_deadline, session(&url, &me, &le)).await
+        {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "leader election: cannot reach the database");
+                c.set(false, None);
+                tokio::time::sleep(le.retry_every).await;
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!("leader election: the database did not answer in time");
+                c.set(false, None);
+                continue;
+            }
+        };
+        loop {
+            let leading = *c.tx.borrow();
+            let step = tokio::time::timeout(le.renew_deadline, async {
+                let won: bool = if leading {
+                    sqlx::query_scalar("SELECT TRUE").fetch_one(&mut conn).await?
+                } else {
+                    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                        .bind(LOCK_KEY)
+                        .fetch_one(&mut conn)
+                        .await?
+                };
+                let leader: Option<String> = sqlx::query_scalar(
+                    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                     WHERE l.locktype = 'advisory' AND l.granted \
+                     AND ((l.classid::bigint << 32) | l.objid::bigint) = $1 LIMIT 1",
+                )
+                .bind(LOCK_KEY)
+                .fetch_optional(&mut conn)
+                .await?;
+                Ok::<_, sqlx::Error>((won, leader))
+            })
+            .await;
+            match step {
+                Ok(Ok((won, leader))) => {
+                    let leader = leader.map(|a| a.trim_start_matches("autopilot:").to_string());
+                    c.set(won, leader);
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "leader election: the session failed; not leading");
+                    c.set(false, None);
+                    break;
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        "leader election: no answer within the renew deadline; not leading"
+                    );
+                    c.set(false, None);
+                    break;
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(le.retry_every) => {}
+                _ = c.step_down.notified() => {
+                    // Shutting down: closing the session frees the lock now.
+                    c.set(false, None);
+                    let _ = conn.close().await;
+                    c.stepped_down.notify_one();
+                    return;
+                }
+            }
+        }
+        // The session is dropped: the lock, if held, goes with it.
+        drop(conn);
+    }
+}
+
+/// `autopilot:<identity>`, with only characters a quoted SQL string takes as they are.
+fn application_name(identity: &str) -> String {
+    let clean: String = identity
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        .take(50)
+        .collect();
+    format!("autopilot:{clean}")
+}
