@@ -41,6 +41,9 @@ pub struct Metrics {
     pub repair_found: IntGaugeVec,
     /// Builds pipelines announced as about to wait for each pool's label.
     pub pool_announcements: IntCounterVec,
+    /// Wake-ups passed between replicas through PostgreSQL, by outcome (sent, received,
+    /// dropped, failed).
+    pub wakeups: IntCounterVec,
     /// Cost alerts raised, by kind (cost_per_build, idle_share).
     pub cost_alerts: IntCounterVec,
 }
@@ -164,7 +167,16 @@ impl Metrics {
             &["pool", "step"],
         )
         .expect("valid metric");
+        let wakeups = IntCounterVec::new(
+            Opts::new(
+                "replica_wakeups_total",
+                "Pool wake-ups passed between replicas through PostgreSQL, by outcome",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
         for c in [
+            &wakeups,
             &pool_drain_failures,
             &pool_scale_events,
             &pool_failures,
@@ -188,6 +200,7 @@ impl Metrics {
             pool_scale_events,
             pool_failures,
             pool_announcements,
+            wakeups,
             pool_drain_failures,
             repair_found,
             leader,
@@ -204,7 +217,7 @@ impl Metrics {
     /// Every metric family's full name (`autopilot_...`), with or without samples yet.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 14] = [
+        let collectors: [&dyn Collector; 15] = [
             &self.events,
             &self.store_commit_seconds,
             &self.batch_size,
@@ -216,6 +229,7 @@ impl Metrics {
             &self.pool_failures,
             &self.cost_alerts,
             &self.pool_announcements,
+            &self.wakeups,
             &self.pool_drain_failures,
             &self.repair_found,
             &self.leader,

@@ -232,6 +232,16 @@ impl Store {
         Ok(())
     }
 
+    /// Sends `payload` to every session listening on `channel` (PostgreSQL `NOTIFY`).
+    pub async fn notify(&self, channel: &str, payload: &str) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(channel)
+            .bind(payload)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -13,6 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// Every replica signs and checks tokens with the same key.
+const JWT_SECRET: &str = "a-secret-every-replica-shares-0123456789";
+
 struct Replica {
     name: String,
     child: Child,
@@ -82,6 +85,7 @@ fn write_settings(
         config.join("service.yaml"),
         format!(
             "database:\n  url: \"{db_url}\"\nwebhook:\n  token: \"{TOKEN}\"\n\
+             auth:\n  jwt_secret: \"{JWT_SECRET}\"\n\
              leader_election: {election}\n\
              kubernetes: {{mode: apply, kubeconfig: \"{}\", timeout: 2s}}\n\
              jenkins:\n  controllers:\n    prod: {{url: \"{}\", user: {}, timeout: 2s}}\n\
@@ -556,4 +560,109 @@ async fn lease_a_leader_that_shuts_down_hands_over_at_once() {
         took < Duration::from_secs(8),
         "a Lease given up is taken before it would run out (10 s): {took:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_wakes_the_leaders_pool_at_once_through_the_store() {
+    let r = rig("{mode: postgres, retry_every: 300ms, renew_deadline: 2s}").await;
+    let (jenkins, kube, client) = (&r.jenkins, &r.kube, &r.client);
+    // No periodic reconcile within the test: only a wake-up can scale.
+    let hour = [("AUTOPILOT_SCALING__RECONCILE_INTERVAL", "1h".to_string())];
+    let replicas = [r.start("replica-a", &hour), r.start("replica-b", &hour)];
+    let li = one_leader(
+        client,
+        &[&replicas[0], &replicas[1]],
+        Duration::from_secs(30),
+    )
+    .await;
+    let follower = &replicas[1 - li];
+    // The leader's first reconcile (on taking the lead) found nothing to do.
+    eventually(
+        "the leader's first decision",
+        Duration::from_secs(15),
+        async || {
+            get(
+                client,
+                format!(
+                    "{}/api/v1/pools/linux/decisions?since=0&limit=1",
+                    replicas[li].base
+                ),
+            )
+            .await
+            .is_some_and(|p| p["decisions"][0]["outcome"].is_string())
+        },
+    )
+    .await;
+    assert_eq!(kube.replicas(NS, "agent-linux"), 1);
+
+    // A queue webhook at the follower.
+    jenkins.set_queue("linux", 1..=2);
+    let sent = std::time::SystemTime::now();
+    queue_webhook(client, follower, 1).await;
+    eventually(
+        "the leader scaled to 3",
+        Duration::from_secs(10),
+        async || kube.replicas(NS, "agent-linux") == 3,
+    )
+    .await;
+    let queue_ms = kube
+        .scale_patches()
+        .last()
+        .unwrap()
+        .wall
+        .duration_since(sent)
+        .unwrap();
+
+    // A pipeline's announcement at the follower: nothing in Jenkins' queue shows it yet.
+    let mut auth = jenkins_autopilot::config::Settings::load(None, Vec::new())
+        .unwrap()
+        .auth;
+    auth.jwt_secret = Some(JWT_SECRET.to_string().into());
+    let token = jenkins_autopilot::tokens::TokenKeys::load(&auth, r.dir.path())
+        .unwrap()
+        .issue(
+            "test",
+            &[jenkins_autopilot::tokens::Scope::BuildsWrite],
+            Duration::from_secs(600),
+            chrono::Utc::now().timestamp(),
+        )
+        .unwrap();
+    // Jenkins lists 2 waiting; 3 announced count as 3 (the larger, not the sum).
+    let sent = std::time::SystemTime::now();
+    for _ in 0..3 {
+        let resp = client
+            .post(format!("{}/api/v1/controllers/prod/waiting", follower.base))
+            .bearer_auth(&token)
+            .json(&json!({"label": "linux"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 202);
+    }
+    eventually(
+        "the leader scaled to 4",
+        Duration::from_secs(10),
+        async || kube.replicas(NS, "agent-linux") == 4,
+    )
+    .await;
+    let announce_ms = kube
+        .scale_patches()
+        .last()
+        .unwrap()
+        .wall
+        .duration_since(sent)
+        .unwrap();
+    println!(
+        "follower webhook -> leader's scale patch: {queue_ms:?}; follower announcement -> patch: {announce_ms:?}"
+    );
+    let ups = r#"autopilot_pool_scale_events_total{direction="up",pool="linux"} "#;
+    assert_eq!(metric(client, &replicas[li], ups).await, Some(2));
+    assert_eq!(metric(client, follower, ups).await, None);
+    let sent_line = r#"autopilot_replica_wakeups_total{outcome="sent"} "#;
+    assert_eq!(metric(client, follower, sent_line).await, Some(4));
+    let received = r#"autopilot_replica_wakeups_total{outcome="received"} "#;
+    assert_eq!(metric(client, &replicas[li], received).await, Some(4));
+    // Sub-second, as a webhook at the leader itself.
+    assert!(queue_ms < Duration::from_secs(1), "{queue_ms:?}");
+    assert!(announce_ms < Duration::from_secs(1), "{announce_ms:?}");
 }

@@ -11,6 +11,7 @@ mod apply;
 mod forecast;
 mod gather;
 pub mod ports;
+mod wakeups;
 
 pub use apply::{BUSY_COST, DRAINED_COST, IDLE_COST, KEPT_COST};
 use ports::{Clock, ClusterApi, JenkinsApi, ReconcileError, SystemClock};
@@ -86,6 +87,8 @@ pub struct ScalingHandle {
     clock: Arc<dyn Clock>,
     announcement_ttl_ms: i64,
     metrics: Metrics,
+    /// Passes wake-ups to the other replicas (PostgreSQL stores only).
+    outbox: Option<wakeups::Outbox>,
 }
 
 impl Default for ScalingHandle {
@@ -96,6 +99,7 @@ impl Default for ScalingHandle {
             clock: Arc::new(SystemClock),
             announcement_ttl_ms: 30_000,
             metrics: Metrics::default(),
+            outbox: None,
         }
     }
 }
@@ -144,9 +148,20 @@ pub struct Announcement {
 }
 
 impl ScalingHandle {
-    /// Wakes the pools of a controller: a queue event arrived for it. Never blocks: a
-    /// pool with a wake-up pending already will reconcile anyway.
+    /// Wakes the pools of a controller, here and (through the store) at the other
+    /// replicas: a queue event arrived for it. Never blocks: a pool with a wake-up pending
+    /// already will reconcile anyway.
     pub fn notify(&self, controller: &ControllerName) {
+        self.wake_pools(controller);
+        if let Some(out) = &self.outbox {
+            out.send(wakeups::Wake::Queue {
+                from: out.me,
+                controller: controller.clone(),
+            });
+        }
+    }
+
+    fn wake_pools(&self, controller: &ControllerName) {
         for p in self.pools.get(controller.as_str()).into_iter().flatten() {
             let _ = p.wake.try_send(());
         }
@@ -154,13 +169,37 @@ impl ScalingHandle {
 
     /// A pipeline is about to ask Jenkins for an executor of `label`: the controller's
     /// pools of that label count one more queued build (for `scaling.announcement_ttl`)
-    /// and reconcile at once, before Jenkins' queue shows the build.
+    /// and reconcile at once, before Jenkins' queue shows the build. The other replicas
+    /// count it too.
     pub fn announce(&self, controller: &ControllerName, label: &str) -> Announcement {
         let until = self
             .clock
             .now()
             .millis()
             .saturating_add(self.announcement_ttl_ms);
+        let pools = self.count_announcement(controller, label, until);
+        if let Some(out) = &self.outbox {
+            out.send(wakeups::Wake::Announce {
+                from: out.me,
+                controller: controller.clone(),
+                label: label.to_string(),
+                until,
+            });
+        }
+        Announcement {
+            pools,
+            counts_until: until,
+        }
+    }
+
+    /// Counts an announced build for the controller's pools of `label` until `until`
+    /// (epoch ms) and wakes them; returns their names.
+    fn count_announcement(
+        &self,
+        controller: &ControllerName,
+        label: &str,
+        until: i64,
+    ) -> Vec<String> {
         let mut pools = Vec::new();
         for p in self.pools.get(controller.as_str()).into_iter().flatten() {
             if p.label.is(label) {
@@ -173,10 +212,7 @@ impl ScalingHandle {
                 pools.push(p.name.clone());
             }
         }
-        Announcement {
-            pools,
-            counts_until: until,
-        }
+        pools
     }
 
     /// Every pool's current view.
@@ -282,6 +318,7 @@ pub fn start_with(
         );
         tokio::spawn(run(worker, ctx, rx, period, debounce));
     }
+    let store_for_wakeups = store.clone();
     if !settings.scaling.pools.is_empty() {
         let retention = settings.scaling.decision_retention;
         tokio::spawn(crate::leader::while_leading(leadership, move || {
@@ -292,13 +329,25 @@ pub fn start_with(
             )
         }));
     }
-    Ok(ScalingHandle {
+    let (outbox, inbox) = match settings.database.postgres_url() {
+        Some(url) if !settings.scaling.pools.is_empty() => {
+            let (out, inbox) = wakeups::start(store_for_wakeups, url, metrics.clone());
+            (Some(out), Some(inbox))
+        }
+        _ => (None, None),
+    };
+    let handle = ScalingHandle {
         views,
         pools: Arc::new(wake),
         clock: adapters.clock,
         announcement_ttl_ms: settings.scaling.announcement_ttl.as_millis() as i64,
         metrics,
-    })
+        outbox,
+    };
+    if let Some(inbox) = inbox {
+        tokio::spawn(inbox.run(handle.clone()));
+    }
+    Ok(handle)
 }
 
 impl PoolView {
@@ -396,9 +445,15 @@ async fn run(
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut leading = false;
+    let mut elected = ctx.leadership.clone();
     loop {
         let trigger = tokio::select! {
             _ = tick.tick() => Trigger::Periodic,
+            // A new leader reconciles at once, not at its next tick.
+            _ = elected.until_leading(), if !leading => {
+                tick.reset();
+                Trigger::Periodic
+            }
             woken = wake.recv() => match woken {
                 Some(()) => {
                     if !debounce.is_zero() {
