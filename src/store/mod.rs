@@ -219,7 +219,11 @@ impl Store {
                 false,
             ),
         ];
+        // A rolling upgrade runs this release beside the next one on one store: a
+        // migration the next release applied and this one does not know is not an error.
+        // Migrations only add (tables, columns with defaults, indexes) for that reason.
         Migrator::with_migrations(migrations)
+            .set_ignore_missing(true)
             .run(&self.pool)
             .await
             .context("applying database migrations")?;

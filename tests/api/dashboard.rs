@@ -209,6 +209,13 @@ async fn dashboard(protect: bool) {
         assert!(c["height"].as_f64().unwrap_or(0.0) > 100.0, "{chart}: {c}");
     }
     assert_eq!(shown["pools"], json!(["linux"]));
+    // The header names this replica and its part (one replica here: it always leads).
+    let (_, me) = app.get_authed("/api/v1/status", &reader).await;
+    assert_eq!(
+        shown["replica"],
+        format!("Replica {} (single, off)", me["identity"].as_str().unwrap()),
+        "{shown}"
+    );
     // The pool view says what warm capacity kept and why.
     assert_eq!(
         shown["poolWarm"],

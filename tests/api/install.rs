@@ -326,13 +326,12 @@ fn every_jcasc_file_sets_only_keys_the_plugins_define() {
 /// order, in a copy of the repository; the Secrets its cluster commands create are rendered
 /// (`--dry-run=client`), valid, and hold every key the manifests read; every snippet is
 /// checked by what it is.
-#[test]
-fn the_install_guide_works_as_written() {
-    let md = std::fs::read_to_string(repo("docs/install.md")).unwrap();
-    let work = tempfile::tempdir().unwrap();
-    for dir in ["ci-cd-integration", "jenkins", "pipelines"] {
-        copy_dir(&repo(dir), &work.path().join(dir));
-    }
+/// Runs a guide's code blocks in `work` (a copy of the repository): `sh` blocks run,
+/// `sh cluster` blocks' `kubectl create secret` lines run with `--dry-run=client` (their
+/// Secrets are returned), `yaml` and `groovy` blocks are checked. Returns the Secrets and
+/// how many blocks ran and were checked.
+fn run_guide(guide: &str, work: &Path) -> (Vec<serde_json::Value>, usize, usize) {
+    let md = std::fs::read_to_string(repo(guide)).unwrap();
     let bin = Path::new(env!("CARGO_BIN_EXE_jenkins-autopilot"))
         .parent()
         .unwrap()
@@ -345,21 +344,25 @@ fn the_install_guide_works_as_written() {
     let sh = |script: &str| {
         Command::new("bash")
             .args(["-euo", "pipefail", "-c", script])
-            .current_dir(work.path())
+            .current_dir(work)
             .env("PATH", &path)
-            .env("HOME", work.path())
+            .env("HOME", work)
             .env(
                 "AUTOPILOT_JENKINS_API_TOKEN",
                 "11aa22bb33cc44dd55ee66ff77aa88bb99",
             )
             .env("SWARM_API_TOKEN", "99bb88aa77ff66ee55dd44cc33bb22aa11")
+            .env(
+                "AUTOPILOT_DATABASE_URL",
+                "postgres://autopilot:secret@db.example.com:5432/autopilot",
+            )
             .output()
             .expect("bash")
     };
     let mut secrets: Vec<serde_json::Value> = Vec::new();
     let (mut ran, mut checked) = (0, 0);
     for b in blocks(&md) {
-        let at = format!("docs/install.md:{}", b.line);
+        let at = format!("{guide}:{}", b.line);
         let kind: Vec<&str> = b
             .info
             .split_whitespace()
@@ -379,7 +382,14 @@ fn the_install_guide_works_as_written() {
             }
             ["sh", "cluster"] => {
                 for line in b.body.lines().filter(|l| l.contains(" create secret ")) {
-                    let out = sh(&format!("{line} --dry-run=client -o json"));
+                    // `create ... --dry-run=client -o yaml | kubectl apply -f -` (an
+                    // update) is checked as the create it pipes.
+                    let create = line
+                        .split(" | ")
+                        .next()
+                        .unwrap()
+                        .replace(" --dry-run=client -o yaml", "");
+                    let out = sh(&format!("{create} --dry-run=client -o json"));
                     assert!(
                         out.status.success(),
                         "{at}: {line}: {}",
@@ -388,7 +398,7 @@ fn the_install_guide_works_as_written() {
                     secrets.push(serde_json::from_slice(&out.stdout).unwrap());
                 }
             }
-            ["sh", "jenkins" | "docker"] => {}
+            ["sh", "jenkins" | "docker" | "database"] => {}
             ["yaml", "jcasc"] => {
                 if let Some(file) = attr(&b.info, "file") {
                     assert_eq!(
@@ -428,16 +438,16 @@ fn the_install_guide_works_as_written() {
                 checked += 1;
             }
             other => panic!(
-                "{at}: a code block of unknown kind {other:?}: mark it sh (run here), sh cluster|jenkins|docker, yaml jcasc|settings, or groovy file=..."
+                "{at}: a code block of unknown kind {other:?}: mark it sh (run here), sh cluster|jenkins|docker|database, yaml jcasc|settings, or groovy file=..."
             ),
         }
     }
-    assert!(ran >= 3 && checked >= 5, "ran {ran}, checked {checked}");
+    (secrets, ran, checked)
+}
 
-    // The Secrets: valid objects, holding every key the Deployments read.
+/// The Secrets are valid objects and hold every key the kustomization's Deployments read.
+fn check_secrets(secrets: &[serde_json::Value], work: &Path, kustomization: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let rendered = dir.path().join("secrets.json");
-    std::fs::write(&rendered, serde_json::to_string(&secrets).unwrap()).unwrap();
     for (i, s) in secrets.iter().enumerate() {
         let file = dir.path().join(format!("secret-{i}.yaml"));
         std::fs::write(&file, serde_yaml::to_string(s).unwrap()).unwrap();
@@ -454,7 +464,7 @@ fn the_install_guide_works_as_written() {
     }
     let manifests = Command::new("kubectl")
         .arg("kustomize")
-        .arg(work.path().join("ci-cd-integration/k8s"))
+        .arg(work.join(kustomization))
         .output()
         .unwrap();
     assert!(manifests.status.success());
@@ -490,9 +500,39 @@ fn the_install_guide_works_as_written() {
         });
         assert!(
             found,
-            "the guide creates no Secret {ns}/{name} with key {key}, which a Deployment reads"
+            "the guides create no Secret {ns}/{name} with key {key}, which a Deployment of {kustomization} reads"
         );
     }
+}
+
+#[test]
+fn the_install_and_operations_guides_work_as_written() {
+    let work = tempfile::tempdir().unwrap();
+    for dir in ["ci-cd-integration", "jenkins", "pipelines"] {
+        copy_dir(&repo(dir), &work.path().join(dir));
+    }
+    let (secrets, ran, checked) = run_guide("docs/install.md", work.path());
+    assert!(ran >= 3 && checked >= 5, "ran {ran}, checked {checked}");
+    check_secrets(&secrets, work.path(), "ci-cd-integration/k8s");
+    // Several replicas: the operations guide's Secret replaces the install guide's one of
+    // the same name.
+    let (more, ran, _) = run_guide("docs/operations.md", work.path());
+    assert!(
+        ran >= 1 && !more.is_empty(),
+        "ran {ran}, {} secrets",
+        more.len()
+    );
+    let mut all: Vec<serde_json::Value> = secrets
+        .into_iter()
+        .filter(|s| {
+            !more.iter().any(|m| {
+                m["metadata"]["name"] == s["metadata"]["name"]
+                    && m["metadata"]["namespace"] == s["metadata"]["namespace"]
+            })
+        })
+        .collect();
+    all.extend(more);
+    check_secrets(&all, work.path(), "ci-cd-integration/k8s-replicated");
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -504,6 +544,115 @@ fn copy_dir(from: &Path, to: &Path) {
             copy_dir(&e.path(), &target);
         } else {
             std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// `kubectl kustomize` of a kustomization of the repository, as JSON documents.
+fn kustomized(dir: &str) -> Vec<serde_json::Value> {
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(repo(dir))
+        .output()
+        .expect("kubectl (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_yaml::Deserializer::from_str(std::str::from_utf8(&out.stdout).unwrap())
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_replicated_manifests_run_two_replicas_that_elect_one_leader() {
+    let lease_name = jenkins_autopilot::config::Settings::load(None, Vec::new())
+        .unwrap()
+        .leader_election
+        .lease_name;
+    for (dir, replicas) in [
+        ("ci-cd-integration/k8s", 1),
+        ("ci-cd-integration/k8s-replicated", 2),
+    ] {
+        let docs = kustomized(dir);
+        let find = |kind: &str, name: &str| {
+            docs.iter()
+                .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+                .unwrap_or_else(|| panic!("{dir}: no {kind} {name}"))
+                .clone()
+        };
+        let dep = find("Deployment", "jenkins-autopilot");
+        assert_eq!(dep["spec"]["replicas"], replicas, "{dir}");
+        let pod = &dep["spec"]["template"]["spec"];
+        let c = &pod["containers"][0];
+        assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz", "{dir}");
+        let env = |name: &str| {
+            c["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == name)
+                .cloned()
+        };
+        assert_eq!(
+            env("POD_NAME").unwrap()["valueFrom"]["fieldRef"]["fieldPath"],
+            "metadata.name",
+            "{dir}"
+        );
+        assert_eq!(
+            env("POD_NAMESPACE").unwrap()["valueFrom"]["fieldRef"]["fieldPath"],
+            "metadata.namespace",
+            "{dir}"
+        );
+        // The Lease exists, in the service's namespace, and the Role reaches that one alone.
+        let lease = find("Lease", &lease_name);
+        assert_eq!(lease["metadata"]["namespace"], dep["metadata"]["namespace"]);
+        let role = find("Role", "jenkins-autopilot-leader");
+        let rules = role["rules"].as_array().unwrap();
+        assert!(!rules.is_empty());
+        for r in rules {
+            assert_eq!(r["resources"], serde_json::json!(["leases"]), "{dir}");
+            assert_eq!(
+                r["resourceNames"],
+                serde_json::json!([lease_name]),
+                "{dir}: Lease rights limited to the one Lease"
+            );
+            assert!(
+                !r["verbs"].as_array().unwrap().contains(&"create".into()),
+                "{dir}: no right to create Leases"
+            );
+        }
+        if replicas > 1 {
+            assert_eq!(dep["spec"]["strategy"]["type"], "RollingUpdate");
+            assert_eq!(
+                dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"],
+                0
+            );
+            let pdb = find("PodDisruptionBudget", "jenkins-autopilot");
+            assert_eq!(pdb["spec"]["minAvailable"], 1);
+            assert_eq!(
+                pdb["spec"]["selector"]["matchLabels"],
+                dep["spec"]["selector"]["matchLabels"]
+            );
+            // One shared store and signing key; no volume only one pod could mount.
+            for key in ["AUTOPILOT_DATABASE__URL", "AUTOPILOT_AUTH__JWT_SECRET"] {
+                assert!(
+                    env(key).unwrap()["valueFrom"]["secretKeyRef"].is_object(),
+                    "{key}"
+                );
+            }
+            assert!(
+                !docs.iter().any(|d| d["kind"] == "PersistentVolumeClaim"),
+                "{dir}: no PVC"
+            );
+            assert!(
+                pod["volumes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|v| v.get("persistentVolumeClaim").is_none())
+            );
         }
     }
 }

@@ -367,3 +367,51 @@ async fn two_writers_fold_the_same_records_as_one() {
         assert_eq!(e, g, "the two writers folded this build differently");
     }
 }
+
+/// A rolling upgrade: the next release migrated the store while this one still runs (and
+/// may restart). This release must start on it.
+async fn this_release_starts_on_a_store_the_next_one_migrated(db: Db) {
+    let (settings, dir) = test_settings(db).await;
+    let store = Store::connect(&settings.database, dir.path())
+        .await
+        .unwrap();
+    store.close().await;
+    // What the next release's migration leaves: its row in the migrations table, and an
+    // added column.
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&match db {
+        Db::Sqlite => format!("sqlite://{}", dir.path().join("autopilot.db").display()),
+        Db::Postgres => settings.database.postgres_url().unwrap(),
+    })
+    .await
+    .unwrap();
+    for sql in [
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from the next release', TRUE, X'00', 1)",
+        "ALTER TABLE builds ADD COLUMN next_release_field TEXT",
+    ] {
+        let sql = if db == Db::Postgres {
+            sql.replace("X'00'", "'\\x00'::bytea")
+        } else {
+            sql.to_string()
+        };
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    drop(conn);
+    let app = spawn_with(settings).await;
+    let (status, _) = app.get_json("/readyz").await;
+    assert_eq!(status, 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn this_release_starts_on_a_store_the_next_one_migrated_sqlite() {
+    this_release_starts_on_a_store_the_next_one_migrated(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn this_release_starts_on_a_store_the_next_one_migrated_postgres() {
+    this_release_starts_on_a_store_the_next_one_migrated(Db::Postgres).await;
+}

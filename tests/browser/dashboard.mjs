@@ -47,6 +47,7 @@ try {
     pools: [...document.querySelectorAll('#pool option')].map((o) => o.value),
     poolWarm: document.getElementById('pool-warm').hidden ? null : document.getElementById('pool-warm').textContent,
     poolSize: document.getElementById('pool-size').textContent,
+    replica: document.getElementById('replica').textContent,
     history: document.getElementById('history').hidden ? null : document.getElementById('history').textContent,
     poolProblem: document.getElementById('pool-problem').hidden ? null : document.getElementById('pool-problem').textContent,
     frontierNote: document.getElementById('frontier-note').textContent,

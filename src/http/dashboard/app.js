@@ -280,17 +280,26 @@ async function showFrontier(name, range) {
     : `Replaying ${f.builds} recorded builds: the current settings (${c.setting}) cost ${x(c).toFixed(2)}x the oracle's agent-hours and start ${(c.started_at_once * 100).toFixed(0)} % of builds at once.`;
 }
 
+// Which replica drew the page, and who leads: only the leader scales the pools.
+function showReplica(s) {
+  const role = s.role === 'follower' ? `follower; ${s.leader ? `${s.leader} leads` : 'no leader yet'}` : s.role;
+  byId('replica').textContent = `Replica ${s.identity} (${role}, ${s.mode})`;
+  byId('replica').dataset.role = s.role;
+}
+
 async function load() {
   const range = byId('range').value;
   byId('report').href = `/api/v1/reports/performance?range=${range}&format=html`;
   byId('export').href = `/api/v1/export?range=${range}&format=csv`;
   byId('status').textContent = 'loading';
   try {
-    const [cost, report, pools] = await Promise.all([
+    const [cost, report, pools, replica] = await Promise.all([
       getJson(`/api/v1/costs?range=${range}&group_by=pool`),
       getJson(`/api/v1/reports/performance?range=${range}`),
       getJson('/api/v1/pools'),
+      getJson('/api/v1/status'),
     ]);
+    showReplica(replica);
     showCards(cost, report);
     showLists(cost, report);
     showHistory(report);
