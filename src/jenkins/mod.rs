@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 use url::Url;
 
 /// A failed Jenkins call. Never read as "zero".
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum JenkinsError {
     #[error("{method} {url}: HTTP {status}")]
     Status {
@@ -116,6 +116,65 @@ pub struct ComputerView {
     #[serde(default)]
     pub temporarily_offline: bool,
     pub num_executors: u32,
+    /// Its executors, each idle or not.
+    #[serde(default)]
+    pub executors: Vec<ExecutorView>,
+}
+
+/// One executor of a computer.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct ExecutorView {
+    pub idle: bool,
+}
+
+impl ComputerView {
+    /// Executors running a build: by its executors, else at least one when not idle.
+    pub fn busy_executors(&self) -> u32 {
+        let counted = self.executors.iter().filter(|e| !e.idle).count() as u32;
+        counted.max(u32::from(!self.idle))
+    }
+
+    fn carries(&self, atom: &str) -> bool {
+        self.display_name == atom || self.assigned_labels.iter().any(|l| l.name == atom)
+    }
+}
+
+impl LabelView {
+    /// The label's executors and nodes as `/label/L` counts them, from `/computer`: busy
+    /// and total over online computers, idle over those online and not taken offline.
+    /// Only for a label that is one atom (`linux`); an expression (`linux && big`) needs
+    /// Jenkins to evaluate it, so `None`.
+    pub fn from_computers(label: &str, computers: &[ComputerView]) -> Option<Self> {
+        let atom = label.trim();
+        let expression = atom.is_empty()
+            || atom.contains("->")
+            || atom
+                .chars()
+                .any(|c| c.is_whitespace() || matches!(c, '&' | '|' | '!' | '(' | ')' | '"' | '<'));
+        if expression {
+            return None;
+        }
+        let mut view = LabelView {
+            busy_executors: 0,
+            idle_executors: 0,
+            total_executors: 0,
+            nodes: Vec::new(),
+        };
+        for c in computers.iter().filter(|c| c.carries(atom)) {
+            view.nodes.push(NodeRef {
+                node_name: c.display_name.clone(),
+            });
+            if !c.offline {
+                let busy = c.busy_executors().min(c.num_executors);
+                view.busy_executors += busy;
+                view.total_executors += c.num_executors;
+                if !c.temporarily_offline {
+                    view.idle_executors += c.num_executors - busy;
+                }
+            }
+        }
+        Some(view)
+    }
 }
 
 /// A label of a computer.
@@ -311,7 +370,7 @@ impl JenkinsClient {
     pub async fn computers(&self) -> Result<Vec<ComputerView>, JenkinsError> {
         let url = self.url(
             &["computer", "api", "json"],
-            Some("tree=computer[displayName,assignedLabels[name],idle,offline,temporarilyOffline,numExecutors]"),
+            Some("tree=computer[displayName,assignedLabels[name],idle,offline,temporarilyOffline,numExecutors,executors[idle]]"),
         );
         Ok(self.get_json::<ComputerSet>(url).await?.computer)
     }
@@ -382,6 +441,85 @@ impl JenkinsClient {
                 url: shown,
                 status,
             }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn computer(name: &str, labels: &[&str], execs: u32, busy: u32) -> ComputerView {
+        ComputerView {
+            display_name: name.into(),
+            assigned_labels: labels
+                .iter()
+                .map(|l| LabelRef {
+                    name: l.to_string(),
+                })
+                .collect(),
+            idle: busy == 0,
+            offline: false,
+            temporarily_offline: false,
+            num_executors: execs,
+            executors: (0..execs)
+                .map(|e| ExecutorView { idle: e >= busy })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_label_atom_is_counted_from_the_agents_as_jenkins_counts_it() {
+        let mut drained = computer("c", &["linux"], 2, 1);
+        drained.offline = true;
+        drained.temporarily_offline = true;
+        let mut disconnected = computer("d", &["linux"], 1, 0);
+        disconnected.offline = true;
+        let computers = vec![
+            computer("a", &["linux", "big"], 4, 3),
+            computer("b", &["linux"], 1, 0),
+            drained,
+            disconnected,
+            computer("w", &["windows"], 2, 2),
+        ];
+        let v = LabelView::from_computers("linux", &computers).unwrap();
+        // Busy and total over online agents; a drained agent's build is not the label's.
+        assert_eq!(
+            (v.busy_executors, v.idle_executors, v.total_executors),
+            (3, 2, 5)
+        );
+        let nodes: Vec<&str> = v.nodes.iter().map(|n| n.node_name.as_str()).collect();
+        assert_eq!(nodes, ["a", "b", "c", "d"], "every node of the label");
+        // A node's own name is a label of it.
+        assert_eq!(
+            LabelView::from_computers("w", &computers)
+                .unwrap()
+                .busy_executors,
+            2
+        );
+        // Without executors in the answer, a busy agent counts one.
+        let mut bare = computer("e", &["linux"], 2, 1);
+        bare.executors.clear();
+        assert_eq!(
+            LabelView::from_computers("linux", &[bare])
+                .unwrap()
+                .busy_executors,
+            1
+        );
+        for expression in [
+            "linux && big",
+            "!windows",
+            "(linux)",
+            "a||b",
+            "a->b",
+            "\"a b\"",
+            " ",
+        ] {
+            assert_eq!(
+                LabelView::from_computers(expression, &computers),
+                None,
+                "{expression}"
+            );
         }
     }
 }

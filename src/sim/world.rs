@@ -367,6 +367,9 @@ impl World {
             offline: a.offline,
             temporarily_offline: a.offline,
             num_executors: self.per,
+            executors: (0..self.per)
+                .map(|e| crate::jenkins::ExecutorView { idle: e >= a.busy })
+                .collect(),
         }
     }
 }

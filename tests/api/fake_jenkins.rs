@@ -310,5 +310,6 @@ fn computer_json(name: &str, a: &Agent) -> Value {
     json!({"_class": "hudson.slaves.SlaveComputer", "displayName": name,
         "assignedLabels": a.labels.iter().map(|l| json!({"name": l})).chain([json!({"name": name})]).collect::<Vec<_>>(),
         "idle": a.busy == 0, "offline": a.offline || a.temporarily_offline, "temporarilyOffline": a.temporarily_offline,
-        "numExecutors": a.executors})
+        "numExecutors": a.executors,
+        "executors": (0..a.executors).map(|e| json!({"_class": "hudson.model.Executor", "idle": e >= a.busy})).collect::<Vec<_>>()})
 }

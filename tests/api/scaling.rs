@@ -669,9 +669,11 @@ async fn transient_jenkins_errors_are_retried() {
     );
     let reads = rig.jenkins.state.lock().unwrap().requests.len() - before;
     let all = rig.jenkins.state.lock().unwrap().requests.clone();
+    // /queue, /computer (the label's view comes from it) and the label's load
+    // statistics, plus three retries.
     assert!(
-        reads >= 4 + 3,
-        "four reads plus three retries, got {reads}: {all:?}"
+        reads >= 3 + 3,
+        "three reads plus three retries, got {reads}: {all:?}"
     );
 }
 

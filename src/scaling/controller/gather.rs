@@ -41,17 +41,26 @@ impl PoolWorker {
         now: Timestamp,
     ) -> Result<Gathered, ReconcileError> {
         let label = self.settings.label.as_str();
+        let not_before = self
+            .fresh_after
+            .take()
+            .unwrap_or_else(std::time::Instant::now);
         let jenkins = async {
-            let (queue, label_view, computers, stats) = tokio::try_join!(
-                ctx.jenkins.queue(),
-                ctx.jenkins.label(label),
-                ctx.jenkins.computers(),
-                ctx.jenkins.label_queue_length(label),
-            )?;
+            let stats = async {
+                ctx.jenkins
+                    .label_queue_length(label)
+                    .await
+                    .map_err(ReconcileError::from)
+            };
+            let (snapshot, stats) = tokio::try_join!(ctx.snapshot.get(not_before), stats)?;
+            let label_view = match LabelView::from_computers(label, &snapshot.computers) {
+                Some(v) => v,
+                None => ctx.jenkins.label(label).await?,
+            };
             Ok::<_, ReconcileError>(JenkinsView {
-                queue,
+                queue: snapshot.queue.clone(),
                 label: label_view,
-                computers,
+                computers: snapshot.computers.clone(),
                 load_statistics: stats,
             })
         };

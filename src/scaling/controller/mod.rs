@@ -11,6 +11,7 @@ mod apply;
 mod forecast;
 mod gather;
 pub mod ports;
+mod snapshot;
 mod wakeups;
 
 pub use apply::{BUSY_COST, DRAINED_COST, IDLE_COST, KEPT_COST};
@@ -232,6 +233,8 @@ pub use super::plan::Trigger;
 #[derive(Clone)]
 pub struct Context {
     pub jenkins: Arc<dyn JenkinsApi>,
+    /// The controller's queue and agents, read once for all its pools.
+    snapshot: Arc<snapshot::SharedSnapshot>,
     pub cluster: Option<Arc<dyn ClusterApi>>,
     pub store: Store,
     pub metrics: Metrics,
@@ -280,6 +283,7 @@ pub fn start_with(
     let views: Arc<RwLock<BTreeMap<String, PoolView>>> = Arc::default();
     let mut wake: HashMap<String, Vec<PoolWake>> = HashMap::new();
     let seq = Arc::new(AtomicI64::new(0));
+    let mut snapshots: HashMap<String, Arc<snapshot::SharedSnapshot>> = HashMap::new();
     for (name, pool) in &settings.scaling.pools {
         let jenkins = adapters
             .jenkins
@@ -300,7 +304,12 @@ pub fn start_with(
             name.clone(),
             PoolView::new(name, pool, adapters.cluster.is_some()),
         );
+        let snapshot = snapshots
+            .entry(pool.controller.as_str().to_string())
+            .or_insert_with(|| Arc::new(snapshot::SharedSnapshot::new(jenkins.clone())))
+            .clone();
         let ctx = Context {
+            snapshot,
             jenkins,
             cluster: adapters.cluster.clone(),
             store: store.clone(),
@@ -398,6 +407,9 @@ pub struct PoolWorker {
     /// The newest stored decision's key and time: unchanged ones are not stored again
     /// within the hour.
     stored: Option<(DecisionKey, i64)>,
+    /// The next reconcile may use the controller's Jenkins snapshot if it was read since
+    /// then (`None`: read afresh).
+    fresh_after: Option<std::time::Instant>,
 }
 
 impl PoolWorker {
@@ -424,6 +436,7 @@ impl PoolWorker {
             announced: Announced::default(),
             left_offline: Default::default(),
             stored: None,
+            fresh_after: None,
             forecast: (pool.predictive != crate::config::PredictiveMode::Off).then(|| {
                 forecast::LiveForecast::new(
                     settings.scaling.forecast_retrain_every.as_millis() as i64,
@@ -447,6 +460,7 @@ async fn run(
     let mut leading = false;
     let mut elected = ctx.leadership.clone();
     loop {
+        let mut woken_at = None;
         let trigger = tokio::select! {
             _ = tick.tick() => Trigger::Periodic,
             // A new leader reconciles at once, not at its next tick.
@@ -456,6 +470,7 @@ async fn run(
             }
             woken = wake.recv() => match woken {
                 Some(()) => {
+                    woken_at = Some(std::time::Instant::now());
                     if !debounce.is_zero() {
                         tokio::time::sleep(debounce).await;
                     }
@@ -474,6 +489,14 @@ async fn run(
             worker.take_over(&ctx).await;
             leading = true;
         }
+        // A periodic reconcile shares the controller's snapshot of this period with the
+        // other pools; a woken one wants a read that started after the wake-up (it may
+        // join one in flight).
+        let now = std::time::Instant::now();
+        worker.fresh_after = Some(match (trigger, woken_at) {
+            (Trigger::Event, Some(at)) => at,
+            _ => now.checked_sub(period / 2).unwrap_or(now),
+        });
         // Leadership lost mid-reconcile: the reconcile is dropped where it stands, so
         // nothing more is applied; the next leader reads the pool afresh (a scale patch
         // carries the resourceVersion it read, so a stale one is refused).

@@ -68,6 +68,9 @@ async fn live(
     );
     let clock = Arc::new(ManualClock::new(builds[0].queued_at));
     let ctx = Context {
+        snapshot: Arc::new(super::snapshot::SharedSnapshot::new(Arc::new(
+            world.clone(),
+        ))),
         jenkins: Arc::new(world.clone()),
         cluster: Some(Arc::new(world.clone())),
         store: store.clone(),
