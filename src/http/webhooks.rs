@@ -321,16 +321,19 @@ async fn store(
             .count_event(source, "unknown", "insufficient_storage");
     })?;
     let kinds: Vec<String> = events.iter().map(|e| e.kind.clone()).collect();
-    // Queue changes wake their controller's pools once the events are committed.
-    let wake: Vec<crate::domain::ControllerName> = events
+    // Queue changes wake their controller's pools of the label once the events are
+    // committed (every pool of the controller when the label is unknown).
+    let wake: Vec<(crate::domain::ControllerName, Option<String>)> = events
         .iter()
-        .filter(|e| matches!(e.event, crate::domain::DomainEvent::Queue(_)))
-        .map(|e| e.controller.clone())
+        .filter_map(|e| match &e.event {
+            crate::domain::DomainEvent::Queue(q) => Some((e.controller.clone(), q.label.clone())),
+            _ => None,
+        })
         .collect();
     match state.writer.write(events).await {
         Ok(outcome) => {
-            for controller in &wake {
-                state.scaling.notify(controller);
+            for (controller, label) in &wake {
+                state.scaling.notify(controller, label.as_deref());
             }
             for (kind, stored) in kinds.iter().zip(&outcome.stored_events) {
                 let label = if *stored { "stored" } else { "duplicate" };

@@ -1282,3 +1282,90 @@ async fn a_pipelines_announcement_scales_the_pool_before_jenkins_lists_the_build
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_queue_webhook_wakes_the_pools_of_its_label_and_one_jenkins_read_serves_them() {
+    let rig = rig(
+        KubernetesMode::Apply,
+        |j, k| {
+            for label in ["linux", "windows", "mac"] {
+                j.add_agent(&format!("agent-{label}-a"), label, 1, 0);
+                k.add_deployment(
+                    NS,
+                    &format!("agent-{label}"),
+                    &[&format!("agent-{label}-a")],
+                );
+            }
+        },
+        |s| {
+            for label in ["windows", "mac"] {
+                s.scaling
+                    .pools
+                    .insert(label.into(), pool(label, &format!("agent-{label}")));
+            }
+        },
+    )
+    .await;
+    rig.settled().await;
+    let events = async |pool: &str| {
+        rig.decisions(pool)
+            .await
+            .iter()
+            .filter(|d| d["trigger"] == "event")
+            .count()
+    };
+    let requests = || rig.jenkins.state.lock().unwrap().requests.clone();
+    let before = requests().len();
+
+    // A build waits for `windows`: that pool wakes and scales, the others sleep on.
+    rig.jenkins.set_queue("windows", 1..=2);
+    rig.queue_event(1, "windows").await;
+    eventually("windows scaled", Duration::from_secs(5), async || {
+        rig.kube.replicas(NS, "agent-windows") == 2
+    })
+    .await;
+    assert_eq!(events("windows").await, 1);
+    assert_eq!((events("linux").await, events("mac").await), (0, 0));
+    let paths: Vec<String> = requests()[before..]
+        .iter()
+        .map(|(_, p)| p.clone())
+        .collect();
+    let count = |prefix: &str| paths.iter().filter(|p| p.starts_with(prefix)).count();
+    assert_eq!(
+        (
+            count("/queue/"),
+            count("/computer/api/json"),
+            count("/label/windows/loadStatistics")
+        ),
+        (1, 1, 1),
+        "{paths:?}"
+    );
+    assert_eq!(paths.len(), 3, "nothing else: {paths:?}");
+
+    // A queue event whose label no pool has (or names none) wakes every pool, and they
+    // share one read of the queue and the agents.
+    let before = requests().len();
+    rig.queue_event(2, "solaris").await;
+    eventually(
+        "every pool reconciled",
+        Duration::from_secs(5),
+        async || {
+            events("linux").await == 1 && events("mac").await == 1 && events("windows").await == 2
+        },
+    )
+    .await;
+    let paths: Vec<String> = requests()[before..]
+        .iter()
+        .map(|(_, p)| p.clone())
+        .collect();
+    let count = |prefix: &str| paths.iter().filter(|p| p.starts_with(prefix)).count();
+    assert_eq!(
+        (
+            count("/queue/"),
+            count("/computer/api/json"),
+            count("/label/")
+        ),
+        (1, 1, 3),
+        "one snapshot, one load statistics read per label: {paths:?}"
+    );
+}

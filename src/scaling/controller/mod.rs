@@ -111,7 +111,20 @@ struct PoolWake {
     name: String,
     label: crate::domain::Label,
     wake: mpsc::Sender<()>,
+    /// When it was last woken: its reconcile wants Jenkins read after that.
+    woken_at: WokenAt,
     announced: Announced,
+}
+
+/// The latest wake-up of a pool.
+type WokenAt = Arc<std::sync::Mutex<Option<std::time::Instant>>>;
+
+impl PoolWake {
+    /// Wakes the pool's task (never blocks: a pending wake-up stands for this one).
+    fn wake(&self) {
+        *self.woken_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
+        let _ = self.wake.try_send(());
+    }
 }
 
 /// At most this many announcements are held per pool: more than any pool's `max`.
@@ -150,21 +163,29 @@ pub struct Announcement {
 
 impl ScalingHandle {
     /// Wakes the pools of a controller, here and (through the store) at the other
-    /// replicas: a queue event arrived for it. Never blocks: a pool with a wake-up pending
-    /// already will reconcile anyway.
-    pub fn notify(&self, controller: &ControllerName) {
-        self.wake_pools(controller);
+    /// replicas: a queue event arrived for it, for `label` when it names one. The pools
+    /// of that label wake; when none has it (or it is unknown), every pool of the
+    /// controller does. Never blocks: a pool with a wake-up pending already will
+    /// reconcile anyway.
+    pub fn notify(&self, controller: &ControllerName, label: Option<&str>) {
+        self.wake_pools(controller, label);
         if let Some(out) = &self.outbox {
             out.send(wakeups::Wake::Queue {
                 from: out.me,
                 controller: controller.clone(),
+                label: label.map(str::to_string),
             });
         }
     }
 
-    fn wake_pools(&self, controller: &ControllerName) {
-        for p in self.pools.get(controller.as_str()).into_iter().flatten() {
-            let _ = p.wake.try_send(());
+    fn wake_pools(&self, controller: &ControllerName, label: Option<&str>) {
+        let pools = self.pools.get(controller.as_str());
+        let of_label = |p: &&PoolWake| label.is_some_and(|l| p.label.is(l));
+        let any_of_label = pools.into_iter().flatten().any(|p| of_label(&p));
+        for p in pools.into_iter().flatten() {
+            if !any_of_label || of_label(&p) {
+                p.wake();
+            }
         }
     }
 
@@ -205,7 +226,7 @@ impl ScalingHandle {
         for p in self.pools.get(controller.as_str()).into_iter().flatten() {
             if p.label.is(label) {
                 p.announced.add(until);
-                let _ = p.wake.try_send(());
+                p.wake();
                 self.metrics
                     .pool_announcements
                     .with_label_values(&[&p.name])
@@ -291,6 +312,7 @@ pub fn start_with(
             .cloned()
             .with_context(|| format!("pool {name}: no Jenkins controller {:?}", pool.controller))?;
         let (tx, rx) = mpsc::channel(1);
+        let woken_at = WokenAt::default();
         let announced = Announced::default();
         wake.entry(pool.controller.as_str().to_string())
             .or_default()
@@ -298,6 +320,7 @@ pub fn start_with(
                 name: name.clone(),
                 label: pool.label.clone(),
                 wake: tx,
+                woken_at: woken_at.clone(),
                 announced: announced.clone(),
             });
         views.try_write().expect("no other holder yet").insert(
@@ -325,7 +348,7 @@ pub fn start_with(
             adapters.clock.real(settings.scaling.reconcile_interval),
             adapters.clock.real(settings.scaling.debounce),
         );
-        tokio::spawn(run(worker, ctx, rx, period, debounce));
+        tokio::spawn(run(worker, ctx, (rx, woken_at), period, debounce));
     }
     let store_for_wakeups = store.clone();
     if !settings.scaling.pools.is_empty() {
@@ -451,7 +474,7 @@ impl PoolWorker {
 async fn run(
     mut worker: PoolWorker,
     ctx: Context,
-    mut wake: mpsc::Receiver<()>,
+    (mut wake, last_wake): (mpsc::Receiver<()>, WokenAt),
     period: Duration,
     debounce: Duration,
 ) {
@@ -470,11 +493,12 @@ async fn run(
             }
             woken = wake.recv() => match woken {
                 Some(()) => {
-                    woken_at = Some(std::time::Instant::now());
                     if !debounce.is_zero() {
                         tokio::time::sleep(debounce).await;
                     }
                     while wake.try_recv().is_ok() {}
+                    // The latest wake-up, when it happened (not when this task saw it).
+                    woken_at = last_wake.lock().unwrap_or_else(|e| e.into_inner()).take();
                     Trigger::Event
                 }
                 None => return,

@@ -31,6 +31,9 @@ pub(super) enum Wake {
     Queue {
         from: u64,
         controller: ControllerName,
+        /// The label the queued build waits for, when known.
+        #[serde(default)]
+        label: Option<String>,
     },
     /// A pipeline announced a build for `label`, counting until `until` (epoch ms).
     Announce {
@@ -142,11 +145,12 @@ pub(super) fn parse(payload: &str, me: u64) -> Option<Wake> {
         return None;
     }
     let wake: Wake = serde_json::from_str(payload).ok()?;
+    let fits = |label: &str| {
+        !label.trim().is_empty() && label.len() <= 1024 && !label.chars().any(char::is_control)
+    };
     let valid = match &wake {
-        Wake::Queue { .. } => true,
-        Wake::Announce { label, .. } => {
-            !label.trim().is_empty() && label.len() <= 1024 && !label.chars().any(char::is_control)
-        }
+        Wake::Queue { label, .. } => label.as_deref().is_none_or(fits),
+        Wake::Announce { label, .. } => fits(label),
     };
     (valid && wake.from() != me).then_some(wake)
 }
@@ -155,7 +159,9 @@ impl ScalingHandle {
     /// Applies another replica's wake-up here.
     pub(super) fn apply(&self, wake: &Wake) {
         match wake {
-            Wake::Queue { controller, .. } => self.wake_pools(controller),
+            Wake::Queue {
+                controller, label, ..
+            } => self.wake_pools(controller, label.as_deref()),
             Wake::Announce {
                 controller,
                 label,
@@ -177,6 +183,7 @@ mod tests {
         let queue = Wake::Queue {
             from: 7,
             controller: ControllerName::parse("prod").unwrap(),
+            label: Some("linux".into()),
         };
         let text = serde_json::to_string(&queue).unwrap();
         assert_eq!(parse(&text, 8), Some(queue.clone()));
@@ -195,6 +202,7 @@ mod tests {
             r#"{"kind":"queue","from":1}"#,
             r#"{"kind":"queue","from":1,"controller":""}"#,
             r#"{"kind":"queue","from":1,"controller":"a/b"}"#,
+            r#"{"kind":"queue","from":1,"controller":"prod","label":"a\u0000b"}"#,
             r#"{"kind":"queue","from":1,"controller":"prod","extra":1}"#,
             r#"{"kind":"announce","from":1,"controller":"prod","label":"a\nb","until":1}"#,
             r#"{"kind":"drop-tables","from":1}"#,

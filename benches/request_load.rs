@@ -1,0 +1,247 @@
+//! Request load: 50 pools on one Jenkins controller, through the real app, the real
+//! Jenkins client against the fake Jenkins and the real `kube::Client` against the fake
+//! Kubernetes API server. At rest (nothing queued) it counts the requests each receives
+//! per reconcile period and per minute, by kind; then 200 queue webhooks, each for one
+//! pool's label, and the requests they cost, with each webhook's time to its scale PATCH
+//! (p50, p99, max). Run: `cargo bench --bench request_load` (BENCH_POOLS, BENCH_PERIODS).
+//! Loopback only; it stops by itself.
+
+#[allow(dead_code)]
+#[path = "../tests/api/fake_jenkins.rs"]
+mod fake_jenkins;
+#[allow(dead_code)]
+#[path = "../tests/api/fake_kube.rs"]
+mod fake_kube;
+
+use jenkins_autopilot::config::{
+    JenkinsControllerSettings, KubernetesMode, PoolSettings, Settings,
+};
+use jenkins_autopilot::scaling::{Behavior, PolicyKind, PolicyName, RatePolicy};
+use jenkins_autopilot::startup::Application;
+use secrecy::SecretString;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "bench-webhook-token-0123456789";
+const NS: &str = "ci-agents";
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A Jenkins request's kind: its path with the label left out.
+fn jenkins_kind(path: &str) -> String {
+    let path = path.split('?').next().unwrap_or(path);
+    let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match seg.as_slice() {
+        ["label", _, "loadStatistics", ..] => "/label/L/loadStatistics".into(),
+        ["label", ..] => "/label/L".into(),
+        ["computer", "api", ..] => "/computer".into(),
+        ["computer", ..] => "/computer/NODE".into(),
+        ["queue", ..] => "/queue".into(),
+        _ => path.to_string(),
+    }
+}
+
+fn kube_kind(method: &str, path: &str) -> String {
+    let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let what = match seg.as_slice() {
+        [.., "deployments", _, "scale"] => "deployments/scale",
+        [.., "pods"] => "pods (list)",
+        [.., "pods", _] => "pods/NAME",
+        _ if seg.contains(&"leases") => "leases",
+        _ => "other",
+    };
+    format!("{method} {what}")
+}
+
+fn tally<'a>(kinds: impl Iterator<Item = String> + 'a) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for k in kinds {
+        *out.entry(k).or_insert(0) += 1;
+    }
+    out
+}
+
+fn print(what: &str, counts: &BTreeMap<String, usize>, periods: f64, period: Duration) {
+    let total: usize = counts.values().sum();
+    let per_min = 60.0 / period.as_secs_f64();
+    println!(
+        "{what}: {:.1} requests per period, {:.0} per minute at a {:?} period",
+        total as f64 / periods,
+        total as f64 / periods * per_min,
+        period
+    );
+    for (k, n) in counts {
+        println!("  {k:<28} {:>7.1} per period", *n as f64 / periods);
+    }
+}
+
+fn main() {
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let pools = env("BENCH_POOLS", 50) as usize;
+    let periods = env("BENCH_PERIODS", if smoke { 3 } else { 10 });
+    let webhooks = if smoke { 20 } else { 200 };
+    let period = Duration::from_secs(2);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let jenkins = fake_jenkins::FakeJenkins::start().await;
+        let kube = fake_kube::FakeKube::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::load(None, Vec::new()).unwrap();
+        settings.server.listen = "127.0.0.1:0".parse().unwrap();
+        settings.server.data_dir = dir.path().to_path_buf();
+        settings.webhook.token = Some(SecretString::from(TOKEN));
+        settings.logging.filter = "warn".into();
+        settings.jenkins.controllers.insert(
+            "prod".into(),
+            JenkinsControllerSettings {
+                url: jenkins.url.parse().unwrap(),
+                user: Some(fake_jenkins::USER.into()),
+                api_token: Some(SecretString::from(fake_jenkins::API_TOKEN)),
+                timeout: Duration::from_secs(5),
+                retries: 0,
+            },
+        );
+        settings.kubernetes.mode = KubernetesMode::Apply;
+        settings.kubernetes.kubeconfig = Some(kube.write_kubeconfig(dir.path()));
+        settings.scaling.reconcile_interval = period;
+        let mut behavior = Behavior::default();
+        behavior.scale_up.policies = vec![RatePolicy {
+            kind: PolicyKind::Pods,
+            value: 100_000,
+            period: Duration::from_secs(1),
+        }];
+        for p in 0..pools {
+            let label = format!("pool-{p:02}");
+            jenkins.add_agent(&format!("{label}-a"), &label, 1, 0);
+            kube.add_deployment(NS, &label, &[&format!("{label}-a")]);
+            let pool = PoolSettings {
+                controller: jenkins_autopilot::domain::ControllerName::parse("prod").unwrap(),
+                label: jenkins_autopilot::domain::Label::parse(&label).unwrap(),
+                namespace: NS.into(),
+                deployment: label.clone(),
+                executors_per_agent: 1,
+                min: 1,
+                max: 100_000,
+                idle_headroom: 0,
+                policy: PolicyName::Queue,
+                drain: false,
+                behavior: behavior.clone(),
+                predictive: Default::default(),
+                exact_sizes: false,
+                agent: Default::default(),
+                warm: Default::default(),
+                schedules: Vec::new(),
+                keep_idle: Duration::from_secs(600),
+            };
+            settings.scaling.pools.insert(label, pool);
+        }
+        println!(
+            "request load: {pools} pools on one Jenkins controller, reconcile period {period:?}, {periods} periods at rest, then {webhooks} queue webhooks"
+        );
+        let app = Application::build(settings).await.unwrap();
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let handle = app.server_handle();
+        tokio::spawn(app.run_until_stopped());
+        // Past the first reconciles.
+        tokio::time::sleep(period + Duration::from_millis(500)).await;
+
+        // At rest.
+        let (j0, k0) = (
+            jenkins.state.lock().unwrap().requests.len(),
+            kube.request_count(),
+        );
+        tokio::time::sleep(period * periods as u32).await;
+        let jenkins_rest = tally(
+            jenkins.state.lock().unwrap().requests[j0..]
+                .iter()
+                .map(|(_, p)| jenkins_kind(p)),
+        );
+        let kube_rest = tally(
+            kube.state.lock().unwrap().requests[k0..]
+                .iter()
+                .map(|r| kube_kind(&r.method, &r.path)),
+        );
+        print("Jenkins at rest", &jenkins_rest, periods as f64, period);
+        print("API server at rest", &kube_rest, periods as f64, period);
+
+        // Queue webhooks, one at a time, each for the next pool's label.
+        let client = reqwest::Client::new();
+        let (j0, k0) = (
+            jenkins.state.lock().unwrap().requests.len(),
+            kube.request_count(),
+        );
+        let mut latencies = Vec::with_capacity(webhooks);
+        let started = Instant::now();
+        for i in 0..webhooks {
+            let label = format!("pool-{:02}", i % pools);
+            let want = kube.replicas(NS, &label) + 1;
+            jenkins.set_queue(&label, 1..=(want as u64));
+            let body = serde_json::json!({"ciUrl": "https://ci.example.com/", "displayName": "app",
+                "entryTime": 1_700_000_000_000i64, "jenkinsQueueId": i + 1, "status": "ENTERED_WAITING",
+                "queueCauses": [{"reasonForWaiting": format!("Waiting for next available executor on ‘{label}’")}]});
+            let sent = Instant::now();
+            let resp = client
+                .post(format!("{base}/webhooks/cloudevents?controller=prod&token={TOKEN}"))
+                .header("Content-Type", "application/json")
+                .header("ce-id", format!("q{i}"))
+                .header("ce-type", "org.jenkinsci.queue.entered_waiting")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert!(resp.status().is_success());
+            let deadline = sent + Duration::from_secs(10);
+            loop {
+                if kube.replicas(NS, &label) >= want {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "webhook {i}: {label} not scaled");
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+            let patched = kube
+                .scale_patches()
+                .iter()
+                .rev()
+                .find(|r| r.path.contains(&format!("/deployments/{label}/")))
+                .map(|r| r.at)
+                .unwrap();
+            latencies.push(patched.duration_since(sent));
+        }
+        let spent = started.elapsed().as_secs_f64() / period.as_secs_f64();
+        let jenkins_hooks = tally(
+            jenkins.state.lock().unwrap().requests[j0..]
+                .iter()
+                .map(|(_, p)| jenkins_kind(p)),
+        );
+        let kube_hooks = tally(
+            kube.state.lock().unwrap().requests[k0..]
+                .iter()
+                .map(|r| kube_kind(&r.method, &r.path)),
+        );
+        let per_hook = |c: &BTreeMap<String, usize>| c.values().sum::<usize>() as f64 / webhooks as f64;
+        println!(
+            "{webhooks} queue webhooks in {:.1} periods: {:.1} Jenkins and {:.1} API server requests per webhook (periodic reconciles included)",
+            spent,
+            per_hook(&jenkins_hooks),
+            per_hook(&kube_hooks)
+        );
+        for (k, n) in &jenkins_hooks {
+            println!("  Jenkins {k:<28} {:>7.2} per webhook", *n as f64 / webhooks as f64);
+        }
+        latencies.sort();
+        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+        println!(
+            "webhook -> scale PATCH: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            at(0.5).as_secs_f64() * 1000.0,
+            at(0.99).as_secs_f64() * 1000.0,
+            latencies.last().unwrap().as_secs_f64() * 1000.0
+        );
+        handle.stop(true).await;
+    });
+}
