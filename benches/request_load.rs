@@ -6,24 +6,12 @@
 //! (p50, p99, max). Run: `cargo bench --bench request_load` (BENCH_POOLS, BENCH_PERIODS).
 //! Loopback only; it stops by itself.
 
-#[allow(dead_code)]
-#[path = "../tests/api/fake_jenkins.rs"]
-mod fake_jenkins;
-#[allow(dead_code)]
-#[path = "../tests/api/fake_kube.rs"]
-mod fake_kube;
+mod common;
 
-use jenkins_autopilot::config::{
-    JenkinsControllerSettings, KubernetesMode, PoolSettings, Settings,
-};
-use jenkins_autopilot::scaling::{Behavior, PolicyKind, PolicyName, RatePolicy};
+use common::{NS, TOKEN, fake_jenkins, fake_kube};
 use jenkins_autopilot::startup::Application;
-use secrecy::SecretString;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-
-const TOKEN: &str = "bench-webhook-token-0123456789";
-const NS: &str = "ci-agents";
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -92,54 +80,15 @@ fn main() {
         let jenkins = fake_jenkins::FakeJenkins::start().await;
         let kube = fake_kube::FakeKube::start().await;
         let dir = tempfile::tempdir().unwrap();
-        let mut settings = Settings::load(None, Vec::new()).unwrap();
-        settings.server.listen = "127.0.0.1:0".parse().unwrap();
-        settings.server.data_dir = dir.path().to_path_buf();
-        settings.webhook.token = Some(SecretString::from(TOKEN));
-        settings.logging.filter = "warn".into();
-        settings.jenkins.controllers.insert(
-            "prod".into(),
-            JenkinsControllerSettings {
-                url: jenkins.url.parse().unwrap(),
-                user: Some(fake_jenkins::USER.into()),
-                api_token: Some(SecretString::from(fake_jenkins::API_TOKEN)),
-                timeout: Duration::from_secs(5),
-                retries: 0,
-            },
-        );
-        settings.kubernetes.mode = KubernetesMode::Apply;
-        settings.kubernetes.kubeconfig = Some(kube.write_kubeconfig(dir.path()));
-        settings.scaling.reconcile_interval = period;
-        let mut behavior = Behavior::default();
-        behavior.scale_up.policies = vec![RatePolicy {
-            kind: PolicyKind::Pods,
-            value: 100_000,
-            period: Duration::from_secs(1),
-        }];
+        let mut settings = common::settings(&jenkins, &kube, dir.path(), period);
         for p in 0..pools {
             let label = format!("pool-{p:02}");
             jenkins.add_agent(&format!("{label}-a"), &label, 1, 0);
             kube.add_deployment(NS, &label, &[&format!("{label}-a")]);
-            let pool = PoolSettings {
-                controller: jenkins_autopilot::domain::ControllerName::parse("prod").unwrap(),
-                label: jenkins_autopilot::domain::Label::parse(&label).unwrap(),
-                namespace: NS.into(),
-                deployment: label.clone(),
-                executors_per_agent: 1,
-                min: 1,
-                max: 100_000,
-                idle_headroom: 0,
-                policy: PolicyName::Queue,
-                drain: false,
-                behavior: behavior.clone(),
-                predictive: Default::default(),
-                exact_sizes: false,
-                agent: Default::default(),
-                warm: Default::default(),
-                schedules: Vec::new(),
-                keep_idle: Duration::from_secs(600),
-            };
-            settings.scaling.pools.insert(label, pool);
+            settings
+                .scaling
+                .pools
+                .insert(label.clone(), common::pool(&label, &label, 1));
         }
         println!(
             "request load: {pools} pools on one Jenkins controller, reconcile period {period:?}, {periods} periods at rest, then {webhooks} queue webhooks"

@@ -5,24 +5,12 @@
 //! pools in the same run. Prints p50, p99 and max. Run: `cargo bench --bench
 //! scale_latency`. Loopback only.
 
-// The integration tests' fakes, shared; the benchmark uses only part of them.
-#[allow(dead_code)]
-#[path = "../tests/api/fake_jenkins.rs"]
-mod fake_jenkins;
-#[allow(dead_code)]
-#[path = "../tests/api/fake_kube.rs"]
-mod fake_kube;
+mod common;
 
-use jenkins_autopilot::config::{
-    JenkinsControllerSettings, KubernetesMode, PoolSettings, Settings,
-};
-use jenkins_autopilot::scaling::{Behavior, PolicyKind, PolicyName, RatePolicy};
+use common::{NS, TOKEN, fake_jenkins, fake_kube};
 use jenkins_autopilot::startup::Application;
 use secrecy::SecretString;
 use std::time::{Duration, Instant};
-
-const TOKEN: &str = "bench-webhook-token-0123456789";
-const NS: &str = "ci-agents";
 
 fn main() {
     let smoke = !std::env::args().any(|a| a == "--bench");
@@ -42,48 +30,16 @@ fn main() {
         kube.add_deployment(NS, "agent-linux", &[]);
         kube.add_deployment(NS, "agent-pipeline", &[]);
         let dir = tempfile::tempdir().unwrap();
-        let mut settings = Settings::load(None, Vec::new()).unwrap();
-        settings.server.listen = "127.0.0.1:0".parse().unwrap();
-        settings.server.data_dir = dir.path().to_path_buf();
-        settings.webhook.token = Some(SecretString::from(TOKEN));
-        settings.logging.filter = "warn".into();
-        settings.jenkins.controllers.insert(
-            "prod".into(),
-            JenkinsControllerSettings {
-                url: jenkins.url.parse().unwrap(),
-                user: Some(fake_jenkins::USER.into()),
-                api_token: Some(SecretString::from(fake_jenkins::API_TOKEN)),
-                timeout: Duration::from_secs(5),
-                retries: 0,
-            },
-        );
-        settings.kubernetes.mode = KubernetesMode::Apply;
-        settings.kubernetes.kubeconfig = Some(kube.write_kubeconfig(dir.path()));
-        settings.scaling.reconcile_interval = Duration::from_secs(3600);
-        let mut behavior = Behavior::default();
-        // One more agent per event: no rate limit may hold a step back.
-        behavior.scale_up.policies = vec![RatePolicy { kind: PolicyKind::Pods, value: 100_000, period: Duration::from_secs(1) }];
-        let pool = |label: &str, deployment: &str| PoolSettings {
-            controller: jenkins_autopilot::domain::ControllerName::parse("prod").unwrap(),
-            label: jenkins_autopilot::domain::Label::parse(label).unwrap(),
-            namespace: NS.into(),
-            deployment: deployment.into(),
-            executors_per_agent: 1,
-            min: 0,
-            max: 100_000,
-            idle_headroom: 0,
-            policy: PolicyName::Queue,
-            drain: false,
-            behavior: behavior.clone(),
-            predictive: Default::default(),
-            exact_sizes: false,
-            agent: Default::default(),
-            warm: Default::default(),
-            schedules: Vec::new(),
-            keep_idle: std::time::Duration::from_secs(600),
-        };
-        settings.scaling.pools.insert("linux".into(), pool("linux", "agent-linux"));
-        settings.scaling.pools.insert("pipeline".into(), pool("pipeline", "agent-pipeline"));
+        let mut settings =
+            common::settings(&jenkins, &kube, dir.path(), Duration::from_secs(3600));
+        settings
+            .scaling
+            .pools
+            .insert("linux".into(), common::pool("linux", "agent-linux", 0));
+        settings
+            .scaling
+            .pools
+            .insert("pipeline".into(), common::pool("pipeline", "agent-pipeline", 0));
         // Every announcement of the run still counts at its end.
         settings.scaling.announcement_ttl = Duration::from_secs(600);
         settings.auth.jwt_secret = Some(SecretString::from("bench-jwt-secret-0123456789abcdef0123456789"));
