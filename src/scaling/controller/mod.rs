@@ -1,21 +1,32 @@
 //! The controller: one task per pool, in the controller-runtime style. Each
 //! [`reconcile`] gathers what Jenkins, the cluster and the store say (`gather`, through
-//! the traits of `ports`), calls the pure [`crate::scaling::plan::plan`] the replay calls
-//! too, applies the result (`apply`) and records it; when a read fails,
+//! the traits of `ports`, Jenkins' queue and agents from the controller's shared
+//! `snapshot`), calls the pure [`crate::scaling::plan::plan`] the replay calls too,
+//! applies the result (`apply`) and records it (`record`); when a read fails,
 //! [`error_policy`] holds the pool at its size: nothing is scaled on an error. Queue
-//! webhooks trigger a pool's reconcile at once (debounced); a periodic reconcile catches
-//! what events miss. Time is the [`Context`]'s clock, so the demo and the tests run the
-//! real controller on a clock they move.
+//! webhooks and announcements wake the pools of their label at once (`handle`, debounced;
+//! passed to the other replicas by `wakeups`); a periodic reconcile catches what events
+//! miss. Only the leading replica reconciles; a new leader resumes each pool's history
+//! from its stored decisions. Time is the [`Context`]'s clock, so the demo and the tests
+//! run the real controller on a clock they move.
 
 mod apply;
 mod forecast;
 mod gather;
+mod handle;
 pub mod ports;
+mod record;
 mod snapshot;
 mod wakeups;
 
 pub use apply::{BUSY_COST, DRAINED_COST, IDLE_COST, KEPT_COST};
+use handle::{Announced, PoolWake, WokenAt};
+pub use handle::{Announcement, ScalingHandle};
 use ports::{Clock, ClusterApi, JenkinsApi, ReconcileError, SystemClock};
+#[cfg(test)]
+use record::decision_key;
+use record::{DecisionKey, record_decision};
+pub use record::{KEYFRAME_MS, worth_storing};
 
 use super::demand::QueueDemand;
 use super::plan::{IdleSince, Observation, plan, scored_signals};
@@ -77,174 +88,6 @@ pub struct ForecastView {
     pub model: Option<serde_json::Value>,
     /// Why there is no forecast (e.g. too little history yet).
     pub error: Option<String>,
-}
-
-/// Lets webhooks and pipelines wake pools and the API read them.
-#[derive(Clone)]
-pub struct ScalingHandle {
-    views: Arc<RwLock<BTreeMap<String, PoolView>>>,
-    /// Each controller's pools (by lower-case controller name).
-    pools: Arc<HashMap<String, Vec<PoolWake>>>,
-    clock: Arc<dyn Clock>,
-    announcement_ttl_ms: i64,
-    metrics: Metrics,
-    /// Passes wake-ups to the other replicas (PostgreSQL stores only).
-    outbox: Option<wakeups::Outbox>,
-}
-
-impl Default for ScalingHandle {
-    fn default() -> Self {
-        Self {
-            views: Arc::default(),
-            pools: Arc::default(),
-            clock: Arc::new(SystemClock),
-            announcement_ttl_ms: 30_000,
-            metrics: Metrics::default(),
-            outbox: None,
-        }
-    }
-}
-
-/// How the handle reaches one pool's task.
-#[derive(Clone)]
-struct PoolWake {
-    name: String,
-    label: crate::domain::Label,
-    wake: mpsc::Sender<()>,
-    /// When it was last woken: its reconcile wants Jenkins read after that.
-    woken_at: WokenAt,
-    announced: Announced,
-}
-
-/// The latest wake-up of a pool.
-type WokenAt = Arc<std::sync::Mutex<Option<std::time::Instant>>>;
-
-impl PoolWake {
-    /// Wakes the pool's task (never blocks: a pending wake-up stands for this one).
-    fn wake(&self) {
-        *self.woken_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
-        let _ = self.wake.try_send(());
-    }
-}
-
-/// At most this many announcements are held per pool: more than any pool's `max`.
-const MAX_ANNOUNCED: usize = 10_000;
-
-/// The builds pipelines announced as about to wait for a pool's label, each with the
-/// time it stops counting (epoch ms, the controller's clock).
-#[derive(Clone, Default)]
-pub(crate) struct Announced(Arc<std::sync::Mutex<Vec<i64>>>);
-
-impl Announced {
-    fn add(&self, until_ms: i64) {
-        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if v.len() < MAX_ANNOUNCED {
-            v.push(until_ms);
-        }
-    }
-
-    /// The announcements still counting at `now_ms`; expired ones are forgotten.
-    pub(crate) fn live(&self, now_ms: i64) -> u32 {
-        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        v.retain(|&until| until > now_ms);
-        v.len() as u32
-    }
-}
-
-/// What an announcement reached.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Announcement {
-    /// The pools of the controller whose label is the announced one (woken now).
-    pub pools: Vec<String>,
-    /// Until when the build counts as queued for them (epoch ms), unless Jenkins' queue
-    /// shows it first.
-    pub counts_until: i64,
-}
-
-impl ScalingHandle {
-    /// Wakes the pools of a controller, here and (through the store) at the other
-    /// replicas: a queue event arrived for it, for `label` when it names one. The pools
-    /// of that label wake; when none has it (or it is unknown), every pool of the
-    /// controller does. Never blocks: a pool with a wake-up pending already will
-    /// reconcile anyway.
-    pub fn notify(&self, controller: &ControllerName, label: Option<&str>) {
-        self.wake_pools(controller, label);
-        if let Some(out) = &self.outbox {
-            out.send(wakeups::Wake::Queue {
-                from: out.me,
-                controller: controller.clone(),
-                label: label.map(str::to_string),
-            });
-        }
-    }
-
-    fn wake_pools(&self, controller: &ControllerName, label: Option<&str>) {
-        let pools = self.pools.get(controller.as_str());
-        let of_label = |p: &&PoolWake| label.is_some_and(|l| p.label.is(l));
-        let any_of_label = pools.into_iter().flatten().any(|p| of_label(&p));
-        for p in pools.into_iter().flatten() {
-            if !any_of_label || of_label(&p) {
-                p.wake();
-            }
-        }
-    }
-
-    /// A pipeline is about to ask Jenkins for an executor of `label`: the controller's
-    /// pools of that label count one more queued build (for `scaling.announcement_ttl`)
-    /// and reconcile at once, before Jenkins' queue shows the build. The other replicas
-    /// count it too.
-    pub fn announce(&self, controller: &ControllerName, label: &str) -> Announcement {
-        let until = self
-            .clock
-            .now()
-            .millis()
-            .saturating_add(self.announcement_ttl_ms);
-        let pools = self.count_announcement(controller, label, until);
-        if let Some(out) = &self.outbox {
-            out.send(wakeups::Wake::Announce {
-                from: out.me,
-                controller: controller.clone(),
-                label: label.to_string(),
-                until,
-            });
-        }
-        Announcement {
-            pools,
-            counts_until: until,
-        }
-    }
-
-    /// Counts an announced build for the controller's pools of `label` until `until`
-    /// (epoch ms) and wakes them; returns their names.
-    fn count_announcement(
-        &self,
-        controller: &ControllerName,
-        label: &str,
-        until: i64,
-    ) -> Vec<String> {
-        let mut pools = Vec::new();
-        for p in self.pools.get(controller.as_str()).into_iter().flatten() {
-            if p.label.is(label) {
-                p.announced.add(until);
-                p.wake();
-                self.metrics
-                    .pool_announcements
-                    .with_label_values(&[&p.name])
-                    .inc();
-                pools.push(p.name.clone());
-            }
-        }
-        pools
-    }
-
-    /// Every pool's current view.
-    pub async fn pools(&self) -> Vec<PoolView> {
-        self.views.read().await.values().cloned().collect()
-    }
-
-    pub async fn pool(&self, name: &str) -> Option<PoolView> {
-        self.views.read().await.get(name).cloned()
-    }
 }
 
 pub use super::plan::Trigger;
@@ -539,50 +382,6 @@ async fn run(
     }
 }
 
-impl PoolWorker {
-    /// This replica has just become the leader: pick the pool's history up from the
-    /// decisions the previous leader stored, so the scale-down window, the rate limits and
-    /// the delay after a scale-up run on as they were (a pool is not shrunk at once), and
-    /// store the next decision whatever it is.
-    async fn take_over(&mut self, ctx: &Context) {
-        let now = ctx.clock.now();
-        let memory = self.policy.behavior.memory().as_millis() as i64;
-        // The row in force when the memory starts is at most a keyframe older.
-        let since =
-            Timestamp::from_millis(now.millis().saturating_sub(memory + KEYFRAME_MS).max(0))
-                .unwrap_or(now);
-        self.stored = None;
-        match ctx.store.decisions(&self.name, since, 10_000).await {
-            Ok(rows) => {
-                let past: Vec<super::behavior::Past> = rows
-                    .iter()
-                    .map(|r| super::behavior::Past {
-                        at: r.decided_at,
-                        recommended: r.recommended,
-                        change: match (r.outcome.as_str(), r.current, r.desired) {
-                            ("applied" | "dry-run", Some(from), Some(to)) if from != to => {
-                                Some((from, to))
-                            }
-                            _ => None,
-                        },
-                    })
-                    .collect();
-                self.history = History::resume(&past, now);
-                if ctx.cluster.is_none() {
-                    self.dry_run_replicas = rows.first().and_then(|r| r.desired);
-                }
-                tracing::info!(pool = %self.name, decisions = rows.len(), "leading: the pool's history resumed from the stored decisions");
-            }
-            Err(e) => {
-                // The history starts from the replicas found, which holds them through the
-                // scale-down window: safe, only slower to shrink.
-                tracing::warn!(pool = %self.name, error = %e, "leading: the stored decisions could not be read");
-                self.history = History::default();
-            }
-        }
-    }
-}
-
 /// What one reconcile did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reconciled {
@@ -772,65 +571,6 @@ pub async fn error_policy(
         serde_json::json!({}),
     );
     record_decision(w, ctx, record).await;
-}
-
-/// A stored decision is kept at least this often, changed or not: the hourly keyframe.
-pub const KEYFRAME_MS: i64 = 3_600_000;
-
-/// What makes a decision worth a new row: the trigger, the sizes, the outcome, the rule,
-/// the reason (which names the demand it saw), the error, and what the dashboard draws
-/// from the inputs: the forecast (to a tenth) and the warm agents kept.
-type DecisionKey = (
-    String,
-    [Option<u32>; 3],
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-);
-
-fn decision_key(r: &DecisionRecord) -> DecisionKey {
-    let forecast = r.inputs["forecast"]["value"]
-        .as_f64()
-        .map(|v| format!("{v:.1}"))
-        .unwrap_or_default();
-    (
-        r.trigger.clone(),
-        [r.current, r.recommended, r.desired],
-        r.outcome.clone(),
-        r.rule.clone(),
-        r.reason.clone(),
-        r.error.clone(),
-        format!("{forecast}/{}", r.inputs["warm"]["agents"]),
-    )
-}
-
-/// Whether `next` is stored after `last` (the newest stored, with its time): when
-/// something changed, or an hour passed. Pool cost, which integrates the replicas between
-/// stored decisions, is the same either way: a decision that changes nothing is a step
-/// to the same level.
-pub fn worth_storing(last: Option<&(DecisionKey, i64)>, next: &DecisionRecord) -> bool {
-    match last {
-        None => true,
-        Some((key, at)) => {
-            *key != decision_key(next) || next.decided_at.millis() - at >= KEYFRAME_MS
-        }
-    }
-}
-
-async fn record_decision(w: &mut PoolWorker, ctx: &Context, record: DecisionRecord) {
-    if worth_storing(w.stored.as_ref(), &record) {
-        match ctx.store.insert_decision(&record).await {
-            Ok(()) => w.stored = Some((decision_key(&record), record.decided_at.millis())),
-            Err(e) => {
-                tracing::error!(pool = %record.pool, error = %e, "storing the decision failed")
-            }
-        }
-    }
-    if let Some(view) = ctx.views.write().await.get_mut(&record.pool) {
-        view.last = Some(record);
-    }
 }
 
 impl PoolWorker {
