@@ -64,6 +64,9 @@ pub enum Fault {
     Status(u16),
     /// Never answers (within any test's patience).
     Hang,
+    /// Takes the request (it is recorded now) and carries it out this much later, as a
+    /// slow network delivers a request its client has given up on.
+    Delay(std::time::Duration),
 }
 
 #[derive(Debug, Clone)]
@@ -94,7 +97,9 @@ pub struct KubeState {
     pub pod_metrics: Option<BTreeMap<String, (String, String)>>,
     pub leases: BTreeMap<(String, String), FakeLease>,
     /// Doors cut by a test.
-    pub faults: BTreeMap<usize, Fault>,
+    /// Doors cut by a test: per door, faults for requests whose `METHOD path` contains a
+    /// text (`None`: every request), the first that matches applies.
+    pub faults: BTreeMap<usize, Vec<(Option<String>, Fault)>>,
     next_pod: u64,
     next_door: usize,
 }
@@ -145,11 +150,17 @@ pub struct Door {
 impl Door {
     /// Cuts (`Some`) or restores (`None`) this door.
     pub fn set_fault(&self, fault: Option<Fault>) {
-        let mut s = self.state.lock().unwrap();
-        match fault {
-            Some(f) => s.faults.insert(self.id, f),
-            None => s.faults.remove(&self.id),
-        };
+        self.set_faults(fault.map(|f| (None, f)).into_iter().collect());
+    }
+
+    /// Faults for requests whose `METHOD path` contains a text (`None`: any), first
+    /// match wins.
+    pub fn set_faults(&self, faults: Vec<(Option<&str>, Fault)>) {
+        let faults = faults
+            .into_iter()
+            .map(|(p, f)| (p.map(str::to_string), f))
+            .collect();
+        self.state.lock().unwrap().faults.insert(self.id, faults);
     }
 
     pub fn write_kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
@@ -300,13 +311,20 @@ async fn handle(
     let method = req.method().to_string();
     let body_json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let door = req.app_data::<web::Data<DoorId>>().map_or(0, |d| d.0);
-    let fault = state.lock().unwrap().faults.get(&door).copied();
+    let fault = state.lock().unwrap().faults.get(&door).and_then(|rules| {
+        rules
+            .iter()
+            .find(|(only, _)| {
+                only.as_deref()
+                    .is_none_or(|p| format!("{method} {path}").contains(p))
+            })
+            .map(|(_, f)| *f)
+    });
     if fault == Some(Fault::Hang) {
         tokio::time::sleep(std::time::Duration::from_secs(120)).await;
         return status(504, "Timeout", "the door was cut".into());
     }
-    let mut s = state.lock().unwrap();
-    s.requests.push(Recorded {
+    state.lock().unwrap().requests.push(Recorded {
         door,
         at: Instant::now(),
         wall: std::time::SystemTime::now(),
@@ -314,6 +332,10 @@ async fn handle(
         path: path.clone(),
         body: body_json.clone(),
     });
+    if let Some(Fault::Delay(by)) = fault {
+        tokio::time::sleep(by).await;
+    }
+    let mut s = state.lock().unwrap();
     if let Some(Fault::Status(code)) = fault {
         return status(code, "InternalError", format!("injected failure {code}"));
     }

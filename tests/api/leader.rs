@@ -666,3 +666,105 @@ async fn a_follower_wakes_the_leaders_pool_at_once_through_the_store() {
     assert!(queue_ms < Duration::from_secs(1), "{queue_ms:?}");
     assert!(announce_ms < Duration::from_secs(1), "{announce_ms:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_a_scale_patch_in_flight_when_the_lead_moves_does_not_undo_the_new_leaders() {
+    let r = rig("{mode: lease, lease_duration: 3s, retry_every: 1s, renew_deadline: 2s}").await;
+    let (jenkins, kube, client) = (&r.jenkins, &r.kube, &r.client);
+    let doors = [kube.door(), kube.door()];
+    // Only wake-ups and a new leader's first reconcile scale here.
+    let env = |i: usize| {
+        [
+            ("AUTOPILOT_SCALING__RECONCILE_INTERVAL", "1h".to_string()),
+            (
+                "AUTOPILOT_KUBERNETES__KUBECONFIG",
+                doors[i]
+                    .write_kubeconfig(r.dir.path())
+                    .display()
+                    .to_string(),
+            ),
+        ]
+    };
+    let replicas = [r.start("replica-a", &env(0)), r.start("replica-b", &env(1))];
+    let li = one_leader(
+        client,
+        &[&replicas[0], &replicas[1]],
+        Duration::from_secs(30),
+    )
+    .await;
+    let fi = 1 - li;
+    let scale = format!("PATCH /apis/apps/v1/namespaces/{NS}/deployments/agent-linux/scale");
+    let delay = Duration::from_secs(8);
+
+    // The leader decides to grow; its scale patch reaches the API server, which carries it
+    // out 8 s later (a slow network; the leader has long given up on it by then).
+    doors[li].set_faults(vec![(Some(scale.as_str()), Fault::Delay(delay))]);
+    jenkins.set_queue("linux", 1..=3);
+    queue_webhook(client, &replicas[li], 1).await;
+    eventually(
+        "the leader's scale patch arrived",
+        Duration::from_secs(10),
+        async || kube.scale_patches().iter().any(|p| p.door == doors[li].id),
+    )
+    .await;
+    let arrived = Instant::now();
+    let stale = kube
+        .scale_patches()
+        .into_iter()
+        .find(|p| p.door == doors[li].id)
+        .unwrap();
+    let stale_replicas = stale.body["spec"]["replicas"].as_i64().unwrap();
+    assert!(stale_replicas > 2, "{}", stale.body);
+    assert!(
+        stale.body["metadata"]["resourceVersion"].is_string(),
+        "the patch carries the resourceVersion its decision read: {}",
+        stale.body
+    );
+
+    // Now it loses the lead (its Lease writes fail) while that patch is in flight, and
+    // the demand drops: the new leader decides fewer and applies it.
+    doors[li].set_faults(vec![
+        (Some(scale.as_str()), Fault::Delay(delay)),
+        (Some("/leases/"), Fault::Status(500)),
+    ]);
+    jenkins.set_queue("linux", 1..=1);
+    eventually("the other leads", Duration::from_secs(10), async || {
+        role(client, &replicas[fi]).await.as_deref() == Some("leader")
+    })
+    .await;
+    eventually(
+        "the new leader scaled",
+        Duration::from_secs(5),
+        async || kube.replicas(NS, "agent-linux") > 1,
+    )
+    .await;
+    let new = kube.replicas(NS, "agent-linux");
+    let decided = get(
+        client,
+        format!(
+            "{}/api/v1/pools/linux/decisions?since=0&limit=3",
+            replicas[fi].base
+        ),
+    )
+    .await;
+    assert!(
+        new < stale_replicas,
+        "{new} vs the old decision's {stale_replicas}: {decided:?} {:?}",
+        kube.scale_patches()
+    );
+    assert!(
+        arrived.elapsed() < delay,
+        "the new leader acted before the old patch was carried out"
+    );
+
+    // The old patch is carried out at last: its resourceVersion is stale, so it is refused
+    // and the new leader's size stands.
+    tokio::time::sleep(delay.saturating_sub(arrived.elapsed()) + Duration::from_secs(1)).await;
+    assert_eq!(kube.replicas(NS, "agent-linux"), new);
+    let from_old: Vec<_> = kube
+        .scale_patches()
+        .into_iter()
+        .filter(|p| p.door == doors[li].id)
+        .collect();
+    assert_eq!(from_old.len(), 1, "the old leader sent nothing more");
+}
