@@ -25,6 +25,10 @@ struct Writes {
     holder: bool,
     ok: Option<Instant>,
     failed: Option<Instant>,
+    /// The newest read of the Lease that named another holder, when it was sent.
+    other_holder: Option<Instant>,
+    /// When kube-lease-manager last said this replica took the Lease.
+    taken: Option<Instant>,
 }
 
 impl Writes {
@@ -35,13 +39,45 @@ impl Writes {
         }
     }
 
-    /// Whether this replica may act as the leader at `now`.
+    /// A read of the Lease sent at `sent` named `holder`: another holder stops this
+    /// replica until a later read names it again (or it takes the Lease anew).
+    fn seen(&mut self, sent: Instant, holder: Option<&str>, me: &str) {
+        if self.taken.is_some_and(|t| sent < t) {
+            // Sent before this replica took the Lease: it tells of the one before.
+            return;
+        }
+        match holder {
+            Some(h) if h != me && self.other_holder.is_none_or(|t| t < sent) => {
+                self.other_holder = Some(sent);
+            }
+            Some(h) if h == me && self.other_holder.is_some_and(|t| t < sent) => {
+                self.other_holder = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// kube-lease-manager says who holds the Lease; taking it is a fresh start.
+    fn held(&mut self, holder: bool, now: Instant) {
+        if holder && !self.holder {
+            self.other_holder = None;
+            self.taken = Some(now);
+        }
+        self.holder = holder;
+    }
+
+    /// Whether this replica may act as the leader at `now`: it holds the Lease, its newest
+    /// write succeeded less than `deadline` ago, and the newest read of the Lease did not
+    /// name another holder (kube-lease-manager's renewals carry no precondition, so a
+    /// late write of a former leader can land; a read catches a takeover the renewals
+    /// would not).
     fn leading(&self, now: Instant, deadline: Duration) -> bool {
         match self.ok {
             Some(ok) => {
                 self.holder
                     && now.saturating_duration_since(ok) < deadline
                     && self.failed.is_none_or(|f| f < ok)
+                    && self.other_holder.is_none()
             }
             None => false,
         }
@@ -151,11 +187,13 @@ impl Election {
     /// has no holder.
     fn look(
         &self,
+        me: String,
         status: Arc<Mutex<super::Status>>,
         error: Arc<Mutex<Option<String>>>,
         orphaned: Arc<tokio::sync::Notify>,
     ) -> impl std::future::Future<Output = ()> + use<> {
         let api: kube::Api<Lease> = kube::Api::namespaced(self.client.clone(), &self.namespace);
+        let writes = self.writes.clone();
         let (name, namespace, every, deadline) = (
             self.name.clone(),
             self.namespace.clone(),
@@ -166,6 +204,7 @@ impl Election {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
+                let sent = Instant::now();
                 let read = tokio::time::timeout(deadline, api.get(&name)).await;
                 let failed = |why: String| Some(why);
                 let (lease, why) = match read {
@@ -177,6 +216,11 @@ impl Election {
                     Err(_) => (None, failed("no answer within the renew deadline".into())),
                 };
                 let view = view(&name, &namespace, lease.as_ref(), why);
+                writes.lock().unwrap_or_else(|e| e.into_inner()).seen(
+                    sent,
+                    view.holder.as_deref(),
+                    &me,
+                );
                 if lease.is_some() && view.holder.is_none() {
                     orphaned.notify_one();
                 }
@@ -215,7 +259,12 @@ impl Election {
         let mut manager = self.manager(&c, &me).await;
         let error: Arc<Mutex<Option<String>>> = Arc::default();
         let orphaned = Arc::new(tokio::sync::Notify::new());
-        let look = tokio::spawn(self.look(c.status.clone(), error.clone(), orphaned.clone()));
+        let look = tokio::spawn(self.look(
+            me.clone(),
+            c.status.clone(),
+            error.clone(),
+            orphaned.clone(),
+        ));
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         let mut changed = Box::pin(next(manager.clone(), Duration::ZERO));
         loop {
@@ -223,7 +272,7 @@ impl Election {
                 held = &mut changed => {
                     let delay = match held {
                         Ok(holder) => {
-                            self.writes.lock().unwrap_or_else(|e| e.into_inner()).holder = holder;
+                            self.writes.lock().unwrap_or_else(|e| e.into_inner()).held(holder, Instant::now());
                             *error.lock().unwrap_or_else(|e| e.into_inner()) = None;
                             Duration::ZERO
                         }
@@ -329,5 +378,30 @@ mod tests {
         // A late answer to an older write changes nothing.
         w.record(t0 + Duration::from_secs(1), true);
         assert!(!w.leading(t0 + Duration::from_secs(17), deadline));
+        // A read that names another holder: not leading, whatever the writes say, until
+        // a later read names this replica.
+        w.seen(t0 + Duration::from_secs(8), Some("me"), "me");
+        assert!(
+            w.leading(t0 + Duration::from_secs(8), deadline),
+            "our own name"
+        );
+        w.seen(t0 + Duration::from_secs(8), Some("other"), "me");
+        w.record(t0 + Duration::from_secs(9), true);
+        assert!(!w.leading(t0 + Duration::from_secs(9), deadline));
+        w.seen(t0 + Duration::from_secs(7), Some("me"), "me");
+        assert!(
+            !w.leading(t0 + Duration::from_secs(9), deadline),
+            "an older read"
+        );
+        w.seen(t0 + Duration::from_secs(9), Some("me"), "me");
+        assert!(w.leading(t0 + Duration::from_secs(10), deadline));
+        // Taking the Lease anew clears what an earlier read said, and a read sent before
+        // it (answered after) tells of the former holder.
+        w.seen(t0 + Duration::from_secs(10), Some("other"), "me");
+        w.held(false, t0 + Duration::from_secs(11));
+        w.held(true, t0 + Duration::from_secs(11));
+        assert!(w.leading(t0 + Duration::from_secs(11), deadline));
+        w.seen(t0 + Duration::from_secs(10), Some("other"), "me");
+        assert!(w.leading(t0 + Duration::from_secs(11), deadline));
     }
 }
