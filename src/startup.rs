@@ -54,6 +54,26 @@ impl Application {
         // Every replica takes webhooks and serves reads; the leader also scales the pools
         // and runs the periodic work.
         let leadership = crate::leader::start(&settings, metrics.clone()).await?;
+        if leadership.status().role != "single" {
+            // Several replicas may run: a token made here is this replica's alone.
+            let generated: Vec<&str> = [
+                ("webhook.token", settings.webhook.token.is_none()),
+                (
+                    "auth.jwt_secret",
+                    settings.auth.jwt_secret.is_none()
+                        && settings.auth.jwt_public_key_file.is_none(),
+                ),
+            ]
+            .into_iter()
+            .filter_map(|(field, made)| made.then_some(field))
+            .collect();
+            if !generated.is_empty() {
+                tracing::warn!(
+                    fields = ?generated,
+                    "leader election is on but these secrets are made in this replica's data directory: other replicas will refuse webhooks and tokens this one accepts; set them from a shared Secret (docs/operations.md)"
+                );
+            }
+        }
         let scaling = crate::scaling::controller::start_with(
             &settings,
             store.clone(),

@@ -768,3 +768,65 @@ async fn lease_a_scale_patch_in_flight_when_the_lead_moves_does_not_undo_the_new
         .collect();
     assert_eq!(from_old.len(), 1, "the old leader sent nothing more");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_makes_its_own_tokens_under_election_says_so() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    // No webhook token, no JWT key: this replica makes its own.
+    std::fs::write(
+        config.join("service.yaml"),
+        format!(
+            "database:\n  url: \"{}\"\nleader_election: {{mode: postgres}}\nlogging: {{format: json}}\n",
+            fresh_postgres_url().await
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut replica = Replica {
+        name: "replica".into(),
+        child: Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env("AUTOPILOT_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env_remove("RUST_LOG")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    // The log, until the service listens (the replica is killed when dropped, which ends
+    // the reader if it never does).
+    let stderr = replica.child.stderr.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let done = line.contains("listening");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        seen
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(30), lines).await;
+    drop(replica);
+    let lines = lines.expect("the service started").unwrap();
+    let warning = lines
+        .iter()
+        .find(|l| l.contains("secrets are made in this replica"))
+        .unwrap_or_else(|| panic!("no warning in {lines:#?}"));
+    assert!(
+        warning.contains("webhook.token") && warning.contains("auth.jwt_secret"),
+        "{warning}"
+    );
+}
