@@ -202,6 +202,8 @@ impl Election {
         );
         async move {
             let mut tick = tokio::time::interval(every);
+            // A read that waited out the deadline is not followed by a burst of them.
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
                 let sent = Instant::now();

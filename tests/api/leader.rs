@@ -118,6 +118,20 @@ async fn role(client: &reqwest::Client, r: &Replica) -> Option<String> {
         .and_then(|s| s["role"].as_str().map(str::to_string))
 }
 
+/// Waits (briefly) until a metric reads `want`: a counter is raised just after the change
+/// the test saw.
+async fn metric_becomes(client: &reqwest::Client, r: &Replica, line: &str, want: Option<i64>) {
+    let mut last = None;
+    for _ in 0..100 {
+        last = metric(client, r, line).await;
+        if last == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{line}: {last:?}, not {want:?}");
+}
+
 async fn metric(client: &reqwest::Client, r: &Replica, line: &str) -> Option<i64> {
     let text = client
         .get(format!("{}/metrics", r.base))
@@ -273,7 +287,7 @@ async fn postgres_one_replica_leads_and_the_other_takes_over_when_it_dies() {
     )
     .await;
     let ups = r#"autopilot_pool_scale_events_total{direction="up",pool="linux"} "#;
-    assert_eq!(metric(client, &replicas[li], ups).await, Some(1));
+    metric_becomes(client, &replicas[li], ups, Some(1)).await;
     assert_eq!(
         metric(client, &replicas[fi], ups).await,
         None,
@@ -404,9 +418,10 @@ async fn postgres_a_leader_cut_off_from_the_database_stops_and_the_other_takes_o
     println!(
         "postgres cut: the leader stopped {stopped:?} after the cut; the other led after {took:?}"
     );
-    // Renewals every 300 ms, deadline 1 s: stopped within the deadline (plus the status poll).
+    // Renewals every 300 ms, deadline 1 s: stopped within the deadline (plus the status
+    // poll on a loaded machine), well before the server could free the lock (3 s).
     assert!(
-        stopped < Duration::from_millis(1_600),
+        stopped < Duration::from_millis(2_000),
         "stopped after {stopped:?}"
     );
     // The server ends the silent session after lease_duration (3 s): not before.
@@ -485,9 +500,10 @@ async fn lease_one_replica_leads_and_stops_within_the_renew_deadline_when_cut_of
         println!(
             "lease {fault:?}: the leader stopped {stopped:?} after the cut; the other led after {took:?}"
         );
-        // Renewals every 1 s, deadline 2 s: stopped within the deadline (plus the poll).
+        // Renewals every 1 s, deadline 2 s: stopped within the deadline (plus the status
+        // poll on a loaded machine), before the Lease (3 s) could run out.
         assert!(
-            stopped < Duration::from_millis(2_600),
+            stopped < Duration::from_millis(2_900),
             "{fault:?}: stopped after {stopped:?}"
         );
         // The Lease (3 s) ran out before the other took it.
@@ -656,12 +672,12 @@ async fn a_follower_wakes_the_leaders_pool_at_once_through_the_store() {
         "follower webhook -> leader's scale patch: {queue_ms:?}; follower announcement -> patch: {announce_ms:?}"
     );
     let ups = r#"autopilot_pool_scale_events_total{direction="up",pool="linux"} "#;
-    assert_eq!(metric(client, &replicas[li], ups).await, Some(2));
+    metric_becomes(client, &replicas[li], ups, Some(2)).await;
     assert_eq!(metric(client, follower, ups).await, None);
     let sent_line = r#"autopilot_replica_wakeups_total{outcome="sent"} "#;
-    assert_eq!(metric(client, follower, sent_line).await, Some(4));
+    metric_becomes(client, follower, sent_line, Some(4)).await;
     let received = r#"autopilot_replica_wakeups_total{outcome="received"} "#;
-    assert_eq!(metric(client, &replicas[li], received).await, Some(4));
+    metric_becomes(client, &replicas[li], received, Some(4)).await;
     // Sub-second, as a webhook at the leader itself.
     assert!(queue_ms < Duration::from_secs(1), "{queue_ms:?}");
     assert!(announce_ms < Duration::from_secs(1), "{announce_ms:?}");
@@ -694,10 +710,10 @@ async fn lease_a_scale_patch_in_flight_when_the_lead_moves_does_not_undo_the_new
     .await;
     let fi = 1 - li;
     let scale = format!("PATCH /apis/apps/v1/namespaces/{NS}/deployments/agent-linux/scale");
-    let delay = Duration::from_secs(8);
+    let delay = Duration::from_secs(12);
 
     // The leader decides to grow; its scale patch reaches the API server, which carries it
-    // out 8 s later (a slow network; the leader has long given up on it by then).
+    // out 12 s later (a slow network; the leader has long given up on it by then).
     doors[li].set_faults(vec![(Some(scale.as_str()), Fault::Delay(delay))]);
     jenkins.set_queue("linux", 1..=3);
     queue_webhook(client, &replicas[li], 1).await;

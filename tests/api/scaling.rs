@@ -1320,11 +1320,12 @@ async fn a_queue_webhook_wakes_the_pools_of_its_label_and_one_jenkins_read_serve
     // A build waits for `windows`: that pool wakes and scales, the others sleep on.
     rig.jenkins.set_queue("windows", 1..=2);
     rig.queue_event(1, "windows").await;
-    eventually("windows scaled", Duration::from_secs(5), async || {
-        rig.kube.replicas(NS, "agent-windows") == 2
-    })
+    eventually(
+        "windows scaled and its decision stored",
+        Duration::from_secs(5),
+        async || rig.kube.replicas(NS, "agent-windows") == 2 && events("windows").await == 1,
+    )
     .await;
-    assert_eq!(events("windows").await, 1);
     assert_eq!((events("linux").await, events("mac").await), (0, 0));
     let paths: Vec<String> = requests()[before..]
         .iter()
