@@ -142,16 +142,19 @@ impl ComputerView {
 impl LabelView {
     /// The label's executors and nodes as `/label/L` counts them, from `/computer`: busy
     /// and total over online computers, idle over those online and not taken offline.
-    /// Only for a label that is one atom (`linux`); an expression (`linux && big`) needs
-    /// Jenkins to evaluate it, so `None`.
+    /// For a label that is one atom (`linux`) or atoms joined by `&&` (`linux && big`: the
+    /// computers that carry every one); any other expression (`||`, `!`, parentheses,
+    /// quotes, `->`) needs Jenkins to evaluate it, so `None`.
     pub fn from_computers(label: &str, computers: &[ComputerView]) -> Option<Self> {
-        let atom = label.trim();
-        let expression = atom.is_empty()
-            || atom.contains("->")
-            || atom
-                .chars()
-                .any(|c| c.is_whitespace() || matches!(c, '&' | '|' | '!' | '(' | ')' | '"' | '<'));
-        if expression {
+        let is_atom = |a: &str| {
+            !a.is_empty()
+                && !a.contains("->")
+                && !a.chars().any(|c| {
+                    c.is_whitespace() || matches!(c, '&' | '|' | '!' | '(' | ')' | '"' | '<')
+                })
+        };
+        let atoms: Vec<&str> = label.split("&&").map(str::trim).collect();
+        if !atoms.iter().all(|a| is_atom(a)) {
             return None;
         }
         let mut view = LabelView {
@@ -160,7 +163,10 @@ impl LabelView {
             total_executors: 0,
             nodes: Vec::new(),
         };
-        for c in computers.iter().filter(|c| c.carries(atom)) {
+        for c in computers
+            .iter()
+            .filter(|c| atoms.iter().all(|a| c.carries(a)))
+        {
             view.nodes.push(NodeRef {
                 node_name: c.display_name.clone(),
             });
@@ -469,7 +475,7 @@ mod tests {
     }
 
     #[test]
-    fn a_label_atom_is_counted_from_the_agents_as_jenkins_counts_it() {
+    fn a_label_of_atoms_is_counted_from_the_agents_as_jenkins_counts_it() {
         let mut drained = computer("c", &["linux"], 2, 1);
         drained.offline = true;
         drained.temporarily_offline = true;
@@ -506,14 +512,24 @@ mod tests {
                 .busy_executors,
             1
         );
+        // Atoms joined by &&: the agents that carry all of them.
+        let both = LabelView::from_computers("linux && big", &computers).unwrap();
+        assert_eq!(
+            (both.busy_executors, both.total_executors, both.nodes.len()),
+            (3, 4, 1)
+        );
+        let none = LabelView::from_computers("linux&&big&&windows", &computers).unwrap();
+        assert!(none.nodes.is_empty());
         for expression in [
-            "linux && big",
             "!windows",
             "(linux)",
             "a||b",
+            "linux && !big",
             "a->b",
             "\"a b\"",
             " ",
+            "linux &&",
+            "a b",
         ] {
             assert_eq!(
                 LabelView::from_computers(expression, &computers),

@@ -2,8 +2,9 @@
 //! the queue and the agents (`/queue` and `/computer`, the heaviest read a controller
 //! answers); the pools of one controller read them once per period between them, and a
 //! reconcile that starts while a read is in flight joins it (single flight). A pool's
-//! label view comes from the agents when its label is one atom; only the label's queue
-//! length (load statistics) and a label expression's view are read per label.
+//! label view comes from the agents when its label is atoms joined by `&&`; only the
+//! label's queue length (load statistics), and other expressions' views, are read per
+//! label.
 
 use super::ports::{JenkinsApi, ReconcileError};
 use crate::jenkins::{ComputerView, JenkinsError, QueueItemView};
