@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{NS, TOKEN, fake_jenkins, fake_kube};
+use common::{NS, fake_jenkins, fake_kube};
 use jenkins_autopilot::startup::Application;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -131,20 +131,7 @@ fn main() {
             let label = format!("pool-{:02}", i % pools);
             let want = kube.replicas(NS, &label) + 1;
             jenkins.set_queue(&label, 1..=(want as u64));
-            let body = serde_json::json!({"ciUrl": "https://ci.example.com/", "displayName": "app",
-                "entryTime": 1_700_000_000_000i64, "jenkinsQueueId": i + 1, "status": "ENTERED_WAITING",
-                "queueCauses": [{"reasonForWaiting": format!("Waiting for next available executor on ‘{label}’")}]});
-            let sent = Instant::now();
-            let resp = client
-                .post(format!("{base}/webhooks/cloudevents?controller=prod&token={TOKEN}"))
-                .header("Content-Type", "application/json")
-                .header("ce-id", format!("q{i}"))
-                .header("ce-type", "org.jenkinsci.queue.entered_waiting")
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap();
-            assert!(resp.status().is_success());
+            let sent = common::queue_webhook(&client, &base, i as u64 + 1, &label).await;
             let deadline = sent + Duration::from_secs(10);
             loop {
                 if kube.replicas(NS, &label) >= want {

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{NS, TOKEN, fake_jenkins, fake_kube};
+use common::{NS, fake_jenkins, fake_kube};
 use jenkins_autopilot::startup::Application;
 use secrecy::SecretString;
 use std::time::{Duration, Instant};
@@ -30,19 +30,20 @@ fn main() {
         kube.add_deployment(NS, "agent-linux", &[]);
         kube.add_deployment(NS, "agent-pipeline", &[]);
         let dir = tempfile::tempdir().unwrap();
-        let mut settings =
-            common::settings(&jenkins, &kube, dir.path(), Duration::from_secs(3600));
+        let mut settings = common::settings(&jenkins, &kube, dir.path(), Duration::from_secs(3600));
         settings
             .scaling
             .pools
             .insert("linux".into(), common::pool("linux", "agent-linux", 0));
-        settings
-            .scaling
-            .pools
-            .insert("pipeline".into(), common::pool("pipeline", "agent-pipeline", 0));
+        settings.scaling.pools.insert(
+            "pipeline".into(),
+            common::pool("pipeline", "agent-pipeline", 0),
+        );
         // Every announcement of the run still counts at its end.
         settings.scaling.announcement_ttl = Duration::from_secs(600);
-        settings.auth.jwt_secret = Some(SecretString::from("bench-jwt-secret-0123456789abcdef0123456789"));
+        settings.auth.jwt_secret = Some(SecretString::from(
+            "bench-jwt-secret-0123456789abcdef0123456789",
+        ));
         println!(
             "scale latency: {events} queue webhooks, one at a time; debounce {:?} (the default)",
             settings.scaling.debounce
@@ -68,20 +69,7 @@ fn main() {
         for i in 1..=events {
             jenkins.set_queue("linux", 1..=i);
             let before = kube.scale_patches().len();
-            let body = serde_json::json!({"ciUrl": "https://ci.example.com/", "displayName": "app",
-                "entryTime": 1_700_000_000_000i64, "jenkinsQueueId": i, "status": "ENTERED_WAITING",
-                "queueCauses": [{"reasonForWaiting": "Waiting for next available executor on ‘linux’"}]});
-            let sent = Instant::now();
-            let resp = client
-                .post(format!("{base}/webhooks/cloudevents?controller=prod&token={TOKEN}"))
-                .header("Content-Type", "application/json")
-                .header("ce-id", format!("q{i}"))
-                .header("ce-type", "org.jenkinsci.queue.entered_waiting")
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap();
-            assert!(resp.status().is_success());
+            let sent = common::queue_webhook(&client, &base, i, "linux").await;
             let deadline = sent + Duration::from_secs(10);
             let patched = loop {
                 let patches = kube.scale_patches();
@@ -105,7 +93,9 @@ fn main() {
                 .post(format!("{base}/api/v1/controllers/prod/waiting"))
                 .bearer_auth(&token)
                 .header("Content-Type", "application/json")
-                .body(serde_json::json!({"label": "pipeline", "job": "app", "number": i}).to_string())
+                .body(
+                    serde_json::json!({"label": "pipeline", "job": "app", "number": i}).to_string(),
+                )
                 .send()
                 .await
                 .unwrap();
@@ -116,7 +106,10 @@ fn main() {
                 if let Some(p) = patches.get(before) {
                     break p.at;
                 }
-                assert!(Instant::now() < deadline, "no scale PATCH for announcement {i}");
+                assert!(
+                    Instant::now() < deadline,
+                    "no scale PATCH for announcement {i}"
+                );
                 tokio::time::sleep(Duration::from_micros(500)).await;
             };
             latencies.push(patched.duration_since(sent));

@@ -76,3 +76,30 @@ pub fn pool(label: &str, deployment: &str, min: u32) -> PoolSettings {
         keep_idle: Duration::from_secs(600),
     }
 }
+
+/// Posts a CloudEvents "entered waiting" queue webhook for build `id` waiting for `label`
+/// to the app at `base`; returns when it was sent.
+pub async fn queue_webhook(
+    client: &reqwest::Client,
+    base: &str,
+    id: u64,
+    label: &str,
+) -> std::time::Instant {
+    let body = serde_json::json!({"ciUrl": "https://ci.example.com/", "displayName": "app",
+        "entryTime": 1_700_000_000_000i64, "jenkinsQueueId": id, "status": "ENTERED_WAITING",
+        "queueCauses": [{"reasonForWaiting": format!("Waiting for next available executor on ‘{label}’")}]});
+    let sent = std::time::Instant::now();
+    let resp = client
+        .post(format!(
+            "{base}/webhooks/cloudevents?controller=prod&token={TOKEN}"
+        ))
+        .header("Content-Type", "application/json")
+        .header("ce-id", format!("q{id}"))
+        .header("ce-type", "org.jenkinsci.queue.entered_waiting")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    sent
+}

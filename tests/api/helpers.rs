@@ -38,6 +38,15 @@ fn init_tracing() {
     });
 }
 
+/// A port free on 127.0.0.1 now, for a service process a test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A fresh PostgreSQL database on the server named by TEST_DATABASE_URL
 /// (`scripts/test` starts one and sets it).
 pub async fn fresh_postgres_url() -> String {

@@ -131,20 +131,7 @@ async fn the_prestop_hook_is_bounded_and_never_blocks_a_stop() {
 
 #[test]
 fn the_agent_deployment_runs_the_hook_inside_its_grace_period() {
-    let out = Command::new("kubectl")
-        .args(["kustomize"])
-        .arg(repo("ci-cd-integration/k8s"))
-        .output()
-        .expect("kubectl (scripts/test installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let docs: Vec<serde_json::Value> =
-        serde_yaml::Deserializer::from_str(std::str::from_utf8(&out.stdout).unwrap())
-            .map(|d| serde::Deserialize::deserialize(d).unwrap())
-            .collect();
+    let docs = kustomized(&repo("ci-cd-integration/k8s"));
     let find = |kind: &str, name: &str| {
         docs.iter()
             .find(|d| {
@@ -462,16 +449,7 @@ fn check_secrets(secrets: &[serde_json::Value], work: &Path, kustomization: &str
             String::from_utf8_lossy(&out.stdout)
         );
     }
-    let manifests = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(work.join(kustomization))
-        .output()
-        .unwrap();
-    assert!(manifests.status.success());
-    let docs: Vec<serde_json::Value> =
-        serde_yaml::Deserializer::from_str(std::str::from_utf8(&manifests.stdout).unwrap())
-            .map(|d| serde::Deserialize::deserialize(d).unwrap())
-            .collect();
+    let docs = kustomized(&work.join(kustomization));
     let mut wanted = Vec::new();
     for d in docs.iter().filter(|d| d["kind"] == "Deployment") {
         let ns = d["metadata"]["namespace"].as_str().unwrap();
@@ -548,11 +526,11 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// `kubectl kustomize` of a kustomization of the repository, as JSON documents.
-fn kustomized(dir: &str) -> Vec<serde_json::Value> {
+/// `kubectl kustomize` of a kustomization, as JSON documents.
+fn kustomized(dir: &Path) -> Vec<serde_json::Value> {
     let out = Command::new("kubectl")
         .arg("kustomize")
-        .arg(repo(dir))
+        .arg(dir)
         .output()
         .expect("kubectl (scripts/test installs it)");
     assert!(
@@ -575,7 +553,7 @@ fn the_replicated_manifests_run_two_replicas_that_elect_one_leader() {
         ("ci-cd-integration/k8s", 1),
         ("ci-cd-integration/k8s-replicated", 2),
     ] {
-        let docs = kustomized(dir);
+        let docs = kustomized(&repo(dir));
         let find = |kind: &str, name: &str| {
             docs.iter()
                 .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)

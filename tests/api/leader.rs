@@ -5,7 +5,7 @@
 
 use crate::fake_jenkins::{self, FakeJenkins};
 use crate::fake_kube::{FakeKube, Fault};
-use crate::helpers::{TOKEN, fresh_postgres_url};
+use crate::helpers::{TOKEN, free_port, fresh_postgres_url};
 use crate::scaling::{NS, eventually};
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
@@ -27,14 +27,6 @@ impl Drop for Replica {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts `serve` with the shared settings in `config` and this replica's `env`.
@@ -197,6 +189,33 @@ async fn hand_over(
     (stopped, at.elapsed())
 }
 
+/// Waits until the pool has `want` agents.
+async fn until_agents(kube: &FakeKube, want: i64) {
+    eventually(
+        &format!("the pool scaled to {want}"),
+        Duration::from_secs(15),
+        async || kube.replicas(NS, "agent-linux") == want,
+    )
+    .await;
+}
+
+/// How long after `sent` the newest scale patch reached the API server.
+fn since_last_patch(kube: &FakeKube, sent: std::time::SystemTime) -> Duration {
+    kube.scale_patches()
+        .last()
+        .unwrap()
+        .wall
+        .duration_since(sent)
+        .unwrap()
+}
+
+/// Jenkins lists one more build than there are agents; returns the size that asks for.
+fn one_more(jenkins: &FakeJenkins, kube: &FakeKube) -> i64 {
+    let want = kube.replicas(NS, "agent-linux") + 1;
+    jenkins.set_queue("linux", 1..=(want as u64 - 1));
+    want
+}
+
 async fn queue_webhook(client: &reqwest::Client, r: &Replica, id: u64) {
     let resp = client
         .post(format!(
@@ -280,12 +299,7 @@ async fn postgres_one_replica_leads_and_the_other_takes_over_when_it_dies() {
     // Builds queue; the follower takes the webhook, the leader scales.
     jenkins.set_queue("linux", 1..=2);
     queue_webhook(client, &replicas[fi], 1).await;
-    eventually(
-        "the leader scaled to 3",
-        Duration::from_secs(15),
-        async || kube.replicas(NS, "agent-linux") == 3,
-    )
-    .await;
+    until_agents(kube, 3).await;
     let ups = r#"autopilot_pool_scale_events_total{direction="up",pool="linux"} "#;
     metric_becomes(client, &replicas[li], ups, Some(1)).await;
     assert_eq!(
@@ -305,12 +319,7 @@ async fn postgres_one_replica_leads_and_the_other_takes_over_when_it_dies() {
     .await;
     let took = killed.elapsed();
     jenkins.set_queue("linux", 1..=4);
-    eventually(
-        "the new leader scaled to 5",
-        Duration::from_secs(15),
-        async || kube.replicas(NS, "agent-linux") == 5,
-    )
-    .await;
+    until_agents(kube, 5).await;
     assert!(took < Duration::from_secs(15), "took over in {took:?}");
     println!("postgres: the survivor led {took:?} after the leader was killed");
 }
@@ -409,12 +418,7 @@ async fn postgres_a_leader_cut_off_from_the_database_stops_and_the_other_takes_o
     let patches_before = kube.scale_patches().len();
     jenkins.set_queue("linux", 1..=3);
     queue_webhook(client, &replicas[fi], 7).await;
-    eventually(
-        "the new leader scaled to 4",
-        Duration::from_secs(15),
-        async || kube.replicas(NS, "agent-linux") == 4,
-    )
-    .await;
+    until_agents(kube, 4).await;
     println!(
         "postgres cut: the leader stopped {stopped:?} after the cut; the other led after {took:?}"
     );
@@ -465,12 +469,7 @@ async fn lease_one_replica_leads_and_stops_within_the_renew_deadline_when_cut_of
     // Both take webhooks; exactly one patches scale subresources.
     jenkins.set_queue("linux", 1..=2);
     queue_webhook(client, &replicas[fi], 1).await;
-    eventually(
-        "the leader scaled to 3",
-        Duration::from_secs(15),
-        async || kube.replicas(NS, "agent-linux") == 3,
-    )
-    .await;
+    until_agents(kube, 3).await;
     let doors_used = |since: usize| -> std::collections::BTreeSet<usize> {
         kube.scale_patches()[since..]
             .iter()
@@ -487,15 +486,9 @@ async fn lease_one_replica_leads_and_stops_within_the_renew_deadline_when_cut_of
         doors[leader].set_fault(Some(fault));
         let (stopped, took) = hand_over(client, &replicas[leader], &replicas[other]).await;
         let since = kube.scale_patches().len();
-        let want = kube.replicas(NS, "agent-linux") + 1;
-        jenkins.set_queue("linux", 1..=(want as u64 - 1));
+        let want = one_more(jenkins, kube);
         queue_webhook(client, &replicas[leader], 10 + want as u64).await;
-        eventually(
-            "the new leader scaled",
-            Duration::from_secs(15),
-            async || kube.replicas(NS, "agent-linux") == want,
-        )
-        .await;
+        until_agents(kube, want).await;
         assert_eq!(doors_used(since), [doors[other].id].into(), "{fault:?}");
         println!(
             "lease {fault:?}: the leader stopped {stopped:?} after the cut; the other led after {took:?}"
@@ -537,12 +530,7 @@ async fn lease_one_replica_leads_and_stops_within_the_renew_deadline_when_cut_of
     let took = killed.elapsed();
     println!("lease: the survivor led {took:?} after the leader was killed");
     assert!(took < Duration::from_secs(15), "took over in {took:?}");
-    let want = kube.replicas(NS, "agent-linux") + 1;
-    jenkins.set_queue("linux", 1..=(want as u64 - 1));
-    eventually("the survivor scaled", Duration::from_secs(15), async || {
-        kube.replicas(NS, "agent-linux") == want
-    })
-    .await;
+    until_agents(kube, one_more(jenkins, kube)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -615,19 +603,8 @@ async fn a_follower_wakes_the_leaders_pool_at_once_through_the_store() {
     jenkins.set_queue("linux", 1..=2);
     let sent = std::time::SystemTime::now();
     queue_webhook(client, follower, 1).await;
-    eventually(
-        "the leader scaled to 3",
-        Duration::from_secs(10),
-        async || kube.replicas(NS, "agent-linux") == 3,
-    )
-    .await;
-    let queue_ms = kube
-        .scale_patches()
-        .last()
-        .unwrap()
-        .wall
-        .duration_since(sent)
-        .unwrap();
+    until_agents(kube, 3).await;
+    let queue_ms = since_last_patch(kube, sent);
 
     // A pipeline's announcement at the follower: nothing in Jenkins' queue shows it yet.
     let mut auth = jenkins_autopilot::config::Settings::load(None, Vec::new())
@@ -655,19 +632,8 @@ async fn a_follower_wakes_the_leaders_pool_at_once_through_the_store() {
             .unwrap();
         assert_eq!(resp.status().as_u16(), 202);
     }
-    eventually(
-        "the leader scaled to 4",
-        Duration::from_secs(10),
-        async || kube.replicas(NS, "agent-linux") == 4,
-    )
-    .await;
-    let announce_ms = kube
-        .scale_patches()
-        .last()
-        .unwrap()
-        .wall
-        .duration_since(sent)
-        .unwrap();
+    until_agents(kube, 4).await;
+    let announce_ms = since_last_patch(kube, sent);
     println!(
         "follower webhook -> leader's scale patch: {queue_ms:?}; follower announcement -> patch: {announce_ms:?}"
     );

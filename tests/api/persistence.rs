@@ -1,6 +1,6 @@
 //! What was answered 2xx survives a restart, and a SIGKILL.
 
-use crate::helpers::{Db, TOKEN, payload, spawn_with, test_settings};
+use crate::helpers::{Db, TOKEN, free_port, payload, spawn_with, test_settings};
 use jenkins_autopilot::store::Store;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -49,14 +49,6 @@ async fn restart_keeps_everything_sqlite() {
 #[tokio::test]
 async fn restart_keeps_everything_postgres() {
     restart_keeps_everything(Db::Postgres).await;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn wait_ready(client: &reqwest::Client, base: &str) {

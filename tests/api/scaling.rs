@@ -1315,6 +1315,15 @@ async fn a_queue_webhook_wakes_the_pools_of_its_label_and_one_jenkins_read_serve
             .count()
     };
     let requests = || rig.jenkins.state.lock().unwrap().requests.clone();
+    // The Jenkins paths asked since `before`, and how many start with a prefix.
+    let since = |before: usize| -> Vec<String> {
+        requests()[before..]
+            .iter()
+            .map(|(_, p)| p.clone())
+            .collect()
+    };
+    let count =
+        |paths: &[String], prefix: &str| paths.iter().filter(|p| p.starts_with(prefix)).count();
     let before = requests().len();
 
     // A build waits for `windows`: that pool wakes and scales, the others sleep on.
@@ -1327,16 +1336,12 @@ async fn a_queue_webhook_wakes_the_pools_of_its_label_and_one_jenkins_read_serve
     )
     .await;
     assert_eq!((events("linux").await, events("mac").await), (0, 0));
-    let paths: Vec<String> = requests()[before..]
-        .iter()
-        .map(|(_, p)| p.clone())
-        .collect();
-    let count = |prefix: &str| paths.iter().filter(|p| p.starts_with(prefix)).count();
+    let paths = since(before);
     assert_eq!(
         (
-            count("/queue/"),
-            count("/computer/api/json"),
-            count("/label/windows/loadStatistics")
+            count(&paths, "/queue/"),
+            count(&paths, "/computer/api/json"),
+            count(&paths, "/label/windows/loadStatistics")
         ),
         (1, 1, 1),
         "{paths:?}"
@@ -1355,16 +1360,12 @@ async fn a_queue_webhook_wakes_the_pools_of_its_label_and_one_jenkins_read_serve
         },
     )
     .await;
-    let paths: Vec<String> = requests()[before..]
-        .iter()
-        .map(|(_, p)| p.clone())
-        .collect();
-    let count = |prefix: &str| paths.iter().filter(|p| p.starts_with(prefix)).count();
+    let paths = since(before);
     assert_eq!(
         (
-            count("/queue/"),
-            count("/computer/api/json"),
-            count("/label/")
+            count(&paths, "/queue/"),
+            count(&paths, "/computer/api/json"),
+            count(&paths, "/label/")
         ),
         (1, 1, 3),
         "one snapshot, one load statistics read per label: {paths:?}"
