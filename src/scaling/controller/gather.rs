@@ -12,11 +12,11 @@ use crate::scaling::multi_metric::Signal;
 use crate::scaling::plan::{self, AgentView, DEMAND_WINDOW_MS, Observation, WAIT_WINDOW_MS};
 use std::collections::{HashMap, HashSet};
 
-/// What Jenkins says about a pool.
+/// What Jenkins says about a pool: the controller's shared queue and agents, and the
+/// pool's label.
 pub(super) struct JenkinsView {
-    pub queue: Vec<QueueItemView>,
+    pub snapshot: std::sync::Arc<super::snapshot::Snapshot>,
     pub label: LabelView,
-    pub computers: Vec<ComputerView>,
     pub load_statistics: f64,
 }
 
@@ -58,9 +58,8 @@ impl PoolWorker {
                 None => ctx.jenkins.label(label).await?,
             };
             Ok::<_, ReconcileError>(JenkinsView {
-                queue: snapshot.queue.clone(),
+                snapshot,
                 label: label_view,
-                computers: snapshot.computers.clone(),
                 load_statistics: stats,
             })
         };
@@ -92,6 +91,7 @@ impl PoolWorker {
             .filter_map(|q| q.label.map(|l| (q.queue_id, l)))
             .collect();
         let items: Vec<QueuedItem> = jenkins
+            .snapshot
             .queue
             .iter()
             .map(|i| QueuedItem {
@@ -137,7 +137,7 @@ impl PoolWorker {
     /// Jenkins is authoritative for what is queued: items a lost webhook left waiting in
     /// the store are closed (a minute's grace for items newer than this read).
     async fn close_missing_queue_items(&self, ctx: &Context, j: &JenkinsView, now: Timestamp) {
-        let present: Vec<u64> = j.queue.iter().map(|i| i.id).collect();
+        let present: Vec<u64> = j.snapshot.queue.iter().map(|i| i.id).collect();
         let grace = Timestamp::from_millis(now.millis() - 60_000).unwrap_or(now);
         match ctx
             .store
@@ -166,6 +166,7 @@ impl PoolWorker {
     ) -> (Vec<AgentView>, Vec<String>, Vec<String>) {
         let nodes: HashSet<&str> = j.label.nodes.iter().map(|n| n.node_name.as_str()).collect();
         let computers: HashMap<&str, &ComputerView> = j
+            .snapshot
             .computers
             .iter()
             .filter(|c| nodes.contains(c.display_name.as_str()))
@@ -273,6 +274,7 @@ impl PoolWorker {
                 };
                 waits.extend(
                     g.jenkins
+                        .snapshot
                         .queue
                         .iter()
                         .filter(|i| !i.blocked)
