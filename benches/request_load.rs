@@ -34,16 +34,19 @@ fn jenkins_kind(path: &str) -> String {
     }
 }
 
-fn kube_kind(method: &str, path: &str) -> String {
-    let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
+fn kube_kind(r: &fake_kube::Recorded) -> String {
+    let seg: Vec<&str> = r.path.trim_matches('/').split('/').collect();
     let what = match seg.as_slice() {
         [.., "deployments", _, "scale"] => "deployments/scale",
+        [.., "deployments"] if r.is_watch() => "deployments (watch)",
+        [.., "deployments"] => "deployments (list)",
+        [.., "pods"] if r.is_watch() => "pods (watch)",
         [.., "pods"] => "pods (list)",
         [.., "pods", _] => "pods/NAME",
         _ if seg.contains(&"leases") => "leases",
         _ => "other",
     };
-    format!("{method} {what}")
+    format!("{} {what}", r.method)
 }
 
 fn tally<'a>(kinds: impl Iterator<Item = String> + 'a) -> BTreeMap<String, usize> {
@@ -114,7 +117,7 @@ fn main() {
         let kube_rest = tally(
             kube.state.lock().unwrap().requests[k0..]
                 .iter()
-                .map(|r| kube_kind(&r.method, &r.path)),
+                .map(kube_kind),
         );
         print("Jenkins at rest", &jenkins_rest, periods as f64, period);
         print("API server at rest", &kube_rest, periods as f64, period);
@@ -158,7 +161,7 @@ fn main() {
         let kube_hooks = tally(
             kube.state.lock().unwrap().requests[k0..]
                 .iter()
-                .map(|r| kube_kind(&r.method, &r.path)),
+                .map(kube_kind),
         );
         let per_hook = |c: &BTreeMap<String, usize>| c.values().sum::<usize>() as f64 / webhooks as f64;
         println!(

@@ -46,6 +46,9 @@ pub struct Metrics {
     pub wakeups: IntCounterVec,
     /// Cost alerts raised, by kind (cost_per_build, idle_share).
     pub cost_alerts: IntCounterVec,
+    /// 1 while the watch of a pool namespace's resource (deployments, pods) is up: listed
+    /// and without an error since; 0 while pools there are read from the API server.
+    pub kube_watch_up: IntGaugeVec,
 }
 
 impl Metrics {
@@ -141,7 +144,15 @@ impl Metrics {
             &["controller"],
         )
         .expect("valid metric");
-        for c in [&pool_agents, &pool_queued, &repair_found] {
+        let kube_watch_up = IntGaugeVec::new(
+            Opts::new(
+                "kube_watch_up",
+                "1 while the watch of a pool namespace's deployments or pods is up",
+            ),
+            &["namespace", "resource"],
+        )
+        .expect("valid metric");
+        for c in [&pool_agents, &pool_queued, &repair_found, &kube_watch_up] {
             registry
                 .register(Box::new(c.clone()))
                 .expect("unique metric");
@@ -204,6 +215,7 @@ impl Metrics {
             pool_drain_failures,
             repair_found,
             leader,
+            kube_watch_up,
         }
     }
 

@@ -47,7 +47,11 @@ impl Application {
         let adapters = match adapters {
             Some(a) => a,
             None => {
-                let kube = KubeExecutor::from_settings(&settings.kubernetes).await?;
+                let kube = KubeExecutor::from_settings(
+                    &settings.kubernetes,
+                    metrics.kube_watch_up.clone(),
+                )
+                .await?;
                 crate::scaling::controller::Adapters::real(&settings, kube)?
             }
         };

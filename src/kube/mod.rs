@@ -11,6 +11,10 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+mod watch;
+pub use watch::Waker;
 
 /// The annotation the ReplicaSet controller reads to pick which pods to remove first.
 pub const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
@@ -122,20 +126,36 @@ pub async fn load_config(settings: &KubernetesSettings) -> anyhow::Result<kube::
 #[derive(Clone)]
 pub struct KubeExecutor {
     client: Client,
+    /// The pool namespaces' Deployments and Pods, as watched.
+    watches: Arc<watch::Watches>,
 }
 
 impl KubeExecutor {
     /// The executor for the settings, or `None` for dry-run: mode `dry-run`, or mode
     /// `auto` with no cluster found. Mode `apply` without a cluster is an error.
-    pub async fn from_settings(settings: &KubernetesSettings) -> anyhow::Result<Option<Self>> {
+    /// `watch_up` is set per namespace and resource (deployments, pods): 1 while its watch
+    /// is up.
+    pub async fn from_settings(
+        settings: &KubernetesSettings,
+        watch_up: prometheus::IntGaugeVec,
+    ) -> anyhow::Result<Option<Self>> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         if settings.mode == KubernetesMode::DryRun {
             return Ok(None);
         }
         match (load_config(settings).await, settings.mode) {
             (Ok(config), _) => {
+                // A watch is quiet while nothing changes: its client may not give up on
+                // a quiet read (the watcher notices a dead connection itself).
+                let mut for_watches = config.clone();
+                for_watches.read_timeout = None;
                 let client = Client::try_from(config).context("building the Kubernetes client")?;
-                Ok(Some(Self { client }))
+                let watch_client =
+                    Client::try_from(for_watches).context("building the Kubernetes client")?;
+                Ok(Some(Self {
+                    client,
+                    watches: Arc::new(watch::Watches::new(watch_client, watch_up)),
+                }))
             }
             (Err(e), KubernetesMode::Apply) => Err(e),
             (Err(e), _) => {
@@ -145,12 +165,27 @@ impl KubeExecutor {
         }
     }
 
-    /// Reads the Deployment's scale and the pods its selector picks.
+    /// Wakes `wake` when a pod of the deployment turns Ready, starts terminating or is
+    /// removed (once the namespace is watched: from its first read on).
+    pub fn follow(&self, namespace: &str, deployment: &str, wake: Waker) {
+        self.watches.follow(namespace, deployment, wake);
+    }
+
+    /// The Deployment's scale and the pods its selector picks: from the namespace's
+    /// watches while they are up, else read from the API server.
     pub async fn read_pool(
         &self,
         namespace: &str,
         deployment: &str,
     ) -> Result<PoolState, KubeError> {
+        if let Some(pool) = self.watches.read_pool(namespace, deployment) {
+            return Ok(pool);
+        }
+        self.get_pool(namespace, deployment).await
+    }
+
+    /// The Deployment's scale and its pods, read from the API server.
+    async fn get_pool(&self, namespace: &str, deployment: &str) -> Result<PoolState, KubeError> {
         let what = format!("deployment {namespace}/{deployment}");
         let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
         let scale = deployments
@@ -266,7 +301,16 @@ impl KubeExecutor {
                 .patch_scale(deployment, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
             {
-                Ok(_) => return Ok(()),
+                Ok(scale) => {
+                    self.watches.wrote_scale(
+                        namespace,
+                        deployment,
+                        rv,
+                        replicas,
+                        scale.metadata.resource_version,
+                    );
+                    return Ok(());
+                }
                 Err(kube::Error::Api(status)) if status.code == 409 && attempt < ATTEMPTS => {
                     tracing::info!(%what, attempt, "scale changed concurrently (409); re-reading");
                     let fresh = api

@@ -18,7 +18,8 @@ pub const WAIT_WINDOW_MS: i64 = 15 * 60_000;
 /// Why a reconcile runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
-    /// A build entered the queue (a queue webhook).
+    /// A wake-up: a build entered the queue (a queue webhook), a pipeline announced one,
+    /// or a pod of the pool turned Ready or went away.
     Event,
     /// The reconcile period.
     Periodic,

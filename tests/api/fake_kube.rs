@@ -78,7 +78,17 @@ pub struct Recorded {
     pub wall: std::time::SystemTime,
     pub method: String,
     pub path: String,
+    /// The query string (`watch=true&...` for a watch).
+    pub query: String,
     pub body: Value,
+}
+
+impl Recorded {
+    /// A watch (a long-lived stream of changes), not a read or a write.
+    pub fn is_watch(&self) -> bool {
+        url::form_urlencoded::parse(self.query.as_bytes())
+            .any(|(k, v)| k == "watch" && (v == "true" || v == "1"))
+    }
 }
 
 #[derive(Debug, Default)]
@@ -290,6 +300,138 @@ fn scale_json(ns: &str, name: &str, d: &FakeDeployment) -> Value {
         "status": {"replicas": d.replicas, "selector": format!("app={}", d.app_label)}})
 }
 
+fn deployment_json(ns: &str, name: &str, d: &FakeDeployment) -> Value {
+    json!({"kind": "Deployment", "apiVersion": "apps/v1",
+        "metadata": {"name": name, "namespace": ns, "resourceVersion": d.resource_version.to_string(),
+            "creationTimestamp": POD_CREATED},
+        "spec": {"replicas": d.replicas,
+            "selector": {"matchLabels": {"app": d.app_label}},
+            "template": {"metadata": {"labels": {"app": d.app_label}},
+                "spec": {"containers": [{"name": "agent", "image": "jenkins/inbound-agent"}]}}},
+        "status": {"replicas": d.replicas}})
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Deployments,
+    Pods,
+}
+
+/// The namespace's objects of a kind by name, each with its resourceVersion; pods only
+/// those an `app=` selector picks when there is one.
+fn objects(
+    s: &KubeState,
+    ns: &str,
+    kind: Kind,
+    selector: Option<&str>,
+) -> BTreeMap<String, (u64, Value)> {
+    match kind {
+        Kind::Deployments => s
+            .deployments
+            .iter()
+            .filter(|((n, _), _)| n == ns)
+            .map(|((_, name), d)| {
+                (
+                    name.clone(),
+                    (d.resource_version, deployment_json(ns, name, d)),
+                )
+            })
+            .collect(),
+        Kind::Pods => {
+            let app = selector
+                .and_then(|s| s.strip_prefix("app="))
+                .unwrap_or("")
+                .to_string();
+            s.pods
+                .iter()
+                .filter(|(_, p)| p.namespace == ns && (app.is_empty() || p.app_label == app))
+                .map(|(n, p)| (n.clone(), (p.resource_version, pod_json(n, p))))
+                .collect()
+        }
+    }
+}
+
+/// A watch: every change to the objects after `known` (added, modified, deleted), one
+/// JSON event per line, found by comparing the state every few milliseconds (so changes
+/// a test makes to the state directly are seen too). It ends at its timeout, and when the
+/// door or the server is cut with a status (the client then starts over and gets that
+/// status); a door that hangs sends nothing more.
+fn watch(
+    state: Arc<Mutex<KubeState>>,
+    door: usize,
+    ns: String,
+    kind: Kind,
+    selector: Option<String>,
+    known: BTreeMap<String, (u64, Value)>,
+    timeout: std::time::Duration,
+) -> HttpResponse {
+    struct Watching {
+        state: Arc<Mutex<KubeState>>,
+        known: BTreeMap<String, (u64, Value)>,
+        pending: std::collections::VecDeque<web::Bytes>,
+        until: Instant,
+    }
+    let start = Watching {
+        state,
+        known,
+        pending: Default::default(),
+        until: Instant::now() + timeout,
+    };
+    let line = |kind: &str, object: &Value| {
+        let mut b = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap();
+        b.push(b'\n');
+        web::Bytes::from(b)
+    };
+    let stream = futures_util::stream::unfold(start, move |mut w| {
+        let (ns, selector) = (ns.clone(), selector.clone());
+        async move {
+            loop {
+                if let Some(b) = w.pending.pop_front() {
+                    return Some((Ok::<_, actix_web::Error>(b), w));
+                }
+                if Instant::now() >= w.until {
+                    return None;
+                }
+                {
+                    let s = w.state.lock().unwrap();
+                    let fault = s
+                        .faults
+                        .get(&door)
+                        .and_then(|rules| rules.iter().find(|(only, _)| only.is_none()))
+                        .map(|(_, f)| *f);
+                    if s.fail_status.is_some() || matches!(fault, Some(Fault::Status(_))) {
+                        return None;
+                    }
+                    if fault != Some(Fault::Hang) {
+                        let now = objects(&s, &ns, kind, selector.as_deref());
+                        for (name, (_, o)) in &now {
+                            match w.known.get(name) {
+                                None => w.pending.push_back(line("ADDED", o)),
+                                Some((_, was)) if was != o => {
+                                    w.pending.push_back(line("MODIFIED", o))
+                                }
+                                _ => {}
+                            }
+                        }
+                        for (name, (_, o)) in &w.known {
+                            if !now.contains_key(name) {
+                                w.pending.push_back(line("DELETED", o));
+                            }
+                        }
+                        w.known = now;
+                    }
+                }
+                if w.pending.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        }
+    });
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .streaming(stream)
+}
+
 fn pod_json(name: &str, p: &FakePod) -> Value {
     json!({"kind": "Pod", "apiVersion": "v1",
         "metadata": {"name": name, "namespace": p.namespace, "resourceVersion": p.resource_version.to_string(),
@@ -330,6 +472,7 @@ async fn handle(
         wall: std::time::SystemTime::now(),
         method: method.clone(),
         path: path.clone(),
+        query: req.query_string().to_string(),
         body: body_json.clone(),
     });
     if let Some(Fault::Delay(by)) = fault {
@@ -351,6 +494,52 @@ async fn handle(
         );
     }
     let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let query: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .into_owned()
+        .collect();
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let kind = match seg.as_slice() {
+        ["apis", "apps", "v1", "namespaces", ns, "deployments"] => Some((*ns, Kind::Deployments)),
+        ["api", "v1", "namespaces", ns, "pods"] => Some((*ns, Kind::Pods)),
+        _ => None,
+    };
+    if let (Some((ns, kind)), "GET") = (kind, method.as_str()) {
+        let items = objects(&s, ns, kind, param("labelSelector").as_deref());
+        if param("watch").is_some_and(|w| w == "true" || w == "1") {
+            let since: u64 = param("resourceVersion")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let timeout = param("timeoutSeconds")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(290);
+            let known = items
+                .into_iter()
+                .filter(|(_, (rv, _))| *rv <= since)
+                .collect();
+            drop(s);
+            return watch(
+                state.get_ref().clone(),
+                door,
+                ns.to_string(),
+                kind,
+                param("labelSelector"),
+                known,
+                std::time::Duration::from_secs(timeout),
+            );
+        }
+        let list_kind = match kind {
+            Kind::Deployments => ("DeploymentList", "apps/v1"),
+            Kind::Pods => ("PodList", "v1"),
+        };
+        return HttpResponse::Ok().json(json!({"kind": list_kind.0, "apiVersion": list_kind.1,
+            "metadata": {"resourceVersion": s.next_rv.to_string()},
+            "items": items.into_values().map(|(_, o)| o).collect::<Vec<_>>()}));
+    }
     match (method.as_str(), seg.as_slice()) {
         (
             "GET",
@@ -431,20 +620,6 @@ async fn handle(
             reconcile_pods(&mut s, ns, &app, replicas);
             let d = s.deployments[&key].clone();
             HttpResponse::Ok().json(scale_json(ns, name, &d))
-        }
-        ("GET", ["api", "v1", "namespaces", ns, "pods"]) => {
-            let selector = url::form_urlencoded::parse(req.query_string().as_bytes())
-                .find(|(k, _)| k == "labelSelector")
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default();
-            let app = selector.strip_prefix("app=").unwrap_or("").to_string();
-            let items: Vec<Value> = s
-                .pods
-                .iter()
-                .filter(|(_, p)| p.namespace == *ns && (app.is_empty() || p.app_label == app))
-                .map(|(n, p)| pod_json(n, p))
-                .collect();
-            HttpResponse::Ok().json(json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": s.next_rv.to_string()}, "items": items}))
         }
         (
             "GET",

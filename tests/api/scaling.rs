@@ -126,8 +126,7 @@ impl Rig {
         body["decisions"].as_array().cloned().unwrap()
     }
 
-    /// The newest decision once one with this trigger and outcome is recorded (the scale
-    /// PATCH lands a moment before its decision is stored).
+    /// The newest decision once it has this trigger and outcome.
     pub async fn decision(&self, pool: &str, trigger: &str, outcome: &str) -> Value {
         eventually(
             &format!("a {trigger} decision {outcome}"),
@@ -141,6 +140,43 @@ impl Rig {
         )
         .await;
         self.decisions(pool).await.remove(0)
+    }
+
+    /// The newest applied decision with this trigger, once one is recorded (the scale
+    /// PATCH lands a moment before its decision is stored, and the new pods turning
+    /// Ready wake the pool again, so a newer one may follow it).
+    pub async fn applied(&self, pool: &str, trigger: &str) -> Value {
+        let find = async || {
+            self.decisions(pool)
+                .await
+                .into_iter()
+                .find(|d| d["trigger"] == trigger && d["outcome"] == "applied")
+        };
+        eventually(
+            &format!("a {trigger} decision applied"),
+            Duration::from_secs(5),
+            async || find().await.is_some(),
+        )
+        .await;
+        find().await.expect("found above")
+    }
+
+    /// Waits until the pool namespace's watches (deployments and pods) are up, or down.
+    pub async fn watches(&self, up: bool) {
+        let want = format!(" {}", u8::from(up));
+        eventually(
+            &format!("the watches up: {up}"),
+            Duration::from_secs(5),
+            async || {
+                let m = self.app.metrics().await;
+                ["deployments", "pods"].iter().all(|r| {
+                    m.contains(&format!(
+                        "autopilot_kube_watch_up{{namespace=\"{NS}\",resource=\"{r}\"}}{want}"
+                    ))
+                })
+            },
+        )
+        .await;
     }
 
     /// Waits for the reconcile every pool runs at start.
@@ -231,7 +267,7 @@ async fn a_queue_event_scales_the_right_deployment_up_at_once() {
             .ends_with("/namespaces/ci-agents/deployments/agent-linux/scale")
     );
 
-    let d = &rig.decision("linux", "event", "applied").await;
+    let d = &rig.applied("linux", "event").await;
     assert_eq!(d["trigger"], "event");
     assert_eq!(d["outcome"], "applied");
     assert_eq!(d["rule"], "demand");
@@ -404,6 +440,11 @@ async fn failed_reads_hold_the_pool_and_it_moves_again_when_they_work() {
         .await;
         rig.settled().await;
         break_it(&rig);
+        if what.starts_with("kubernetes") {
+            // The pool is read from its namespace's watches while they are up; the failing
+            // API server ends them, and then the pool is read from the API server.
+            rig.watches(false).await;
+        }
         rig.jenkins.set_queue("linux", 1..=5);
         rig.queue_event(1, "linux").await;
         eventually(what, Duration::from_secs(5), async || {
@@ -513,10 +554,7 @@ async fn a_conflicting_scale_change_is_reread_and_retried() {
         2,
         "one refused with 409, one applied"
     );
-    assert_eq!(
-        rig.decision("linux", "event", "applied").await["desired"],
-        3
-    );
+    assert_eq!(rig.applied("linux", "event").await["desired"], 3);
 }
 
 #[tokio::test]
@@ -601,7 +639,7 @@ async fn a_refused_bring_back_is_shown_counted_and_retried() {
     )
     .await;
     rig.settled().await;
-    let d = rig.decision("linux", "periodic", "applied").await;
+    let d = rig.applied("linux", "periodic").await;
     let error = d["error"].as_str().unwrap_or_default().to_string();
     assert!(
         error.contains("agent-linux-b stays offline") && error.contains("Agent/Connect"),
@@ -663,10 +701,7 @@ async fn transient_jenkins_errors_are_retried() {
         async || rig.kube.replicas(NS, "agent-linux") == 2,
     )
     .await;
-    assert_eq!(
-        rig.decision("linux", "event", "applied").await["desired"],
-        2
-    );
+    assert_eq!(rig.applied("linux", "event").await["desired"], 2);
     let reads = rig.jenkins.state.lock().unwrap().requests.len() - before;
     let all = rig.jenkins.state.lock().unwrap().requests.clone();
     // /queue, /computer (the label's view comes from it) and the label's load
@@ -1210,7 +1245,7 @@ async fn a_pipelines_announcement_scales_the_pool_before_jenkins_lists_the_build
     .await;
     let patches = rig.kube.scale_patches();
     assert!(patches[0].at > sent);
-    let d = rig.decision("linux", "event", "applied").await;
+    let d = rig.applied("linux", "event").await;
     assert_eq!(d["inputs"]["queued"], 1, "{d}");
     assert_eq!(d["inputs"]["queue_sources"]["announced"], 1, "{d}");
     assert_eq!(d["inputs"]["queue_sources"]["from_why"], 0, "{d}");
@@ -1218,7 +1253,20 @@ async fn a_pipelines_announcement_scales_the_pool_before_jenkins_lists_the_build
     // Once Jenkins lists the build the announcement adds nothing: one build, one agent.
     rig.jenkins.set_queue("linux", 1..=1);
     rig.queue_event(1, "linux").await;
-    let d = rig.decision("linux", "event", "unchanged").await;
+    let listed = async || {
+        rig.decisions("linux")
+            .await
+            .into_iter()
+            .find(|d| d["inputs"]["queue_sources"]["from_why"] == 1)
+    };
+    eventually(
+        "a decision on the listed build",
+        Duration::from_secs(5),
+        async || listed().await.is_some(),
+    )
+    .await;
+    let d = listed().await.unwrap();
+    assert_eq!(d["outcome"], "unchanged", "{d}");
     assert_eq!(
         d["inputs"]["queued"], 1,
         "announced and listed are one: {d}"
@@ -1283,12 +1331,13 @@ async fn a_pipelines_announcement_scales_the_pool_before_jenkins_lists_the_build
     );
 }
 
-#[tokio::test]
-async fn a_queue_webhook_wakes_the_pools_of_its_label_and_one_jenkins_read_serves_them() {
-    let rig = rig(
+/// A pool per label (`linux` first), each with one idle agent `agent-LABEL-a` in its
+/// Deployment `agent-LABEL`.
+async fn rig_with_pools(labels: &[&str]) -> Rig {
+    rig(
         KubernetesMode::Apply,
         |j, k| {
-            for label in ["linux", "windows", "mac"] {
+            for label in labels {
                 j.add_agent(&format!("agent-{label}-a"), label, 1, 0);
                 k.add_deployment(
                     NS,
@@ -1298,14 +1347,19 @@ async fn a_queue_webhook_wakes_the_pools_of_its_label_and_one_jenkins_read_serve
             }
         },
         |s| {
-            for label in ["windows", "mac"] {
+            for label in &labels[1..] {
                 s.scaling
                     .pools
-                    .insert(label.into(), pool(label, &format!("agent-{label}")));
+                    .insert(label.to_string(), pool(label, &format!("agent-{label}")));
             }
         },
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_queue_webhook_wakes_the_pools_of_its_label_and_one_jenkins_read_serves_them() {
+    let rig = rig_with_pools(&["linux", "windows", "mac"]).await;
     rig.settled().await;
     let events = async |pool: &str| {
         rig.decisions(pool)
@@ -1370,4 +1424,102 @@ async fn a_queue_webhook_wakes_the_pools_of_its_label_and_one_jenkins_read_serve
         (1, 1, 3),
         "one snapshot, one load statistics read per label: {paths:?}"
     );
+}
+
+#[tokio::test]
+async fn pools_are_read_from_watches_and_a_pod_turning_ready_or_going_away_wakes_only_its_pool() {
+    let rig = rig_with_pools(&["linux", "windows"]).await;
+    rig.settled().await;
+    rig.watches(true).await;
+    let kube_requests = || {
+        let s = rig.kube.state.lock().unwrap();
+        s.requests
+            .iter()
+            .filter(|r| !r.is_watch())
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect::<Vec<_>>()
+    };
+    let stats_reads = |label: &str| {
+        let path = format!("/label/{label}/loadStatistics");
+        let s = rig.jenkins.state.lock().unwrap();
+        s.requests
+            .iter()
+            .filter(|(_, p)| p.starts_with(&path))
+            .count()
+    };
+
+    // A queue event: the pool is read from the watches; the only request is the patch.
+    let before = kube_requests().len();
+    rig.jenkins.set_queue("linux", 1..=3);
+    rig.queue_event(1, "linux").await;
+    eventually("linux scaled", Duration::from_secs(5), async || {
+        rig.kube.replicas(NS, "agent-linux") == 3
+    })
+    .await;
+    let asked = kube_requests()[before..].to_vec();
+    assert_eq!(
+        asked,
+        ["PATCH /apis/apps/v1/namespaces/ci-agents/deployments/agent-linux/scale"],
+        "no scale read, no pod list"
+    );
+    // The next reconcile sees the new size before the watch shows it, and then the new pods.
+    rig.queue_event(2, "linux").await;
+    eventually(
+        "the new pods are the pool's",
+        Duration::from_secs(5),
+        async || {
+            let (_, body) = rig.app.get_json("/api/v1/pools").await;
+            body["pools"].as_array().unwrap().iter().any(|p| {
+                p["name"] == "linux"
+                    && p["last"]["inputs"]["current_replicas"] == 3
+                    && p["last"]["inputs"]["ready_agents"] == 3
+            })
+        },
+    )
+    .await;
+    assert_eq!(kube_requests().len(), before + 1, "still only the patch");
+
+    // A pod starting up turns Ready: its pool wakes (the period is an hour), the other
+    // does not.
+    let linux = stats_reads("linux");
+    let windows = stats_reads("windows");
+    let starting = {
+        let mut s = rig.kube.state.lock().unwrap();
+        let name = s
+            .pods
+            .iter()
+            .find(|(n, p)| p.app_label == "agent-linux" && n.contains("new"))
+            .map(|(n, _)| n.clone())
+            .unwrap();
+        s.pods.get_mut(&name).unwrap().ready = false;
+        name
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        stats_reads("linux"),
+        linux,
+        "a pod turning not ready wakes nothing"
+    );
+    rig.kube
+        .state
+        .lock()
+        .unwrap()
+        .pods
+        .get_mut(&starting)
+        .unwrap()
+        .ready = true;
+    eventually("linux woke", Duration::from_secs(5), async || {
+        stats_reads("linux") == linux + 1
+    })
+    .await;
+
+    // A pod is removed: its pool wakes.
+    rig.kube.state.lock().unwrap().pods.remove(&starting);
+    eventually("linux woke again", Duration::from_secs(5), async || {
+        stats_reads("linux") == linux + 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stats_reads("windows"), windows, "the other pool slept on");
+    assert_eq!(kube_requests().len(), before + 1, "nothing polled");
 }

@@ -84,7 +84,7 @@ async fn the_shared_library_passes_its_groovy_tests_against_the_live_service() {
         "autopilot.node('linux') -> scale PATCH: {} ms",
         patched_ms - announced_ms
     );
-    let applied = rig.decision("linux", "event", "applied").await;
+    let applied = rig.applied("linux", "event").await;
     let announced = rig
         .decisions("linux")
         .await

@@ -157,15 +157,24 @@ pub fn start_with(
         let (tx, rx) = mpsc::channel(1);
         let woken_at = WokenAt::default();
         let announced = Announced::default();
+        let pool_wake = PoolWake {
+            name: name.clone(),
+            label: pool.label.clone(),
+            wake: tx,
+            woken_at: woken_at.clone(),
+            announced: announced.clone(),
+        };
+        if let Some(cluster) = &adapters.cluster {
+            let pool_wake = pool_wake.clone();
+            cluster.follow(
+                &pool.namespace,
+                &pool.deployment,
+                Arc::new(move || pool_wake.wake()),
+            );
+        }
         wake.entry(pool.controller.as_str().to_string())
             .or_default()
-            .push(PoolWake {
-                name: name.clone(),
-                label: pool.label.clone(),
-                wake: tx,
-                woken_at: woken_at.clone(),
-                announced: announced.clone(),
-            });
+            .push(pool_wake);
         views.try_write().expect("no other holder yet").insert(
             name.clone(),
             PoolView::new(name, pool, adapters.cluster.is_some()),

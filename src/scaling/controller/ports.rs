@@ -5,7 +5,7 @@
 
 use crate::domain::Timestamp;
 use crate::jenkins::{ComputerView, JenkinsClient, JenkinsError, LabelView, QueueItemView};
-use crate::kube::{KubeError, KubeExecutor, PodState, PoolState, PoolUsage};
+use crate::kube::{KubeError, KubeExecutor, PodState, PoolState, PoolUsage, Waker};
 use crate::store::StoreError;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -54,6 +54,9 @@ pub trait ClusterApi: Send + Sync {
         replicas: u32,
         resource_version: Option<String>,
     ) -> Result<(), KubeError>;
+    /// Calls `wake` when a pod of the deployment turns Ready or goes away, if this
+    /// cluster can tell (the real one watches; the simulated one is read every time).
+    fn follow(&self, _namespace: &str, _deployment: &str, _wake: Waker) {}
 }
 
 #[async_trait::async_trait]
@@ -107,6 +110,9 @@ impl ClusterApi for KubeExecutor {
         resource_version: Option<String>,
     ) -> Result<(), KubeError> {
         KubeExecutor::scale(self, namespace, deployment, replicas, resource_version).await
+    }
+    fn follow(&self, namespace: &str, deployment: &str, wake: Waker) {
+        KubeExecutor::follow(self, namespace, deployment, wake)
     }
 }
 
