@@ -106,6 +106,16 @@ impl Application {
             ));
         }
         {
+            // Reports read hourly and daily sums of the builds; the leader keeps them current.
+            let store = store.clone();
+            tokio::spawn(crate::leader::while_leading(
+                leadership.clone(),
+                move || {
+                    crate::store::roll_up_every(store.clone(), std::time::Duration::from_secs(60))
+                },
+            ));
+        }
+        {
             let (store, retention) = (store.clone(), settings.ingest.event_retention);
             tokio::spawn(crate::leader::while_leading(
                 leadership.clone(),

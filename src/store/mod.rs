@@ -1,15 +1,17 @@
 //! All SQL lives here. One schema and one set of queries for SQLite (embedded default,
 //! WAL) and PostgreSQL, through sqlx's `Any` driver; `$N` placeholders work on both.
 
-mod analytics;
+pub(crate) mod analytics;
 mod backfill;
 mod performance;
+mod rollups;
 mod write;
 mod writer;
 
 pub use analytics::{BuildGroup, DaySums, JobMedian, Measure};
 pub use backfill::BackfillRun;
 pub use performance::{PricedBuild, StoredPerformance};
+pub use rollups::{RollUp, RollupCounts, roll_up_every};
 pub use writer::{SubmitError, WriteOutcome, Writer, WriterHandle};
 
 use crate::config::{DatabaseSettings, SqliteSynchronous};
@@ -216,6 +218,13 @@ impl Store {
                 Cow::Borrowed("backfill"),
                 MigrationType::Simple,
                 include_str!("migrations/0005_backfill.sql").into_sql_str(),
+                false,
+            ),
+            Migration::new(
+                6,
+                Cow::Borrowed("report rollups"),
+                MigrationType::Simple,
+                include_str!("migrations/0006_rollups.sql").into_sql_str(),
                 false,
             ),
         ];

@@ -69,6 +69,7 @@ impl Store {
         recorded_at: Timestamp,
     ) -> Result<(), StoreError> {
         let stages = serde_json::to_string(&report.stages).map_err(|e| corrupt("stages", e))?;
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO build_performance (controller, job, number, build_type, recorded_at, \
              elapsed_ms, cpu_usage_usec, cpu_average_m, memory_peak_bytes, oom_kills, \
@@ -99,8 +100,24 @@ impl Store {
         .bind(report.limits.map(|r| to_i64(r.memory.get())))
         .bind(report.profile.as_deref())
         .bind(stages)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        // The build's hour in the report rollups counts its usage anew.
+        let finished: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT finished_at FROM builds WHERE controller = $1 AND job = $2 AND number = $3",
+        )
+        .bind(controller.as_str())
+        .bind(job.as_str())
+        .bind(to_i64(number))
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(at) = finished
+            .flatten()
+            .and_then(|ms| Timestamp::from_millis(ms).ok())
+        {
+            super::rollups::mark_stale(&mut tx, &[at]).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -220,6 +220,8 @@ struct Fold {
     builds_by_queue: HashMap<QueueId, Vec<BuildId>>,
     dirty_builds: HashSet<BuildId>,
     dirty_queue: HashSet<QueueId>,
+    /// When each loaded build had finished, as stored (its report rollup hour changes).
+    finished_before: HashMap<BuildId, Timestamp>,
 }
 
 impl Fold {
@@ -252,6 +254,7 @@ impl Fold {
             builds_by_queue: HashMap::new(),
             dirty_builds: HashSet::new(),
             dirty_queue: HashSet::new(),
+            finished_before: HashMap::new(),
         };
         for chunk in build_ids.chunks(CHUNK) {
             let clauses: Vec<String> = (0..chunk.len())
@@ -319,6 +322,9 @@ impl Fold {
 
     fn add_build(&mut self, b: BuildRecord) {
         let id = (b.controller.clone(), b.job.clone(), b.number);
+        if let Some(at) = b.finished_at {
+            self.finished_before.insert(id.clone(), at);
+        }
         if let Some(q) = b.queue_id {
             self.builds_by_queue
                 .entry((b.controller.clone(), q))
@@ -383,6 +389,18 @@ impl Fold {
         for chunk in builds.chunks(CHUNK / 2) {
             save_builds(tx, chunk, now).await?;
         }
+        // The report rollups of the hours these builds finished in, before and now, are
+        // out of date.
+        let changed: Vec<Timestamp> = self
+            .dirty_builds
+            .iter()
+            .flat_map(|id| {
+                let now = self.builds.get(id).and_then(|b| b.finished_at);
+                [self.finished_before.get(id).copied(), now]
+            })
+            .flatten()
+            .collect();
+        super::rollups::mark_stale(tx, &changed).await?;
         let items: Vec<&QueueItem> = self
             .dirty_queue
             .iter()

@@ -20,6 +20,7 @@ mod optimize;
 mod persistence;
 mod profiles;
 mod reports;
+mod rollups;
 mod scaling;
 mod shared_library;
 mod statistics;

@@ -1,0 +1,407 @@
+//! The roller: stale hours that are over are summed anew from their builds, then the
+//! UTC days whose hours are all current from their hour rows.
+
+use super::{DAY_MS, HOUR_MS, Tx};
+use crate::domain::Timestamp;
+use crate::store::{Backend, Store, StoreError, corrupt, unsigned};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One rollup row's key: controller, job, label, result.
+pub(super) type Key = (String, String, Option<String>, Option<String>);
+
+/// What a rollup row holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct Sums {
+    pub builds: u64,
+    pub duration_ms: f64,
+    pub wait_ms: f64,
+    pub waits: u64,
+    pub unreported: u64,
+    pub unreported_ms: f64,
+    pub cpu_m_ms: f64,
+    pub memory_b_ms: f64,
+    pub backfilled: u64,
+    pub repaired: u64,
+    /// The builds' durations (ms), ascending.
+    pub durations: Vec<i64>,
+    /// Their known queue waits (ms), ascending.
+    pub queue_waits: Vec<i64>,
+}
+
+impl Sums {
+    fn add(&mut self, o: Sums) {
+        self.builds += o.builds;
+        self.duration_ms += o.duration_ms;
+        self.wait_ms += o.wait_ms;
+        self.waits += o.waits;
+        self.unreported += o.unreported;
+        self.unreported_ms += o.unreported_ms;
+        self.cpu_m_ms += o.cpu_m_ms;
+        self.memory_b_ms += o.memory_b_ms;
+        self.backfilled += o.backfilled;
+        self.repaired += o.repaired;
+        self.durations.extend(o.durations);
+        self.queue_waits.extend(o.queue_waits);
+    }
+}
+
+/// A list as stored: comma-separated integers.
+pub(super) fn encode(v: &[i64]) -> String {
+    let mut out = String::with_capacity(v.len() * 7);
+    for (i, x) in v.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&x.to_string());
+    }
+    out
+}
+
+pub(super) fn decode(s: &str, into: &mut Vec<i64>) -> Result<(), StoreError> {
+    if s.is_empty() {
+        return Ok(());
+    }
+    for part in s.split(',') {
+        into.push(part.parse().map_err(|e| corrupt("rollup list", e))?);
+    }
+    Ok(())
+}
+
+/// How far behind the roller's clock another replica's may be: writes this much older
+/// than the last pass are looked at again.
+const SKEW_MS: i64 = 10 * 60_000;
+
+/// What one pass of the roller did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RollUp {
+    pub hours: usize,
+    pub days: usize,
+    /// Stale hours that are over and were left for the next pass.
+    pub left: bool,
+}
+
+impl Store {
+    /// A transaction that may write rollups: SQLite's write lock at once, PostgreSQL's
+    /// rollup lock (one roller at a time, also across replicas during a hand-over).
+    async fn roll_tx(&self) -> Result<Tx<'static>, StoreError> {
+        match self.backend {
+            Backend::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(7460032915823)")
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+        }
+    }
+
+    /// Rolls up to `max_hours` stale hours that ended before `now`, oldest first, then
+    /// every UTC day before `now` whose hours are all current.
+    pub async fn roll_up(&self, now: Timestamp, max_hours: usize) -> Result<RollUp, StoreError> {
+        self.mark_unmarked_writes(now).await?;
+        let due =
+            sqlx::query("SELECT hour FROM rollup_stale WHERE hour <= $1 ORDER BY hour LIMIT $2")
+                .bind(now.millis() - HOUR_MS)
+                .bind(max_hours as i64 + 1)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut done = RollUp {
+            left: due.len() > max_hours,
+            ..Default::default()
+        };
+        for row in due.iter().take(max_hours) {
+            self.roll_hour(row.try_get("hour")?).await?;
+            done.hours += 1;
+        }
+        let days = sqlx::query("SELECT day FROM rollup_days WHERE rolled = 0 AND day <= $1")
+            .bind(now.millis() - DAY_MS)
+            .fetch_all(&self.pool)
+            .await?;
+        for row in &days {
+            if self.roll_day(row.try_get("day")?).await? {
+                done.days += 1;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Marks the hours of builds updated and usage reports recorded since the last pass
+    /// (less [`SKEW_MS`]): writers that mark nothing themselves (a release before this
+    /// one, during a rolling upgrade) are then rolled up too, within a pass.
+    async fn mark_unmarked_writes(&self, now: Timestamp) -> Result<(), StoreError> {
+        let mut tx = self.roll_tx().await?;
+        let since: i64 =
+            sqlx::query_scalar("SELECT value FROM rollup_state WHERE name = 'updated_through'")
+                .fetch_optional(&mut *tx)
+                .await?
+                .unwrap_or(0);
+        let rows = sqlx::query(
+            "SELECT finished_at FROM builds WHERE updated_at > $1 AND finished_at IS NOT NULL \
+             UNION SELECT b.finished_at FROM build_performance p JOIN builds b \
+             ON p.controller = b.controller AND p.job = b.job AND p.number = b.number \
+             WHERE p.recorded_at > $1 AND b.finished_at IS NOT NULL",
+        )
+        .bind(since - SKEW_MS)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut at = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Ok(t) = Timestamp::from_millis(row.try_get("finished_at")?) {
+                at.push(t);
+            }
+        }
+        // Marking an hour again only rolls it once more.
+        super::mark_stale(&mut tx, &at).await?;
+        sqlx::query(
+            "INSERT INTO rollup_state (name, value) VALUES ('updated_through', $1) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(now.millis().max(since))
+        .execute(&mut *tx)
+        .await?;
+        Ok(tx.commit().await?)
+    }
+
+    /// Sums the hour's builds anew; its day is to be rolled again.
+    async fn roll_hour(&self, hour: i64) -> Result<(), StoreError> {
+        let mut tx = self.roll_tx().await?;
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM rollup_stale WHERE hour = $1")
+                .bind(hour)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(version) = version else {
+            return Ok(tx.commit().await?);
+        };
+        let cpu = self.greatest("COALESCE(p.request_cpu_m, 0)", "p.cpu_average_m");
+        let mem = self.greatest("COALESCE(p.request_memory_bytes, 0)", "p.memory_peak_bytes");
+        let sql = format!(
+            "SELECT b.controller, b.job, b.label, b.result, b.duration_ms, b.queue_wait_ms, \
+             b.found_by, CASE WHEN p.number IS NULL THEN 1 ELSE 0 END AS unreported, \
+             CAST({cpu} AS DOUBLE PRECISION) AS cpu_m, CAST({mem} AS DOUBLE PRECISION) AS mem_b \
+             FROM builds b LEFT JOIN build_performance p \
+             ON p.controller = b.controller AND p.job = b.job AND p.number = b.number \
+             WHERE b.finished_at >= $1 AND b.finished_at < $2 AND b.duration_ms IS NOT NULL"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(hour)
+            .bind(hour + HOUR_MS)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut groups: BTreeMap<Key, Sums> = BTreeMap::new();
+        for row in &rows {
+            let key = key_of(row)?;
+            let duration: i64 = row.try_get("duration_ms")?;
+            let wait: Option<i64> = row.try_get("queue_wait_ms")?;
+            let found_by: Option<String> = row.try_get("found_by")?;
+            let unreported = row
+                .try_get::<i32, _>("unreported")
+                .map(i64::from)
+                .or_else(|_| row.try_get::<i64, _>("unreported"))?
+                == 1;
+            let g = groups.entry(key).or_default();
+            g.builds += 1;
+            g.duration_ms += duration as f64;
+            g.durations.push(duration);
+            if let Some(w) = wait {
+                g.wait_ms += w as f64;
+                g.waits += 1;
+                g.queue_waits.push(w);
+            }
+            if unreported {
+                g.unreported += 1;
+                g.unreported_ms += duration as f64;
+            } else {
+                let cpu: Option<f64> = row.try_get("cpu_m")?;
+                let mem: Option<f64> = row.try_get("mem_b")?;
+                g.cpu_m_ms += duration as f64 * cpu.unwrap_or(0.0);
+                g.memory_b_ms += duration as f64 * mem.unwrap_or(0.0);
+            }
+            match found_by.as_deref() {
+                Some("backfill") => g.backfilled += 1,
+                Some("repair") => g.repaired += 1,
+                _ => {}
+            }
+        }
+        let day = hour - hour.rem_euclid(DAY_MS);
+        replace_rows(&mut tx, HOUR_MS, hour, groups).await?;
+        sqlx::query("DELETE FROM build_rollups WHERE span_ms = $1 AND start_at = $2")
+            .bind(DAY_MS)
+            .bind(day)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO rollup_days (day, rolled) VALUES ($1, 0) \
+             ON CONFLICT (day) DO UPDATE SET rolled = 0",
+        )
+        .bind(day)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM rollup_stale WHERE hour = $1 AND version = $2")
+            .bind(hour)
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx.commit().await?)
+    }
+
+    /// Sums the day's hour rows, when none of its hours is stale; whether it did.
+    async fn roll_day(&self, day: i64) -> Result<bool, StoreError> {
+        let mut tx = self.roll_tx().await?;
+        let stale: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM rollup_stale WHERE hour >= $1 AND hour < $2")
+                .bind(day)
+                .bind(day + DAY_MS)
+                .fetch_one(&mut *tx)
+                .await?;
+        if stale > 0 {
+            tx.commit().await?;
+            return Ok(false);
+        }
+        let rows = sqlx::query(
+            "SELECT * FROM build_rollups WHERE span_ms = $1 AND start_at >= $2 AND start_at < $3",
+        )
+        .bind(HOUR_MS)
+        .bind(day)
+        .bind(day + DAY_MS)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut groups: BTreeMap<Key, Sums> = BTreeMap::new();
+        for row in &rows {
+            let (key, sums) = from_row(row)?;
+            groups.entry(key).or_default().add(sums);
+        }
+        replace_rows(&mut tx, DAY_MS, day, groups).await?;
+        sqlx::query("UPDATE rollup_days SET rolled = 1 WHERE day = $1")
+            .bind(day)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+/// A rollup row as stored.
+pub(super) fn from_row(row: &AnyRow) -> Result<(Key, Sums), StoreError> {
+    let n = |c: &str| unsigned(row, c).map(|v| v.unwrap_or(0));
+    let f = |c: &str| row.try_get::<f64, _>(c);
+    let mut sums = Sums {
+        builds: n("builds")?,
+        duration_ms: f("duration_ms")?,
+        wait_ms: f("wait_ms")?,
+        waits: n("waits")?,
+        unreported: n("unreported")?,
+        unreported_ms: f("unreported_ms")?,
+        cpu_m_ms: f("cpu_m_ms")?,
+        memory_b_ms: f("memory_b_ms")?,
+        backfilled: n("backfilled")?,
+        repaired: n("repaired")?,
+        ..Default::default()
+    };
+    decode(&row.try_get::<String, _>("durations")?, &mut sums.durations)?;
+    decode(
+        &row.try_get::<String, _>("queue_waits")?,
+        &mut sums.queue_waits,
+    )?;
+    Ok((key_of(row)?, sums))
+}
+
+/// The row's controller, job, label and result.
+pub(super) fn key_of(row: &AnyRow) -> Result<Key, StoreError> {
+    Ok((
+        row.try_get("controller")?,
+        row.try_get("job")?,
+        row.try_get("label")?,
+        row.try_get("result")?,
+    ))
+}
+
+/// Replaces the period's rows by `groups` (lists sorted).
+async fn replace_rows(
+    tx: &mut Tx<'_>,
+    span: i64,
+    start: i64,
+    groups: BTreeMap<Key, Sums>,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM build_rollups WHERE span_ms = $1 AND start_at = $2")
+        .bind(span)
+        .bind(start)
+        .execute(&mut **tx)
+        .await?;
+    let groups: Vec<(Key, Sums)> = groups.into_iter().collect();
+    const COLS: usize = 18;
+    for chunk in groups.chunks(50) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let p: Vec<String> = (1..=COLS).map(|c| format!("${}", r * COLS + c)).collect();
+                format!("({})", p.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO build_rollups (span_ms, start_at, controller, job, label, result, \
+             builds, duration_ms, wait_ms, waits, unreported, unreported_ms, cpu_m_ms, \
+             memory_b_ms, backfilled, repaired, durations, queue_waits) VALUES {}",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for ((controller, job, label, result), s) in chunk {
+            let (mut durations, mut waits) = (s.durations.clone(), s.queue_waits.clone());
+            durations.sort_unstable();
+            waits.sort_unstable();
+            let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            q = q
+                .bind(span)
+                .bind(start)
+                .bind(controller.clone())
+                .bind(job.clone())
+                .bind(label.clone())
+                .bind(result.clone())
+                .bind(i(s.builds))
+                .bind(s.duration_ms)
+                .bind(s.wait_ms)
+                .bind(i(s.waits))
+                .bind(i(s.unreported))
+                .bind(s.unreported_ms)
+                .bind(s.cpu_m_ms)
+                .bind(s.memory_b_ms)
+                .bind(i(s.backfilled))
+                .bind(i(s.repaired))
+                .bind(encode(&durations))
+                .bind(encode(&waits));
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Keeps the rollups current while this replica leads: a pass every `every`, and passes
+/// back to back while stale hours are left (a store upgraded with a year of builds).
+pub async fn roll_up_every(store: Store, every: Duration) {
+    loop {
+        let wait = match store.roll_up(Timestamp::now(), 200).await {
+            Ok(done) => {
+                if done.hours > 0 || done.days > 0 {
+                    tracing::debug!(
+                        hours = done.hours,
+                        days = done.days,
+                        "report rollups updated"
+                    );
+                }
+                if done.left {
+                    Duration::from_millis(50)
+                } else {
+                    every
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "report rollups not updated: reports read the builds until they are");
+                every
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
