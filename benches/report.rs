@@ -131,6 +131,19 @@ fn main() {
             }
             best
         };
+        // The store's size as SQLite counts it (pages, the write-ahead log included).
+        let size_mb = async || {
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            let bytes: i64 = sqlx::query_scalar(
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+            )
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            conn.close().await.unwrap();
+            bytes as f64 / 1e6
+        };
+        let before_mb = size_mb().await;
         let from_builds = report("from the builds", 1).await;
         let t = Instant::now();
         let (mut hours, mut days) = (0, 0);
@@ -144,10 +157,12 @@ fn main() {
         }
         let counts = store.rollup_counts().await.unwrap();
         println!(
-            "rolled up {hours} hours and {days} days in {:.1} s: {} hour rows, {} day rows",
+            "rolled up {hours} hours and {days} days in {:.1} s: {} hour rows (the last {} days keep theirs), {} day rows; the store {before_mb:.0} MB before, {:.0} MB after",
             t.elapsed().as_secs_f64(),
             counts.hour_rows,
-            counts.day_rows
+            jenkins_autopilot::store::HOUR_ROWS_KEPT_MS / DAY,
+            counts.day_rows,
+            size_mb().await
         );
         let rolled = report("from the rollups", 3).await;
         println!(

@@ -11,7 +11,7 @@ mod writer;
 pub use analytics::{BuildGroup, DaySums, JobMedian, Measure};
 pub use backfill::BackfillRun;
 pub use performance::{PricedBuild, StoredPerformance};
-pub use rollups::{RollUp, RollupCounts, roll_up_every};
+pub use rollups::{HOUR_ROWS_KEPT_MS, RollUp, RollupCounts, roll_up_every};
 pub use writer::{SubmitError, WriteOutcome, Writer, WriterHandle};
 
 use crate::config::{DatabaseSettings, SqliteSynchronous};

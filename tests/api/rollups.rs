@@ -287,7 +287,8 @@ async fn rollups_answer_as_the_builds_do(db: Db) {
     }
     assert!(even > 0, "some job has an even count");
 
-    let now = Timestamp::now();
+    // Rolled up soon after: every day keeps its hour rows.
+    let now = Timestamp::from_millis(D0 + 5 * DAY).unwrap();
     let mut passes = 0;
     while rolled.roll_up(now, 25).await.unwrap().left {
         passes += 1;
@@ -341,6 +342,13 @@ async fn rollups_answer_as_the_builds_do(db: Db) {
     assert_eq!(rolled.rollup_counts().await.unwrap().stale_hours, 0);
     compare(&rolled, &raw, "late changes rolled up").await;
 
+    // Months later the days keep only their day rows; edges inside days read the builds.
+    while rolled.roll_up(Timestamp::now(), 25).await.unwrap().left {}
+    let counts = rolled.rollup_counts().await.unwrap();
+    assert_eq!((counts.stale_hours, counts.hour_rows), (0, 0), "{counts:?}");
+    assert!(counts.day_rows > 0, "{counts:?}");
+    compare(&rolled, &raw, "hour rows dropped").await;
+
     // A writer that marks no hour (the release before this one, during a rolling
     // upgrade): the next pass finds its change by when it was made.
     sqlx::any::install_default_drivers();
@@ -365,6 +373,12 @@ async fn rollups_answer_as_the_builds_do(db: Db) {
     assert!(stale, "the rollups do not know the change yet");
     rolled.roll_up(Timestamp::now(), 25).await.unwrap();
     compare(&rolled, &raw, "a change no writer marked, rolled up").await;
+    let counts = rolled.rollup_counts().await.unwrap();
+    assert_eq!(
+        (counts.stale_hours, counts.hour_rows),
+        (0, 0),
+        "an old day is summed again whole: {counts:?}"
+    );
 }
 
 #[tokio::test]

@@ -34,10 +34,12 @@ CREATE TABLE rollup_stale (
 INSERT INTO rollup_stale (hour, version)
 SELECT DISTINCT (finished_at / 3600000) * 3600000, 1 FROM builds WHERE finished_at IS NOT NULL;
 
--- UTC days whose hours were rolled up: rolled = 1 once the day's own rows are current.
+-- UTC days whose hours were rolled up: rolled = 1 once the day's own rows are current;
+-- hours = 0 once its hour rows were dropped (old days: the day rows stand for them).
 CREATE TABLE rollup_days (
     day    BIGINT NOT NULL PRIMARY KEY,
-    rolled BIGINT NOT NULL
+    rolled BIGINT NOT NULL,
+    hours  BIGINT NOT NULL
 );
 
 -- Writes that do not mark hours (a release before this one, during a rolling upgrade)

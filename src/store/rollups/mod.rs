@@ -6,15 +6,17 @@
 //! stale (`rollup_stale`) or rolled up. A write that changes a build (or its usage
 //! report) marks the hours it finished in, before and after, in its own transaction; the
 //! roller (the leader, every minute) rolls the stale hours that are over, then the UTC days
-//! whose hours are all current. A read takes a UTC day from its day rows when the day is
-//! rolled and none of its hours is stale, an hour from its hour rows when it is not stale,
-//! and the builds themselves for the rest: stale hours and the partial hours at the
-//! range's edges. Reads take one snapshot of the rollups and the builds.
+//! whose hours are all current (from their builds), and drops the hour rows of days older
+//! than 35 days. A read takes a UTC day from its day rows when the day is rolled and none
+//! of its hours is stale, an hour from its hour rows when it is not stale and its day
+//! keeps them, and the builds themselves for the rest: stale hours and the partial hours
+//! (or, in old days, partial days) at the range's edges. Reads take one snapshot of the
+//! rollups and the builds.
 
 mod read;
 mod roll;
 
-pub use roll::{RollUp, roll_up_every};
+pub use roll::{HOUR_ROWS_KEPT_MS, RollUp, roll_up_every};
 
 use super::StoreError;
 use crate::domain::Timestamp;
@@ -54,7 +56,10 @@ pub(super) async fn mark_stale(tx: &mut Tx<'_>, at: &[Timestamp]) -> Result<(), 
 /// Which periods of a span have current rollups, as read in one snapshot.
 struct Coverage {
     stale: BTreeSet<i64>,
+    /// Days whose day rows are current.
     days: BTreeSet<i64>,
+    /// Days whose hour rows were dropped.
+    hourless: BTreeSet<i64>,
 }
 
 impl Coverage {
@@ -67,16 +72,28 @@ impl Coverage {
             .iter()
             .map(|r| r.try_get::<i64, _>("hour"))
             .collect::<Result<_, _>>()?;
-        let days =
-            sqlx::query("SELECT day FROM rollup_days WHERE rolled = 1 AND day >= $1 AND day < $2")
+        let mut days = BTreeSet::new();
+        let mut hourless = BTreeSet::new();
+        let rows =
+            sqlx::query("SELECT day, rolled, hours FROM rollup_days WHERE day >= $1 AND day < $2")
                 .bind(from - from.rem_euclid(DAY_MS))
                 .bind(to)
                 .fetch_all(&mut **tx)
-                .await?
-                .iter()
-                .map(|r| r.try_get::<i64, _>("day"))
-                .collect::<Result<_, _>>()?;
-        Ok(Self { stale, days })
+                .await?;
+        for r in &rows {
+            let day: i64 = r.try_get("day")?;
+            if r.try_get::<i64, _>("rolled")? == 1 {
+                days.insert(day);
+            }
+            if r.try_get::<i64, _>("hours")? == 0 {
+                hourless.insert(day);
+            }
+        }
+        Ok(Self {
+            stale,
+            days,
+            hourless,
+        })
     }
 
     fn day_ok(&self, day: i64) -> bool {
@@ -84,7 +101,7 @@ impl Coverage {
     }
 
     fn hour_ok(&self, hour: i64) -> bool {
-        !self.stale.contains(&hour)
+        !self.stale.contains(&hour) && !self.hourless.contains(&(hour - hour.rem_euclid(DAY_MS)))
     }
 }
 
@@ -194,6 +211,7 @@ mod tests {
         Coverage {
             stale: stale.iter().copied().collect(),
             days: days.iter().copied().collect(),
+            hourless: BTreeSet::new(),
         }
     }
 

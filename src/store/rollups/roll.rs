@@ -3,7 +3,7 @@
 
 use super::{DAY_MS, HOUR_MS, Tx};
 use crate::domain::Timestamp;
-use crate::store::{Backend, Store, StoreError, corrupt, unsigned};
+use crate::store::{Backend, Store, StoreError, corrupt};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::BTreeMap;
@@ -31,23 +31,6 @@ pub(super) struct Sums {
     pub queue_waits: Vec<i64>,
 }
 
-impl Sums {
-    fn add(&mut self, o: Sums) {
-        self.builds += o.builds;
-        self.duration_ms += o.duration_ms;
-        self.wait_ms += o.wait_ms;
-        self.waits += o.waits;
-        self.unreported += o.unreported;
-        self.unreported_ms += o.unreported_ms;
-        self.cpu_m_ms += o.cpu_m_ms;
-        self.memory_b_ms += o.memory_b_ms;
-        self.backfilled += o.backfilled;
-        self.repaired += o.repaired;
-        self.durations.extend(o.durations);
-        self.queue_waits.extend(o.queue_waits);
-    }
-}
-
 /// A list as stored: comma-separated integers.
 pub(super) fn encode(v: &[i64]) -> String {
     let mut out = String::with_capacity(v.len() * 7);
@@ -73,6 +56,10 @@ pub(super) fn decode(s: &str, into: &mut Vec<i64>) -> Result<(), StoreError> {
 /// How far behind the roller's clock another replica's may be: writes this much older
 /// than the last pass are looked at again.
 const SKEW_MS: i64 = 10 * 60_000;
+
+/// Hour rows are kept this long (35 days: a 30-day report's edges inside days read hour
+/// rows; older edges read the builds of one day).
+pub const HOUR_ROWS_KEPT_MS: i64 = 35 * DAY_MS;
 
 /// What one pass of the roller did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -126,6 +113,7 @@ impl Store {
                 done.days += 1;
             }
         }
+        self.drop_old_hour_rows(now).await?;
         Ok(done)
     }
 
@@ -166,17 +154,13 @@ impl Store {
         Ok(tx.commit().await?)
     }
 
-    /// Sums the hour's builds anew; its day is to be rolled again.
-    async fn roll_hour(&self, hour: i64) -> Result<(), StoreError> {
-        let mut tx = self.roll_tx().await?;
-        let version: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM rollup_stale WHERE hour = $1")
-                .bind(hour)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(version) = version else {
-            return Ok(tx.commit().await?);
-        };
+    /// The finished builds of `[from, to)` summed per controller, job, label and result.
+    async fn sum_builds(
+        &self,
+        tx: &mut Tx<'_>,
+        from: i64,
+        to: i64,
+    ) -> Result<BTreeMap<Key, Sums>, StoreError> {
         let cpu = self.greatest("COALESCE(p.request_cpu_m, 0)", "p.cpu_average_m");
         let mem = self.greatest("COALESCE(p.request_memory_bytes, 0)", "p.memory_peak_bytes");
         let sql = format!(
@@ -188,9 +172,9 @@ impl Store {
              WHERE b.finished_at >= $1 AND b.finished_at < $2 AND b.duration_ms IS NOT NULL"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(hour)
-            .bind(hour + HOUR_MS)
-            .fetch_all(&mut *tx)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&mut **tx)
             .await?;
         let mut groups: BTreeMap<Key, Sums> = BTreeMap::new();
         for row in &rows {
@@ -227,7 +211,59 @@ impl Store {
                 _ => {}
             }
         }
+        Ok(groups)
+    }
+
+    /// Drops the hour rows of rolled days older than [`HOUR_ROWS_KEPT_MS`]: their day rows
+    /// stand for them, and reads at an edge inside such a day read its builds.
+    async fn drop_old_hour_rows(&self, now: Timestamp) -> Result<(), StoreError> {
+        let old =
+            sqlx::query("SELECT day FROM rollup_days WHERE rolled = 1 AND hours = 1 AND day < $1")
+                .bind(now.millis() - HOUR_ROWS_KEPT_MS - DAY_MS)
+                .fetch_all(&self.pool)
+                .await?;
+        for row in &old {
+            let day: i64 = row.try_get("day")?;
+            let mut tx = self.roll_tx().await?;
+            sqlx::query(
+                "DELETE FROM build_rollups WHERE span_ms = $1 AND start_at >= $2 AND start_at < $3",
+            )
+            .bind(HOUR_MS)
+            .bind(day)
+            .bind(day + DAY_MS)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE rollup_days SET hours = 0 WHERE day = $1")
+                .bind(day)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Sums the hour's builds anew; its day is to be rolled again.
+    async fn roll_hour(&self, hour: i64) -> Result<(), StoreError> {
+        let mut tx = self.roll_tx().await?;
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM rollup_stale WHERE hour = $1")
+                .bind(hour)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(version) = version else {
+            return Ok(tx.commit().await?);
+        };
         let day = hour - hour.rem_euclid(DAY_MS);
+        let hours: Option<i64> = sqlx::query_scalar("SELECT hours FROM rollup_days WHERE day = $1")
+            .bind(day)
+            .fetch_optional(&mut *tx)
+            .await?;
+        // A day that dropped its hour rows is summed from its builds again; its hours are
+        // not kept one by one.
+        let groups = match hours {
+            Some(0) => BTreeMap::new(),
+            _ => self.sum_builds(&mut tx, hour, hour + HOUR_MS).await?,
+        };
         replace_rows(&mut tx, HOUR_MS, hour, groups).await?;
         sqlx::query("DELETE FROM build_rollups WHERE span_ms = $1 AND start_at = $2")
             .bind(DAY_MS)
@@ -235,7 +271,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "INSERT INTO rollup_days (day, rolled) VALUES ($1, 0) \
+            "INSERT INTO rollup_days (day, rolled, hours) VALUES ($1, 0, 1) \
              ON CONFLICT (day) DO UPDATE SET rolled = 0",
         )
         .bind(day)
@@ -249,7 +285,7 @@ impl Store {
         Ok(tx.commit().await?)
     }
 
-    /// Sums the day's hour rows, when none of its hours is stale; whether it did.
+    /// Sums the day's builds, when none of its hours is stale; whether it did.
     async fn roll_day(&self, day: i64) -> Result<bool, StoreError> {
         let mut tx = self.roll_tx().await?;
         let stale: i64 =
@@ -262,19 +298,7 @@ impl Store {
             tx.commit().await?;
             return Ok(false);
         }
-        let rows = sqlx::query(
-            "SELECT * FROM build_rollups WHERE span_ms = $1 AND start_at >= $2 AND start_at < $3",
-        )
-        .bind(HOUR_MS)
-        .bind(day)
-        .bind(day + DAY_MS)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut groups: BTreeMap<Key, Sums> = BTreeMap::new();
-        for row in &rows {
-            let (key, sums) = from_row(row)?;
-            groups.entry(key).or_default().add(sums);
-        }
+        let groups = self.sum_builds(&mut tx, day, day + DAY_MS).await?;
         replace_rows(&mut tx, DAY_MS, day, groups).await?;
         sqlx::query("UPDATE rollup_days SET rolled = 1 WHERE day = $1")
             .bind(day)
@@ -283,31 +307,6 @@ impl Store {
         tx.commit().await?;
         Ok(true)
     }
-}
-
-/// A rollup row as stored.
-pub(super) fn from_row(row: &AnyRow) -> Result<(Key, Sums), StoreError> {
-    let n = |c: &str| unsigned(row, c).map(|v| v.unwrap_or(0));
-    let f = |c: &str| row.try_get::<f64, _>(c);
-    let mut sums = Sums {
-        builds: n("builds")?,
-        duration_ms: f("duration_ms")?,
-        wait_ms: f("wait_ms")?,
-        waits: n("waits")?,
-        unreported: n("unreported")?,
-        unreported_ms: f("unreported_ms")?,
-        cpu_m_ms: f("cpu_m_ms")?,
-        memory_b_ms: f("memory_b_ms")?,
-        backfilled: n("backfilled")?,
-        repaired: n("repaired")?,
-        ..Default::default()
-    };
-    decode(&row.try_get::<String, _>("durations")?, &mut sums.durations)?;
-    decode(
-        &row.try_get::<String, _>("queue_waits")?,
-        &mut sums.queue_waits,
-    )?;
-    Ok((key_of(row)?, sums))
 }
 
 /// The row's controller, job, label and result.
