@@ -42,7 +42,7 @@ pub struct Metrics {
     /// Builds pipelines announced as about to wait for each pool's label.
     pub pool_announcements: IntCounterVec,
     /// Wake-ups passed between replicas through PostgreSQL, by outcome (sent, received,
-    /// dropped, failed).
+    /// dropped, failed; lost: the listener's connection was lost, so every pool was woken).
     pub wakeups: IntCounterVec,
     /// Cost alerts raised, by kind (cost_per_build, idle_share).
     pub cost_alerts: IntCounterVec,

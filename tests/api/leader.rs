@@ -570,33 +570,8 @@ async fn lease_a_leader_that_shuts_down_hands_over_at_once() {
 async fn a_follower_wakes_the_leaders_pool_at_once_through_the_store() {
     let r = rig("{mode: postgres, retry_every: 300ms, renew_deadline: 2s}").await;
     let (jenkins, kube, client) = (&r.jenkins, &r.kube, &r.client);
-    // No periodic reconcile within the test: only a wake-up can scale.
-    let hour = [("AUTOPILOT_SCALING__RECONCILE_INTERVAL", "1h".to_string())];
-    let replicas = [r.start("replica-a", &hour), r.start("replica-b", &hour)];
-    let li = one_leader(
-        client,
-        &[&replicas[0], &replicas[1]],
-        Duration::from_secs(30),
-    )
-    .await;
+    let (replicas, li) = waking_only(&r).await;
     let follower = &replicas[1 - li];
-    // The leader's first reconcile (on taking the lead) found nothing to do.
-    eventually(
-        "the leader's first decision",
-        Duration::from_secs(15),
-        async || {
-            get(
-                client,
-                format!(
-                    "{}/api/v1/pools/linux/decisions?since=0&limit=1",
-                    replicas[li].base
-                ),
-            )
-            .await
-            .is_some_and(|p| p["decisions"][0]["outcome"].is_string())
-        },
-    )
-    .await;
     assert_eq!(kube.replicas(NS, "agent-linux"), 1);
 
     // A queue webhook at the follower.
@@ -647,6 +622,62 @@ async fn a_follower_wakes_the_leaders_pool_at_once_through_the_store() {
     // Sub-second, as a webhook at the leader itself.
     assert!(queue_ms < Duration::from_secs(1), "{queue_ms:?}");
     assert!(announce_ms < Duration::from_secs(1), "{announce_ms:?}");
+}
+
+/// Two replicas without a periodic reconcile within a test (only a wake-up scales), once
+/// one leads and its first reconcile (on taking the lead) is stored; and which leads.
+async fn waking_only(r: &Rig) -> ([Replica; 2], usize) {
+    let hour = [("AUTOPILOT_SCALING__RECONCILE_INTERVAL", "1h".to_string())];
+    let replicas = [r.start("replica-a", &hour), r.start("replica-b", &hour)];
+    let li = one_leader(
+        &r.client,
+        &[&replicas[0], &replicas[1]],
+        Duration::from_secs(30),
+    )
+    .await;
+    let (client, leader) = (&r.client, &replicas[li]);
+    eventually(
+        "the leader's first decision",
+        Duration::from_secs(15),
+        async || {
+            get(
+                client,
+                format!(
+                    "{}/api/v1/pools/linux/decisions?since=0&limit=1",
+                    leader.base
+                ),
+            )
+            .await
+            .is_some_and(|p| p["decisions"][0]["outcome"].is_string())
+        },
+    )
+    .await;
+    (replicas, li)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_wake_up_listener_wakes_every_pool_at_once() {
+    let r = rig("{mode: postgres, retry_every: 300ms, renew_deadline: 2s}").await;
+    let (jenkins, kube, client) = (&r.jenkins, &r.kube, &r.client);
+    let (replicas, li) = waking_only(&r).await;
+    // Two builds wait; the webhooks that told of them reached a replica whose
+    // notifications were lost with the listeners' connections.
+    jenkins.set_queue("linux", 1..=2);
+    sqlx::any::install_default_drivers();
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&r.db_url)
+        .await
+        .unwrap();
+    let cut = sqlx::query(
+        "SELECT pg_terminate_backend(pid) AS cut FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(cut.len(), 2, "one listener per replica");
+    until_agents(kube, 3).await;
+    let lost = r#"autopilot_replica_wakeups_total{outcome="lost"} "#;
+    metric_becomes(client, &replicas[li], lost, Some(1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,6 +109,13 @@ impl ScalingHandle {
         }
     }
 
+    /// Wakes every pool of every controller (here only).
+    pub(super) fn wake_all(&self) {
+        for p in self.pools.values().flatten() {
+            p.wake();
+        }
+    }
+
     pub(super) fn wake_pools(&self, controller: &ControllerName, label: Option<&str>) {
         let pools = self.pools.get(controller.as_str());
         let of_label = |p: &&PoolWake| label.is_some_and(|l| p.label.is(l));

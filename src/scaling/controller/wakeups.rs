@@ -122,15 +122,27 @@ impl Inbox {
                 continue;
             }
             loop {
-                match listener.recv().await {
-                    Ok(n) => {
+                match listener.try_recv().await {
+                    Ok(Some(n)) => {
                         if let Some(wake) = parse(n.payload(), self.me) {
                             self.metrics.wakeups.with_label_values(&["received"]).inc();
                             handle.apply(&wake);
                         }
                     }
+                    // The connection was lost (the next call reconnects): what the others
+                    // sent meanwhile is gone, so every pool reconciles now instead of at
+                    // its next period.
+                    Ok(None) => {
+                        tracing::warn!(
+                            "the wake-up listener's connection was lost; waking every pool and reconnecting"
+                        );
+                        self.metrics.wakeups.with_label_values(&["lost"]).inc();
+                        handle.wake_all();
+                    }
                     Err(e) => {
-                        tracing::warn!(error = %e, "the wake-up listener's connection failed; reconnecting");
+                        tracing::warn!(error = %e, "the wake-up listener's connection failed; waking every pool and reconnecting");
+                        self.metrics.wakeups.with_label_values(&["lost"]).inc();
+                        handle.wake_all();
                         break;
                     }
                 }
