@@ -11,7 +11,7 @@ pub use event::{
     BuildFacts, BuildKey, BuildPhase, BuildResult, DomainEvent, EventSource, IngestEvent,
     NodeEvent, QueueEvent, QueueState, StepEvent, label_from_why,
 };
-pub use label::Label;
+pub use label::{Expr, Label};
 pub use names::{ControllerName, JobName, NameError};
 pub use record::{BuildRecord, FoundBy, QueueItem};
 pub use time::{Timestamp, TimestampError};

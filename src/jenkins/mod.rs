@@ -142,31 +142,18 @@ impl ComputerView {
 impl LabelView {
     /// The label's executors and nodes as `/label/L` counts them, from `/computer`: busy
     /// and total over online computers, idle over those online and not taken offline.
-    /// For a label that is one atom (`linux`) or atoms joined by `&&` (`linux && big`: the
-    /// computers that carry every one); any other expression (`||`, `!`, parentheses,
-    /// quotes, `->`) needs Jenkins to evaluate it, so `None`.
+    /// For an expression of atoms, `!`, `&&`, `||` and parentheses (an agent's labels and
+    /// its own name are its atoms); any other (quotes, `->`, `<->`) needs Jenkins to
+    /// evaluate it, so `None`.
     pub fn from_computers(label: &str, computers: &[ComputerView]) -> Option<Self> {
-        let is_atom = |a: &str| {
-            !a.is_empty()
-                && !a.contains("->")
-                && !a.chars().any(|c| {
-                    c.is_whitespace() || matches!(c, '&' | '|' | '!' | '(' | ')' | '"' | '<')
-                })
-        };
-        let atoms: Vec<&str> = label.split("&&").map(str::trim).collect();
-        if !atoms.iter().all(|a| is_atom(a)) {
-            return None;
-        }
+        let expr = crate::domain::Expr::parse(label)?;
         let mut view = LabelView {
             busy_executors: 0,
             idle_executors: 0,
             total_executors: 0,
             nodes: Vec::new(),
         };
-        for c in computers
-            .iter()
-            .filter(|c| atoms.iter().all(|a| c.carries(a)))
-        {
+        for c in computers.iter().filter(|c| expr.matches(&|a| c.carries(a))) {
             view.nodes.push(NodeRef {
                 node_name: c.display_name.clone(),
             });
@@ -475,7 +462,7 @@ mod tests {
     }
 
     #[test]
-    fn a_label_of_atoms_is_counted_from_the_agents_as_jenkins_counts_it() {
+    fn a_label_expression_is_counted_from_the_agents_as_jenkins_counts_it() {
         let mut drained = computer("c", &["linux"], 2, 1);
         drained.offline = true;
         drained.temporarily_offline = true;
@@ -520,17 +507,14 @@ mod tests {
         );
         let none = LabelView::from_computers("linux&&big&&windows", &computers).unwrap();
         assert!(none.nodes.is_empty());
-        for expression in [
-            "!windows",
-            "(linux)",
-            "a||b",
-            "linux && !big",
-            "a->b",
-            "\"a b\"",
-            " ",
-            "linux &&",
-            "a b",
-        ] {
+        // Other expressions, as Jenkins evaluates them.
+        let not_big = LabelView::from_computers("linux && !big", &computers).unwrap();
+        let nodes: Vec<&str> = not_big.nodes.iter().map(|n| n.node_name.as_str()).collect();
+        assert_eq!(nodes, ["b", "c", "d"]);
+        assert_eq!(not_big.total_executors, 1, "only b is online");
+        let either = LabelView::from_computers("(big || windows)", &computers).unwrap();
+        assert_eq!((either.busy_executors, either.total_executors), (5, 6));
+        for expression in ["a->b", "\"a b\"", " ", "linux &&", "a b"] {
             assert_eq!(
                 LabelView::from_computers(expression, &computers),
                 None,
