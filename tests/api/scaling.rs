@@ -1253,14 +1253,19 @@ async fn a_pipelines_announcement_scales_the_pool_before_jenkins_lists_the_build
     // Once Jenkins lists the build the announcement adds nothing: one build, one agent.
     rig.jenkins.set_queue("linux", 1..=1);
     rig.queue_event(1, "linux").await;
+    // The pool's latest reconcile (an unchanged one after another is not stored again).
     let listed = async || {
-        rig.decisions("linux")
-            .await
-            .into_iter()
-            .find(|d| d["inputs"]["queue_sources"]["from_why"] == 1)
+        let (_, body) = rig.app.get_json("/api/v1/pools").await;
+        body["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "linux")
+            .map(|p| p["last"].clone())
+            .filter(|d| d["inputs"]["queue_sources"]["from_why"] == 1)
     };
     eventually(
-        "a decision on the listed build",
+        "a reconcile on the listed build",
         Duration::from_secs(5),
         async || listed().await.is_some(),
     )
@@ -1380,27 +1385,36 @@ async fn a_queue_webhook_wakes_the_pools_of_its_label_and_one_jenkins_read_serve
         |paths: &[String], prefix: &str| paths.iter().filter(|p| p.starts_with(prefix)).count();
     let before = requests().len();
 
-    // A build waits for `windows`: that pool wakes and scales, the others sleep on.
+    let stats =
+        |paths: &[String], label: &str| count(paths, &format!("/label/{label}/loadStatistics"));
+
+    // A build waits for `windows`: that pool wakes and scales, the others sleep on. Its new
+    // agent's pod turns Ready and wakes it once more.
     rig.jenkins.set_queue("windows", 1..=2);
     rig.queue_event(1, "windows").await;
     eventually(
-        "windows scaled and its decision stored",
+        "windows scaled, its decision stored, its new pod seen",
         Duration::from_secs(5),
-        async || rig.kube.replicas(NS, "agent-windows") == 2 && events("windows").await == 1,
+        async || {
+            rig.kube.replicas(NS, "agent-windows") == 2
+                && events("windows").await >= 1
+                && stats(&since(before), "windows") == 2
+        },
     )
     .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!((events("linux").await, events("mac").await), (0, 0));
     let paths = since(before);
     assert_eq!(
         (
             count(&paths, "/queue/"),
             count(&paths, "/computer/api/json"),
-            count(&paths, "/label/windows/loadStatistics")
+            stats(&paths, "windows")
         ),
-        (1, 1, 1),
-        "{paths:?}"
+        (2, 2, 2),
+        "the webhook's reconcile and the pod's: {paths:?}"
     );
-    assert_eq!(paths.len(), 3, "nothing else: {paths:?}");
+    assert_eq!(paths.len(), 6, "nothing else: {paths:?}");
 
     // A queue event whose label no pool has (or names none) wakes every pool, and they
     // share one read of the queue and the agents.
@@ -1410,10 +1424,14 @@ async fn a_queue_webhook_wakes_the_pools_of_its_label_and_one_jenkins_read_serve
         "every pool reconciled",
         Duration::from_secs(5),
         async || {
-            events("linux").await == 1 && events("mac").await == 1 && events("windows").await == 2
+            let paths = since(before);
+            ["linux", "mac", "windows"]
+                .iter()
+                .all(|l| stats(&paths, l) == 1)
         },
     )
     .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let paths = since(before);
     assert_eq!(
         (
