@@ -229,7 +229,7 @@ impl Metrics {
     /// Every metric family's full name (`autopilot_...`), with or without samples yet.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 15] = [
+        let collectors: [&dyn Collector; 16] = [
             &self.events,
             &self.store_commit_seconds,
             &self.batch_size,
@@ -245,6 +245,7 @@ impl Metrics {
             &self.pool_drain_failures,
             &self.repair_found,
             &self.leader,
+            &self.kube_watch_up,
         ];
         collectors
             .iter()
