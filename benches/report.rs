@@ -91,7 +91,7 @@ fn main() {
         // Rows written around the store's write path: their hours are marked for the
         // rollups as the migration marks a store's existing builds.
         sqlx::query(
-            "INSERT INTO rollup_stale (hour, version) SELECT DISTINCT (finished_at / 3600000) * 3600000, 1 \
+            "INSERT INTO rollup_stale (hour, mark) SELECT DISTINCT (finished_at / 3600000) * 3600000, 0 \
              FROM builds WHERE finished_at IS NOT NULL",
         )
         .execute(&mut conn)

@@ -24,15 +24,17 @@ CREATE TABLE build_rollups (
 );
 CREATE INDEX build_rollups_at ON build_rollups (span_ms, start_at);
 
--- Hours whose builds (or their usage reports) changed since they were rolled up; version
--- counts the changes, so a roll-up that read an older version leaves the mark.
+-- Hours whose builds (or their usage reports) changed since they were rolled up: a row
+-- per change (a write batch adds its own, so writers never wait on one another's row);
+-- a roll-up removes the marks it saw, and a mark added meanwhile stays.
 CREATE TABLE rollup_stale (
-    hour    BIGINT NOT NULL PRIMARY KEY,
-    version BIGINT NOT NULL
+    hour BIGINT NOT NULL,
+    mark BIGINT NOT NULL,
+    PRIMARY KEY (hour, mark)
 );
 -- Every hour with builds from before is rolled up anew.
-INSERT INTO rollup_stale (hour, version)
-SELECT DISTINCT (finished_at / 3600000) * 3600000, 1 FROM builds WHERE finished_at IS NOT NULL;
+INSERT INTO rollup_stale (hour, mark)
+SELECT DISTINCT (finished_at / 3600000) * 3600000, 0 FROM builds WHERE finished_at IS NOT NULL;
 
 -- UTC days whose hours were rolled up: rolled = 1 once the day's own rows are current;
 -- hours = 0 once its hour rows were dropped (old days: the day rows stand for them).

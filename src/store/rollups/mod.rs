@@ -33,22 +33,25 @@ fn hour_of(at: i64) -> i64 {
     at - at.rem_euclid(HOUR_MS)
 }
 
-/// Marks the rollups of the hours these instants fall in as out of date.
+/// Marks the rollups of the hours these instants fall in as out of date: a new mark per
+/// hour (no row another writer holds).
 pub(super) async fn mark_stale(tx: &mut Tx<'_>, at: &[Timestamp]) -> Result<(), StoreError> {
     let hours: BTreeSet<i64> = at.iter().map(|t| hour_of(t.millis())).collect();
     let hours: Vec<i64> = hours.into_iter().collect();
+    let mark: i64 = rand::random::<i64>() & i64::MAX;
     for chunk in hours.chunks(500) {
-        let values: Vec<String> = (1..=chunk.len()).map(|i| format!("(${i}, 1)")).collect();
+        let values: Vec<String> = (1..=chunk.len())
+            .map(|i| format!("(${i}, ${})", chunk.len() + 1))
+            .collect();
         let sql = format!(
-            "INSERT INTO rollup_stale (hour, version) VALUES {} \
-             ON CONFLICT (hour) DO UPDATE SET version = rollup_stale.version + 1",
+            "INSERT INTO rollup_stale (hour, mark) VALUES {} ON CONFLICT DO NOTHING",
             values.join(", ")
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for h in chunk {
             q = q.bind(*h);
         }
-        q.execute(&mut **tx).await?;
+        q.bind(mark).execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -64,14 +67,15 @@ struct Coverage {
 
 impl Coverage {
     async fn read(tx: &mut Tx<'_>, from: i64, to: i64) -> Result<Self, StoreError> {
-        let stale = sqlx::query("SELECT hour FROM rollup_stale WHERE hour >= $1 AND hour < $2")
-            .bind(hour_of(from))
-            .bind(to)
-            .fetch_all(&mut **tx)
-            .await?
-            .iter()
-            .map(|r| r.try_get::<i64, _>("hour"))
-            .collect::<Result<_, _>>()?;
+        let stale =
+            sqlx::query("SELECT DISTINCT hour FROM rollup_stale WHERE hour >= $1 AND hour < $2")
+                .bind(hour_of(from))
+                .bind(to)
+                .fetch_all(&mut **tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get::<i64, _>("hour"))
+                .collect::<Result<_, _>>()?;
         let mut days = BTreeSet::new();
         let mut hourless = BTreeSet::new();
         let rows =
@@ -182,7 +186,7 @@ pub struct RollupCounts {
 impl super::Store {
     pub async fn rollup_counts(&self) -> Result<RollupCounts, StoreError> {
         let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM rollup_stale) AS stale, \
+            "SELECT (SELECT COUNT(DISTINCT hour) FROM rollup_stale) AS stale, \
              (SELECT COUNT(*) FROM rollup_days WHERE rolled = 1) AS days, \
              (SELECT COUNT(*) FROM build_rollups WHERE span_ms = $1) AS hour_rows, \
              (SELECT COUNT(*) FROM build_rollups WHERE span_ms = $2) AS day_rows",

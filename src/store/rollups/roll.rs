@@ -90,12 +90,13 @@ impl Store {
     /// every UTC day before `now` whose hours are all current.
     pub async fn roll_up(&self, now: Timestamp, max_hours: usize) -> Result<RollUp, StoreError> {
         self.mark_unmarked_writes(now).await?;
-        let due =
-            sqlx::query("SELECT hour FROM rollup_stale WHERE hour <= $1 ORDER BY hour LIMIT $2")
-                .bind(now.millis() - HOUR_MS)
-                .bind(max_hours as i64 + 1)
-                .fetch_all(&self.pool)
-                .await?;
+        let due = sqlx::query(
+            "SELECT DISTINCT hour FROM rollup_stale WHERE hour <= $1 ORDER BY hour LIMIT $2",
+        )
+        .bind(now.millis() - HOUR_MS)
+        .bind(max_hours as i64 + 1)
+        .fetch_all(&self.pool)
+        .await?;
         let mut done = RollUp {
             left: due.len() > max_hours,
             ..Default::default()
@@ -245,14 +246,15 @@ impl Store {
     /// Sums the hour's builds anew; its day is to be rolled again.
     async fn roll_hour(&self, hour: i64) -> Result<(), StoreError> {
         let mut tx = self.roll_tx().await?;
-        let version: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM rollup_stale WHERE hour = $1")
-                .bind(hour)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(version) = version else {
+        // The marks seen now are removed with the roll-up; one added meanwhile (its
+        // write not seen here) stays, and the hour is rolled again.
+        let marks: Vec<i64> = sqlx::query_scalar("SELECT mark FROM rollup_stale WHERE hour = $1")
+            .bind(hour)
+            .fetch_all(&mut *tx)
+            .await?;
+        if marks.is_empty() {
             return Ok(tx.commit().await?);
-        };
+        }
         let day = hour - hour.rem_euclid(DAY_MS);
         let hours: Option<i64> = sqlx::query_scalar("SELECT hours FROM rollup_days WHERE day = $1")
             .bind(day)
@@ -277,11 +279,18 @@ impl Store {
         .bind(day)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM rollup_stale WHERE hour = $1 AND version = $2")
-            .bind(hour)
-            .bind(version)
-            .execute(&mut *tx)
-            .await?;
+        for chunk in marks.chunks(500) {
+            let list: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "DELETE FROM rollup_stale WHERE hour = $1 AND mark IN ({})",
+                list.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(hour);
+            for m in chunk {
+                q = q.bind(*m);
+            }
+            q.execute(&mut *tx).await?;
+        }
         Ok(tx.commit().await?)
     }
 
