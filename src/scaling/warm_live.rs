@@ -1,9 +1,9 @@
 //! A live `warm` pool's side of [`super::warm`]: its builds' arrivals and finishes read
 //! from the store (at most once a minute once it has a model), the state the plan keeps
-//! between reconciles, and the guard on outcomes: once a day the pool's recorded builds
-//! are replayed (on a blocking thread) against the windows, and the pool acts on warm
-//! capacity only while the replay shows it starting more builds at once than a window of
-//! the same cost. The decision is the same [`WarmState::plan`] a replay runs.
+//! between reconciles, and the guard on outcomes: once a day, or sooner once they grew by
+//! a quarter, the pool's recorded builds are replayed (on a blocking thread) against the
+//! windows, and the pool acts on warm capacity only while the replay shows it starting
+//! more builds at once than a window of the same cost. The decision is the same [`WarmState::plan`] a replay runs.
 
 use super::warm::{WarmDecision, WarmPolicy, WarmState};
 use crate::domain::{ControllerName, Timestamp};
@@ -57,6 +57,8 @@ pub struct LiveWarm {
     guard: Option<WarmVerdict>,
     guarding: Option<JoinHandle<WarmVerdict>>,
     next_guard_ms: i64,
+    /// The finished builds the history held when the last replay started.
+    guarded_finishes: usize,
 }
 
 impl LiveWarm {
@@ -73,6 +75,7 @@ impl LiveWarm {
             guard: None,
             guarding: None,
             next_guard_ms: 0,
+            guarded_finishes: 0,
         }
     }
 
@@ -83,13 +86,17 @@ impl LiveWarm {
         self.replay.startup_p95_ms = s.p95_ms;
     }
 
-    /// Collects a finished replay and starts the next one when it is due.
+    /// Collects a finished replay and starts the next one when it is due: a day after the
+    /// last, or at once when the pool's finished builds grew by a quarter since it started
+    /// (a new install filling up, a backfill), so a replay of a history that was still
+    /// being recorded is not the verdict for a day. `finishes` is the history's count.
     async fn check_guard(
         &mut self,
         store: &Store,
         controller: &ControllerName,
         matches_label: &impl Fn(&str) -> bool,
         now: Timestamp,
+        finishes: usize,
     ) {
         if self.guarding.as_ref().is_some_and(|h| h.is_finished()) {
             match self.guarding.take().expect("checked").await {
@@ -100,7 +107,8 @@ impl LiveWarm {
                 }
             }
         }
-        if self.guarding.is_some() || now.millis() < self.next_guard_ms {
+        let grown = finishes > self.guarded_finishes + self.guarded_finishes / 4;
+        if self.guarding.is_some() || (now.millis() < self.next_guard_ms && !grown) {
             return;
         }
         let since = Timestamp::from_millis((now.millis() - HISTORY_MS).max(0)).unwrap_or(now);
@@ -123,6 +131,7 @@ impl LiveWarm {
                     0
                 };
                 self.next_guard_ms = now.millis() + every;
+                self.guarded_finishes = finishes;
                 let (cfg, budget) = (self.replay.clone(), self.budget_percent);
                 self.guarding = Some(tokio::task::spawn_blocking(move || {
                     warm_verdict(&builds, &cfg, budget)
@@ -146,8 +155,6 @@ impl LiveWarm {
         provisioned: u32,
         busy: u32,
     ) -> LiveWarmDecision {
-        self.check_guard(store, controller, &matches_label, now)
-            .await;
         // Until there is a model the history is small: it is read at every reconcile.
         let stale = !self.state.has_model()
             || self
@@ -197,6 +204,9 @@ impl LiveWarm {
                 }
             }
         }
+        let finishes = self.history.as_ref().expect("read above").finishes.len();
+        self.check_guard(store, controller, &matches_label, now, finishes)
+            .await;
         let h = self.history.as_ref().expect("read above");
         let d = self.state.plan(
             now.millis(),

@@ -97,8 +97,10 @@ impl Rig {
     /// Records finished builds of job `app` on `agent-linux-a` (label `linux`) through
     /// Statistics Gatherer webhooks: one per start time, each `duration_ms` long, queued
     /// 30 s.
+    /// Sixteen builds at a time, each build's events in order.
     pub async fn record_builds(&self, starts: impl IntoIterator<Item = i64>, duration_ms: i64) {
-        for (i, start) in starts.into_iter().enumerate() {
+        use futures_util::StreamExt;
+        let builds = starts.into_iter().enumerate().map(|(i, start)| async move {
             let n = i + 1;
             let started = json!({"ciUrl": "https://ci.example.com/", "jobName": "app", "fullJobName": "app", "number": n,
                 "slaveInfo": {"slaveName": "agent-linux-a", "label": "linux", "executor": "0"}, "startTime": start,
@@ -112,7 +114,11 @@ impl Rig {
                     .await;
                 assert_eq!(resp.status().as_u16(), 200);
             }
-        }
+        });
+        futures_util::stream::iter(builds)
+            .buffer_unordered(16)
+            .collect::<Vec<()>>()
+            .await;
     }
 
     pub async fn decisions(&self, pool: &str) -> Vec<Value> {
@@ -955,6 +961,23 @@ async fn warm_rig(budget: f64) -> Rig {
 }
 
 async fn warm_rig_in(budget: f64, mode: WarmMode) -> Rig {
+    let rig = warm_rig_empty(budget, mode).await;
+    rig.record_builds(hourly_builds(0..14 * 24), HOUR_MS / 2)
+        .await;
+    rig
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// Builds every hour, the first 14 days ago at the hour: the `which` of them.
+fn hourly_builds(which: std::ops::Range<i64>) -> Vec<i64> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let first = now - now.rem_euclid(HOUR_MS) - 14 * 24 * HOUR_MS;
+    which.map(|i| first + i * HOUR_MS).collect()
+}
+
+/// A warm pool with no history yet, its first reconcile done.
+async fn warm_rig_empty(budget: f64, mode: WarmMode) -> Rig {
     let rig = rig(
         KubernetesMode::DryRun,
         |j, _| j.add_agent("agent-linux-a", "linux", 1, 1),
@@ -970,20 +993,18 @@ async fn warm_rig_in(budget: f64, mode: WarmMode) -> Rig {
         },
     )
     .await;
-    let now = chrono::Utc::now().timestamp_millis();
-    let hour = 3_600_000i64;
-    let first = now - now.rem_euclid(hour) - 14 * 24 * hour;
     rig.settled().await;
-    rig.record_builds((0..14 * 24).map(|i| first + i * hour), hour / 2)
-        .await;
     rig
 }
 
 impl Rig {
     /// Wakes the pool with queue events until its newest decision's warm inputs pass.
+    /// With a model the pool reads its history once a minute, and a replay of two weeks
+    /// against seven policies takes tens of seconds in a debug build on a busy machine:
+    /// the wait allows for both.
     async fn warm_decision(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
         let mut id = 0;
-        eventually(what, Duration::from_secs(30), async || {
+        eventually(what, Duration::from_secs(120), async || {
             id += 1;
             self.queue_event(id, "linux").await;
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1046,6 +1067,33 @@ async fn a_warm_pool_keeps_idle_agents_its_history_and_budget_pay_for() {
             .unwrap()
             .contains("reactive"),
         "{oldest}"
+    );
+}
+
+#[tokio::test]
+async fn a_warm_pool_replays_its_history_again_once_it_grew_by_a_quarter() {
+    // The pool fits its model and replays its history while it is still being recorded
+    // (a new install filling up, a backfill); once the history has grown by a quarter
+    // the replay runs again instead of standing for a day. A replay may start before the
+    // last few builds are in: it then holds at least four fifths of them.
+    let rig = warm_rig_empty(50.0, WarmMode::Act).await;
+    rig.record_builds(hourly_builds(0..3 * 24), HOUR_MS / 2)
+        .await;
+    let first = rig
+        .warm_decision("a replay of the first three days", |w| {
+            w["guard"]["builds"].as_u64().unwrap_or(0) >= 72 * 4 / 5
+        })
+        .await;
+    rig.record_builds(hourly_builds(0..14 * 24), HOUR_MS / 2)
+        .await;
+    let d = rig
+        .warm_decision("a replay of all fourteen days", |w| {
+            w["guard"]["builds"].as_u64().unwrap_or(0) >= 14 * 24 * 4 / 5
+        })
+        .await;
+    assert!(
+        d["seq"].as_u64() > first["seq"].as_u64(),
+        "a newer decision: {d}"
     );
 }
 
