@@ -49,6 +49,13 @@ pub struct Metrics {
     /// 1 while the watch of a pool namespace's resource (deployments, pods) is up: listed
     /// and without an error since; 0 while pools there are read from the API server.
     pub kube_watch_up: IntGaugeVec,
+    /// The leader's rollup passes, by outcome (ok, error).
+    pub rollup_passes: IntCounterVec,
+    /// Hours that are over and not yet rolled up after the last pass: reports read their
+    /// builds until they are.
+    pub rollup_behind_hours: IntGauge,
+    /// When the last rollup pass that worked ended (Unix seconds; 0 before the first).
+    pub rollup_last_pass: IntGauge,
 }
 
 impl Metrics {
@@ -152,6 +159,32 @@ impl Metrics {
             &["namespace", "resource"],
         )
         .expect("valid metric");
+        let rollup_behind_hours = IntGauge::new(
+            "rollup_behind_hours",
+            "Hours that are over and not yet rolled up: reports read their builds",
+        )
+        .expect("valid metric");
+        let rollup_last_pass = IntGauge::new(
+            "rollup_last_pass_timestamp_seconds",
+            "When the last rollup pass that worked ended",
+        )
+        .expect("valid metric");
+        for g in [&rollup_behind_hours, &rollup_last_pass] {
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+        }
+        let rollup_passes = IntCounterVec::new(
+            Opts::new(
+                "rollup_passes_total",
+                "The leader's rollup passes by outcome (ok, error)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(rollup_passes.clone()))
+            .expect("unique metric");
         for c in [&pool_agents, &pool_queued, &repair_found, &kube_watch_up] {
             registry
                 .register(Box::new(c.clone()))
@@ -216,6 +249,9 @@ impl Metrics {
             repair_found,
             leader,
             kube_watch_up,
+            rollup_passes,
+            rollup_behind_hours,
+            rollup_last_pass,
         }
     }
 
@@ -229,7 +265,7 @@ impl Metrics {
     /// Every metric family's full name (`autopilot_...`), with or without samples yet.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 16] = [
+        let collectors: [&dyn Collector; 19] = [
             &self.events,
             &self.store_commit_seconds,
             &self.batch_size,
@@ -246,6 +282,9 @@ impl Metrics {
             &self.repair_found,
             &self.leader,
             &self.kube_watch_up,
+            &self.rollup_passes,
+            &self.rollup_behind_hours,
+            &self.rollup_last_pass,
         ];
         collectors
             .iter()

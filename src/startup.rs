@@ -107,11 +107,15 @@ impl Application {
         }
         {
             // Reports read hourly and daily sums of the builds; the leader keeps them current.
-            let store = store.clone();
+            let (store, metrics) = (store.clone(), metrics.clone());
             tokio::spawn(crate::leader::while_leading(
                 leadership.clone(),
                 move || {
-                    crate::store::roll_up_every(store.clone(), std::time::Duration::from_secs(60))
+                    crate::store::roll_up_every(
+                        store.clone(),
+                        std::time::Duration::from_secs(60),
+                        metrics.clone(),
+                    )
                 },
             ));
         }

@@ -194,3 +194,40 @@ fn the_grafana_dashboard_queries_only_metrics_the_service_exposes() {
         assert!(used.contains(name), "{name} is not charted");
     }
 }
+
+/// The leader's rollup passes are counted, with the hours still behind and when the last
+/// good pass ended: a fresh store is rolled up at start and nothing is behind.
+#[tokio::test]
+async fn the_rollup_passes_show_in_the_metrics() {
+    let app = spawn_app().await;
+    let value = |text: &str, name: &str| -> Option<i64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    let mut text = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        text = app.metrics().await;
+        if value(&text, r#"autopilot_rollup_passes_total{outcome="ok"}"#).is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        value(&text, r#"autopilot_rollup_passes_total{outcome="ok"}"#) >= Some(1),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "autopilot_rollup_behind_hours"),
+        Some(0),
+        "{text}"
+    );
+    let last = value(&text, "autopilot_rollup_last_pass_timestamp_seconds").unwrap();
+    let now = chrono::Utc::now().timestamp();
+    assert!((now - 120..=now).contains(&last), "{last} against {now}");
+    assert_eq!(
+        value(&text, r#"autopilot_rollup_passes_total{outcome="error"}"#),
+        None,
+        "{text}"
+    );
+}

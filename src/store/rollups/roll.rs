@@ -3,6 +3,7 @@
 
 use super::{DAY_MS, HOUR_MS, Tx};
 use crate::domain::Timestamp;
+use crate::metrics::Metrics;
 use crate::store::{Backend, Store, StoreError, corrupt};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -68,6 +69,9 @@ pub struct RollUp {
     pub days: usize,
     /// Stale hours that are over and were left for the next pass.
     pub left: bool,
+    /// Hours that are over and still stale after the pass (left, or written meanwhile):
+    /// reports read their builds until they are rolled.
+    pub behind: usize,
 }
 
 impl Store {
@@ -115,6 +119,12 @@ impl Store {
             }
         }
         self.drop_old_hour_rows(now).await?;
+        let behind: i64 =
+            sqlx::query_scalar("SELECT COUNT(DISTINCT hour) FROM rollup_stale WHERE hour <= $1")
+                .bind(now.millis() - HOUR_MS)
+                .fetch_one(&self.pool)
+                .await?;
+        done.behind = usize::try_from(behind).unwrap_or(0);
         Ok(done)
     }
 
@@ -387,15 +397,25 @@ async fn replace_rows(
 }
 
 /// Keeps the rollups current while this replica leads: a pass every `every`, and passes
-/// back to back while stale hours are left (a store upgraded with a year of builds).
-pub async fn roll_up_every(store: Store, every: Duration) {
+/// back to back while stale hours are left (a store upgraded with a year of builds). Each
+/// pass is counted by outcome; the hours still behind and the last good pass's time are
+/// gauges, so an alert can tell reports reading builds instead of rollups.
+pub async fn roll_up_every(store: Store, every: Duration, metrics: Metrics) {
     loop {
         let wait = match store.roll_up(Timestamp::now(), 200).await {
             Ok(done) => {
+                metrics.rollup_passes.with_label_values(&["ok"]).inc();
+                metrics
+                    .rollup_behind_hours
+                    .set(i64::try_from(done.behind).unwrap_or(i64::MAX));
+                metrics
+                    .rollup_last_pass
+                    .set(Timestamp::now().millis() / 1000);
                 if done.hours > 0 || done.days > 0 {
                     tracing::debug!(
                         hours = done.hours,
                         days = done.days,
+                        behind = done.behind,
                         "report rollups updated"
                     );
                 }
@@ -406,6 +426,7 @@ pub async fn roll_up_every(store: Store, every: Duration) {
                 }
             }
             Err(e) => {
+                metrics.rollup_passes.with_label_values(&["error"]).inc();
                 tracing::warn!(error = %e, "report rollups not updated: reports read the builds until they are");
                 every
             }
