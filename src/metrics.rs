@@ -140,9 +140,21 @@ impl Metrics {
             "1 while this replica leads: scales pools and runs the periodic work",
         )
         .expect("valid metric");
-        registry
-            .register(Box::new(leader.clone()))
-            .expect("unique metric");
+        let rollup_behind_hours = IntGauge::new(
+            "rollup_behind_hours",
+            "Hours that are over and not yet rolled up: reports read their builds",
+        )
+        .expect("valid metric");
+        let rollup_last_pass = IntGauge::new(
+            "rollup_last_pass_timestamp_seconds",
+            "When the last rollup pass that worked ended",
+        )
+        .expect("valid metric");
+        for g in [&leader, &rollup_behind_hours, &rollup_last_pass] {
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+        }
         let repair_found = IntGaugeVec::new(
             Opts::new(
                 "repair_found_builds",
@@ -159,32 +171,6 @@ impl Metrics {
             &["namespace", "resource"],
         )
         .expect("valid metric");
-        let rollup_behind_hours = IntGauge::new(
-            "rollup_behind_hours",
-            "Hours that are over and not yet rolled up: reports read their builds",
-        )
-        .expect("valid metric");
-        let rollup_last_pass = IntGauge::new(
-            "rollup_last_pass_timestamp_seconds",
-            "When the last rollup pass that worked ended",
-        )
-        .expect("valid metric");
-        for g in [&rollup_behind_hours, &rollup_last_pass] {
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
-        }
-        let rollup_passes = IntCounterVec::new(
-            Opts::new(
-                "rollup_passes_total",
-                "The leader's rollup passes by outcome (ok, error)",
-            ),
-            &["outcome"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(rollup_passes.clone()))
-            .expect("unique metric");
         for c in [&pool_agents, &pool_queued, &repair_found, &kube_watch_up] {
             registry
                 .register(Box::new(c.clone()))
@@ -219,7 +205,16 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
+        let rollup_passes = IntCounterVec::new(
+            Opts::new(
+                "rollup_passes_total",
+                "The leader's rollup passes by outcome (ok, error)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
         for c in [
+            &rollup_passes,
             &wakeups,
             &pool_drain_failures,
             &pool_scale_events,

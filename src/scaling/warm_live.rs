@@ -3,7 +3,8 @@
 //! between reconciles, and the guard on outcomes: once a day, or sooner once they grew by
 //! a quarter, the pool's recorded builds are replayed (on a blocking thread) against the
 //! windows, and the pool acts on warm capacity only while the replay shows it starting
-//! more builds at once than a window of the same cost. The decision is the same [`WarmState::plan`] a replay runs.
+//! more builds at once than a window of the same cost. The decision is the same
+//! [`WarmState::plan`] a replay runs.
 
 use super::warm::{WarmDecision, WarmPolicy, WarmState};
 use crate::domain::{ControllerName, Timestamp};
@@ -107,7 +108,7 @@ impl LiveWarm {
                 }
             }
         }
-        let grown = finishes > self.guarded_finishes + self.guarded_finishes / 4;
+        let grown = super::warm::grew_by_a_quarter(finishes, self.guarded_finishes);
         if self.guarding.is_some() || (now.millis() < self.next_guard_ms && !grown) {
             return;
         }

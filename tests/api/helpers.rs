@@ -195,6 +195,11 @@ impl TestApp {
             .expect("a text body")
     }
 
+    /// One sample's value in `/metrics`: `name` is the sample as printed (with its labels).
+    pub async fn metric(&self, name: &str) -> Option<i64> {
+        metric_value(&self.metrics().await, name)
+    }
+
     /// GET with a bearer token.
     pub async fn get_authed(&self, path: &str, token: &str) -> (u16, Value) {
         let resp = self
@@ -441,4 +446,11 @@ pub async fn pool_settings(db: Db) -> (Settings, tempfile::TempDir) {
     .unwrap();
     settings.scaling.pools.insert("linux".into(), pool);
     (settings, dir)
+}
+
+/// One sample's value in a `/metrics` text: `name` is the sample as printed (with its
+/// labels); `None` when there is no such sample.
+pub fn metric_value(text: &str, name: &str) -> Option<i64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }

@@ -133,9 +133,7 @@ async fn metric(client: &reqwest::Client, r: &Replica, line: &str) -> Option<i64
         .text()
         .await
         .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(line))
-        .and_then(|v| v.trim().parse().ok())
+    crate::helpers::metric_value(&text, line)
 }
 
 /// Waits until exactly one replica leads and every one names it; returns its index.
@@ -288,11 +286,11 @@ async fn postgres_one_replica_leads_and_the_other_takes_over_when_it_dies() {
     .await;
     let fi = 1 - li;
     assert_eq!(
-        metric(client, &replicas[li], "autopilot_leader ").await,
+        metric(client, &replicas[li], "autopilot_leader").await,
         Some(1)
     );
     assert_eq!(
-        metric(client, &replicas[fi], "autopilot_leader ").await,
+        metric(client, &replicas[fi], "autopilot_leader").await,
         Some(0)
     );
 
@@ -300,7 +298,7 @@ async fn postgres_one_replica_leads_and_the_other_takes_over_when_it_dies() {
     jenkins.set_queue("linux", 1..=2);
     queue_webhook(client, &replicas[fi], 1).await;
     until_agents(kube, 3).await;
-    let ups = r#"autopilot_pool_scale_events_total{direction="up",pool="linux"} "#;
+    let ups = r#"autopilot_pool_scale_events_total{direction="up",pool="linux"}"#;
     metric_becomes(client, &replicas[li], ups, Some(1)).await;
     assert_eq!(
         metric(client, &replicas[fi], ups).await,
@@ -612,12 +610,12 @@ async fn a_follower_wakes_the_leaders_pool_at_once_through_the_store() {
     println!(
         "follower webhook -> leader's scale patch: {queue_ms:?}; follower announcement -> patch: {announce_ms:?}"
     );
-    let ups = r#"autopilot_pool_scale_events_total{direction="up",pool="linux"} "#;
+    let ups = r#"autopilot_pool_scale_events_total{direction="up",pool="linux"}"#;
     metric_becomes(client, &replicas[li], ups, Some(2)).await;
     assert_eq!(metric(client, follower, ups).await, None);
-    let sent_line = r#"autopilot_replica_wakeups_total{outcome="sent"} "#;
+    let sent_line = r#"autopilot_replica_wakeups_total{outcome="sent"}"#;
     metric_becomes(client, follower, sent_line, Some(4)).await;
-    let received = r#"autopilot_replica_wakeups_total{outcome="received"} "#;
+    let received = r#"autopilot_replica_wakeups_total{outcome="received"}"#;
     metric_becomes(client, &replicas[li], received, Some(4)).await;
     // Sub-second, as a webhook at the leader itself.
     assert!(queue_ms < Duration::from_secs(1), "{queue_ms:?}");
@@ -676,7 +674,7 @@ async fn a_lost_wake_up_listener_wakes_every_pool_at_once() {
     .unwrap();
     assert_eq!(cut.len(), 2, "one listener per replica");
     until_agents(kube, 3).await;
-    let lost = r#"autopilot_replica_wakeups_total{outcome="lost"} "#;
+    let lost = r#"autopilot_replica_wakeups_total{outcome="lost"}"#;
     metric_becomes(client, &replicas[li], lost, Some(1)).await;
 }
 

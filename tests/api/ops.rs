@@ -1,4 +1,4 @@
-use crate::helpers::{payload, spawn_app};
+use crate::helpers::{metric_value, payload, spawn_app};
 
 #[tokio::test]
 async fn health_readiness_and_metrics() {
@@ -200,33 +200,25 @@ fn the_grafana_dashboard_queries_only_metrics_the_service_exposes() {
 #[tokio::test]
 async fn the_rollup_passes_show_in_the_metrics() {
     let app = spawn_app().await;
-    let value = |text: &str, name: &str| -> Option<i64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-    };
-    let mut text = String::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::time::Instant::now() < deadline {
-        text = app.metrics().await;
-        if value(&text, r#"autopilot_rollup_passes_total{outcome="ok"}"#).is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(
-        value(&text, r#"autopilot_rollup_passes_total{outcome="ok"}"#) >= Some(1),
-        "{text}"
-    );
+    let ok = r#"autopilot_rollup_passes_total{outcome="ok"}"#;
+    crate::scaling::eventually(
+        "a rollup pass",
+        std::time::Duration::from_secs(10),
+        async || app.metric(ok).await.is_some(),
+    )
+    .await;
+    let text = app.metrics().await;
+    assert!(metric_value(&text, ok) >= Some(1), "{text}");
     assert_eq!(
-        value(&text, "autopilot_rollup_behind_hours"),
+        metric_value(&text, "autopilot_rollup_behind_hours"),
         Some(0),
         "{text}"
     );
-    let last = value(&text, "autopilot_rollup_last_pass_timestamp_seconds").unwrap();
+    let last = metric_value(&text, "autopilot_rollup_last_pass_timestamp_seconds").unwrap();
     let now = chrono::Utc::now().timestamp();
     assert!((now - 120..=now).contains(&last), "{last} against {now}");
     assert_eq!(
-        value(&text, r#"autopilot_rollup_passes_total{outcome="error"}"#),
+        metric_value(&text, r#"autopilot_rollup_passes_total{outcome="error"}"#),
         None,
         "{text}"
     );

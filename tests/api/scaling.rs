@@ -649,19 +649,11 @@ async fn a_refused_bring_back_is_shown_counted_and_retried() {
     assert!(rig.jenkins.state.lock().unwrap().agents["agent-linux-b"].temporarily_offline);
     // Every refused try is counted: the removed pod's going away may have woken the pool
     // for another one already.
-    let refused = async || {
-        let metrics = rig.app.metrics().await;
-        metrics
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(
-                    r#"autopilot_pool_drain_failures_total{pool="linux",step="bring-back"} "#,
-                )
-            })
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no bring-back failures counted: {metrics}"))
-    };
-    assert!(refused().await >= 1);
+    let refused = rig
+        .app
+        .metric(r#"autopilot_pool_drain_failures_total{pool="linux",step="bring-back"}"#)
+        .await;
+    assert!(refused >= Some(1), "{refused:?}");
 
     // Once the permission is granted the next reconcile brings the node back.
     rig.jenkins.state.lock().unwrap().refuse_connect = false;

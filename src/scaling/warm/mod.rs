@@ -114,6 +114,12 @@ pub struct WarmState {
     ledger: Ledger,
 }
 
+/// A history of `now` builds has grown by more than a quarter since it held `then`: worth
+/// refitting the model and replaying it again before the day is out.
+pub fn grew_by_a_quarter(now: usize, then: usize) -> bool {
+    now > then + then / 4
+}
+
 impl WarmState {
     /// Whether the pool has an arrival model yet.
     pub fn has_model(&self) -> bool {
@@ -138,7 +144,7 @@ impl WarmState {
         // Without a model the history is small (fewer bursts than a model needs): it is
         // tried again as soon as a build arrives; a history that grew by a quarter (a new
         // install filling up) is refitted at once.
-        let grown = arrivals.len() > self.fitted_arrivals + self.fitted_arrivals / 4;
+        let grown = grew_by_a_quarter(arrivals.len(), self.fitted_arrivals);
         let new_data = self.model.is_none() && arrivals.len() != self.fitted_arrivals;
         if now >= self.next_fit_ms || new_data || grown {
             self.next_fit_ms = now + REFIT_MS;
