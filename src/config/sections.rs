@@ -314,8 +314,13 @@ pub struct DatabaseSettings {
     /// `None`: embedded SQLite under the data directory. Else a `sqlite:` or
     /// `postgres://` URL.
     pub url: Option<SecretString>,
-    /// Connections kept for reads.
+    /// Connections kept for reads. Writes have their own (one on SQLite, a few on
+    /// PostgreSQL), so no number of slow readers can hold up a webhook.
     pub max_connections: u32,
+    /// Longest a read may wait for a connection or (PostgreSQL) run; a read past it
+    /// fails and is answered 503, and its connection goes back to the others.
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
     /// SQLite only: `full` (default) fsyncs every commit, so an answered webhook survives
     /// power loss; `normal` fsyncs at checkpoints only: still safe when the process is
     /// killed, not when the machine loses power.

@@ -47,6 +47,9 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// What a client is told of an unexpected error.
+pub const INTERNAL_DETAIL: &str = "an unexpected error occurred; the service's log says why";
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// Machine-readable kind, e.g. `invalid_field`, `unauthorized`, `payload_too_large`.
@@ -103,6 +106,11 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let (field, detail) = match self {
             Self::Invalid { field, detail } => (Some(field.clone()), detail.clone()),
+            Self::Internal(cause) => {
+                // The cause can name tables, values or addresses: it stays in the log.
+                tracing::error!(cause = %cause, "request failed");
+                (None, INTERNAL_DETAIL.to_string())
+            }
             other => (None, other.to_string()),
         };
         let mut resp = HttpResponse::build(self.status_code());
@@ -145,7 +153,10 @@ impl From<crate::ingest::IngestError> for ApiError {
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         // The database's own text stays in the log: it can name tables, columns and values.
-        tracing::error!(error = %e, "store read failed");
-        Self::Internal("reading the store failed (the service's log says why)".into())
+        if e.is_busy() {
+            tracing::warn!(error = %e, "store read timed out");
+            return Self::Overloaded { retry_after: 1 };
+        }
+        Self::Internal(format!("store read failed: {e}"))
     }
 }

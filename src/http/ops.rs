@@ -25,15 +25,24 @@ pub async fn status(state: actix_web::web::Data<super::AppState>) -> HttpRespons
     HttpResponse::Ok().json(state.leadership.status())
 }
 
-/// The store answers queries.
+/// The store answers reads and the writer can commit (after a failed write, a small
+/// write is tried at each check, so readiness comes back by itself once the store does).
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, body = Health), (status = 503, body = super::errors::ErrorBody)))]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state
-        .store
-        .ping()
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("the store is not reachable: {e}")))?;
+    state.store.ping().await.map_err(|e| {
+        tracing::warn!(error = %e, "not ready: the store does not answer reads");
+        ApiError::Unavailable("the store does not answer reads".into())
+    })?;
+    state.store.writer_ready().await.map_err(|e| {
+        tracing::warn!(error = %e, "not ready: the store cannot commit writes");
+        let why = if e.is_disk_full() {
+            "the store cannot commit writes: its disk is full"
+        } else {
+            "the store cannot commit writes"
+        };
+        ApiError::Unavailable(why.into())
+    })?;
     Ok(HttpResponse::Ok().json(Health { status: "ready" }))
 }
 

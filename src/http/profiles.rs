@@ -378,7 +378,13 @@ pub async fn record_performance(
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "storing a performance report failed");
-            ApiError::Unavailable(format!("the report could not be stored: {e}"))
+            if e.is_disk_full() {
+                ApiError::InsufficientStorage(
+                    "the store's disk is full: the report was not stored".into(),
+                )
+            } else {
+                ApiError::Unavailable("the report could not be stored".into())
+            }
         })?;
     let build_known = state
         .store

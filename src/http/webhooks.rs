@@ -356,11 +356,22 @@ async fn store(
         Err(SubmitError::Closed) => {
             Err(ApiError::Unavailable("the writer is shutting down".into()))
         }
-        Err(SubmitError::Failed(e)) => {
+        Err(SubmitError::DiskFull) => {
+            for kind in &kinds {
+                state
+                    .metrics
+                    .count_event(source, kind, "insufficient_storage");
+            }
+            Err(ApiError::InsufficientStorage(
+                "the store's disk is full: nothing was stored; send it again once space is freed"
+                    .into(),
+            ))
+        }
+        Err(SubmitError::Failed) => {
             for kind in &kinds {
                 state.metrics.count_event(source, kind, "failed");
             }
-            Err(ApiError::Internal(format!("storing the event failed: {e}")))
+            Err(ApiError::Internal("storing the event failed".into()))
         }
     }
 }

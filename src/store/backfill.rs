@@ -43,7 +43,7 @@ impl Store {
             let run = run_from_row(&row)?;
             sqlx::query("UPDATE backfill_runs SET state = 'running', error = NULL WHERE id = $1")
                 .bind(run.id)
-                .execute(&self.pool)
+                .execute(&self.write)
                 .await?;
             let done: Vec<String> = sqlx::query("SELECT job FROM backfill_jobs WHERE run_id = $1")
                 .bind(run.id)
@@ -63,7 +63,7 @@ impl Store {
         }
         let id: i64 =
             sqlx::query("SELECT CAST(COALESCE(MAX(id), 0) + 1 AS BIGINT) FROM backfill_runs")
-                .fetch_one(&self.pool)
+                .fetch_one(&self.write)
                 .await?
                 .try_get(0)?;
         let run = BackfillRun {
@@ -85,7 +85,7 @@ impl Store {
         .bind(run.since)
         .bind(run.jobs_glob.clone())
         .bind(run.started_at)
-        .execute(&self.pool)
+        .execute(&self.write)
         .await?;
         Ok((run, HashSet::new()))
     }
@@ -106,7 +106,7 @@ impl Store {
         .bind(job.to_string())
         .bind(builds as i64)
         .bind(now.millis())
-        .execute(&self.pool)
+        .execute(&self.write)
         .await?;
         Ok(())
     }
@@ -125,7 +125,7 @@ impl Store {
         .bind(error.map(str::to_string))
         .bind(now.millis())
         .bind(run_id)
-        .execute(&self.pool)
+        .execute(&self.write)
         .await?;
         Ok(())
     }

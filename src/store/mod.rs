@@ -21,6 +21,7 @@ use crate::domain::{
 };
 use anyhow::Context;
 use secrecy::ExposeSecret;
+use sqlx::Connection;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Row, SqlSafeStr};
@@ -28,6 +29,8 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 /// Which database is behind the store.
@@ -46,11 +49,87 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// The database's disk is full (SQLite `SQLITE_FULL`, PostgreSQL `disk_full`), or
+    /// SQLite could not write its files for want of space (`SQLITE_IOERR` over `ENOSPC`).
+    pub fn is_disk_full(&self) -> bool {
+        let Self::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Database(db) => {
+                let code = db.code();
+                // SQLite reports its extended result code; the primary code is its low byte.
+                let sqlite_full = code
+                    .as_deref()
+                    .and_then(|c| c.parse::<i64>().ok())
+                    .is_some_and(|c| c & 0xff == 13);
+                sqlite_full
+                    || code.as_deref() == Some("53100")
+                    || db.message().contains("database or disk is full")
+            }
+            sqlx::Error::Io(io) => io.raw_os_error() == Some(28),
+            _ => false,
+        }
+    }
+
+    /// No connection came free in time: the store is busy, not broken.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Database(sqlx::Error::PoolTimedOut))
+            || matches!(self, Self::Database(sqlx::Error::Database(db)) if db.code().as_deref() == Some("57014"))
+    }
+}
+
 /// The database handle. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
+    /// Reads: bounded, with a timeout.
     pool: AnyPool,
+    /// Writes only.
+    write: AnyPool,
     backend: Backend,
+    health: Arc<WriteHealth>,
+}
+
+impl WriteHealth {
+    /// Space a webhook's events take at most (a body of the largest size, twice: the
+    /// event log and the record), beyond what was free when the disk filled up.
+    const MARGIN_BYTES: u64 = 4 << 20;
+
+    fn free_bytes(&self) -> Option<u64> {
+        let s = rustix::fs::statvfs(self.dir.as_ref()?).ok()?;
+        Some(s.f_bavail.saturating_mul(s.f_frsize))
+    }
+
+    /// A disk-full error while the disk that filled up has not got space back.
+    fn still_full(&self) -> Option<StoreError> {
+        let at = (*self.full_at_free.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let now = self.free_bytes()?;
+        (now < at.saturating_add(Self::MARGIN_BYTES))
+            .then(|| StoreError::Database(sqlx::Error::Io(std::io::Error::from_raw_os_error(28))))
+    }
+}
+
+/// Connections for writes on PostgreSQL: the webhook writer, the controllers' decisions,
+/// the roll-ups and a backfill each find one free.
+const WRITE_CONNECTIONS: u32 = 4;
+
+/// Whether the last write committed, and the WAL's size, as the store last saw them.
+#[derive(Debug, Default)]
+struct WriteHealth {
+    /// The last write failed: the writer cannot commit until one succeeds.
+    failing: AtomicBool,
+    /// When [`Store::writer_ready`] last tried a write.
+    probed_at: std::sync::Mutex<Option<std::time::Instant>>,
+    /// SQLite: the directory of the database's files, whose free space is read after a
+    /// write failed for want of it.
+    dir: Option<std::path::PathBuf>,
+    /// The free bytes of `dir` when the last write failed for want of space: until a write
+    /// commits or more space than this (and a margin) is free, the writer cannot commit
+    /// what webhooks send, whatever a small probe write manages.
+    full_at_free: std::sync::Mutex<Option<u64>>,
+    /// Bytes of the write-ahead log in use (SQLite), at the last checkpoint.
+    wal_bytes: AtomicI64,
 }
 
 /// Filters for listing builds.
@@ -143,12 +222,92 @@ impl Store {
         } else {
             Backend::Postgres
         };
+        let sqlite_dir = (backend == Backend::Sqlite).then(|| {
+            let file = url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:")
+                .split('?')
+                .next()
+                .unwrap_or_default();
+            Path::new(file)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf()
+        });
         let options = AnyConnectOptions::from_str(&url).context("parsing the database URL")?;
-        let mut pool_options = AnyPoolOptions::new()
-            .max_connections(max_connections.max(2))
-            .acquire_timeout(Duration::from_secs(10));
-        if backend == Backend::Sqlite {
-            pool_options = pool_options.after_connect(move |conn, _meta| {
+        let read_timeout = settings.read_timeout;
+        // Writes have connections of their own: a reader that is slow (a client that does
+        // not read its answer, a long report) can never hold up a webhook's commit.
+        // SQLite has one writer at a time anyway; PostgreSQL's writers (the webhook
+        // writer, the controllers, the roll-ups, a backfill) get a few.
+        let write_connections = match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => WRITE_CONNECTIONS,
+        };
+        let write = Self::pool_options(backend, synchronous, write_connections, None)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await
+            .context("connecting to the database")?;
+        let checkpoints = match backend {
+            // Checkpoints have a connection of their own too: the writer never waits for
+            // one to be copied.
+            Backend::Sqlite => Some(
+                Self::pool_options(backend, synchronous, 1, None)
+                    .connect_lazy_with(options.clone()),
+            ),
+            Backend::Postgres => None,
+        };
+        let pool = Self::pool_options(
+            backend,
+            synchronous,
+            max_connections.max(1),
+            Some(read_timeout),
+        )
+        .acquire_timeout(read_timeout)
+        .connect_lazy_with(options);
+        let store = Self {
+            pool,
+            write,
+            backend,
+            health: Arc::new(WriteHealth {
+                dir: sqlite_dir,
+                ..WriteHealth::default()
+            }),
+        };
+        store.migrate().await?;
+        if let Some(checkpoints) = checkpoints {
+            tokio::spawn(checkpoint_in_background(checkpoints, store.health.clone()));
+        }
+        Ok(store)
+    }
+
+    /// Options of a pool of `size` connections. A connection that comes back from a
+    /// failed transaction is closed, not reused: after SQLite rolled back a transaction
+    /// on its own (a full disk), the driver's own rollback fails and the connection would
+    /// refuse every later transaction. `read_timeout` marks a read pool: on PostgreSQL its
+    /// statements stop after it, on SQLite it cannot write.
+    fn pool_options(
+        backend: Backend,
+        synchronous: &'static str,
+        size: u32,
+        read_timeout: Option<Duration>,
+    ) -> AnyPoolOptions {
+        let options = AnyPoolOptions::new()
+            .max_connections(size)
+            .after_release(|conn, _meta| {
+                Box::pin(async move {
+                    // The ping runs after any rollback the driver queued on drop.
+                    if conn.ping().await.is_err() || conn.is_in_transaction() {
+                        tracing::warn!("a store connection came back broken; it is closed");
+                        return Ok(false);
+                    }
+                    Ok(true)
+                })
+            });
+        match backend {
+            Backend::Sqlite => options.after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     // WAL lets readers run beside the writer; FULL makes each commit durable
                     // on return, and group commit keeps that to one fsync per batch.
@@ -160,23 +319,31 @@ impl Store {
                         "PRAGMA busy_timeout = 10000",
                         "PRAGMA foreign_keys = ON",
                         "PRAGMA wal_autocheckpoint = 0",
+                        // A checkpoint that reached the end truncates the WAL to this.
+                        "PRAGMA journal_size_limit = 67108864",
                     ] {
                         sqlx::query(pragma).execute(&mut *conn).await?;
                     }
+                    if read_timeout.is_some() {
+                        sqlx::query("PRAGMA query_only = ON")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
                     Ok(())
                 })
-            });
+            }),
+            Backend::Postgres => options.after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if let Some(t) = read_timeout {
+                        let ms = t.as_millis().max(1);
+                        sqlx::query(sqlx::AssertSqlSafe(format!("SET statement_timeout = {ms}")))
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            }),
         }
-        let pool = pool_options
-            .connect_with(options)
-            .await
-            .context("connecting to the database")?;
-        let store = Self { pool, backend };
-        store.migrate().await?;
-        if backend == Backend::Sqlite {
-            tokio::spawn(checkpoint_in_background(store.pool.clone()));
-        }
-        Ok(store)
     }
 
     pub fn backend(&self) -> Backend {
@@ -233,7 +400,7 @@ impl Store {
         // Migrations only add (tables, columns with defaults, indexes) for that reason.
         Migrator::with_migrations(migrations)
             .set_ignore_missing(true)
-            .run(&self.pool)
+            .run(&self.write)
             .await
             .context("applying database migrations")?;
         Ok(())
@@ -245,18 +412,81 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the writer can commit now: after a failed write, or when the last check
+    /// is older than a few seconds, a small write is tried (the failure heals itself
+    /// once it commits).
+    pub async fn writer_ready(&self) -> Result<(), StoreError> {
+        if let Some(short) = self.health.still_full() {
+            return Err(short);
+        }
+        let fresh = self
+            .health
+            .probed_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(5));
+        if fresh && !self.health.failing.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let probe = async {
+            let mut conn = self.write.acquire().await?;
+            sqlx::query(
+                "INSERT INTO rollup_state (name, value) VALUES ('write_probe', $1) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            )
+            .bind(Timestamp::now().millis())
+            .execute(&mut *conn)
+            .await
+            .inspect_err(|_| conn.close_on_drop())?;
+            Ok::<_, StoreError>(())
+        };
+        let result = match tokio::time::timeout(Duration::from_secs(5), probe).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Database(sqlx::Error::PoolTimedOut)),
+        };
+        *self
+            .health
+            .probed_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+        self.wrote(result)
+    }
+
+    /// Records whether a write committed, for [`Store::writer_ready`].
+    fn wrote<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        self.health
+            .failing
+            .store(result.is_err(), Ordering::Relaxed);
+        let full = match &result {
+            Err(e) if e.is_disk_full() => self.health.free_bytes(),
+            _ => None,
+        };
+        *self
+            .health
+            .full_at_free
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = full;
+        result
+    }
+
+    /// Bytes of the write-ahead log in use at the last checkpoint (SQLite; 0 otherwise).
+    pub fn wal_bytes(&self) -> i64 {
+        self.health.wal_bytes.load(Ordering::Relaxed)
+    }
+
     /// Sends `payload` to every session listening on `channel` (PostgreSQL `NOTIFY`).
     pub async fn notify(&self, channel: &str, payload: &str) -> Result<(), StoreError> {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(channel)
             .bind(payload)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
         Ok(())
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.write.close().await;
     }
 
     /// Stores a group of requests' events in one transaction. Returns, per request, how
@@ -284,14 +514,33 @@ impl Store {
         // Several writers (the webhook writer, a backfill, other replicas) fold the same
         // records: SQLite takes its write lock at the start (a deferred transaction that
         // read first could not write), PostgreSQL locks each record the batch folds.
-        let mut tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+        let mut conn = self.write.acquire().await.map_err(StoreError::from);
+        let result = match &mut conn {
+            Ok(conn) => {
+                let postgres = self.backend == Backend::Postgres;
+                let done = async {
+                    let mut tx = match self.backend {
+                        Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
+                        Backend::Postgres => conn.begin().await?,
+                    };
+                    let stored = write::write_batch(&mut tx, batch, now, postgres).await?;
+                    tx.commit().await?;
+                    Ok(stored)
+                }
+                .await;
+                if done.is_err() {
+                    // Whatever state the failure left the connection in, the next write
+                    // starts on a new one.
+                    conn.close_on_drop();
+                }
+                done
+            }
+            Err(e) => Err(std::mem::replace(
+                e,
+                StoreError::Database(sqlx::Error::PoolClosed),
+            )),
         };
-        let stored =
-            write::write_batch(&mut tx, batch, now, self.backend == Backend::Postgres).await?;
-        tx.commit().await?;
-        Ok(stored)
+        self.wrote(result)
     }
 
     /// Builds, newest first.
@@ -415,7 +664,7 @@ impl Store {
             for id in chunk {
                 q = q.bind(*id);
             }
-            closed += q.execute(&self.pool).await?.rows_affected();
+            closed += q.execute(&self.write).await?.rows_affected();
         }
         Ok(closed)
     }
@@ -438,7 +687,7 @@ impl Store {
         .bind(d.outcome.as_str())
         .bind(d.error.as_deref())
         .bind(d.inputs.to_string())
-        .execute(&self.pool)
+        .execute(&self.write)
         .await?;
         Ok(())
     }
@@ -554,7 +803,7 @@ impl Store {
                  (SELECT idempotency_key FROM events WHERE received_at < $1 LIMIT 5000)",
             )
             .bind(before.millis())
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
             total += done.rows_affected();
             if done.rows_affected() < 5000 {
@@ -568,7 +817,7 @@ impl Store {
     pub async fn delete_decisions_before(&self, before: Timestamp) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM scaling_decisions WHERE decided_at < $1")
             .bind(before.millis())
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
         Ok(done.rows_affected())
     }
@@ -666,10 +915,21 @@ pub async fn purge_every_hour(store: Store, retention: Duration, what: Retained)
     }
 }
 
-/// Copies the WAL back into the database file every second, beside the writer
-/// (`PASSIVE` never blocks it), so commits do not pay for checkpoints and the WAL is
-/// reused once it is fully copied. Stops when the pool closes.
-async fn checkpoint_in_background(pool: AnyPool) {
+/// The write-ahead log is truncated once this much of it is in use. Every commit
+/// appends its pages to the WAL, and a checkpoint can only reuse it from the start once no
+/// reader still reads older pages; with readers always running (reports, exports, the
+/// dashboard) a PASSIVE checkpoint alone may never get that moment, and the WAL grows for
+/// as long as the load lasts. 64 MiB is about a minute of the heaviest webhook load
+/// measured (1,000 events/s), so a truncation is rare and quick; reads are short (paged,
+/// with a timeout), so it waits little for them.
+const WAL_BOUND_BYTES: i64 = 64 << 20;
+
+/// Copies the WAL back into the database file every second on a connection of its own
+/// (`PASSIVE` never blocks the writer), so commits do not pay for checkpoints and the WAL
+/// is reused once it is fully copied; past [`WAL_BOUND_BYTES`] it is truncated
+/// (`TRUNCATE` waits, at most its busy timeout, for readers of older pages). Stops when
+/// the pool closes.
+async fn checkpoint_in_background(pool: AnyPool, health: Arc<WriteHealth>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -677,28 +937,57 @@ async fn checkpoint_in_background(pool: AnyPool) {
         if pool.is_closed() {
             return;
         }
-        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .fetch_one(&pool)
-            .await
-        {
-            Ok(row) => {
-                let log: i64 = row.try_get(1).unwrap_or(-1);
-                let done: i64 = row.try_get(2).unwrap_or(-1);
-                if log > 100_000 && done < log {
-                    tracing::warn!(
-                        wal_frames = log,
-                        checkpointed = done,
-                        "the WAL is large and not fully checkpointed"
-                    );
-                }
-            }
+        let in_use = match checkpoint(&pool, "PASSIVE").await {
+            Ok(bytes) => bytes,
             Err(e) if pool.is_closed() => {
                 tracing::debug!(error = %e, "checkpointer stopped");
                 return;
             }
-            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+                continue;
+            }
+        };
+        health.wal_bytes.store(in_use, Ordering::Relaxed);
+        if in_use > WAL_BOUND_BYTES {
+            match checkpoint(&pool, "TRUNCATE").await {
+                Ok(after) => {
+                    tracing::info!(
+                        wal_mib = in_use >> 20,
+                        after_mib = after >> 20,
+                        "the WAL passed its bound and was truncated"
+                    );
+                    health.wal_bytes.store(after, Ordering::Relaxed);
+                }
+                Err(e) => tracing::warn!(error = %e, "truncating the WAL failed"),
+            }
         }
     }
+}
+
+/// Runs one checkpoint in `mode`; returns the bytes of the WAL still in use after it.
+async fn checkpoint(pool: &AnyPool, mode: &str) -> Result<i64, StoreError> {
+    let mut conn = pool.acquire().await?;
+    // A TRUNCATE checkpoint holds new writers back while it waits for readers: not long.
+    let wait = if mode == "TRUNCATE" { 250 } else { 10_000 };
+    sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA busy_timeout = {wait}")))
+        .execute(&mut *conn)
+        .await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "PRAGMA wal_checkpoint({mode})"
+    )))
+    .fetch_one(&mut *conn)
+    .await?;
+    let page: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(&mut *conn)
+        .await?;
+    // (busy, frames in the log, frames copied); -1 when the database is not in WAL mode.
+    let busy: i64 = row.try_get(0)?;
+    let log: i64 = row.try_get(1)?;
+    if mode == "TRUNCATE" && busy == 0 {
+        return Ok(0);
+    }
+    Ok(log.max(0) * page)
 }
 
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {

@@ -69,7 +69,7 @@ impl Store {
         recorded_at: Timestamp,
     ) -> Result<(), StoreError> {
         let stages = serde_json::to_string(&report.stages).map_err(|e| corrupt("stages", e))?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write.begin().await?;
         sqlx::query(
             "INSERT INTO build_performance (controller, job, number, build_type, recorded_at, \
              elapsed_ms, cpu_usage_usec, cpu_average_m, memory_peak_bytes, oom_kills, \

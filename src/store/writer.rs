@@ -37,13 +37,28 @@ pub enum SubmitError {
     Full,
     #[error("the writer has stopped")]
     Closed,
-    #[error("the store refused the write: {0}")]
-    Failed(String),
+    /// The database's disk is full: nothing of the request is stored, and the writer
+    /// takes events again as soon as there is space.
+    #[error("the store's disk is full")]
+    DiskFull,
+    /// The store failed the write; the cause is logged, never answered.
+    #[error("the store refused the write")]
+    Failed,
+}
+
+impl SubmitError {
+    fn of(e: &super::StoreError) -> Self {
+        if e.is_disk_full() {
+            Self::DiskFull
+        } else {
+            Self::Failed
+        }
+    }
 }
 
 struct WriteRequest {
     events: Vec<IngestEvent>,
-    ack: oneshot::Sender<Result<WriteOutcome, String>>,
+    ack: oneshot::Sender<Result<WriteOutcome, SubmitError>>,
 }
 
 /// Submits events to the writer. Cheap to clone.
@@ -70,7 +85,7 @@ impl WriterHandle {
             .set((self.capacity - self.tx.capacity()) as i64);
         match done.await {
             Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(e)) => Err(SubmitError::Failed(e)),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(SubmitError::Closed),
         }
     }
@@ -139,7 +154,16 @@ async fn commit(store: &Store, batch: Vec<WriteRequest>, metrics: &Metrics) {
             tracing::error!(error = %e, "commit failed");
             metrics.store_errors.inc();
             for req in batch {
-                let _ = req.ack.send(Err(e.to_string()));
+                let _ = req.ack.send(Err(SubmitError::of(&e)));
+            }
+        }
+        Err(e) if e.is_disk_full() => {
+            // No request of the batch can be stored now: each is refused (nothing of it
+            // is stored; the transaction rolled back), and the next batch tries again.
+            tracing::error!(error = %e, requests = batch.len(), "commit failed: the store's disk is full");
+            metrics.store_errors.inc();
+            for req in batch {
+                let _ = req.ack.send(Err(SubmitError::DiskFull));
             }
         }
         Err(e) => {
@@ -158,7 +182,7 @@ async fn commit(store: &Store, batch: Vec<WriteRequest>, metrics: &Metrics) {
                     Err(e) => {
                         tracing::error!(error = %e, "commit failed");
                         metrics.store_errors.inc();
-                        Err(e.to_string())
+                        Err(SubmitError::of(&e))
                     }
                 };
                 let _ = req.ack.send(reply);

@@ -10,6 +10,7 @@ mod dashboard;
 mod demo;
 mod fake_jenkins;
 mod fake_kube;
+mod faults;
 mod helpers;
 mod install;
 mod leader;

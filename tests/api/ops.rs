@@ -129,7 +129,8 @@ async fn a_lost_database_is_unready_and_reads_fail_rather_than_look_empty() {
     // The database's own words (tables, SQL, values) stay in the service's log.
     let detail = body["detail"].as_str().unwrap();
     assert_eq!(
-        detail, "reading the store failed (the service's log says why)",
+        detail,
+        jenkins_autopilot::http::errors::INTERNAL_DETAIL,
         "{body}"
     );
     let resp = app

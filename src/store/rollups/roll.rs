@@ -79,9 +79,9 @@ impl Store {
     /// rollup lock (one roller at a time, also across replicas during a hand-over).
     async fn roll_tx(&self) -> Result<Tx<'static>, StoreError> {
         match self.backend {
-            Backend::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Sqlite => Ok(self.write.begin_with("BEGIN IMMEDIATE").await?),
             Backend::Postgres => {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.write.begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock(7460032915823)")
                     .execute(&mut *tx)
                     .await?;
