@@ -56,6 +56,11 @@ pub struct Metrics {
     pub rollup_behind_hours: IntGauge,
     /// When the last rollup pass that worked ended (Unix seconds; 0 before the first).
     pub rollup_last_pass: IntGauge,
+    /// Bytes of SQLite's write-ahead log in use at the last checkpoint.
+    pub store_wal_bytes: IntGauge,
+    /// The process's own figures (resident memory, CPU seconds, open files, threads):
+    /// `autopilot_process_*`, read from /proc at each scrape.
+    process: std::sync::Arc<prometheus::process_collector::ProcessCollector>,
 }
 
 impl Metrics {
@@ -213,6 +218,21 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
+        let store_wal_bytes = IntGauge::new(
+            "store_wal_bytes",
+            "Bytes of the SQLite write-ahead log in use at the last checkpoint",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(store_wal_bytes.clone()))
+            .expect("unique metric");
+        let process =
+            std::sync::Arc::new(prometheus::process_collector::ProcessCollector::for_self());
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("unique metric");
         for c in [
             &rollup_passes,
             &wakeups,
@@ -247,6 +267,8 @@ impl Metrics {
             rollup_passes,
             rollup_behind_hours,
             rollup_last_pass,
+            store_wal_bytes,
+            process,
         }
     }
 
@@ -260,7 +282,7 @@ impl Metrics {
     /// Every metric family's full name (`autopilot_...`), with or without samples yet.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 19] = [
+        let collectors: [&dyn Collector; 21] = [
             &self.events,
             &self.store_commit_seconds,
             &self.batch_size,
@@ -280,6 +302,8 @@ impl Metrics {
             &self.rollup_passes,
             &self.rollup_behind_hours,
             &self.rollup_last_pass,
+            &self.store_wal_bytes,
+            &*self.process,
         ];
         collectors
             .iter()

@@ -224,3 +224,25 @@ async fn the_rollup_passes_show_in_the_metrics() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn metrics_give_the_processs_memory_and_the_wal_in_use() {
+    let app = crate::helpers::spawn_app().await;
+    app.post_notification(&payload::notification(
+        "job/app/",
+        "app",
+        1,
+        "COMPLETED",
+        1_700_000_000_000,
+        1000,
+        Some("SUCCESS"),
+    ))
+    .await;
+    let rss = app
+        .metric("autopilot_process_resident_memory_bytes")
+        .await
+        .expect("the process's resident memory is exported");
+    assert!(rss > 1 << 20, "{rss}");
+    assert!(app.metric("autopilot_process_open_fds").await.unwrap() > 0);
+    assert!(app.metric("autopilot_store_wal_bytes").await.is_some());
+}
