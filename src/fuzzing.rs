@@ -47,6 +47,7 @@ pub fn run(target: &str, input: &[u8], ctx: &IngestContext) {
                     "org.jenkinsci.queue.entered_waiting",
                 ] {
                     let attrs = cloudevents::CeAttributes {
+                        specversion: Some("1.0".into()),
                         id: Some("x".into()),
                         ce_type: Some(t.into()),
                         source: None,

@@ -24,6 +24,28 @@ pub enum NameError {
         "mixes Latin, Cyrillic and Greek letters in one name segment ({0:?}): it could pass for another name"
     )]
     MixedScripts(String),
+    #[error(
+        "contains {0:?} (U+{1:04X}), a compatibility form of {2:?} (full-width, ligature, superscript and the like): it could pass for another name"
+    )]
+    CompatibilityForm(char, u32, String),
+}
+
+/// Refuses characters that are a compatibility form of others (full-width `ａ` for `a`,
+/// the ligature `ﬁ`, superscripts, a no-break space): two names that read alike would
+/// otherwise be two jobs.
+fn check_compatibility_forms(raw: &str) -> Result<(), NameError> {
+    use unicode_normalization::UnicodeNormalization;
+    for c in raw.chars() {
+        if c.is_ascii() {
+            continue;
+        }
+        let plain: String = std::iter::once(c).nfkc().collect();
+        let canonical: String = std::iter::once(c).nfc().collect();
+        if plain != canonical {
+            return Err(NameError::CompatibilityForm(c, c as u32, plain));
+        }
+    }
+    Ok(())
 }
 
 /// Characters that show nothing or reorder what follows (Unicode format characters:
@@ -166,10 +188,15 @@ pub struct JobName(String);
 impl JobName {
     pub const MAX_LEN: usize = 1024;
 
+    /// A name as Jenkins shows it, in Unicode's composed form (NFC): `café` typed either
+    /// way is one job.
     pub fn parse(raw: &str) -> Result<Self, NameError> {
+        use unicode_normalization::UnicodeNormalization;
         if raw.trim().is_empty() {
             return Err(NameError::Empty);
         }
+        let raw: String = raw.nfc().collect();
+        let raw = raw.as_str();
         if raw.len() > Self::MAX_LEN {
             return Err(NameError::TooLong(Self::MAX_LEN));
         }
@@ -183,6 +210,7 @@ impl JobName {
             return Err(NameError::DotSegment);
         }
         check_look_alikes(raw)?;
+        check_compatibility_forms(raw)?;
         Ok(Self(raw.to_string()))
     }
 
@@ -241,6 +269,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_name_typed_composed_or_decomposed_is_one_name() {
+        let composed = JobName::parse("team/caf\u{00E9}").unwrap();
+        let decomposed = JobName::parse("team/cafe\u{0301}").unwrap();
+        assert_eq!(composed, decomposed);
+        assert_eq!(decomposed.as_str(), "team/caf\u{00E9}");
+        assert!(matches!(
+            JobName::parse("\u{FF41}pp"),
+            Err(NameError::CompatibilityForm('\u{FF41}', 0xFF41, _))
+        ));
+        // Scripts without compatibility forms are names like any other.
+        for good in ["チーム/ビルド", "团队/构建", "팀/빌드"] {
+            assert!(JobName::parse(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
     fn names_that_could_pass_for_others_are_refused() {
         for bad in [
             "app\u{202E}gpj",
@@ -249,6 +293,10 @@ mod tests {
             "te\u{0430}m/app",
             "../app",
             "team/.",
+            "\u{FF41}pp",
+            "team/\u{FB01}nance",
+            "app\u{00B2}",
+            "my\u{00A0}app",
         ] {
             assert!(JobName::parse(bad).is_err(), "{bad:?}");
         }

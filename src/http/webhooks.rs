@@ -73,6 +73,7 @@ pub async fn receive_cloudevent(
                 .map(str::to_string)
         };
         let attrs = cloudevents::CeAttributes {
+            specversion: header("ce-specversion"),
             id: header("ce-id"),
             ce_type: header("ce-type"),
             source: header("ce-source"),
@@ -101,7 +102,9 @@ pub async fn receive_statistics(
     let source = "statistics";
     let body = accept(&req, payload, &state, source).await?;
     let ctx = context(&req, &state)?;
-    let kind = match query_value(&req, "type") {
+    let kind = match query_value(&req, "type").inspect_err(|_| {
+        state.metrics.count_event(source, "unknown", "rejected");
+    })? {
         None => None,
         Some(t) => Some(statistics::StatisticsKind::parse(&t).ok_or_else(|| {
             state.metrics.count_event(source, "unknown", "rejected");
@@ -247,14 +250,24 @@ fn media_type(req: &HttpRequest) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-fn query_value(req: &HttpRequest, key: &str) -> Option<String> {
-    url::form_urlencoded::parse(req.query_string().as_bytes())
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.into_owned())
+/// The query parameter `key`; given twice, the request is refused (which one was meant
+/// cannot be told, and two readers could take different ones).
+fn query_value(req: &HttpRequest, key: &str) -> Result<Option<String>, ApiError> {
+    let mut values = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned());
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::invalid(
+            key,
+            "is given more than once; give it once",
+        ));
+    }
+    Ok(first)
 }
 
 fn context(req: &HttpRequest, state: &AppState) -> Result<IngestContext, ApiError> {
-    let controller_override = match query_value(req, "controller") {
+    let controller_override = match query_value(req, "controller")? {
         None => None,
         Some(c) => Some(ControllerName::parse(&c).map_err(|e| ApiError::invalid("controller", e))?),
     };

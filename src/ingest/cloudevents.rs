@@ -17,6 +17,8 @@ use serde_json::Value;
 /// The CloudEvents context attributes this service reads.
 #[derive(Debug, Clone, Default)]
 pub struct CeAttributes {
+    /// The CloudEvents version; this service reads 1.0, the one the plugin sends.
+    pub specversion: Option<String>,
     pub id: Option<String>,
     pub ce_type: Option<String>,
     pub source: Option<String>,
@@ -24,6 +26,7 @@ pub struct CeAttributes {
 
 #[derive(Debug, Deserialize)]
 struct Structured {
+    specversion: Option<String>,
     id: Option<String>,
     #[serde(rename = "type")]
     ce_type: Option<String>,
@@ -41,13 +44,20 @@ pub fn parse_structured(body: &[u8]) -> Result<(CeAttributes, Value), IngestErro
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(b64.as_bytes())
                 .map_err(|e| IngestError::invalid("data_base64", e))?;
-            serde_json::from_slice(&bytes)
-                .map_err(|e| IngestError::invalid("data_base64", format!("is not JSON: {e}")))?
+            super::json_value(&bytes).map_err(|e| match e {
+                IngestError::Malformed(m) => {
+                    IngestError::invalid("data_base64", format!("is not JSON: {m}"))
+                }
+                IngestError::Invalid { field, reason } => {
+                    IngestError::invalid(&format!("data_base64.{field}"), reason)
+                }
+            })?
         }
         (None, None) => return Err(IngestError::missing("data")),
     };
     Ok((
         CeAttributes {
+            specversion: env.specversion,
             id: env.id,
             ce_type: env.ce_type,
             source: env.source,
@@ -58,7 +68,7 @@ pub fn parse_structured(body: &[u8]) -> Result<(CeAttributes, Value), IngestErro
 
 /// Parses a binary-mode body.
 pub fn parse_binary_data(body: &[u8]) -> Result<Value, IngestError> {
-    serde_json::from_slice(body).map_err(|e| IngestError::Malformed(e.to_string()))
+    super::json_value(body)
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,6 +145,36 @@ pub fn parse(
         .map(str::trim)
         .filter(|t| !t.is_empty());
     let ce_type = ce_type.ok_or_else(|| IngestError::missing("ce-type"))?;
+    match attrs.specversion.as_deref().map(str::trim) {
+        None | Some("") => return Err(IngestError::missing("ce-specversion")),
+        Some("1.0") => {}
+        Some(_) => {
+            return Err(IngestError::invalid(
+                "ce-specversion",
+                "must be 1.0 (the CloudEvents version the plugin sends)",
+            ));
+        }
+    }
+    if let Some(id) = &attrs.id
+        && id.len() > super::limits::MAX_EVENT_ID
+    {
+        return Err(IngestError::invalid(
+            "ce-id",
+            format!(
+                "must be at most {} bytes (got {})",
+                super::limits::MAX_EVENT_ID,
+                id.len()
+            ),
+        ));
+    }
+    if let Some(source) = &attrs.source
+        && source.len() > super::limits::MAX_URL
+    {
+        return Err(IngestError::invalid(
+            "ce-source",
+            format!("must be at most {} bytes", super::limits::MAX_URL),
+        ));
+    }
     if ce_type.len() > super::limits::MAX_CE_TYPE {
         return Err(IngestError::invalid(
             "ce-type",
@@ -362,6 +402,7 @@ mod tests {
 
     fn attrs(t: &str) -> CeAttributes {
         CeAttributes {
+            specversion: Some("1.0".into()),
             id: Some("id-1".into()),
             ce_type: Some(t.into()),
             source: Some("job/app".into()),

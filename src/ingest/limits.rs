@@ -17,6 +17,11 @@ pub const MAX_SPAN_MS: i64 = 366 * 86_400_000;
 pub const MAX_BUILD_NUMBER: u64 = i32::MAX as u64;
 /// CloudEvents types (`org.jenkinsci.job.finalized` and the like).
 pub const MAX_CE_TYPE: usize = 256;
+/// CloudEvents ids (the plugin sends UUIDs) and queue cause types.
+pub const MAX_EVENT_ID: usize = 256;
+/// An event's idempotency key, whatever it is made of: well under PostgreSQL's limit
+/// for an index entry (2,704 bytes).
+pub const MAX_KEY: usize = 2_048;
 /// Agent names, labels, step ids and types, causes.
 pub const MAX_TEXT: usize = 1_024;
 /// URLs (build, SCM).
@@ -104,6 +109,16 @@ pub fn mask_parameters(
 
 /// Holds one parsed event to the bounds.
 pub fn check(e: &IngestEvent) -> Result<(), IngestError> {
+    if e.key.len() > MAX_KEY {
+        // Each part is bounded where it is read; this holds whatever they add up to.
+        return Err(IngestError::invalid(
+            "id",
+            format!(
+                "the event's names and ids together are {} bytes, more than {MAX_KEY}",
+                e.key.len()
+            ),
+        ));
+    }
     match &e.event {
         DomainEvent::Build(b) => {
             number("number", b.build.number)?;

@@ -2,6 +2,7 @@
 //! body (and headers, for CloudEvents) and returns validated events or a precise error.
 
 pub mod cloudevents;
+mod json;
 pub mod limits;
 pub mod notification;
 pub mod performance;
@@ -88,12 +89,11 @@ pub(crate) fn test_context(received_ms: i64) -> IngestContext {
 /// Parses JSON into a raw payload struct in one pass: syntax errors keep serde's line and
 /// column, type errors name the field's path.
 pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, IngestError> {
+    json::check_unique_keys(body)?;
     // serde would read a struct from an array by position: anything but an object goes
     // through a `Value` so it is refused as such (or reported as malformed).
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| IngestError::Malformed(e.to_string()))?;
-        return from_value(value);
+        return from_value(json::value(body)?);
     }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -123,6 +123,8 @@ pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, IngestEr
 fn strip_position(msg: &str) -> &str {
     msg.find(" at line ").map_or(msg, |i| &msg[..i])
 }
+
+pub(crate) use json::value as json_value;
 
 pub(crate) fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, IngestError> {
     if !value.is_object() {

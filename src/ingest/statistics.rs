@@ -119,8 +119,7 @@ pub fn parse(
     kind: Option<StatisticsKind>,
     ctx: &IngestContext,
 ) -> Result<Ingested, IngestError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| IngestError::Malformed(e.to_string()))?;
+    let value = super::json_value(body)?;
     if !value.is_object() {
         return Err(IngestError::invalid("$", "must be a JSON object"));
     }
@@ -211,6 +210,19 @@ fn queue(value: Value, ctx: &IngestContext) -> Result<Ingested, IngestError> {
     let entered_at = nonzero(instant("entryTime", raw.entry_time.as_ref())?);
     let left_at = nonzero(instant("exitTime", raw.exit_time.as_ref())?);
     let causes = raw.queue_causes.unwrap_or_default();
+    // The last cause's type and the status enter the event's idempotency key.
+    let max = super::limits::MAX_EVENT_ID;
+    let bound = |field: String, s: Option<&str>| match s {
+        Some(s) if s.len() > max => Err(IngestError::invalid(
+            &field,
+            format!("must be at most {max} bytes (got {})", s.len()),
+        )),
+        _ => Ok(()),
+    };
+    bound("status".into(), raw.status.as_deref())?;
+    for (i, c) in causes.iter().enumerate() {
+        bound(format!("queueCauses[{i}].type"), c.cause_type.as_deref())?;
+    }
     let last = causes.last();
     let cause_entry = match last {
         Some(c) => nonzero(instant("queueCauses.entryTime", c.entry_time.as_ref())?),

@@ -560,3 +560,188 @@ async fn job_names_that_could_pass_for_others_are_refused() {
     assert_eq!(resp.status().as_u16(), 200, "a Cyrillic name is a name");
     app.stop().await;
 }
+
+/// The bounds on what enters an index or a key, on the store where an unbounded key broke
+/// the index (PostgreSQL refuses index entries over 2,704 bytes).
+#[tokio::test]
+async fn keys_and_ids_are_bounded_before_they_reach_an_index() {
+    let app = crate::helpers::spawn_app_on(Db::Postgres).await;
+    let queue = payload::ce_queue(7, "app", "ENTERED_WAITING", 1_700_000_000_000, None, None);
+    let resp = app
+        .post_cloudevent(
+            "org.jenkinsci.queue.entered_waiting",
+            &"i".repeat(6000),
+            &queue,
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["field"], "ce-id", "{body}");
+    let resp = app
+        .post_cloudevent(
+            "org.jenkinsci.node.online",
+            &"i".repeat(6000),
+            &json!({"nodeName": "a"}),
+        )
+        .await;
+    assert_eq!(
+        resp.status(),
+        400,
+        "every CloudEvents type holds the id to its bound"
+    );
+
+    let stats = json!({"ciUrl": payload::ROOT, "jobName": "app", "entryTime": 1_700_000_000_000i64,
+        "exitTime": null, "jenkinsQueueId": 61, "status": "ENTERED", "duration": 0,
+        "queueCauses": [{"type": "t".repeat(5000), "entryTime": 1_700_000_000_000i64, "exitTime": null}]});
+    let resp = app.post_statistics(&stats).await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["field"], "queueCauses[0].type", "{body}");
+    assert!(app.queue().await.is_empty(), "nothing refused is stored");
+
+    // What Jenkins sends still goes in.
+    let resp = app
+        .post_cloudevent(
+            "org.jenkinsci.queue.entered_waiting",
+            "6f1c2b9e-0d7a-4c4b-9a53-2f7e1d3c5b80",
+            &queue,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn a_key_twice_in_one_object_is_refused_by_every_parser() {
+    let app = spawn_app().await;
+    let json = Some("application/json");
+    // Notification, CloudEvents (binary and structured) and Statistics Gatherer alike.
+    let notification = br#"{"name":"app","url":"job/app/","build":{"number":1,"number":2,"phase":"STARTED","full_url":"https://ci.example.com/job/app/1/","timestamp":1700000000000}}"#;
+    let (status, body) =
+        post_raw(&app, "/webhooks/notification", json, notification.to_vec()).await;
+    assert_eq!(
+        (status, body["field"].clone()),
+        (400, json!("build.number")),
+        "{body}"
+    );
+
+    let ce = app
+        .client
+        .post(app.url(&format!("/webhooks/cloudevents?token={TOKEN}")))
+        .header("Content-Type", "application/json")
+        .header("ce-specversion", "1.0")
+        .header("ce-id", "1")
+        .header("ce-type", "org.jenkinsci.queue.entered_waiting")
+        .body(r#"{"jenkinsQueueId":7,"jenkinsQueueId":8,"displayName":"app","entryTime":1700000000000,"status":"ENTERED_WAITING"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ce.status(), 400);
+    let body: Value = ce.json().await.unwrap();
+    assert_eq!(body["field"], "jenkinsQueueId", "{body}");
+
+    let structured = br#"{"specversion":"1.0","id":"1","id":"2","type":"org.jenkinsci.node.online","source":"x","data":{"nodeName":"a"}}"#;
+    let (status, body) = post_raw(
+        &app,
+        "/webhooks/cloudevents",
+        Some("application/cloudevents+json"),
+        structured.to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["field"].clone()),
+        (400, json!("id")),
+        "{body}"
+    );
+
+    let stats = br#"{"jenkinsQueueId":61,"jobName":"app","jobName":"other","status":"ENTERED","entryTime":1700000000000}"#;
+    let (status, body) = post_raw(&app, "/webhooks/statistics", json, stats.to_vec()).await;
+    assert_eq!(
+        (status, body["field"].clone()),
+        (400, json!("jobName")),
+        "{body}"
+    );
+    assert!(app.queue().await.is_empty());
+    assert!(app.builds("").await.is_empty());
+}
+
+#[tokio::test]
+async fn cloudevents_must_say_their_version() {
+    let app = spawn_app().await;
+    let send = |version: Option<&'static str>| {
+        let mut req = app
+            .client
+            .post(app.url(&format!("/webhooks/cloudevents?token={TOKEN}")))
+            .header("Content-Type", "application/json")
+            .header("ce-id", "1")
+            .header("ce-type", "org.jenkinsci.node.online")
+            .body(r#"{"nodeName":"agent-1","numExecutors":1}"#);
+        if let Some(v) = version {
+            req = req.header("ce-specversion", v);
+        }
+        req.send()
+    };
+    for (version, expected) in [(None, 400), (Some("0.3"), 400), (Some("1.0"), 200)] {
+        let resp = send(version).await.unwrap();
+        assert_eq!(resp.status().as_u16(), expected, "{version:?}");
+        if expected == 400 {
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["field"], "ce-specversion", "{body}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_name_typed_two_ways_is_one_job_and_look_alikes_are_refused() {
+    let app = spawn_app().await;
+    let nfc = "caf\u{00E9}";
+    let nfd = "cafe\u{0301}";
+    for (n, name) in [(1, nfc), (2, nfd)] {
+        let url = format!("job/{}/", urlencoding::encode(name));
+        let resp = app
+            .post_notification(&payload::notification(
+                &url,
+                name,
+                n,
+                "STARTED",
+                1_700_000_000_000,
+                0,
+                None,
+            ))
+            .await;
+        assert_eq!(resp.status(), 200);
+    }
+    let builds = app
+        .builds(&format!("?job={}", urlencoding::encode(nfd)))
+        .await;
+    assert_eq!(builds.len(), 2, "{builds:?}");
+    assert!(builds.iter().all(|b| b["job"] == nfc));
+
+    let url = format!("job/{}/", urlencoding::encode("\u{FF41}pp"));
+    let resp = app
+        .post_notification(&payload::notification(
+            &url,
+            "\u{FF41}pp",
+            1,
+            "STARTED",
+            1_700_000_000_000,
+            0,
+            None,
+        ))
+        .await;
+    assert_eq!(resp.status(), 400, "full-width letters pass for plain ones");
+}
+
+#[tokio::test]
+async fn a_query_parameter_given_twice_is_refused() {
+    let app = spawn_app().await;
+    let good = payload::notification("job/app/", "app", 1, "STARTED", 1_700_000_000_000, 0, None);
+    let resp = app
+        .post_webhook("/webhooks/notification?controller=a&controller=b", &good)
+        .await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["field"], "controller", "{body}");
+    let (status, body) = app.get_json("/api/v1/builds?limit=1&limit=2").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(app.builds("").await.is_empty());
+}

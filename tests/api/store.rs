@@ -26,6 +26,7 @@ fn events(i: Ingested) -> Vec<IngestEvent> {
 
 fn ce(t: &str, data: serde_json::Value) -> Vec<IngestEvent> {
     let attrs = cloudevents::CeAttributes {
+        specversion: Some("1.0".into()),
         id: Some("x".into()),
         ce_type: Some(t.into()),
         source: None,
