@@ -106,6 +106,17 @@ pub enum BackfillError {
     Invalid(String),
 }
 
+impl BackfillError {
+    /// What the run's progress and its stored record say: a store error's own text can
+    /// name tables and values, so it stays in the log.
+    pub fn public(&self) -> String {
+        match self {
+            Self::Store(_) => "the store failed (the service's log says why)".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
 pub type SharedProgress = Arc<Mutex<Progress>>;
 
 fn update(p: &SharedProgress, f: impl FnOnce(&mut Progress)) {
@@ -482,7 +493,10 @@ pub async fn run(
         Ok::<(), BackfillError>(())
     }
     .await;
-    let error = result.as_ref().err().map(ToString::to_string);
+    if let Err(e) = &result {
+        tracing::warn!(error = %e, "backfill run failed");
+    }
+    let error = result.as_ref().err().map(BackfillError::public);
     if checkpointed {
         store
             .backfill_finish(run.id, error.as_deref(), Timestamp::now())

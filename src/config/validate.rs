@@ -173,6 +173,14 @@ impl Settings {
                     "must be an http or https URL",
                 );
             }
+            if !c.url.username().is_empty() || c.url.password().is_some() {
+                // A URL is written into logs, errors and answers; credentials in it would
+                // go with it.
+                bad(
+                    &format!("jenkins.controllers.{name}.url"),
+                    "must not carry a user or password (user@host): set `user` and `api_token` instead",
+                );
+            }
             if c.api_token.is_some() && c.user.is_none() {
                 bad(
                     &format!("jenkins.controllers.{name}.user"),

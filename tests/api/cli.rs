@@ -553,3 +553,26 @@ fn the_jcasc_samples_never_set_the_same_key() {
     }
     assert!(seen.keys().any(|k| k.contains("cloudEventsGlobalConfig")));
 }
+
+/// Credentials in a controller's URL would follow it into logs, errors and answers: the
+/// URL is refused and the secret appears nowhere in what check-config prints.
+#[test]
+fn a_controller_url_with_credentials_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("jenkins.yaml"),
+        "jenkins:\n  controllers:\n    prod: {url: \"https://autopilot:s3cr3t-token-value@ci.example.com/\"}\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = check_config(dir.path(), &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("jenkins.controllers.prod.url")
+            && stderr.contains("set `user` and `api_token`"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("s3cr3t-token-value") && !stdout.contains("s3cr3t-token-value"),
+        "the token is never printed:\n{stdout}\n{stderr}"
+    );
+}
