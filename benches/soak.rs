@@ -156,6 +156,7 @@ impl Drop for Child {
 }
 
 fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let minutes = env_or("SOAK_MINUTES", 60);
     let rate = env_or("SOAK_RATE", 1000).max(1);
     let tail_minutes = env_or("SOAK_TAIL_MINUTES", 3);
@@ -281,7 +282,7 @@ fn main() {
         let mut next_minute = Duration::from_secs(60);
         let (mut requests, mut errors) = (0u64, 0u64);
         println!("{:>7} {:>9} {:>9} {:>9}", "min", "rss_MB", "wal_MB", "db_MB");
-        while load_start.elapsed() < total {
+        while load_start.elapsed() < total + Duration::from_secs(1) {
             let at = load_start.elapsed();
             if at >= next_sample {
                 let (rss, w, d) = (rss_bytes(pid), file_size(&wal), file_size(&db));
@@ -320,6 +321,18 @@ fn main() {
         }
         for w in workers {
             let _ = w.await;
+        }
+        // Where the time went: the service's own commit latencies.
+        if let Ok(r) = client.get(format!("{base}/metrics")).send().await
+            && let Ok(text) = r.text().await
+        {
+            for line in text.lines().filter(|l| {
+                l.starts_with("autopilot_store_commit_seconds")
+                    || l.starts_with("autopilot_store_batch_requests_sum")
+                    || l.starts_with("autopilot_store_batch_requests_count")
+            }) {
+                println!("service: {line}");
+            }
         }
 
         // The judgement, after the first 5 minutes of load.

@@ -63,6 +63,22 @@ impl Options {
     pub const DEFAULT_RATE: f64 = 5.0;
     /// At most this many requests per second.
     pub const MAX_RATE: f64 = 1_000.0;
+    /// At least this many: one request a minute. A slower run would hold the one
+    /// backfill slot (and keep the repair waiting) for days.
+    pub const MIN_RATE: f64 = 1.0 / 60.0;
+
+    /// Whether `rate` is a request rate a run may go at; the reason when not.
+    pub fn check_rate(rate: f64) -> Result<(), String> {
+        if (Self::MIN_RATE..=Self::MAX_RATE).contains(&rate) {
+            Ok(())
+        } else {
+            Err(format!(
+                "must be from {:.4} (one a minute) to {} requests per second",
+                Self::MIN_RATE,
+                Self::MAX_RATE
+            ))
+        }
+    }
 }
 
 /// A run's progress, as the API and the CLI show it.
@@ -404,12 +420,8 @@ pub async fn run(
     opts: &Options,
     progress: &SharedProgress,
 ) -> Result<Progress, BackfillError> {
-    if !(opts.max_requests_per_second > 0.0 && opts.max_requests_per_second <= Options::MAX_RATE) {
-        return Err(BackfillError::Invalid(format!(
-            "max_requests_per_second must be above 0 and at most {}",
-            Options::MAX_RATE
-        )));
-    }
+    Options::check_rate(opts.max_requests_per_second)
+        .map_err(|e| BackfillError::Invalid(format!("max_requests_per_second {e}")))?;
     let glob = match &opts.jobs {
         Some(g) => {
             Some(glob::Pattern::new(g).map_err(|e| BackfillError::Invalid(format!("jobs: {e}")))?)

@@ -160,6 +160,11 @@ impl Application {
             tokens,
             optimizing: Arc::new(tokio::sync::Semaphore::new(1)),
             replaying: Arc::new(tokio::sync::Semaphore::new(1)),
+            // Three quarters of the read connections: the rest stay for builds, pools,
+            // readiness and the dashboard's small reads.
+            heavy: crate::http::heavy::HeavyReads::new(
+                (settings.database.max_connections as usize * 3 / 4).max(1),
+            ),
             disk: Arc::new(crate::http::disk::DiskFloor::new(
                 (store.backend() == crate::store::Backend::Sqlite).then(|| data_dir.clone()),
                 settings.server.min_free_disk_mib,

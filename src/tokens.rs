@@ -13,6 +13,13 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+/// A token's shortest lifetime: less could expire before it reaches its pipeline.
+pub const MIN_TTL: Duration = Duration::from_secs(60);
+/// Its longest: a token that outlives a year is a key nobody rotates.
+pub const MAX_TTL: Duration = Duration::from_secs(366 * 86_400);
+/// The longest subject (a pipeline or team name).
+pub const MAX_SUBJECT: usize = 256;
+
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Scope {
@@ -148,6 +155,8 @@ impl TokenKeys {
     }
 
     /// A signed token for `subject` with `scopes`, valid for `ttl` from `now` (epoch s).
+    /// Signs a token for `subject` (at most [`MAX_SUBJECT`] bytes, one line) with
+    /// `scopes`, valid for `ttl` ([`MIN_TTL`] to [`MAX_TTL`]) from `now` (Unix seconds).
     pub fn issue(
         &self,
         subject: &str,
@@ -159,6 +168,17 @@ impl TokenKeys {
             "RS256 tokens are signed with the private key: set auth.jwt_private_key_file",
         )?;
         anyhow::ensure!(!subject.trim().is_empty(), "the subject must not be empty");
+        anyhow::ensure!(
+            subject.len() <= MAX_SUBJECT
+                && !subject
+                    .chars()
+                    .any(|c| c.is_control() || c.is_whitespace() && c != ' '),
+            "the subject must be at most {MAX_SUBJECT} bytes on one line, without control characters"
+        );
+        anyhow::ensure!(
+            (MIN_TTL..=MAX_TTL).contains(&ttl),
+            "the lifetime must be from 1 minute to 1 year (366 days)"
+        );
         anyhow::ensure!(!scopes.is_empty(), "give at least one scope");
         let mut names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
         names.sort_unstable();

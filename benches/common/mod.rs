@@ -94,6 +94,7 @@ pub async fn queue_webhook(
             "{base}/webhooks/cloudevents?controller=prod&token={TOKEN}"
         ))
         .header("Content-Type", "application/json")
+        .header("ce-specversion", "1.0")
         .header("ce-id", format!("q{id}"))
         .header("ce-type", "org.jenkinsci.queue.entered_waiting")
         .body(body.to_string())

@@ -71,6 +71,42 @@ pub struct Row {
     pub share_percent: f64,
 }
 
+impl CostReport {
+    /// Keeps the `limit` costliest rows of the breakdown and folds the rest into one row,
+    /// `(N others)`, so the rows still add up to the total and an answer over tens of
+    /// thousands of jobs stays small.
+    pub fn keep_top(&mut self, limit: usize) {
+        if self.breakdown.len() <= limit {
+            return;
+        }
+        let rest = self.breakdown.split_off(limit);
+        let mut other = Row {
+            key: format!("({} others)", rest.len()),
+            builds: 0,
+            cost: Money::default(),
+            share_percent: 0.0,
+        };
+        for r in &rest {
+            other.builds += r.builds;
+            other.cost.cpu += r.cost.cpu;
+            other.cost.memory += r.cost.memory;
+            other.cost.storage += r.cost.storage;
+            other.cost.idle += r.cost.idle;
+            other.cost.total += r.cost.total;
+            other.share_percent += r.share_percent;
+        }
+        other.cost = Money {
+            cpu: round(other.cost.cpu),
+            memory: round(other.cost.memory),
+            storage: round(other.cost.storage),
+            idle: round(other.cost.idle),
+            total: round(other.cost.total),
+        };
+        other.share_percent = (other.share_percent * 10.0).round() / 10.0;
+        self.breakdown.push(other);
+    }
+}
+
 /// How many builds were priced from what.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PricedBy {

@@ -321,6 +321,9 @@ pub struct DatabaseSettings {
     /// fails and is answered 503, and its connection goes back to the others.
     #[serde(with = "humantime_serde")]
     pub read_timeout: Duration,
+    /// SQLite only: the write-ahead log is truncated once this many MiB of it are in use
+    /// (0: never; it then grows for as long as writes never pause).
+    pub wal_limit_mib: u64,
     /// SQLite only: `full` (default) fsyncs every commit, so an answered webhook survives
     /// power loss; `normal` fsyncs at checkpoints only: still safe when the process is
     /// killed, not when the machine loses power.

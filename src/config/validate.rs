@@ -256,13 +256,8 @@ impl Settings {
             );
         }
         let b = &self.backfill;
-        if !(b.max_requests_per_second > 0.0
-            && b.max_requests_per_second <= crate::backfill::Options::MAX_RATE)
-        {
-            bad(
-                "backfill.max_requests_per_second",
-                "must be above 0 and at most 1000",
-            );
+        if let Err(e) = crate::backfill::Options::check_rate(b.max_requests_per_second) {
+            bad("backfill.max_requests_per_second", &e);
         }
         if !b.repair_every.is_zero() && b.repair_every < Duration::from_secs(60) {
             bad("backfill.repair_every", "must be 0s (off) or at least 1m");

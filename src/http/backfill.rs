@@ -129,12 +129,7 @@ pub async fn start(
     let rate = r
         .max_requests_per_second
         .unwrap_or(state.settings.backfill.max_requests_per_second);
-    if !(rate > 0.0 && rate <= Options::MAX_RATE) {
-        return Err(ApiError::invalid(
-            "max_requests_per_second",
-            format!("must be above 0 and at most {}", Options::MAX_RATE),
-        ));
-    }
+    Options::check_rate(rate).map_err(|e| ApiError::invalid("max_requests_per_second", e))?;
     if let Some(g) = &r.jobs
         && (g.len() > crate::ingest::limits::MAX_TEXT || glob::Pattern::new(g).is_err())
     {

@@ -15,11 +15,37 @@ pub struct CostQuery {
     range: Option<String>,
     /// `job` (default), `pool`, `controller` or `label`.
     group_by: Option<String>,
+    /// Rows of the breakdown, costliest first (default 100, at most 1000); the rest are
+    /// summed in one row `(N others)`.
+    limit: Option<String>,
 }
 
 /// The parsed `range` parameter (default `24h`).
+/// The longest range a report, cost answer or export reads: a little over a year.
+pub(super) const MAX_READ_DAYS: i64 = 400;
+/// The longest history an answer replays (frontier, optimize): a replay costs by the
+/// history's length, so an answer over decades would run for minutes.
+pub(super) const MAX_REPLAY_DAYS: i64 = 120;
+
+/// `?range=` (or `default`), no longer than `max_days`.
+pub(super) fn bounded_range(
+    raw: Option<&str>,
+    default: &str,
+    max_days: i64,
+) -> Result<Range, ApiError> {
+    let range = Range::parse(raw.unwrap_or(default), Timestamp::now())
+        .map_err(|e| ApiError::invalid("range", e))?;
+    if range.millis() > max_days * 86_400_000 {
+        return Err(ApiError::invalid(
+            "range",
+            format!("must be at most {max_days} days long"),
+        ));
+    }
+    Ok(range)
+}
+
 pub(super) fn range_param(raw: Option<&str>) -> Result<Range, ApiError> {
-    Range::parse(raw.unwrap_or("24h"), Timestamp::now()).map_err(|e| ApiError::invalid("range", e))
+    bounded_range(raw, "24h", MAX_READ_DAYS)
 }
 
 /// Totals by resource (CPU, memory, storage, and the idle part), the breakdown by group
@@ -36,9 +62,12 @@ pub async fn get_costs(
         .map_err(|e| ApiError::invalid("query", e))?
         .into_inner();
     let range = range_param(q.range.as_deref())?;
+    let _heavy = state.heavy.admit(&req)?;
     let group_by = GroupBy::parse(q.group_by.as_deref().unwrap_or("job"))
         .map_err(|e| ApiError::invalid("group_by", e))?;
-    let report = cost_report(&state.store, &state.settings, range, group_by, true).await?;
+    let limit = super::read::parse_limit(q.limit.as_deref())?;
+    let mut report = cost_report(&state.store, &state.settings, range, group_by, true).await?;
+    report.keep_top(limit as usize);
     Ok(HttpResponse::Ok().json(report))
 }
 
@@ -80,8 +109,7 @@ pub async fn optimize(
             "must be above 0 and below 100 (percent)",
         ));
     }
-    let range = Range::parse(req.range.as_deref().unwrap_or("30d"), Timestamp::now())
-        .map_err(|e| ApiError::invalid("range", e))?;
+    let range = bounded_range(req.range.as_deref(), "30d", MAX_REPLAY_DAYS)?;
     // One replay at a time; a second request is told to come back.
     let _slot = state
         .optimizing

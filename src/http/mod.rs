@@ -6,6 +6,7 @@ mod costs;
 mod dashboard;
 pub mod disk;
 pub mod errors;
+pub mod heavy;
 mod ops;
 pub mod peers;
 mod pools;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub optimizing: Arc<tokio::sync::Semaphore>,
     /// One frontier replay at a time.
     pub replaying: Arc<tokio::sync::Semaphore>,
+    /// Reports, exports, costs and frontiers: a few at a time, four per peer address.
+    pub heavy: heavy::HeavyReads,
     /// Writes refused below the free-disk floor.
     pub disk: Arc<disk::DiskFloor>,
     /// With reads open, the `Host` names reads are answered for (empty: any).

@@ -125,8 +125,8 @@ pub async fn get_frontier(
         .map_err(|e| ApiError::invalid("query", e))?
         .into_inner();
     let range =
-        crate::analytics::Range::parse(q.range.as_deref().unwrap_or("30d"), Timestamp::now())
-            .map_err(|e| ApiError::invalid("range", e))?;
+        super::costs::bounded_range(q.range.as_deref(), "30d", super::costs::MAX_REPLAY_DAYS)?;
+    let _heavy = state.heavy.admit(&req)?;
     let _slot = state
         .replaying
         .try_acquire()

@@ -138,6 +138,9 @@ pub async fn get_build(
     }
 }
 
+/// The furthest a queue page may start: past it, page by `controller` instead.
+const MAX_OFFSET: u64 = 1_000_000;
+
 /// Query of `GET /api/v1/queue`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct QueueQuery {
@@ -161,15 +164,26 @@ pub async fn list_queue(
         .map_err(|e| ApiError::invalid("query", e))?
         .into_inner();
     let controller = controller_param(q.controller.as_deref())?;
-    let limit = parse_limit(q.limit.as_deref())? as usize;
+    let limit = parse_limit(q.limit.as_deref())?;
     let offset = match q.offset.as_deref() {
         None => 0,
         Some(o) => o
-            .parse::<usize>()
-            .map_err(|_| ApiError::invalid("offset", "must be a whole number, 0 or more"))?,
+            .parse::<u64>()
+            .ok()
+            .filter(|o| *o <= MAX_OFFSET)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "offset",
+                    format!("must be a whole number, 0 to {MAX_OFFSET}"),
+                )
+            })?,
     };
-    let items = state.store.waiting_queue(controller.as_ref()).await?;
-    let total = items.len();
-    let items = items.into_iter().skip(offset).take(limit).collect();
-    Ok(HttpResponse::Ok().json(QueueList { items, total }))
+    let (items, total) = state
+        .store
+        .waiting_queue_page(controller.as_ref(), offset, limit)
+        .await?;
+    Ok(HttpResponse::Ok().json(QueueList {
+        items,
+        total: usize::try_from(total).unwrap_or(usize::MAX),
+    }))
 }

@@ -7,6 +7,9 @@ use crate::analytics::performance::{Filter, PerformanceReport, performance_repor
 use crate::analytics::render::{Format, render};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// Query of `GET /api/v1/reports/performance`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -35,6 +38,7 @@ pub async fn performance(
         .map_err(|e| ApiError::invalid("query", e))?
         .into_inner();
     let range = range_param(q.range.as_deref())?;
+    let _heavy = state.heavy.admit(&req)?;
     let format = Format::parse(q.format.as_deref().unwrap_or("json"))
         .map_err(|e| ApiError::invalid("format", e))?;
     let filter = Filter {
@@ -150,8 +154,58 @@ fn export_bytes<'a>(
     }
 }
 
-/// Every finished build of the range with its cost, streamed as it is read (oldest
-/// first): CSV with a header, or a JSON array. Memory stays flat whatever the range.
+/// Builds read per page of an export.
+const EXPORT_PAGE: u32 = 500;
+/// Longest an export waits for its client to take the next rows before it gives up.
+const EXPORT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reads the export's pages and hands their rows to the answer; stops when the client is
+/// gone or has not taken a row for [`EXPORT_WRITE_TIMEOUT`]. Holds no connection while it
+/// waits for the client, and its heavy-read place until it ends.
+async fn produce_export(
+    store: crate::store::Store,
+    range: crate::analytics::Range,
+    tx: tokio::sync::mpsc::Sender<crate::store::PricedBuild>,
+    complete: Arc<AtomicBool>,
+    _permit: super::heavy::Permit,
+) {
+    let mut after: Option<crate::store::PricedBuild> = None;
+    loop {
+        let page = match store
+            .finished_builds_page(range.from, range.to, after.as_ref(), EXPORT_PAGE)
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::error!(error = %e, "export failed part-way; the answer ends broken");
+                return;
+            }
+        };
+        let last_page = page.len() < EXPORT_PAGE as usize;
+        for b in page {
+            after = Some(b.clone());
+            match tokio::time::timeout(EXPORT_WRITE_TIMEOUT, tx.send(b)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return, // the client went away
+                Err(_) => {
+                    tracing::warn!(
+                        timeout = ?EXPORT_WRITE_TIMEOUT,
+                        "an export's client stopped reading; the export is dropped"
+                    );
+                    return;
+                }
+            }
+        }
+        if last_page {
+            complete.store(true, Ordering::Release);
+            return;
+        }
+    }
+}
+
+/// Every finished build of the range with its cost, streamed page by page (oldest
+/// first): CSV with a header, or a JSON array. Memory stays flat whatever the range, and a
+/// client that stops reading holds no database connection.
 #[utoipa::path(get, path = "/api/v1/export", tag = "reports", params(ExportQuery),
     responses((status = 200, description = "CSV or a JSON array of builds", content_type = "text/csv"),
               (status = 400, body = super::errors::ErrorBody)))]
@@ -169,25 +223,30 @@ pub async fn export(
         "json" => true,
         _ => return Err(ApiError::invalid("format", "must be csv or json")),
     };
-    let (tx, rx) = tokio::sync::mpsc::channel::<crate::store::PricedBuild>(256);
-    let store = state.store.clone();
-    tokio::spawn(async move {
-        if let Err(e) = store.send_finished_builds(range.from, range.to, tx).await {
-            // The status is sent already: the body ends short (and JSON unclosed).
-            tracing::error!(error = %e, "export failed part-way");
-        }
-    });
+    let permit = state.heavy.admit(&req)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<crate::store::PricedBuild>(EXPORT_PAGE as usize);
+    let complete = Arc::new(AtomicBool::new(false));
+    tokio::spawn(produce_export(
+        state.store.clone(),
+        range,
+        tx,
+        complete.clone(),
+        permit,
+    ));
     let settings = state.settings.clone();
     let head = if json {
         web::Bytes::from_static(b"[")
     } else {
         web::Bytes::from(format!("{}\n", EXPORT_COLUMNS.join(",")))
     };
-    // States: the header, then rows, then (JSON) the closing bracket.
+    // States: the header, then rows, then (JSON) the closing bracket. An export that
+    // stopped short ends in an error, so the client sees a broken transfer, never a
+    // complete-looking file that lacks rows.
     let body = futures_util::stream::unfold(
         (rx, Some(head), true, false),
         move |(mut rx, head, first, done)| {
             let settings = settings.clone();
+            let complete = complete.clone();
             async move {
                 if let Some(h) = head {
                     return Some((Ok::<_, actix_web::Error>(h), (rx, None, first, done)));
@@ -199,6 +258,12 @@ pub async fn export(
                     Some(b) => Some((
                         Ok(export_bytes(&settings, &b, json, first)),
                         (rx, None, false, false),
+                    )),
+                    None if !complete.load(Ordering::Acquire) => Some((
+                        Err(actix_web::error::ErrorInternalServerError(
+                            "the export stopped short",
+                        )),
+                        (rx, None, false, true),
                     )),
                     None if json => Some((
                         Ok(web::Bytes::from_static(b"\n]\n")),

@@ -30,7 +30,8 @@ pub struct WebhookReply {
     request_body(content = Object, content_type = "application/json", description = "Notification plugin JobState"),
     responses((status = 200, body = WebhookReply), (status = 400, body = super::errors::ErrorBody),
               (status = 401, body = super::errors::ErrorBody), (status = 413, body = super::errors::ErrorBody),
-              (status = 415, body = super::errors::ErrorBody), (status = 503, body = super::errors::ErrorBody)))]
+              (status = 415, body = super::errors::ErrorBody), (status = 503, body = super::errors::ErrorBody),
+              (status = 507, body = super::errors::ErrorBody)))]
 pub async fn receive_notification(
     req: HttpRequest,
     payload: web::Payload,
@@ -47,13 +48,14 @@ pub async fn receive_notification(
 #[utoipa::path(post, path = "/webhooks/cloudevents", tag = "webhooks",
     params(("controller" = Option<String>, Query, description = "Controller name"),
            ("token" = Option<String>, Query, description = "Webhook token"),
+           ("ce-specversion" = Option<String>, Header, description = "CloudEvents version, binary mode: 1.0"),
            ("ce-type" = Option<String>, Header, description = "Event type, binary mode"),
-           ("ce-id" = Option<String>, Header, description = "Event id, binary mode")),
+           ("ce-id" = Option<String>, Header, description = "Event id, binary mode: at most 256 bytes")),
     request_body(content = Object, content_type = "application/json", description = "Event data (binary) or envelope (application/cloudevents+json)"),
     responses((status = 200, body = WebhookReply), (status = 202, body = WebhookReply, description = "Type not tracked: acknowledged, not stored"),
               (status = 400, body = super::errors::ErrorBody), (status = 401, body = super::errors::ErrorBody),
               (status = 413, body = super::errors::ErrorBody), (status = 415, body = super::errors::ErrorBody),
-              (status = 503, body = super::errors::ErrorBody)))]
+              (status = 503, body = super::errors::ErrorBody), (status = 507, body = super::errors::ErrorBody)))]
 pub async fn receive_cloudevent(
     req: HttpRequest,
     payload: web::Payload,
@@ -93,7 +95,8 @@ pub async fn receive_cloudevent(
     request_body(content = Object, content_type = "application/json", description = "BuildStats, QueueStats or BuildStepStats"),
     responses((status = 200, body = WebhookReply), (status = 400, body = super::errors::ErrorBody),
               (status = 401, body = super::errors::ErrorBody), (status = 413, body = super::errors::ErrorBody),
-              (status = 415, body = super::errors::ErrorBody), (status = 503, body = super::errors::ErrorBody)))]
+              (status = 415, body = super::errors::ErrorBody), (status = 503, body = super::errors::ErrorBody),
+              (status = 507, body = super::errors::ErrorBody)))]
 pub async fn receive_statistics(
     req: HttpRequest,
     payload: web::Payload,

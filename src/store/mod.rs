@@ -110,6 +110,12 @@ impl WriteHealth {
     }
 }
 
+/// The writer checkpoints the WAL itself after a commit that leaves this many pages in
+/// it (SQLite's own default, 4 MiB). A checkpoint the writer runs has no writer beside it,
+/// so it copies the whole log and the next commit starts it over; a checkpoint beside a
+/// steady writer never catches up (see `checkpoint_in_background`).
+const WRITER_CHECKPOINT_PAGES: u32 = 1000;
+
 /// Connections for writes on PostgreSQL: the webhook writer, the controllers' decisions,
 /// the roll-ups and a backfill each find one free.
 const WRITE_CONNECTIONS: u32 = 4;
@@ -245,16 +251,22 @@ impl Store {
             Backend::Sqlite => 1,
             Backend::Postgres => WRITE_CONNECTIONS,
         };
-        let write = Self::pool_options(backend, synchronous, write_connections, None)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.clone())
-            .await
-            .context("connecting to the database")?;
+        let write = Self::pool_options(
+            backend,
+            synchronous,
+            write_connections,
+            None,
+            WRITER_CHECKPOINT_PAGES,
+        )
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_with(options.clone())
+        .await
+        .context("connecting to the database")?;
         let checkpoints = match backend {
             // Checkpoints have a connection of their own too: the writer never waits for
             // one to be copied.
             Backend::Sqlite => Some(
-                Self::pool_options(backend, synchronous, 1, None)
+                Self::pool_options(backend, synchronous, 1, None, 0)
                     .connect_lazy_with(options.clone()),
             ),
             Backend::Postgres => None,
@@ -264,6 +276,7 @@ impl Store {
             synchronous,
             max_connections.max(1),
             Some(read_timeout),
+            0,
         )
         .acquire_timeout(read_timeout)
         .connect_lazy_with(options);
@@ -278,7 +291,14 @@ impl Store {
         };
         store.migrate().await?;
         if let Some(checkpoints) = checkpoints {
-            tokio::spawn(checkpoint_in_background(checkpoints, store.health.clone()));
+            let limit = i64::try_from(settings.wal_limit_mib)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1 << 20);
+            tokio::spawn(checkpoint_in_background(
+                checkpoints,
+                store.health.clone(),
+                limit,
+            ));
         }
         Ok(store)
     }
@@ -293,6 +313,7 @@ impl Store {
         synchronous: &'static str,
         size: u32,
         read_timeout: Option<Duration>,
+        writer_checkpoint_pages: u32,
     ) -> AnyPoolOptions {
         let options = AnyPoolOptions::new()
             .max_connections(size)
@@ -318,12 +339,16 @@ impl Store {
                         synchronous,
                         "PRAGMA busy_timeout = 10000",
                         "PRAGMA foreign_keys = ON",
-                        "PRAGMA wal_autocheckpoint = 0",
                         // A checkpoint that reached the end truncates the WAL to this.
                         "PRAGMA journal_size_limit = 67108864",
                     ] {
                         sqlx::query(pragma).execute(&mut *conn).await?;
                     }
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "PRAGMA wal_autocheckpoint = {writer_checkpoint_pages}"
+                    )))
+                    .execute(&mut *conn)
+                    .await?;
                     if read_timeout.is_some() {
                         sqlx::query("PRAGMA query_only = ON")
                             .execute(&mut *conn)
@@ -621,6 +646,36 @@ impl Store {
         rows.iter().map(queue_from_row).collect()
     }
 
+    /// One page of the queue items seen waiting and not yet left, oldest first, and how
+    /// many there are in all: paged in SQL, so a queue of any length costs a page.
+    pub async fn waiting_queue_page(
+        &self,
+        controller: Option<&ControllerName>,
+        offset: u64,
+        limit: u32,
+    ) -> Result<(Vec<QueueItem>, u64), StoreError> {
+        let filter = if controller.is_some() {
+            "state <> 'left' AND controller = $1"
+        } else {
+            "state <> 'left'"
+        };
+        let page = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT * FROM queue_items WHERE {filter} ORDER BY entered_at, queue_id \
+             LIMIT {limit} OFFSET {offset}"
+        )));
+        let count = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM queue_items WHERE {filter}"
+        )));
+        let (page, count) = match controller {
+            Some(c) => (page.bind(c.as_str()), count.bind(c.as_str())),
+            None => (page, count),
+        };
+        let rows = page.fetch_all(&self.pool).await?;
+        let total = count.fetch_one(&self.pool).await?;
+        let items = rows.iter().map(queue_from_row).collect::<Result<_, _>>()?;
+        Ok((items, u64::try_from(total).unwrap_or(0)))
+    }
+
     /// Marks as left the items of a controller that Jenkins no longer lists (`present`
     /// are the ids it lists now), for items whose last change is older than `older_than`:
     /// a lost "left" webhook must not keep an item waiting forever. Returns how many.
@@ -915,21 +970,17 @@ pub async fn purge_every_hour(store: Store, retention: Duration, what: Retained)
     }
 }
 
-/// The write-ahead log is truncated once this much of it is in use. Every commit
-/// appends its pages to the WAL, and a checkpoint can only reuse it from the start once no
-/// reader still reads older pages; with readers always running (reports, exports, the
-/// dashboard) a PASSIVE checkpoint alone may never get that moment, and the WAL grows for
-/// as long as the load lasts. 64 MiB is about a minute of the heaviest webhook load
-/// measured (1,000 events/s), so a truncation is rare and quick; reads are short (paged,
-/// with a timeout), so it waits little for them.
-const WAL_BOUND_BYTES: i64 = 64 << 20;
-
 /// Copies the WAL back into the database file every second on a connection of its own
 /// (`PASSIVE` never blocks the writer), so commits do not pay for checkpoints and the WAL
-/// is reused once it is fully copied; past [`WAL_BOUND_BYTES`] it is truncated
-/// (`TRUNCATE` waits, at most its busy timeout, for readers of older pages). Stops when
-/// the pool closes.
-async fn checkpoint_in_background(pool: AnyPool, health: Arc<WriteHealth>) {
+/// is reused once it is fully copied; past `limit` bytes it is truncated (`TRUNCATE`
+/// waits, at most its busy timeout, for readers of older pages). Stops when the pool
+/// closes.
+///
+/// Why a limit is needed: under a steady load the writer appends while a PASSIVE
+/// checkpoint copies, so the copy never catches up with the end of the log at the moment
+/// a write begins, and SQLite never starts the log over: it grows for as long as the
+/// load lasts (3.1 GB in ten minutes at 1,000 webhooks a second).
+async fn checkpoint_in_background(pool: AnyPool, health: Arc<WriteHealth>, limit: i64) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -949,7 +1000,7 @@ async fn checkpoint_in_background(pool: AnyPool, health: Arc<WriteHealth>) {
             }
         };
         health.wal_bytes.store(in_use, Ordering::Relaxed);
-        if in_use > WAL_BOUND_BYTES {
+        if limit > 0 && in_use > limit {
             match checkpoint(&pool, "TRUNCATE").await {
                 Ok(after) => {
                     tracing::info!(

@@ -251,24 +251,45 @@ impl Store {
         Ok(n)
     }
 
-    /// Sends every finished build of `[from, to)` (oldest first) into `sink` as it is
-    /// read; stops early, without error, when the receiver is gone.
-    pub async fn send_finished_builds(
+    /// Up to `limit` finished builds of `[from, to)` after `after` (none: from the
+    /// start), in export order: finish, controller, job, number. A page is read whole and
+    /// its connection given back before the caller does anything with it, so a slow
+    /// consumer never holds a connection.
+    pub async fn finished_builds_page(
         &self,
         from: Timestamp,
         to: Timestamp,
-        sink: tokio::sync::mpsc::Sender<PricedBuild>,
-    ) -> Result<u64, StoreError> {
-        use futures_util::TryStreamExt;
-        let mut rows = finished_builds(from, to).fetch(&self.pool);
-        let mut n = 0;
-        while let Some(row) = rows.try_next().await? {
-            if sink.send(priced_from_row(&row)?).await.is_err() {
-                break;
+        after: Option<&PricedBuild>,
+        limit: u32,
+    ) -> Result<Vec<PricedBuild>, StoreError> {
+        let order = "ORDER BY b.finished_at, b.controller, b.job, b.number";
+        let rows = match after {
+            None => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{FINISHED_BUILDS} {order} LIMIT {limit}"
+                )))
+                .bind(from.millis())
+                .bind(to.millis())
+                .fetch_all(&self.pool)
+                .await?
             }
-            n += 1;
-        }
-        Ok(n)
+            Some(last) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{FINISHED_BUILDS} AND (b.finished_at > $3 OR (b.finished_at = $3 AND \
+                     (b.controller > $4 OR (b.controller = $4 AND (b.job > $5 OR \
+                     (b.job = $5 AND b.number > $6)))))) {order} LIMIT {limit}"
+                )))
+                .bind(from.millis())
+                .bind(to.millis())
+                .bind(last.finished_at)
+                .bind(last.controller.as_str())
+                .bind(last.job.as_str())
+                .bind(last.number as i64)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(priced_from_row).collect()
     }
 
     /// A pool's replica count over `[from, to)`: the count in force at `from` (from the

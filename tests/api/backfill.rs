@@ -182,6 +182,16 @@ async fn a_backfill_lands_every_build_once_assigns_pools_and_survives_a_failing_
             json!({"max_requests_per_second": 0}),
             "max_requests_per_second",
         ),
+        // Above zero, yet one request in 10^292 years: it held the one backfill slot for
+        // ever and panicked in the pacer.
+        (
+            json!({"max_requests_per_second": 1e-300}),
+            "max_requests_per_second",
+        ),
+        (
+            json!({"max_requests_per_second": 0.001}),
+            "max_requests_per_second",
+        ),
         (json!({"jobs": "[unclosed"}), "jobs"),
         (json!({"extra": true}), "extra"),
     ] {

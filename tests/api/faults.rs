@@ -246,3 +246,195 @@ async fn a_postgres_that_goes_away_and_comes_back_heals_without_a_restart() {
         assert_eq!(b["result"], "SUCCESS", "build {n}: {b}");
     }
 }
+
+/// An export request from a client that never reads its answer, with a receive buffer so
+/// small that the service's writes stall after a few kilobytes.
+async fn stalled_export(port: u16) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket
+        .connect(format!("127.0.0.1:{port}").parse().unwrap())
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /api/v1/export?range=7d HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn stalled_exports_and_a_crowd_of_heavy_reads_leave_webhooks_and_readiness_alone() {
+    let app = crate::helpers::spawn_app().await;
+    let now = chrono::Utc::now().timestamp_millis();
+    // Enough builds that an export is far larger than the socket buffers.
+    for chunk in (1..=3000u64).collect::<Vec<_>>().chunks(100) {
+        let bodies: Vec<Value> = chunk
+            .iter()
+            .map(|n| {
+                payload::notification(
+                    "job/app/",
+                    "app",
+                    *n,
+                    "COMPLETED",
+                    now - 3_600_000 + *n as i64,
+                    60_000,
+                    Some("SUCCESS"),
+                )
+            })
+            .collect();
+        let posts = bodies.iter().map(|b| app.post_notification(b));
+        for resp in futures_util::future::join_all(posts).await {
+            assert_eq!(resp.status(), 200);
+        }
+    }
+    let port: u16 = app.address.rsplit(':').next().unwrap().parse().unwrap();
+    let mut stalled = Vec::new();
+    for _ in 0..8 {
+        stalled.push(stalled_export(port).await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // A hundred heavy reads at once, beside webhooks and readiness checks.
+    let heavy: Vec<_> = (0..100)
+        .map(|i| {
+            let path = match i % 3 {
+                0 => "/api/v1/costs?range=7d",
+                1 => "/api/v1/reports/performance?range=7d",
+                _ => "/api/v1/export?range=7d",
+            };
+            let client = app.client.clone();
+            let url = app.url(path);
+            tokio::spawn(async move {
+                let resp = client.get(url).send().await.unwrap();
+                let status = resp.status().as_u16();
+                let retry = resp.headers().contains_key("retry-after");
+                let _ = resp.bytes().await;
+                (status, retry)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for n in 0..200u64 {
+        let started = Instant::now();
+        let resp = app
+            .post_notification(&payload::notification(
+                "job/other/",
+                "other",
+                n + 1,
+                "STARTED",
+                now,
+                0,
+                None,
+            ))
+            .await;
+        latencies.push(started.elapsed());
+        assert_eq!(
+            resp.status(),
+            200,
+            "webhook {n} while reads crowd the store"
+        );
+        if n % 40 == 0 {
+            let (status, body) = app.get_json("/readyz").await;
+            assert_eq!(status, 200, "ready while reads crowd the store: {body}");
+        }
+    }
+    for h in heavy {
+        let (status, retry) = h.await.unwrap();
+        assert!(
+            status == 200 || (status == 503 && retry),
+            "a heavy read answers or is told to come back, never fails: {status}"
+        );
+    }
+    latencies.sort();
+    let p99 = latencies[latencies.len() * 99 / 100];
+    println!("webhook p99 beside 8 stalled exports and 100 heavy reads: {p99:?}");
+    // A debug build on a shared machine: the bound is loose; the release figures are in
+    // the soak benchmark. Before, each webhook here waited 10 s and failed.
+    assert!(p99 < Duration::from_secs(1), "webhook p99 {p99:?}");
+    let (status, _) = app.get_json("/readyz").await;
+    assert_eq!(status, 200);
+    drop(stalled);
+}
+
+/// Heavy reads are bounded in range before they start, and a cost answer over many jobs
+/// keeps its costliest rows and sums the rest in one.
+#[tokio::test]
+async fn heavy_reads_are_bounded_in_range_and_answer_size() {
+    let (settings, _dir) = crate::helpers::pool_settings(Db::Sqlite).await;
+    let app = spawn_with(settings).await;
+    // Two builds 98 years apart were enough to run a frontier for minutes.
+    for (n, at) in [(1u64, 946_684_900_000i64), (2, 4_039_000_000_000)] {
+        let resp = app
+            .post_notification(&payload::notification(
+                "job/app/",
+                "app",
+                n,
+                "COMPLETED",
+                at,
+                60_000,
+                Some("SUCCESS"),
+            ))
+            .await;
+        assert_eq!(resp.status(), 200);
+    }
+    let century = "946684800000..4102444700000";
+    for path in [
+        format!("/api/v1/pools/linux/frontier?range={century}"),
+        format!("/api/v1/costs?range={century}"),
+        format!("/api/v1/reports/performance?range={century}"),
+        format!("/api/v1/export?range={century}"),
+        "/api/v1/pools/linux/frontier?range=200d".to_string(),
+    ] {
+        let (status, body) = app.get_json(&path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["field"], "range", "{path}: {body}");
+    }
+
+    let now = chrono::Utc::now().timestamp_millis();
+    let bodies: Vec<Value> = (1..=30u64)
+        .map(|n| {
+            let job = format!("app-{n}");
+            payload::notification(
+                &format!("job/{job}/"),
+                &job,
+                1,
+                "COMPLETED",
+                now - 3_600_000,
+                n as i64 * 60_000,
+                Some("SUCCESS"),
+            )
+        })
+        .collect();
+    for resp in
+        futures_util::future::join_all(bodies.iter().map(|b| app.post_notification(b))).await
+    {
+        assert_eq!(resp.status(), 200);
+    }
+    let (status, whole) = app.get_json("/api/v1/costs?range=24h&limit=1000").await;
+    assert_eq!(status, 200, "{whole}");
+    let (status, top) = app.get_json("/api/v1/costs?range=24h&limit=5").await;
+    assert_eq!(status, 200, "{top}");
+    let rows = top["breakdown"].as_array().unwrap();
+    assert_eq!(rows.len(), 6, "{top}");
+    assert_eq!(rows[0]["key"], "ci.example.com/app-30", "costliest first");
+    assert_eq!(
+        rows[5]["key"],
+        format!(
+            "({} others)",
+            whole["breakdown"].as_array().unwrap().len() - 5
+        )
+    );
+    let sum: f64 = rows
+        .iter()
+        .map(|r| r["cost"]["total"].as_f64().unwrap())
+        .sum();
+    let total = top["total"]["total"].as_f64().unwrap();
+    assert!(
+        (sum - total).abs() < 0.01,
+        "rows add up to the total: {sum} vs {total}"
+    );
+    let (status, body) = app.get_json("/api/v1/costs?limit=0").await;
+    assert_eq!((status, body["field"].clone()), (400, json!("limit")));
+}

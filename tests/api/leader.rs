@@ -221,6 +221,7 @@ async fn queue_webhook(client: &reqwest::Client, r: &Replica, id: u64) {
             r.base
         ))
         .header("Content-Type", "application/json")
+        .header("ce-specversion", "1.0")
         .header("ce-id", format!("q{id}"))
         .header("ce-type", "org.jenkinsci.queue.entered_waiting")
         .body(json!({"ciUrl": "https://ci.example.com/", "displayName": "app", "entryTime": 1_700_000_000_000i64,

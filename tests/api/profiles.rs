@@ -539,5 +539,35 @@ async fn a_token_from_the_cli_is_accepted_by_the_service_on_the_same_data_dir() 
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a scope"));
+    // Lifetimes from a minute to a year, and a subject on one line.
+    for (ttl, subject, reason) in [
+        ("18446744073709551615s", "x", "lifetime"),
+        ("1ns", "x", "lifetime"),
+        ("367d", "x", "lifetime"),
+        ("1h", "team\nadmin", "subject"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"))
+            .args([
+                "token",
+                "issue",
+                "--subject",
+                subject,
+                "--scope",
+                "builds:write",
+                "--ttl",
+                ttl,
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "--ttl {ttl} --subject {subject:?} was issued"
+        );
+        assert!(stderr.contains(reason), "{stderr}");
+    }
     app.stop().await;
 }
