@@ -10,11 +10,11 @@
 //! for builds of 500 jobs with ever new build numbers, paced open-loop at the rate (late
 //! requests are sent at once, never skipped).
 //!
-//! Run through `scripts/soak` (builds the release binary first), or:
-//! `SOAK_MINUTES=60 SOAK_RATE=1000 cargo bench --bench soak`. Settings (environment):
-//! SOAK_MINUTES (60), SOAK_RATE events/s (1000), SOAK_TAIL_MINUTES after the load (3),
-//! SOAK_SAMPLE_SECONDS (30), SOAK_BINARY (target/release/jenkins-autopilot). Loopback only;
-//! stops by itself.
+//! Run: `scripts/soak [MINUTES] [RATE]`, or `SOAK_MINUTES=60 SOAK_RATE=1000 cargo bench
+//! --bench soak`. Settings (environment): SOAK_MINUTES (60), SOAK_RATE events/s (1000),
+//! SOAK_TAIL_MINUTES after the load (3), SOAK_SAMPLE_SECONDS (30), SOAK_BINARY (the release
+//! binary cargo builds beside the benchmark). Under `cargo test --all-targets` it runs 5 s
+//! at 200 events/s. Loopback only; stops by itself.
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -157,21 +157,25 @@ impl Drop for Child {
 
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let minutes = env_or("SOAK_MINUTES", 60);
-    let rate = env_or("SOAK_RATE", 1000).max(1);
-    let tail_minutes = env_or("SOAK_TAIL_MINUTES", 3);
-    let sample_every = Duration::from_secs(env_or("SOAK_SAMPLE_SECONDS", 30).max(1));
-    let binary = std::env::var("SOAK_BINARY").unwrap_or_else(|_| {
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/target/release/jenkins-autopilot"
+    // Without --bench (`cargo test --all-targets`) a few seconds check that it works.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let rate = env_or("SOAK_RATE", if smoke { 200 } else { 1000 }).max(1);
+    let (load, tail) = if smoke {
+        (Duration::from_secs(5), Duration::from_secs(1))
+    } else {
+        (
+            Duration::from_secs(env_or("SOAK_MINUTES", 60) * 60),
+            Duration::from_secs(env_or("SOAK_TAIL_MINUTES", 3) * 60),
         )
-        .to_string()
-    });
-    assert!(
-        std::path::Path::new(&binary).exists(),
-        "{binary} is missing: build it with `cargo build --release` (scripts/soak does)"
-    );
+    };
+    let sample_every = if smoke {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(env_or("SOAK_SAMPLE_SECONDS", 30).max(1))
+    };
+    // The binary cargo built beside this benchmark (release under `cargo bench`).
+    let binary = std::env::var("SOAK_BINARY")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_jenkins-autopilot").to_string());
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -222,14 +226,16 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         println!(
-            "soak: {rate} events/s for {minutes} min, then {tail_minutes} min at rest; \
+            "soak: {rate} events/s for {:.1} min, then {:.1} min at rest; \
              pid {pid}, data in {}",
+            load.as_secs_f64() / 60.0,
+            tail.as_secs_f64() / 60.0,
             dir.path().display()
         );
         let minute = Arc::new(Mutex::new(Minute::default()));
         let next = Arc::new(AtomicU64::new(0));
         let load_start = Instant::now();
-        let load_end = load_start + Duration::from_secs(minutes * 60);
+        let load_end = load_start + load;
         let mut workers = Vec::new();
         for w in 0..WORKERS {
             let (client, base, minute, next) =
@@ -275,7 +281,7 @@ fn main() {
             }));
         }
 
-        let total = Duration::from_secs((minutes + tail_minutes) * 60);
+        let total = load + tail;
         let mut samples: Vec<(f64, u64, u64, u64)> = Vec::new();
         let mut p99s: Vec<u64> = Vec::new();
         let mut next_sample = Duration::ZERO;
@@ -322,6 +328,23 @@ fn main() {
         for w in workers {
             let _ = w.await;
         }
+        // What the last, partial minute took.
+        let rest = std::mem::take(&mut *minute.lock().unwrap());
+        if !rest.latencies.is_empty() {
+            let mut l = rest.latencies;
+            l.sort_unstable();
+            let p99 = percentile(&l, 0.99);
+            println!(
+                "last part: {:>6} requests, {} errors, p50 {:.1} ms, p99 {:.1} ms",
+                l.len(),
+                rest.errors,
+                percentile(&l, 0.5) as f64 / 1000.0,
+                p99 as f64 / 1000.0
+            );
+            p99s.push(p99);
+            requests += l.len() as u64;
+            errors += rest.errors;
+        }
         // Where the time went: the service's own commit latencies.
         if let Ok(r) = client.get(format!("{base}/metrics")).send().await
             && let Ok(text) = r.text().await
@@ -338,7 +361,7 @@ fn main() {
         // The judgement, after the first 5 minutes of load.
         let steady: Vec<&(f64, u64, u64, u64)> = samples
             .iter()
-            .filter(|s| s.0 >= 5.0 && s.0 <= minutes as f64)
+            .filter(|s| s.0 >= 5.0 && s.0 <= load.as_secs_f64() / 60.0)
             .collect();
         let mean = steady.iter().map(|s| s.1 as f64).sum::<f64>() / steady.len().max(1) as f64;
         let spread = steady
@@ -367,6 +390,11 @@ fn main() {
         ];
         for (goal, met) in goals {
             println!("goal {goal}: {}", if met { "met" } else { "NOT met" });
+        }
+        if smoke {
+            assert!(samples.len() >= 3, "sampled the service");
+            assert!(requests > 0, "sent webhooks");
+            assert_eq!(errors, 0, "every webhook was taken");
         }
     });
     drop(child);

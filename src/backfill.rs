@@ -448,7 +448,13 @@ pub async fn run(
         )
     } else {
         store
-            .backfill_resume_or_start(controller, opts.since, &glob_text, now)
+            .backfill_resume_or_start(
+                controller,
+                opts.since,
+                &glob_text,
+                &crate::leader::identity(),
+                now,
+            )
             .await?
     };
     let since = Timestamp::from_millis(run.since).unwrap_or(opts.since);

@@ -35,6 +35,15 @@ impl Application {
         let settings = Arc::new(settings);
         let data_dir = settings.server.data_dir.clone();
         let store = Store::connect(&settings.database, &data_dir).await?;
+        // A backfill still `running` from this replica's last life ended with it.
+        match store
+            .backfill_mark_interrupted(&crate::leader::identity(), crate::domain::Timestamp::now())
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(runs = n, "backfills interrupted by the last stop marked so"),
+            Err(e) => tracing::warn!(error = %e, "marking interrupted backfills failed"),
+        }
         let token = auth::load_or_create_token(settings.webhook.token.as_ref(), &data_dir)?;
         let tokens = crate::tokens::TokenKeys::load(&settings.auth, &data_dir)?;
         let metrics = Metrics::new();

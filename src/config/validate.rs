@@ -17,6 +17,16 @@ impl Settings {
         if self.database.max_connections == 0 {
             bad("database.max_connections", "must be at least 1");
         }
+        let rt = self.database.read_timeout;
+        if rt < Duration::from_secs(1) || rt > Duration::from_secs(600) {
+            bad("database.read_timeout", "must be between 1s and 10m");
+        }
+        if self.database.wal_limit_mib != 0 && self.database.wal_limit_mib < 8 {
+            bad(
+                "database.wal_limit_mib",
+                "must be 0 (never truncate) or at least 8",
+            );
+        }
         if self.ingest.write_queue_capacity == 0 {
             bad("ingest.write_queue_capacity", "must be at least 1");
         }

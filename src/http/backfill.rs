@@ -14,6 +14,8 @@ use std::time::Duration;
 pub struct Backfills {
     running: Arc<tokio::sync::Semaphore>,
     latest: Mutex<HashMap<String, SharedProgress>>,
+    /// The running backfill's stop signal, per controller.
+    stops: Mutex<HashMap<String, tokio::sync::watch::Sender<bool>>>,
 }
 
 impl Default for Backfills {
@@ -21,6 +23,7 @@ impl Default for Backfills {
         Self {
             running: Arc::new(tokio::sync::Semaphore::new(1)),
             latest: Mutex::default(),
+            stops: Mutex::default(),
         }
     }
 }
@@ -40,6 +43,31 @@ impl Backfills {
         let map = self.latest.lock().unwrap_or_else(|e| e.into_inner());
         let p = map.get(controller.as_str())?;
         Some(p.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+
+    /// A stop signal for `controller`'s run starting now.
+    fn stop_signal(&self, controller: &ControllerName) -> tokio::sync::watch::Receiver<bool> {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        self.stops
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(controller.to_string(), tx);
+        rx
+    }
+
+    /// Tells `controller`'s running backfill to stop; `false` when none runs.
+    fn stop(&self, controller: &ControllerName) -> bool {
+        let stops = self.stops.lock().unwrap_or_else(|e| e.into_inner());
+        stops
+            .get(controller.as_str())
+            .is_some_and(|tx| tx.send(true).is_ok())
+    }
+
+    fn forget_stop(&self, controller: &ControllerName) {
+        self.stops
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(controller.as_str());
     }
 
     /// The one-at-a-time slot, when free.
@@ -173,19 +201,66 @@ pub async fn start(
         state.settings.clone(),
         state.metrics.clone(),
     );
+    let mut stop = state.backfills.stop_signal(&name);
+    let backfills = state.backfills.clone();
     tokio::spawn(async move {
         let _slot = slot;
-        match crate::backfill::run(&store, &jenkins, &all, &name, &opts, &progress).await {
-            Ok(p) => {
-                tracing::info!(controller = %name, builds = p.builds_read, stored = p.events_stored,
-                requests = p.requests, "backfill done")
+        // A stop request drops the run where it stands: its batch in flight rolls back,
+        // the jobs it read to the end stay done.
+        let stopped = async move {
+            while stop.changed().await.is_ok() {
+                if *stop.borrow() {
+                    return;
+                }
             }
-            Err(e) => {
-                tracing::warn!(controller = %name, error = %e, "backfill stopped; a new request resumes it")
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            result = crate::backfill::run(&store, &jenkins, &all, &name, &opts, &progress) => match result {
+                Ok(p) => {
+                    tracing::info!(controller = %name, builds = p.builds_read, stored = p.events_stored,
+                    requests = p.requests, "backfill done")
+                }
+                Err(e) => {
+                    tracing::warn!(controller = %name, error = %e, "backfill stopped; a new request resumes it")
+                }
+            },
+            () = stopped => {
+                let run_id = progress.lock().unwrap_or_else(|e| e.into_inner()).run_id;
+                if let Err(e) = store.backfill_cancel(run_id, Timestamp::now()).await {
+                    tracing::error!(controller = %name, error = %e, "recording a cancelled backfill failed");
+                }
+                let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+                p.state = "cancelled".into();
+                p.finished_at = Some(Timestamp::now().millis());
+                tracing::info!(controller = %name, "backfill cancelled");
             }
         }
+        backfills.forget_stop(&name);
         crate::backfill::publish_repair_counts(&store, &metrics).await;
     });
+    Ok(HttpResponse::Accepted().json(shown))
+}
+
+/// Stops a controller's running backfill (admin): it ends as `cancelled`, keeping the
+/// jobs it read to the end; 202 with its progress, 404 when none runs.
+#[utoipa::path(delete, path = "/api/v1/controllers/{controller}/backfill", tag = "backfill",
+    params(("controller" = String, Path, description = "Controller name, as in jenkins.controllers")),
+    security(("bearer" = ["admin"])),
+    responses((status = 202, body = Progress), (status = 401, body = super::errors::ErrorBody),
+              (status = 403, body = super::errors::ErrorBody), (status = 404, body = super::errors::ErrorBody)))]
+pub async fn cancel(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    super::auth::require_scope(&req, &state.tokens, crate::tokens::Scope::Admin)?;
+    let (name, _) = controller(&req, &state)?;
+    if !state.backfills.stop(&name) {
+        return Err(ApiError::NotFound(format!(
+            "no backfill of {name} is running here"
+        )));
+    }
+    let shown = state.backfills.latest(&name).unwrap_or_default();
     Ok(HttpResponse::Accepted().json(shown))
 }
 

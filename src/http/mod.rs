@@ -94,7 +94,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/api/v1/controllers/{controller}/backfill")
             .route(web::post().to(backfill::start))
-            .route(web::get().to(backfill::progress)),
+            .route(web::get().to(backfill::progress))
+            .route(web::delete().to(backfill::cancel)),
     )
     .service(
         web::resource("/api/v1/controllers/{controller}/waiting")
@@ -140,6 +141,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         pools::announce_waiting,
         backfill::start,
         backfill::progress,
+        backfill::cancel,
         costs::get_costs,
         costs::optimize,
         reports::performance,

@@ -16,7 +16,9 @@ pub struct BackfillRun {
     pub jobs_glob: String,
     pub started_at: i64,
     pub finished_at: Option<i64>,
-    /// `running`, `done` or `failed`.
+    /// `running`, `done`, `failed`, `cancelled` (stopped on request), `interrupted` (its
+    /// process ended while it ran) or `superseded` (a request reaching further back took
+    /// its place).
     pub state: String,
     pub error: Option<String>,
 }
@@ -29,22 +31,48 @@ impl Store {
         controller: &ControllerName,
         since: Timestamp,
         jobs_glob: &str,
+        owner: &str,
         now: Timestamp,
     ) -> Result<(BackfillRun, HashSet<String>), StoreError> {
         let open = sqlx::query(
             "SELECT * FROM backfill_runs WHERE controller = $1 AND jobs_glob = $2 \
-             AND state <> 'done' ORDER BY started_at DESC, id DESC LIMIT 1",
+             AND state IN ('running', 'failed', 'interrupted') \
+             ORDER BY started_at DESC, id DESC LIMIT 1",
         )
         .bind(controller.as_str().to_string())
         .bind(jobs_glob.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.write)
         .await?;
-        if let Some(row) = open {
-            let run = run_from_row(&row)?;
-            sqlx::query("UPDATE backfill_runs SET state = 'running', error = NULL WHERE id = $1")
-                .bind(run.id)
-                .execute(&self.write)
-                .await?;
+        let open = match open {
+            Some(row) => Some(run_from_row(&row)?),
+            None => None,
+        };
+        // A request that reaches further back than the unfinished run cannot take the
+        // jobs it read as done (they were read from a later instant): a new run replaces
+        // it. One that reaches as far or less resumes it, from its own instant.
+        if let Some(run) = open.as_ref().filter(|r| since.millis() < r.since) {
+            sqlx::query(
+                "UPDATE backfill_runs SET state = 'superseded', finished_at = $1 WHERE id = $2",
+            )
+            .bind(now.millis())
+            .bind(run.id)
+            .execute(&self.write)
+            .await?;
+        }
+        if let Some(run) = open.filter(|r| since.millis() >= r.since) {
+            sqlx::query(
+                "UPDATE backfill_runs SET state = 'running', error = NULL, since = $1, owner = $3 \
+                 WHERE id = $2",
+            )
+            .bind(since.millis())
+            .bind(run.id)
+            .bind(owner.to_string())
+            .execute(&self.write)
+            .await?;
+            let run = BackfillRun {
+                since: since.millis(),
+                ..run
+            };
             let done: Vec<String> = sqlx::query("SELECT job FROM backfill_jobs WHERE run_id = $1")
                 .bind(run.id)
                 .fetch_all(&self.pool)
@@ -77,14 +105,15 @@ impl Store {
             error: None,
         };
         sqlx::query(
-            "INSERT INTO backfill_runs (id, controller, since, jobs_glob, started_at, state) \
-             VALUES ($1, $2, $3, $4, $5, 'running')",
+            "INSERT INTO backfill_runs (id, controller, since, jobs_glob, started_at, state, owner) \
+             VALUES ($1, $2, $3, $4, $5, 'running', $6)",
         )
         .bind(run.id)
         .bind(run.controller.clone())
         .bind(run.since)
         .bind(run.jobs_glob.clone())
         .bind(run.started_at)
+        .bind(owner.to_string())
         .execute(&self.write)
         .await?;
         Ok((run, HashSet::new()))
@@ -128,6 +157,47 @@ impl Store {
         .execute(&self.write)
         .await?;
         Ok(())
+    }
+
+    /// Ends run `run_id` as cancelled (stopped on request).
+    pub async fn backfill_cancel(&self, run_id: i64, now: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE backfill_runs SET state = 'cancelled', finished_at = $1 WHERE id = $2 \
+             AND state = 'running'",
+        )
+        .bind(now.millis())
+        .bind(run_id)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks as interrupted the runs still `running` that no process runs any more (at
+    /// start: on SQLite one process owns the store, so every one; on PostgreSQL the runs
+    /// of this replica's identity, a restart of the same pod). Returns how many.
+    pub async fn backfill_mark_interrupted(
+        &self,
+        owner: &str,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let sql = match self.backend {
+            super::Backend::Sqlite => {
+                "UPDATE backfill_runs SET state = 'interrupted', finished_at = $1, \
+                 error = 'the service stopped while it ran; a new request resumes it' \
+                 WHERE state = 'running' AND $2 = $2"
+            }
+            super::Backend::Postgres => {
+                "UPDATE backfill_runs SET state = 'interrupted', finished_at = $1, \
+                 error = 'the service stopped while it ran; a new request resumes it' \
+                 WHERE state = 'running' AND owner = $2"
+            }
+        };
+        let done = sqlx::query(sql)
+            .bind(now.millis())
+            .bind(owner.to_string())
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     /// The controller's runs, newest first.

@@ -419,6 +419,13 @@ impl Store {
                 include_str!("migrations/0006_rollups.sql").into_sql_str(),
                 false,
             ),
+            Migration::new(
+                7,
+                Cow::Borrowed("backfill owner"),
+                MigrationType::Simple,
+                include_str!("migrations/0007_backfill_owner.sql").into_sql_str(),
+                false,
+            ),
         ];
         // A rolling upgrade runs this release beside the next one on one store: a
         // migration the next release applied and this one does not know is not an error.

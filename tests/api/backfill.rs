@@ -552,3 +552,105 @@ async fn the_backfill_command_reads_the_history_into_the_store() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no pool \"nope\""));
 }
+
+/// A running backfill is stopped by DELETE and ends as cancelled, in its progress and in
+/// the store; a new request then starts afresh (a cancelled run is not resumed).
+#[tokio::test]
+async fn a_backfill_is_cancelled_on_request() {
+    let (rig, _jobs, _now) = backfill_rig().await;
+    let admin = rig.app.jwt(&[Scope::Admin]);
+    let delete = async |app: &crate::helpers::TestApp| {
+        let resp = app
+            .client
+            .delete(app.url("/api/v1/controllers/prod/backfill"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        resp.status().as_u16()
+    };
+    assert_eq!(delete(&rig.app).await, 404, "nothing runs yet");
+    // Two requests a second: 20 jobs would take minutes.
+    let (status, started) = rig
+        .start_backfill(&json!({"since": "30d", "max_requests_per_second": 2}))
+        .await;
+    assert_eq!(status, 202, "{started}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let unauthorised = rig
+        .app
+        .client
+        .delete(rig.app.url("/api/v1/controllers/prod/backfill"))
+        .bearer_auth(rig.app.jwt(&[Scope::ReportsRead]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorised.status().as_u16(), 403);
+    assert_eq!(delete(&rig.app).await, 202);
+    let ended = rig.backfill_ended().await;
+    assert_eq!(ended["state"], "cancelled", "{ended}");
+    // The slot is free again: a new request is taken, as a new run.
+    let (status, again) = rig
+        .start_backfill(&json!({"since": "30d", "max_requests_per_second": 200}))
+        .await;
+    assert_eq!(status, 202, "{again}");
+    let done = rig.backfill_ended().await;
+    assert_eq!(done["state"], "done", "{done}");
+    assert_ne!(
+        done["run_id"], ended["run_id"],
+        "a cancelled run is not resumed"
+    );
+}
+
+/// A run the process left `running` (killed) reads `interrupted` after a restart; a
+/// request reaching further back than an unfinished run replaces it, one reaching as far
+/// or less resumes it from its own instant.
+#[tokio::test]
+async fn an_interrupted_run_is_marked_at_start_and_a_resume_honours_its_range() {
+    use crate::helpers::{Db, spawn_with, test_settings};
+    use jenkins_autopilot::domain::{ControllerName, Timestamp};
+    let (settings, dir) = test_settings(Db::Sqlite).await;
+    let store = jenkins_autopilot::store::Store::connect(&settings.database, dir.path())
+        .await
+        .unwrap();
+    let prod = ControllerName::parse("prod").unwrap();
+    let at = |ms: i64| Timestamp::from_millis(ms).unwrap();
+    let t0 = 1_700_000_000_000;
+    let (first, _) = store
+        .backfill_resume_or_start(&prod, at(t0), "*", "me", at(t0 + 1))
+        .await
+        .unwrap();
+    // As far back or less: the same run, from the new instant.
+    let (resumed, _) = store
+        .backfill_resume_or_start(&prod, at(t0 + 3_600_000), "*", "me", at(t0 + 2))
+        .await
+        .unwrap();
+    assert_eq!(resumed.id, first.id);
+    assert_eq!(resumed.since, t0 + 3_600_000);
+    // Further back: a new run; the old one is superseded.
+    let (wider, _) = store
+        .backfill_resume_or_start(&prod, at(t0 - 86_400_000), "*", "me", at(t0 + 3))
+        .await
+        .unwrap();
+    assert_ne!(wider.id, first.id);
+    let runs = store.backfill_runs(&prod, 10).await.unwrap();
+    let state_of = |id: i64| runs.iter().find(|r| r.id == id).unwrap().state.clone();
+    assert_eq!(state_of(first.id), "superseded");
+    assert_eq!(state_of(wider.id), "running");
+    store.close().await;
+
+    // The process that ran it is gone: the next start says so.
+    let app = spawn_with(settings).await;
+    let store = jenkins_autopilot::store::Store::connect(&app.settings.database, dir.path())
+        .await
+        .unwrap();
+    let runs = store.backfill_runs(&prod, 10).await.unwrap();
+    let run = runs.iter().find(|r| r.id == wider.id).unwrap();
+    assert_eq!(run.state, "interrupted", "{runs:?}");
+    assert!(
+        run.error
+            .as_deref()
+            .unwrap()
+            .contains("stopped while it ran"),
+        "{run:?}"
+    );
+}
