@@ -61,7 +61,7 @@ fn split_cuts(from: Timestamp, split: Timestamp, to: Timestamp) -> Option<(i64, 
 
 impl Store {
     /// A read-only snapshot of the rollups and the builds.
-    async fn read_tx(&self) -> Result<Tx<'static>, StoreError> {
+    pub(super) async fn read_tx(&self) -> Result<Tx<'static>, StoreError> {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin().await?,
             Backend::Postgres => {

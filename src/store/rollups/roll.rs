@@ -189,13 +189,16 @@ impl Store {
              ON p.controller = b.controller AND p.job = b.job AND p.number = b.number \
              WHERE b.finished_at >= $1 AND b.finished_at < $2 AND b.duration_ms IS NOT NULL"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        // Row by row: a busy hour has hundreds of thousands of builds, and holding them
+        // all as rows took most of a gigabyte.
+        use futures_util::TryStreamExt;
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(from)
             .bind(to)
-            .fetch_all(&mut **tx)
-            .await?;
+            .fetch(&mut **tx);
         let mut groups: BTreeMap<Key, Sums> = BTreeMap::new();
-        for row in &rows {
+        while let Some(row) = rows.try_next().await? {
+            let row = &row;
             let key = key_of(row)?;
             let duration: i64 = row.try_get("duration_ms")?;
             let wait: Option<i64> = row.try_get("queue_wait_ms")?;
@@ -261,28 +264,62 @@ impl Store {
     }
 
     /// Sums the hour's builds anew; its day is to be rolled again.
+    ///
+    /// The builds are read and summed in a read snapshot, outside the write lock: a busy
+    /// hour holds hundreds of thousands of builds, and summing them under the lock held
+    /// every webhook for seconds. What keeps it exact: every write marks the hours it
+    /// changes with a mark of its own in the same transaction, the marks are read before
+    /// the builds, and only the marks read are removed. A write the read did not see left a
+    /// mark that stays, so the hour is rolled again. Under the lock, the roll goes ahead
+    /// only if every mark it read is still there to remove: another roller that removed
+    /// one (during a hand-over of the lead) rolled the hour from a later snapshot.
     async fn roll_hour(&self, hour: i64) -> Result<(), StoreError> {
-        let mut tx = self.roll_tx().await?;
-        // The marks seen now are removed with the roll-up; one added meanwhile (its
-        // write not seen here) stays, and the hour is rolled again.
-        let marks: Vec<i64> = sqlx::query_scalar("SELECT mark FROM rollup_stale WHERE hour = $1")
-            .bind(hour)
-            .fetch_all(&mut *tx)
-            .await?;
-        if marks.is_empty() {
-            return Ok(tx.commit().await?);
-        }
         let day = hour - hour.rem_euclid(DAY_MS);
-        let hours: Option<i64> = sqlx::query_scalar("SELECT hours FROM rollup_days WHERE day = $1")
-            .bind(day)
-            .fetch_optional(&mut *tx)
-            .await?;
-        // A day that dropped its hour rows is summed from its builds again; its hours are
-        // not kept one by one.
-        let groups = match hours {
-            Some(0) => BTreeMap::new(),
-            _ => self.sum_builds(&mut tx, hour, hour + HOUR_MS).await?,
+        let (marks, groups) = {
+            let mut read = self.read_tx().await?;
+            let marks: Vec<i64> =
+                sqlx::query_scalar("SELECT mark FROM rollup_stale WHERE hour = $1")
+                    .bind(hour)
+                    .fetch_all(&mut *read)
+                    .await?;
+            let hours: Option<i64> =
+                sqlx::query_scalar("SELECT hours FROM rollup_days WHERE day = $1")
+                    .bind(day)
+                    .fetch_optional(&mut *read)
+                    .await?;
+            // A day that dropped its hour rows is summed from its builds again; its hours
+            // are not kept one by one.
+            let groups = match hours {
+                _ if marks.is_empty() => BTreeMap::new(),
+                Some(0) => BTreeMap::new(),
+                _ => self.sum_builds(&mut read, hour, hour + HOUR_MS).await?,
+            };
+            read.commit().await?;
+            (marks, groups)
         };
+        if marks.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.roll_tx().await?;
+        // The marks read go first: all of them, or another roller took the hour from a
+        // later snapshot and this roll is dropped (rolled back).
+        let mut removed = 0;
+        for chunk in marks.chunks(500) {
+            let list: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "DELETE FROM rollup_stale WHERE hour = $1 AND mark IN ({})",
+                list.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(hour);
+            for m in chunk {
+                q = q.bind(*m);
+            }
+            removed += q.execute(&mut *tx).await?.rows_affected();
+        }
+        if removed < marks.len() as u64 {
+            tx.rollback().await?;
+            return Ok(());
+        }
         replace_rows(&mut tx, HOUR_MS, hour, groups).await?;
         sqlx::query("DELETE FROM build_rollups WHERE span_ms = $1 AND start_at = $2")
             .bind(DAY_MS)
@@ -296,35 +333,36 @@ impl Store {
         .bind(day)
         .execute(&mut *tx)
         .await?;
-        for chunk in marks.chunks(500) {
-            let list: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
-            let sql = format!(
-                "DELETE FROM rollup_stale WHERE hour = $1 AND mark IN ({})",
-                list.join(", ")
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(hour);
-            for m in chunk {
-                q = q.bind(*m);
-            }
-            q.execute(&mut *tx).await?;
-        }
         Ok(tx.commit().await?)
     }
 
-    /// Sums the day's builds, when none of its hours is stale; whether it did.
+    /// Sums the day's builds, when none of its hours is stale; whether it did. As for an
+    /// hour, the builds are summed in a read snapshot outside the write lock, and the sums
+    /// are kept only if still no hour of the day is stale under the lock (a write since
+    /// marked one).
     async fn roll_day(&self, day: i64) -> Result<bool, StoreError> {
+        let stale_in = |day: i64| {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT CAST(COUNT(*) AS BIGINT) FROM rollup_stale WHERE hour >= $1 AND hour < $2",
+            )
+            .bind(day)
+            .bind(day + DAY_MS)
+        };
+        let groups = {
+            let mut read = self.read_tx().await?;
+            if stale_in(day).fetch_one(&mut *read).await? > 0 {
+                read.commit().await?;
+                return Ok(false);
+            }
+            let groups = self.sum_builds(&mut read, day, day + DAY_MS).await?;
+            read.commit().await?;
+            groups
+        };
         let mut tx = self.roll_tx().await?;
-        let stale: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM rollup_stale WHERE hour >= $1 AND hour < $2")
-                .bind(day)
-                .bind(day + DAY_MS)
-                .fetch_one(&mut *tx)
-                .await?;
-        if stale > 0 {
+        if stale_in(day).fetch_one(&mut *tx).await? > 0 {
             tx.commit().await?;
             return Ok(false);
         }
-        let groups = self.sum_builds(&mut tx, day, day + DAY_MS).await?;
         replace_rows(&mut tx, DAY_MS, day, groups).await?;
         sqlx::query("UPDATE rollup_days SET rolled = 1 WHERE day = $1")
             .bind(day)
