@@ -25,8 +25,7 @@ impl DiskFloor {
     }
 
     fn free_bytes(dir: &std::path::Path) -> Result<u64, String> {
-        let s = rustix::fs::statvfs(dir).map_err(|e| e.to_string())?;
-        Ok(s.f_bavail.saturating_mul(s.f_frsize))
+        crate::store::free_disk_bytes(dir).map_err(|e| e.to_string())
     }
 
     /// `Err(507)` while the disk is below the floor. A disk that cannot be read is let

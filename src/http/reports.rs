@@ -182,8 +182,8 @@ async fn produce_export(
             }
         };
         let last_page = page.len() < EXPORT_PAGE as usize;
+        after = page.last().cloned();
         for b in page {
-            after = Some(b.clone());
             match tokio::time::timeout(EXPORT_WRITE_TIMEOUT, tx.send(b)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return, // the client went away

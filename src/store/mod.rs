@@ -97,8 +97,7 @@ impl WriteHealth {
     const MARGIN_BYTES: u64 = 4 << 20;
 
     fn free_bytes(&self) -> Option<u64> {
-        let s = rustix::fs::statvfs(self.dir.as_ref()?).ok()?;
-        Some(s.f_bavail.saturating_mul(s.f_frsize))
+        free_disk_bytes(self.dir.as_ref()?).ok()
     }
 
     /// A disk-full error while the disk that filled up has not got space back.
@@ -108,6 +107,12 @@ impl WriteHealth {
         (now < at.saturating_add(Self::MARGIN_BYTES))
             .then(|| StoreError::Database(sqlx::Error::Io(std::io::Error::from_raw_os_error(28))))
     }
+}
+
+/// Bytes free for the service's user on the file system of `dir`.
+pub fn free_disk_bytes(dir: &Path) -> std::io::Result<u64> {
+    let s = rustix::fs::statvfs(dir)?;
+    Ok(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 /// The writer checkpoints the WAL itself after a commit that leaves this many pages in
@@ -546,32 +551,26 @@ impl Store {
         // Several writers (the webhook writer, a backfill, other replicas) fold the same
         // records: SQLite takes its write lock at the start (a deferred transaction that
         // read first could not write), PostgreSQL locks each record the batch folds.
-        let mut conn = self.write.acquire().await.map_err(StoreError::from);
-        let result = match &mut conn {
-            Ok(conn) => {
-                let postgres = self.backend == Backend::Postgres;
-                let done = async {
-                    let mut tx = match self.backend {
-                        Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
-                        Backend::Postgres => conn.begin().await?,
-                    };
-                    let stored = write::write_batch(&mut tx, batch, now, postgres).await?;
-                    tx.commit().await?;
-                    Ok(stored)
-                }
-                .await;
-                if done.is_err() {
-                    // Whatever state the failure left the connection in, the next write
-                    // starts on a new one.
-                    conn.close_on_drop();
-                }
-                done
-            }
-            Err(e) => Err(std::mem::replace(
-                e,
-                StoreError::Database(sqlx::Error::PoolClosed),
-            )),
+        let mut conn = match self.write.acquire().await {
+            Ok(conn) => conn,
+            Err(e) => return self.wrote(Err(e.into())),
         };
+        let postgres = self.backend == Backend::Postgres;
+        let result = async {
+            let mut tx = match self.backend {
+                Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
+                Backend::Postgres => conn.begin().await?,
+            };
+            let stored = write::write_batch(&mut tx, batch, now, postgres).await?;
+            tx.commit().await?;
+            Ok(stored)
+        }
+        .await;
+        if result.is_err() {
+            // Whatever state the failure left the connection in, the next write starts
+            // on a new one.
+            conn.close_on_drop();
+        }
         self.wrote(result)
     }
 

@@ -193,15 +193,9 @@ impl Proxy {
 
 #[tokio::test]
 async fn a_postgres_that_goes_away_and_comes_back_heals_without_a_restart() {
-    use secrecy::{ExposeSecret, SecretString};
+    use secrecy::SecretString;
     let (mut settings, _dir) = test_settings(Db::Postgres).await;
-    let url = settings
-        .database
-        .url
-        .as_ref()
-        .unwrap()
-        .expose_secret()
-        .to_string();
+    let url = crate::helpers::postgres_url(&settings);
     let authority = url.split('@').nth(1).unwrap().split('/').next().unwrap();
     let proxy = Proxy::start(authority.to_string()).await;
     settings.database.url = Some(SecretString::from(

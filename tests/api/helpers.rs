@@ -66,6 +66,18 @@ pub async fn fresh_postgres_url() -> String {
     format!("{base}/{name}")
 }
 
+/// The PostgreSQL URL of settings made by `test_settings(Db::Postgres)`.
+pub fn postgres_url(settings: &Settings) -> String {
+    use secrecy::ExposeSecret;
+    settings
+        .database
+        .url
+        .as_ref()
+        .expect("a PostgreSQL test app's settings name its database")
+        .expose_secret()
+        .to_string()
+}
+
 /// Database settings: the defaults, with `url` when given.
 pub fn database_settings(url: Option<String>) -> jenkins_autopilot::config::DatabaseSettings {
     let mut db = Settings::load(None, Vec::new()).unwrap().database;

@@ -83,15 +83,8 @@ async fn openapi_describes_every_endpoint() {
 #[tokio::test]
 async fn a_lost_database_is_unready_and_reads_fail_rather_than_look_empty() {
     use crate::helpers::{Db, spawn_with, test_settings};
-    use secrecy::ExposeSecret;
     let (settings, dir) = test_settings(Db::Postgres).await;
-    let url = settings
-        .database
-        .url
-        .as_ref()
-        .unwrap()
-        .expose_secret()
-        .to_string();
+    let url = crate::helpers::postgres_url(&settings);
     let app = spawn_with(settings).await;
     app.post_notification(&payload::notification(
         "job/app/",
