@@ -552,6 +552,7 @@ pub async fn repair_every(
     settings: Arc<Settings>,
     metrics: crate::metrics::Metrics,
     backfills: Arc<crate::http::backfill::Backfills>,
+    leader: crate::leader::Leadership,
 ) {
     let every = settings.backfill.repair_every;
     if every.is_zero() || settings.jenkins.controllers.is_empty() {
@@ -568,6 +569,9 @@ pub async fn repair_every(
             else {
                 continue;
             };
+            if !leader.confirm().await {
+                break;
+            }
             let Some(_slot) = backfills.slot() else {
                 tracing::info!(controller = %controller, "a backfill is running; the repair waits for the next round");
                 continue;

@@ -7,6 +7,7 @@ pub mod config;
 pub mod cost;
 pub mod demo;
 pub mod domain;
+pub mod duties;
 pub mod forecast;
 pub mod fuzzing;
 pub mod http;

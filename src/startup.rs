@@ -94,73 +94,8 @@ impl Application {
             adapters,
             leadership.clone(),
         )?;
-        {
-            let (store, settings, metrics) = (store.clone(), settings.clone(), metrics.clone());
-            tokio::spawn(crate::leader::while_leading(
-                leadership.clone(),
-                move || {
-                    crate::analytics::costs::watch_alerts(
-                        store.clone(),
-                        settings.clone(),
-                        metrics.clone(),
-                    )
-                },
-            ));
-        }
-        {
-            let (store, settings) = (store.clone(), settings.clone());
-            tokio::spawn(crate::leader::while_leading(
-                leadership.clone(),
-                move || crate::analytics::schedule::run_all(store.clone(), settings.clone()),
-            ));
-        }
-        {
-            // Reports read hourly and daily sums of the builds; the leader keeps them current.
-            let (store, metrics) = (store.clone(), metrics.clone());
-            tokio::spawn(crate::leader::while_leading(
-                leadership.clone(),
-                move || {
-                    crate::store::roll_up_every(
-                        store.clone(),
-                        std::time::Duration::from_secs(60),
-                        metrics.clone(),
-                    )
-                },
-            ));
-        }
-        {
-            let (store, retention) = (store.clone(), settings.ingest.event_retention);
-            tokio::spawn(crate::leader::while_leading(
-                leadership.clone(),
-                move || {
-                    crate::store::purge_every_hour(
-                        store.clone(),
-                        retention,
-                        crate::store::Retained::Events,
-                    )
-                },
-            ));
-        }
         let backfills = Arc::new(crate::http::backfill::Backfills::default());
-        {
-            let (store, settings, metrics, backfills) = (
-                store.clone(),
-                settings.clone(),
-                metrics.clone(),
-                backfills.clone(),
-            );
-            tokio::spawn(crate::leader::while_leading(
-                leadership.clone(),
-                move || {
-                    crate::backfill::repair_every(
-                        store.clone(),
-                        settings.clone(),
-                        metrics.clone(),
-                        backfills.clone(),
-                    )
-                },
-            ));
-        }
+        crate::duties::spawn_all(&settings, &store, &metrics, &backfills, &leadership);
         let state = AppState {
             store: store.clone(),
             writer,

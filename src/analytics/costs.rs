@@ -483,6 +483,7 @@ pub async fn watch_alerts(
     store: Store,
     settings: std::sync::Arc<Settings>,
     metrics: crate::metrics::Metrics,
+    leader: crate::leader::Leadership,
 ) {
     const HOUR_MS: i64 = 3_600_000;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
@@ -498,6 +499,9 @@ pub async fn watch_alerts(
         ) else {
             continue;
         };
+        if !leader.confirm().await {
+            continue;
+        }
         match cost_report(&store, &settings, Range { from, to }, GroupBy::Pool, false).await {
             Ok(report) => raise(&report.alerts, &metrics),
             Err(e) => tracing::warn!(error = %e, "checking cost alerts failed"),

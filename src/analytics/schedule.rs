@@ -13,17 +13,22 @@ use std::sync::Arc;
 
 /// Starts one task per schedule.
 /// Runs every scheduled report until cancelled.
-pub async fn run_all(store: Store, settings: Arc<Settings>) {
+pub async fn run_all(store: Store, settings: Arc<Settings>, leader: crate::leader::Leadership) {
     let runs = settings
         .reports
         .schedules
         .clone()
         .into_iter()
-        .map(|schedule| run(store.clone(), settings.clone(), schedule));
+        .map(|schedule| run(store.clone(), settings.clone(), schedule, leader.clone()));
     futures_util::future::join_all(runs).await;
 }
 
-async fn run(store: Store, settings: Arc<Settings>, schedule: ReportSchedule) {
+async fn run(
+    store: Store,
+    settings: Arc<Settings>,
+    schedule: ReportSchedule,
+    leader: crate::leader::Leadership,
+) {
     let cron: croner::Cron = match schedule.cron.parse() {
         Ok(c) => c,
         Err(e) => {
@@ -42,6 +47,9 @@ async fn run(store: Store, settings: Arc<Settings>, schedule: ReportSchedule) {
         };
         let wait = (next - now).to_std().unwrap_or_default();
         tokio::time::sleep(wait).await;
+        if !leader.confirm().await {
+            continue;
+        }
         match write_report(&store, &settings, &schedule, Timestamp::now()).await {
             Ok(path) => {
                 tracing::info!(schedule = %schedule.name, path = %path.display(), "scheduled report written")

@@ -17,7 +17,10 @@ mod postgres;
 use crate::config::{LeaderMode, Settings};
 use serde::Serialize;
 use std::sync::Arc;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+
+/// A request to check the hold on the lead now, answered with whether it still holds.
+pub(crate) type Ask = oneshot::Sender<bool>;
 
 /// This replica's part, for the status endpoint, the metrics and the dashboard.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -62,6 +65,8 @@ pub struct Leadership {
     /// Asks the election to give the lead up (shutdown); answered on `stepped_down`.
     step_down: Arc<Notify>,
     stepped_down: Arc<Notify>,
+    /// Checks the hold now (`postgres` mode; a Lease's holder stops by its own clock).
+    asks: Option<mpsc::Sender<Ask>>,
 }
 
 impl Leadership {
@@ -82,11 +87,30 @@ impl Leadership {
             })),
             step_down: Arc::default(),
             stepped_down: Arc::default(),
+            asks: None,
         }
     }
 
     pub fn is_leader(&self) -> bool {
         *self.leading.borrow()
+    }
+
+    /// Whether this replica leads, checked now where the lead's hold can vanish between
+    /// checks: an advisory lock's session ended by the server (or an administrator) is
+    /// found at the next query on it, so a leader asks before every action instead of
+    /// acting on what the last periodic check said. Call it right before acting.
+    pub async fn confirm(&self) -> bool {
+        if !self.is_leader() {
+            return false;
+        }
+        let Some(asks) = &self.asks else {
+            return true;
+        };
+        let (tx, rx) = oneshot::channel();
+        if asks.send(tx).await.is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false) && self.is_leader()
     }
 
     /// Waits until this replica leads (forever, if the election has stopped).
@@ -200,6 +224,8 @@ pub async fn start(
     }));
     metrics.leader.set(0);
     let (step_down, stepped_down) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let (ask_tx, ask_rx) = mpsc::channel(64);
+    let mut asks = None;
     let campaign = Campaign {
         tx,
         status: status.clone(),
@@ -213,7 +239,8 @@ pub async fn start(
             tokio::spawn(election.run(campaign));
         }
         (_, Some(url)) => {
-            tokio::spawn(postgres::campaign(url, le.clone(), campaign));
+            asks = Some(ask_tx);
+            tokio::spawn(postgres::campaign(url, le.clone(), campaign, ask_rx));
         }
         _ => unreachable!("postgres mode has a URL"),
     }
@@ -223,21 +250,23 @@ pub async fn start(
         _single: None,
         step_down,
         stepped_down,
+        asks,
     })
 }
 
 /// Runs `work` only while this replica leads: it is started when the lead is won and
-/// dropped (cancelled) when it is lost.
+/// dropped (cancelled) when it is lost. It is handed the leadership to
+/// [`confirm`](Leadership::confirm) before each action.
 pub async fn while_leading<F, Fut>(mut leadership: Leadership, work: F)
 where
-    F: Fn() -> Fut,
+    F: Fn(Leadership) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     loop {
         leadership.until_leading().await;
         let mut lost = leadership.clone();
         tokio::select! {
-            _ = work() => return,
+            _ = work(leadership.clone()) => return,
             _ = lost.until_following() => {}
         }
     }

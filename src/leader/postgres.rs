@@ -7,9 +7,11 @@
 //! session is never idle that long while it can reach the server), which frees the lock
 //! of a leader cut off from the database.
 
-use super::Campaign;
+use super::{Ask, Campaign};
 use crate::config::LeaderElectionSettings;
 use sqlx::Connection;
+use std::time::Instant;
+use tokio::sync::mpsc;
 
 /// The advisory lock's key: one per database.
 const LOCK_KEY: i64 = 0x6a61_7574_6f70_696c; // "jautopil"
@@ -41,18 +43,28 @@ async fn session(
 }
 
 /// Tries for the lock every `retry_every`; once held, checks the session every
-/// `retry_every` and gives the lead up when a check fails or takes longer than
-/// `renew_deadline`.
-pub(super) async fn campaign(url: String, le: LeaderElectionSettings, c: Campaign) {
+/// `retry_every` and whenever the leader is about to act ([`Ask`]), and gives the lead up
+/// when a check fails or takes longer than `renew_deadline`.
+///
+/// A lock just taken is acted on only from the next check, `retry_every` later: a lock
+/// freed because the server ended the last leader's session (an administrator, a
+/// restart) is free at once, while that leader learns it at its next check, within
+/// `retry_every`. Leading at once made two leaders for up to `retry_every`.
+pub(super) async fn campaign(
+    url: String,
+    le: LeaderElectionSettings,
+    c: Campaign,
+    mut asks: mpsc::Receiver<Ask>,
+) {
     let me = super::identity();
-    loop {
+    'session: loop {
         let mut conn = match tokio::time::timeout(le.renew_deadline, session(&url, &me, &le)).await
         {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "leader election: cannot reach the database");
                 c.set(false, None);
-                tokio::time::sleep(le.retry_every).await;
+                refuse_asks(&mut asks, le.retry_every).await;
                 continue;
             }
             Err(_) => {
@@ -61,11 +73,12 @@ pub(super) async fn campaign(url: String, le: LeaderElectionSettings, c: Campaig
                 continue;
             }
         };
+        // When this session took the lock.
+        let mut held_since: Option<Instant> = None;
         loop {
-            let leading = *c.tx.borrow();
             let step = tokio::time::timeout(le.renew_deadline, async {
-                let won: bool = if leading {
-                    sqlx::query_scalar("SELECT TRUE").fetch_one(&mut conn).await?
+                let won: bool = if held_since.is_some() {
+                    alive(&mut conn).await?
                 } else {
                     sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                         .bind(LOCK_KEY)
@@ -85,35 +98,81 @@ pub(super) async fn campaign(url: String, le: LeaderElectionSettings, c: Campaig
             .await;
             match step {
                 Ok(Ok((won, leader))) => {
+                    if won && held_since.is_none() {
+                        held_since = Some(Instant::now());
+                    }
+                    let leading = held_since.is_some_and(|t| t.elapsed() >= le.retry_every);
                     let leader = leader.map(|a| a.trim_start_matches("autopilot:").to_string());
-                    c.set(won, leader);
+                    c.set(leading, leader);
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "leader election: the session failed; not leading");
                     c.set(false, None);
-                    break;
+                    continue 'session;
                 }
                 Err(_) => {
                     tracing::warn!(
                         "leader election: no answer within the renew deadline; not leading"
                     );
                     c.set(false, None);
-                    break;
+                    continue 'session;
                 }
             }
-            tokio::select! {
-                _ = tokio::time::sleep(le.retry_every) => {}
-                _ = c.step_down.notified() => {
-                    // Shutting down: closing the session frees the lock now.
-                    c.set(false, None);
-                    let _ = conn.close().await;
-                    c.stepped_down.notify_one();
-                    return;
+            let next = tokio::time::Instant::now() + le.retry_every;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next) => break,
+                    Some(ask) = asks.recv() => {
+                        // Every ask waiting is answered by one check.
+                        let mut waiting = vec![ask];
+                        while let Ok(more) = asks.try_recv() {
+                            waiting.push(more);
+                        }
+                        let leading = *c.tx.borrow();
+                        let holds = leading
+                            && matches!(
+                                tokio::time::timeout(le.renew_deadline, alive(&mut conn)).await,
+                                Ok(Ok(true))
+                            );
+                        if leading && !holds {
+                            tracing::warn!("leader election: the session is gone; not leading");
+                            c.set(false, None);
+                        }
+                        for ask in waiting {
+                            let _ = ask.send(holds);
+                        }
+                        if leading && !holds {
+                            continue 'session;
+                        }
+                    }
+                    _ = c.step_down.notified() => {
+                        // Shutting down: closing the session frees the lock now.
+                        c.set(false, None);
+                        let _ = conn.close().await;
+                        c.stepped_down.notify_one();
+                        return;
+                    }
                 }
             }
         }
-        // The session is dropped: the lock, if held, goes with it.
-        drop(conn);
+    }
+}
+
+/// Whether the session answers (a session ended by the server fails here).
+async fn alive(conn: &mut sqlx::PgConnection) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT TRUE").fetch_one(conn).await
+}
+
+/// Answers "not leading" to every ask for `wait` (no session to check).
+async fn refuse_asks(asks: &mut mpsc::Receiver<Ask>, wait: std::time::Duration) {
+    let until = tokio::time::Instant::now() + wait;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(until) => return,
+            Some(ask) = asks.recv() => {
+                let _ = ask.send(false);
+            }
+        }
     }
 }
 

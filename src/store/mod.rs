@@ -11,7 +11,7 @@ mod writer;
 pub use analytics::{BuildGroup, DaySums, JobMedian, Measure};
 pub use backfill::BackfillRun;
 pub use performance::{PricedBuild, StoredPerformance};
-pub use rollups::{HOUR_ROWS_KEPT_MS, RollUp, RollupCounts, roll_up_every};
+pub use rollups::{HOUR_ROWS_KEPT_MS, RollUp, RollupCounts};
 pub use writer::{SubmitError, WriteOutcome, Writer, WriterHandle};
 
 use crate::config::{DatabaseSettings, SqliteSynchronous};
@@ -429,6 +429,13 @@ impl Store {
                 Cow::Borrowed("backfill owner"),
                 MigrationType::Simple,
                 include_str!("migrations/0007_backfill_owner.sql").into_sql_str(),
+                false,
+            ),
+            Migration::new(
+                8,
+                Cow::Borrowed("rollup marks per writer"),
+                MigrationType::Simple,
+                include_str!("migrations/0008_rollup_marks.sql").into_sql_str(),
                 false,
             ),
         ];
@@ -940,39 +947,6 @@ impl Store {
             builds: count("SELECT COUNT(*) FROM builds").await?,
             queue_items: count("SELECT COUNT(*) FROM queue_items").await?,
         })
-    }
-}
-
-/// What a retention purge deletes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retained {
-    /// Raw webhook events.
-    Events,
-    /// Scaling decisions.
-    Decisions,
-}
-
-/// Every hour (the first time at once), deletes what of `what` is older than
-/// `retention`, and logs how much went.
-pub async fn purge_every_hour(store: Store, retention: Duration, what: Retained) {
-    let mut tick = tokio::time::interval(Duration::from_secs(3600));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let age = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-        let Ok(cutoff) = Timestamp::from_millis(Timestamp::now().millis().saturating_sub(age))
-        else {
-            continue;
-        };
-        let deleted = match what {
-            Retained::Events => store.delete_events_before(cutoff).await,
-            Retained::Decisions => store.delete_decisions_before(cutoff).await,
-        };
-        match deleted {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, ?what, "deleted past their retention"),
-            Err(e) => tracing::warn!(error = %e, ?what, "deleting past the retention failed"),
-        }
     }
 }
 

@@ -398,3 +398,82 @@ async fn rollups_answer_as_the_builds_do_sqlite() {
 async fn rollups_answer_as_the_builds_do_postgres() {
     rollups_answer_as_the_builds_do(Db::Postgres).await;
 }
+
+/// Marks of one hour's writes: a row per writer, not per write. Before, each of these
+/// writes added its own row (a busy hour made a million and a half, and removing them
+/// held the writer for seconds). Builds finished in an hour rolled while writers keep
+/// writing into it come out exact once the writes stop.
+async fn an_hour_keeps_a_mark_per_writer(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, url) = store(db, dir.path()).await;
+    let raw_dir = tempfile::tempdir().unwrap();
+    let (raw, _) = store(db, raw_dir.path()).await;
+    let hour = D0 + 3 * HOUR;
+    let writes = async |s: &Store, from: u64, to: u64| {
+        for n in from..to {
+            let e = build(
+                "busy",
+                n + 1,
+                "linux",
+                hour + n as i64 * 1_000,
+                500,
+                100,
+                "SUCCESS",
+            );
+            s.write_batch(&[&e], Timestamp::from_millis(D0).unwrap())
+                .await
+                .unwrap();
+        }
+    };
+    // Writers on every write connection at once, into the same hour.
+    futures_util::future::join_all((0..4).map(|w| writes(&s, w * 60, w * 60 + 60))).await;
+    writes(&raw, 0, 240).await;
+    sqlx::any::install_default_drivers();
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rollup_stale WHERE hour = $1")
+        .bind(hour)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let most = match db {
+        Db::Sqlite => 1,
+        Db::Postgres => 4,
+    };
+    assert!(
+        (1..=most).contains(&rows),
+        "{rows} mark rows for 240 writes"
+    );
+    // Rolls beside more writes into the rolled hour: the hour stays marked until a roll
+    // that saw every write, and then reads as the builds do.
+    let now = Timestamp::from_millis(D0 + DAY).unwrap();
+    let more = writes(&s, 240, 400);
+    let rolls = async {
+        for _ in 0..20 {
+            s.roll_up(now, 5).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::join!(more, rolls);
+    writes(&raw, 240, 400).await;
+    while s.roll_up(now, 5).await.unwrap().left {}
+    let counts = s.rollup_counts().await.unwrap();
+    assert_eq!(counts.stale_hours, 0, "{counts:?}");
+    assert!(counts.hour_rows > 0, "{counts:?}");
+    let (from, to) = (D0, D0 + DAY);
+    assert_eq!(
+        reads(&s, from, hour + HOUR, to).await,
+        reads(&raw, from, hour + HOUR, to).await
+    );
+}
+
+#[tokio::test]
+async fn an_hour_keeps_a_mark_per_writer_sqlite() {
+    an_hour_keeps_a_mark_per_writer(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn an_hour_keeps_a_mark_per_writer_postgres() {
+    an_hour_keeps_a_mark_per_writer(Db::Postgres).await;
+}

@@ -203,16 +203,6 @@ pub fn start_with(
         tokio::spawn(run(worker, ctx, (rx, woken_at), period, debounce));
     }
     let store_for_wakeups = store.clone();
-    if !settings.scaling.pools.is_empty() {
-        let retention = settings.scaling.decision_retention;
-        tokio::spawn(crate::leader::while_leading(leadership, move || {
-            crate::store::purge_every_hour(
-                store.clone(),
-                retention,
-                crate::store::Retained::Decisions,
-            )
-        }));
-    }
     let (outbox, inbox) = match settings.database.postgres_url() {
         Some(url) if !settings.scaling.pools.is_empty() => {
             let (out, inbox) = wakeups::start(store_for_wakeups, url, metrics.clone());
@@ -356,8 +346,9 @@ async fn run(
                 None => return,
             },
         };
-        // A follower takes webhooks and serves reads; only the leader scales.
-        if !ctx.leadership.is_leader() {
+        // A follower takes webhooks and serves reads; only the leader scales, and it
+        // confirms its hold right before it acts.
+        if !ctx.leadership.confirm().await {
             leading = false;
             continue;
         }

@@ -16,7 +16,7 @@
 mod read;
 mod roll;
 
-pub use roll::{HOUR_ROWS_KEPT_MS, RollUp, roll_up_every};
+pub use roll::{HOUR_ROWS_KEPT_MS, RollUp};
 
 use super::StoreError;
 use crate::domain::Timestamp;
@@ -33,25 +33,34 @@ fn hour_of(at: i64) -> i64 {
     at - at.rem_euclid(HOUR_MS)
 }
 
-/// Marks the rollups of the hours these instants fall in as out of date: a new mark per
-/// hour (no row another writer holds).
+/// Marks the rollups of the hours these instants fall in as out of date: the writer's own
+/// row per hour (its database session on PostgreSQL, so concurrent writers never wait on
+/// one another's row; the one writer on SQLite) takes a new random version. An hour keeps
+/// a row per writer, not per write: at a thousand webhooks a second a row per write made
+/// a million and a half rows an hour, and removing them held the writer for seconds.
 pub(super) async fn mark_stale(tx: &mut Tx<'_>, at: &[Timestamp]) -> Result<(), StoreError> {
     let hours: BTreeSet<i64> = at.iter().map(|t| hour_of(t.millis())).collect();
     let hours: Vec<i64> = hours.into_iter().collect();
-    let mark: i64 = rand::random::<i64>() & i64::MAX;
+    let writer = if tx.backend_name() == "PostgreSQL" {
+        "pg_backend_pid()"
+    } else {
+        "0"
+    };
+    let version: i64 = rand::random::<i64>() & i64::MAX;
     for chunk in hours.chunks(500) {
         let values: Vec<String> = (1..=chunk.len())
-            .map(|i| format!("(${i}, ${})", chunk.len() + 1))
+            .map(|i| format!("(${i}, {writer}, ${})", chunk.len() + 1))
             .collect();
         let sql = format!(
-            "INSERT INTO rollup_stale (hour, mark) VALUES {} ON CONFLICT DO NOTHING",
+            "INSERT INTO rollup_stale (hour, mark, version) VALUES {} \
+             ON CONFLICT (hour, mark) DO UPDATE SET version = excluded.version",
             values.join(", ")
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for h in chunk {
             q = q.bind(*h);
         }
-        q.bind(mark).execute(&mut **tx).await?;
+        q.bind(version).execute(&mut **tx).await?;
     }
     Ok(())
 }

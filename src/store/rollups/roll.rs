@@ -3,12 +3,10 @@
 
 use super::{DAY_MS, HOUR_MS, Tx};
 use crate::domain::Timestamp;
-use crate::metrics::Metrics;
 use crate::store::{Backend, Store, StoreError, corrupt};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 /// One rollup row's key: controller, job, label, result.
 pub(super) type Key = (String, String, Option<String>, Option<String>);
@@ -267,18 +265,19 @@ impl Store {
     ///
     /// The builds are read and summed in a read snapshot, outside the write lock: a busy
     /// hour holds hundreds of thousands of builds, and summing them under the lock held
-    /// every webhook for seconds. What keeps it exact: every write marks the hours it
-    /// changes with a mark of its own in the same transaction, the marks are read before
-    /// the builds, and only the marks read are removed. A write the read did not see left a
-    /// mark that stays, so the hour is rolled again. Under the lock, the roll goes ahead
-    /// only if every mark it read is still there to remove: another roller that removed
-    /// one (during a hand-over of the lead) rolled the hour from a later snapshot.
+    /// every webhook for seconds. What keeps it exact: every write sets a new version on
+    /// its writer's mark of the hours it changes, in the same transaction; the marks are
+    /// read before the builds, and a mark is removed only if it still has the version
+    /// read. A write the read did not see left a newer version that stays, so the hour is
+    /// rolled again. Under the lock, the roll goes ahead only if every mark it read is
+    /// still there (removed, or kept at a newer version): another roller that removed one
+    /// (during a hand-over of the lead) rolled the hour from a later snapshot.
     async fn roll_hour(&self, hour: i64) -> Result<(), StoreError> {
         let day = hour - hour.rem_euclid(DAY_MS);
         let (marks, groups) = {
             let mut read = self.read_tx().await?;
-            let marks: Vec<i64> =
-                sqlx::query_scalar("SELECT mark FROM rollup_stale WHERE hour = $1")
+            let marks: Vec<(i64, i64)> =
+                sqlx::query_as("SELECT mark, version FROM rollup_stale WHERE hour = $1")
                     .bind(hour)
                     .fetch_all(&mut *read)
                     .await?;
@@ -301,24 +300,30 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.roll_tx().await?;
-        // The marks read go first: all of them, or another roller took the hour from a
-        // later snapshot and this roll is dropped (rolled back).
-        let mut removed = 0;
-        for chunk in marks.chunks(500) {
-            let list: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
-            let sql = format!(
-                "DELETE FROM rollup_stale WHERE hour = $1 AND mark IN ({})",
-                list.join(", ")
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(hour);
-            for m in chunk {
-                q = q.bind(*m);
+        // The marks read go first (a writer's or a release's before: a handful an hour).
+        for (mark, version) in &marks {
+            let removed = sqlx::query(
+                "DELETE FROM rollup_stale WHERE hour = $1 AND mark = $2 AND version = $3",
+            )
+            .bind(hour)
+            .bind(mark)
+            .bind(version)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if removed == 0 {
+                let newer: Option<i64> = sqlx::query_scalar(
+                    "SELECT version FROM rollup_stale WHERE hour = $1 AND mark = $2",
+                )
+                .bind(hour)
+                .bind(mark)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if newer.is_none() {
+                    tx.rollback().await?;
+                    return Ok(());
+                }
             }
-            removed += q.execute(&mut *tx).await?.rows_affected();
-        }
-        if removed < marks.len() as u64 {
-            tx.rollback().await?;
-            return Ok(());
         }
         replace_rows(&mut tx, HOUR_MS, hour, groups).await?;
         sqlx::query("DELETE FROM build_rollups WHERE span_ms = $1 AND start_at = $2")
@@ -439,43 +444,4 @@ async fn replace_rows(
         q.execute(&mut **tx).await?;
     }
     Ok(())
-}
-
-/// Keeps the rollups current while this replica leads: a pass every `every`, and passes
-/// back to back while stale hours are left (a store upgraded with a year of builds). Each
-/// pass is counted by outcome; the hours still behind and the last good pass's time are
-/// gauges, so an alert can tell reports reading builds instead of rollups.
-pub async fn roll_up_every(store: Store, every: Duration, metrics: Metrics) {
-    loop {
-        let wait = match store.roll_up(Timestamp::now(), 200).await {
-            Ok(done) => {
-                metrics.rollup_passes.with_label_values(&["ok"]).inc();
-                metrics
-                    .rollup_behind_hours
-                    .set(i64::try_from(done.behind).unwrap_or(i64::MAX));
-                metrics
-                    .rollup_last_pass
-                    .set(Timestamp::now().millis() / 1000);
-                if done.hours > 0 || done.days > 0 {
-                    tracing::debug!(
-                        hours = done.hours,
-                        days = done.days,
-                        behind = done.behind,
-                        "report rollups updated"
-                    );
-                }
-                if done.left {
-                    Duration::from_millis(50)
-                } else {
-                    every
-                }
-            }
-            Err(e) => {
-                metrics.rollup_passes.with_label_values(&["error"]).inc();
-                tracing::warn!(error = %e, "report rollups not updated: reports read the builds until they are");
-                every
-            }
-        };
-        tokio::time::sleep(wait).await;
-    }
 }
