@@ -33,9 +33,14 @@ pub fn spawn_all(
         }));
     }
     {
-        let (store, settings) = (store.clone(), settings.clone());
+        let (store, settings, metrics) = (store.clone(), settings.clone(), metrics.clone());
         tokio::spawn(while_leading(leadership.clone(), move |leader| {
-            crate::analytics::schedule::run_all(store.clone(), settings.clone(), leader)
+            crate::analytics::schedule::run_all(
+                store.clone(),
+                settings.clone(),
+                metrics.clone(),
+                leader,
+            )
         }));
     }
     {

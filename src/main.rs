@@ -278,7 +278,8 @@ fn cost_optimize(
     let range = range_arg(range)?;
     let shared = std::sync::Arc::new(settings.clone());
     let (plan, diff) = with_store(&settings, &data_dir, async |store| {
-        Ok(optimize::optimize(store, shared, range, target).await?)
+        let metrics = jenkins_autopilot::metrics::Metrics::new();
+        Ok(optimize::optimize(store, shared, range, target, &metrics, ()).await?)
     })?;
     if format == "json" {
         println!("{}", serde_json::to_string_pretty(&plan)?);
@@ -387,6 +388,8 @@ fn report(
             std::sync::Arc::new(settings.clone()),
             range,
             format,
+            &jenkins_autopilot::metrics::Metrics::new(),
+            (),
         )
         .await?;
         Ok(render::render(&r, format, &frontiers))
@@ -765,6 +768,8 @@ fn simulate_from_store(args: &SimulateArgs) -> anyhow::Result<()> {
             settings.clone(),
             range,
             Some(&pool),
+            &jenkins_autopilot::metrics::Metrics::new(),
+            (),
         )
         .await?)
     })?;

@@ -54,6 +54,10 @@ pub struct Metrics {
     /// Hours that are over and not yet rolled up after the last pass: reports read their
     /// builds until they are.
     pub rollup_behind_hours: IntGauge,
+    /// Replays of recorded history (frontiers, optimizations, HTML reports) running now.
+    pub replays_running: IntGauge,
+    /// Replays stopped before they ended because nobody waited for them any more.
+    pub replays_stopped: IntCounter,
     /// When the last rollup pass that worked ended (Unix seconds; 0 before the first).
     pub rollup_last_pass: IntGauge,
     /// Bytes of SQLite's write-ahead log in use at the last checkpoint.
@@ -155,7 +159,25 @@ impl Metrics {
             "When the last rollup pass that worked ended",
         )
         .expect("valid metric");
-        for g in [&leader, &rollup_behind_hours, &rollup_last_pass] {
+        let replays_running = IntGauge::new(
+            "replays_running",
+            "Replays of recorded history (frontiers, optimizations, HTML reports) running now",
+        )
+        .expect("valid metric");
+        let replays_stopped = IntCounter::new(
+            "replays_stopped_total",
+            "Replays stopped early: the request went away or the service was stopping",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(replays_stopped.clone()))
+            .expect("unique metric");
+        for g in [
+            &leader,
+            &rollup_behind_hours,
+            &rollup_last_pass,
+            &replays_running,
+        ] {
             registry
                 .register(Box::new(g.clone()))
                 .expect("unique metric");
@@ -267,6 +289,8 @@ impl Metrics {
             rollup_passes,
             rollup_behind_hours,
             rollup_last_pass,
+            replays_running,
+            replays_stopped,
             store_wal_bytes,
             process,
         }
@@ -282,7 +306,7 @@ impl Metrics {
     /// Every metric family's full name (`autopilot_...`), with or without samples yet.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 21] = [
+        let collectors: [&dyn Collector; 23] = [
             &self.events,
             &self.store_commit_seconds,
             &self.batch_size,
@@ -302,6 +326,8 @@ impl Metrics {
             &self.rollup_passes,
             &self.rollup_behind_hours,
             &self.rollup_last_pass,
+            &self.replays_running,
+            &self.replays_stopped,
             &self.store_wal_bytes,
             &*self.process,
         ];

@@ -17,6 +17,7 @@ pub struct Application {
     server: Server,
     store: Store,
     leadership: crate::leader::Leadership,
+    stopping: tokio_util::sync::CancellationToken,
 }
 
 impl Application {
@@ -122,7 +123,9 @@ impl Application {
             leadership: leadership.clone(),
             settings: settings.clone(),
             scaling,
+            stopping: tokio_util::sync::CancellationToken::new(),
         };
+        let stopping = state.stopping.clone();
         let listener = TcpListener::bind(settings.server.listen)
             .with_context(|| format!("binding {}", settings.server.listen))?;
         let port = listener.local_addr()?.port();
@@ -163,6 +166,7 @@ impl Application {
         .listen(listener)?
         .max_connections(settings.server.max_connections.max(1))
         .shutdown_timeout(10)
+        .disable_signals()
         .run();
         tracing::info!(port, backend = ?store.backend(), "listening");
         Ok(Self {
@@ -170,6 +174,7 @@ impl Application {
             server,
             store,
             leadership,
+            stopping,
         })
     }
 
@@ -185,12 +190,45 @@ impl Application {
     /// Serves until the process is told to stop (SIGINT/SIGTERM), then drains and closes
     /// the store.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.server.await?;
+        let (handle, stopping) = (self.server.handle(), self.stopping.clone());
+        let signals = tokio::spawn(async move {
+            let signal = told_to_stop().await;
+            tracing::info!(
+                signal,
+                "stopping: requests in flight finish, replays stop now"
+            );
+            // Replays are dropped at once (their clients get 503); other requests have
+            // the drain timeout to finish.
+            stopping.cancel();
+            handle.stop(true).await;
+        });
+        let served = self.server.await;
+        signals.abort();
+        served?;
         // Hand the lead over now rather than when the lease runs out.
         self.leadership
             .step_down(std::time::Duration::from_secs(3))
             .await;
         self.store.close().await;
         Ok(())
+    }
+}
+
+/// Waits for SIGTERM (what Kubernetes sends) or SIGINT (Ctrl-C); which one came.
+async fn told_to_stop() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => {
+            // No signal handling here: Ctrl-C through tokio's portable handler.
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
     }
 }

@@ -5,6 +5,7 @@
 
 use super::Range;
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::sim::{PoolFrontier, SimConfig, SimPolicy, pool_frontier};
 use crate::store::{Store, StoreError};
 use serde::Serialize;
@@ -23,12 +24,15 @@ pub struct Replayed {
     pub frontier: PoolFrontier,
 }
 
-/// The frontier of every pool (or only `pool`) over `range`.
-pub async fn pool_frontiers(
+/// The frontier of every pool (or only `pool`) over `range`; `slot` (a replay's place) is
+/// held until the replay's thread is done, and dropping the future stops the replay.
+pub async fn pool_frontiers<S: Send + 'static>(
     store: &Store,
     settings: Arc<Settings>,
     range: Range,
     pool: Option<&str>,
+    metrics: &Metrics,
+    slot: S,
 ) -> Result<Vec<Replayed>, StoreError> {
     let per_pool = super::optimize::pool_builds(store, &settings, range, |_| {}).await?;
     let names: Vec<String> = settings
@@ -38,7 +42,7 @@ pub async fn pool_frontiers(
         .filter(|n| pool.is_none_or(|p| p == n.as_str()))
         .cloned()
         .collect();
-    tokio::task::spawn_blocking(move || {
+    super::replay::on_blocking_thread(metrics, slot, move |stop| {
         let mut per_pool = per_pool;
         names
             .into_iter()
@@ -48,28 +52,31 @@ pub async fn pool_frontiers(
                 builds.drain(..in_range.saturating_sub(MAX_BUILDS));
                 let p = &settings.scaling.pools[&name];
                 let cfg = SimConfig::for_pool(p, &settings);
-                Replayed {
-                    frontier: pool_frontier(&builds, &cfg, SimPolicy::of_pool(p)),
+                Some(Replayed {
+                    frontier: pool_frontier(&builds, &cfg, SimPolicy::of_pool(p), &|| {
+                        stop.asked()
+                    })?,
                     pool: name,
                     builds_in_range: in_range,
-                }
+                })
             })
             .collect()
     })
     .await
-    .map_err(|e| StoreError::Corrupt(format!("the replay failed: {e}")))
 }
 
 /// The frontiers a report in `format` draws: every pool's for the HTML report, none for
 /// the other formats (they carry the report's figures only).
-pub async fn for_report(
+pub async fn for_report<S: Send + 'static>(
     store: &Store,
     settings: Arc<Settings>,
     range: Range,
     format: super::render::Format,
+    metrics: &Metrics,
+    slot: S,
 ) -> Result<Vec<Replayed>, StoreError> {
     if format != super::render::Format::Html {
         return Ok(Vec::new());
     }
-    pool_frontiers(store, settings, range, None).await
+    pool_frontiers(store, settings, range, None, metrics, slot).await
 }

@@ -6,6 +6,7 @@ pub mod frontier;
 pub mod optimize;
 pub mod performance;
 pub mod render;
+pub mod replay;
 pub mod schedule;
 
 use crate::domain::Timestamp;

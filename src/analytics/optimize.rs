@@ -310,11 +310,13 @@ pub async fn pool_builds(
 
 /// Plans savings of `target_percent` over `range`: reads the history, then replays it on a
 /// blocking thread (never on the async runtime).
-pub async fn optimize(
+pub async fn optimize<S: Send + 'static>(
     store: &Store,
     settings: std::sync::Arc<Settings>,
     range: Range,
     target_percent: f64,
+    metrics: &crate::metrics::Metrics,
+    slot: S,
 ) -> Result<(Plan, String), StoreError> {
     // The recorded builds: per pool, as the simulator's arrivals; reported builds with
     // their job and type for right-sizing.
@@ -329,12 +331,10 @@ pub async fn optimize(
         }
     })
     .await?;
-    let plan = tokio::task::spawn_blocking(move || {
-        plan(&settings, range, target_percent, per_pool, reported)
+    super::replay::on_blocking_thread(metrics, slot, move |stop| {
+        plan(&settings, range, target_percent, per_pool, reported, stop)
     })
     .await
-    .map_err(|e| crate::store::StoreError::Corrupt(format!("the replay failed: {e}")))?;
-    Ok(plan)
 }
 
 /// The search itself, on the loaded history.
@@ -344,7 +344,8 @@ fn plan(
     target_percent: f64,
     mut per_pool: BTreeMap<String, Vec<SimBuild>>,
     reported: BTreeMap<(String, String), Vec<PricedBuild>>,
-) -> (Plan, String) {
+    stop: &super::replay::Stop,
+) -> Option<(Plan, String)> {
     let mut evaluated = 0;
     let mut pools = Vec::new();
     let mut chosen: Vec<(String, PoolSettings)> = Vec::new();
@@ -377,10 +378,13 @@ fn plan(
         let mut best: Option<(PoolSettings, Figures, Vec<i64>)> = None;
         let mut cheapest: Option<(PoolSettings, Figures, Vec<i64>)> = None;
         // The current settings' replay counts as the first candidate.
-        let replays = tried.map(|v| {
+        let replays = tried.map_while(|v| {
+            if stop.asked() {
+                return None;
+            }
             let (f, w) = run(&builds, &v, settings);
             evaluated += 1;
-            (v, f, w)
+            Some((v, f, w))
         });
         for (v, f, w) in std::iter::once((current, before, w_before)).chain(replays) {
             if f.cost <= goal + 1e-9 && best.as_ref().is_none_or(|(_, b, _)| gentler(&f, b)) {
@@ -389,6 +393,9 @@ fn plan(
             if cheapest.as_ref().is_none_or(|(_, c, _)| f.cost < c.cost) {
                 cheapest = Some((v, f, w));
             }
+        }
+        if stop.asked() {
+            return None;
         }
         let (v, after, w) = best
             .or(cheapest)
@@ -509,7 +516,7 @@ fn plan(
         evaluated,
         config_diff: diff.clone(),
     };
-    (plan, diff)
+    Some((plan, diff))
 }
 
 fn round(v: f64) -> f64 {
@@ -590,7 +597,14 @@ mod tests {
             to: Timestamp::from_millis(1_700_000_000_000 + 14 * 86_400_000).unwrap(),
         };
         let per_pool = BTreeMap::from([("linux".to_string(), builds)]);
-        let (plan, yaml) = plan(&s, range, 20.0, per_pool, BTreeMap::new());
+        let stop = crate::analytics::replay::Stop::default();
+        let asked = crate::analytics::replay::Stop::default();
+        asked.ask();
+        assert!(
+            plan(&s, range, 20.0, per_pool.clone(), BTreeMap::new(), &asked).is_none(),
+            "a replay asked to stop answers nothing"
+        );
+        let (plan, yaml) = plan(&s, range, 20.0, per_pool, BTreeMap::new(), &stop).unwrap();
         let pool = &plan.pools[0];
         assert_eq!(pool.note, None, "{pool:?}");
         assert!(plan.reached, "{}", plan.message);

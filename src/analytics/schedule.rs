@@ -13,13 +13,26 @@ use std::sync::Arc;
 
 /// Starts one task per schedule.
 /// Runs every scheduled report until cancelled.
-pub async fn run_all(store: Store, settings: Arc<Settings>, leader: crate::leader::Leadership) {
+pub async fn run_all(
+    store: Store,
+    settings: Arc<Settings>,
+    metrics: crate::metrics::Metrics,
+    leader: crate::leader::Leadership,
+) {
     let runs = settings
         .reports
         .schedules
         .clone()
         .into_iter()
-        .map(|schedule| run(store.clone(), settings.clone(), schedule, leader.clone()));
+        .map(|schedule| {
+            run(
+                store.clone(),
+                settings.clone(),
+                schedule,
+                metrics.clone(),
+                leader.clone(),
+            )
+        });
     futures_util::future::join_all(runs).await;
 }
 
@@ -27,6 +40,7 @@ async fn run(
     store: Store,
     settings: Arc<Settings>,
     schedule: ReportSchedule,
+    metrics: crate::metrics::Metrics,
     leader: crate::leader::Leadership,
 ) {
     let cron: croner::Cron = match schedule.cron.parse() {
@@ -50,7 +64,7 @@ async fn run(
         if !leader.confirm().await {
             continue;
         }
-        match write_report(&store, &settings, &schedule, Timestamp::now()).await {
+        match write_report(&store, &settings, &schedule, Timestamp::now(), &metrics).await {
             Ok(path) => {
                 tracing::info!(schedule = %schedule.name, path = %path.display(), "scheduled report written")
             }
@@ -68,6 +82,7 @@ pub async fn write_report(
     settings: &Settings,
     schedule: &ReportSchedule,
     now: Timestamp,
+    metrics: &crate::metrics::Metrics,
 ) -> anyhow::Result<PathBuf> {
     let range = Range::parse(&schedule.range, now).map_err(|e| anyhow::anyhow!("range {e}"))?;
     let format = Format::parse(&schedule.format).map_err(|e| anyhow::anyhow!("format {e}"))?;
@@ -77,9 +92,15 @@ pub async fn write_report(
         label: schedule.label.clone(),
     };
     let report = performance_report(store, settings, range, filter).await?;
-    let frontiers =
-        super::frontier::for_report(store, std::sync::Arc::new(settings.clone()), range, format)
-            .await?;
+    let frontiers = super::frontier::for_report(
+        store,
+        std::sync::Arc::new(settings.clone()),
+        range,
+        format,
+        metrics,
+        (),
+    )
+    .await?;
     let dir = &schedule.directory;
     tokio::fs::create_dir_all(dir)
         .await

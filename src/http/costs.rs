@@ -111,16 +111,29 @@ pub async fn optimize(
     }
     let range = bounded_range(req.range.as_deref(), "30d", MAX_REPLAY_DAYS)?;
     // One replay at a time; a second request is told to come back.
-    let _slot = state
+    let slot = state
         .optimizing
-        .try_acquire()
+        .clone()
+        .try_acquire_owned()
         .map_err(|_| ApiError::Overloaded { retry_after: 5 })?;
-    let (plan, _) = crate::analytics::optimize::optimize(
-        &state.store,
-        state.settings.clone(),
-        range,
-        req.target_savings,
-    )
-    .await?;
-    Ok(HttpResponse::Ok().json(plan))
+    let state = state.clone();
+    super::heavy::answer_while_working("application/json", async move {
+        let (plan, _) = state
+            .unless_stopping(async {
+                Ok(crate::analytics::optimize::optimize(
+                    &state.store,
+                    state.settings.clone(),
+                    range,
+                    req.target_savings,
+                    &state.metrics,
+                    slot,
+                )
+                .await?)
+            })
+            .await?;
+        serde_json::to_vec(&plan)
+            .map(web::Bytes::from)
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    })
+    .await
 }

@@ -55,3 +55,48 @@ impl HeavyReads {
         })
     }
 }
+
+/// How long a heavy answer is waited for before its headers go out.
+const FIRST_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How often a long answer sends a space (JSON and HTML allow leading whitespace) while
+/// its work runs.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Answers with what `work` makes, in `content_type`. Work done within a second answers
+/// as usual (its error with its own status). Longer work answers 200 at once and sends a
+/// space every second until the body follows: the server only learns that a client left
+/// when a write to it fails, and a failed write drops `work` (a replay stops at its next
+/// check, its places are freed). Work that fails after that ends the answer broken (the
+/// client sees a cut transfer, never a whole body) and logs why.
+pub async fn answer_while_working<F>(
+    content_type: &'static str,
+    work: F,
+) -> Result<actix_web::HttpResponse, ApiError>
+where
+    F: std::future::Future<Output = Result<actix_web::web::Bytes, ApiError>> + 'static,
+{
+    use actix_web::web::Bytes;
+    let mut work = Box::pin(work);
+    if let Ok(done) = tokio::time::timeout(FIRST_WAIT, &mut work).await {
+        return Ok(actix_web::HttpResponse::Ok()
+            .content_type(content_type)
+            .body(done?));
+    }
+    let body = futures_util::stream::unfold(Some(work), |state| async move {
+        let mut work = state?;
+        tokio::select! {
+            done = &mut work => Some((
+                done.map_err(|e| {
+                    tracing::warn!(error = %e, "a long answer failed after it began; it ends cut");
+                    std::io::Error::other("the answer failed after it began")
+                }),
+                None,
+            )),
+            _ = tokio::time::sleep(HEARTBEAT) => Some((Ok(Bytes::from_static(b" ")), Some(work))),
+        }
+    });
+    Ok(actix_web::HttpResponse::Ok()
+        .content_type(content_type)
+        .streaming(body))
+}

@@ -126,21 +126,33 @@ pub async fn get_frontier(
         .into_inner();
     let range =
         super::costs::bounded_range(q.range.as_deref(), "30d", super::costs::MAX_REPLAY_DAYS)?;
-    let _heavy = state.heavy.admit(&req)?;
-    let _slot = state
+    let heavy = state.heavy.admit(&req)?;
+    let slot = state
         .replaying
-        .try_acquire()
+        .clone()
+        .try_acquire_owned()
         .map_err(|_| ApiError::Overloaded { retry_after: 5 })?;
-    let mut replayed = crate::analytics::frontier::pool_frontiers(
-        &state.store,
-        state.settings.clone(),
-        range,
-        Some(&name),
-    )
-    .await?;
-    let mut body = serde_json::to_value(replayed.pop()).unwrap_or_default();
-    body["range"] = serde_json::to_value(range).unwrap_or_default();
-    Ok(HttpResponse::Ok().json(body))
+    let state = state.clone();
+    super::heavy::answer_while_working("application/json", async move {
+        let _heavy = heavy;
+        let mut replayed = state
+            .unless_stopping(async {
+                Ok(crate::analytics::frontier::pool_frontiers(
+                    &state.store,
+                    state.settings.clone(),
+                    range,
+                    Some(&name),
+                    &state.metrics,
+                    slot,
+                )
+                .await?)
+            })
+            .await?;
+        let mut body = serde_json::to_value(replayed.pop()).unwrap_or_default();
+        body["range"] = serde_json::to_value(range).unwrap_or_default();
+        Ok(web::Bytes::from(body.to_string()))
+    })
+    .await
 }
 
 /// A build about to wait for an executor of `label`, as a pipeline announces it.

@@ -38,7 +38,7 @@ pub async fn performance(
         .map_err(|e| ApiError::invalid("query", e))?
         .into_inner();
     let range = range_param(q.range.as_deref())?;
-    let _heavy = state.heavy.admit(&req)?;
+    let heavy = state.heavy.admit(&req)?;
     let format = Format::parse(q.format.as_deref().unwrap_or("json"))
         .map_err(|e| ApiError::invalid("format", e))?;
     let filter = Filter {
@@ -47,21 +47,37 @@ pub async fn performance(
         label: q.label,
     };
     let report = performance_report(&state.store, &state.settings, range, filter).await?;
+    if format != Format::Html {
+        return Ok(HttpResponse::Ok()
+            .content_type(format.content_type())
+            .body(render(&report, format, &[])));
+    }
     // The HTML report replays each pool's history for its frontier: one replay at a time.
-    let frontiers = if format == Format::Html {
-        let _slot = state
+    let state = state.clone();
+    super::heavy::answer_while_working(format.content_type(), async move {
+        let _heavy = heavy;
+        let slot = state
             .replaying
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        crate::analytics::frontier::for_report(&state.store, state.settings.clone(), range, format)
-            .await?
-    } else {
-        Vec::new()
-    };
-    Ok(HttpResponse::Ok()
-        .content_type(format.content_type())
-        .body(render(&report, format, &frontiers)))
+        let frontiers = state
+            .unless_stopping(async {
+                Ok(crate::analytics::frontier::for_report(
+                    &state.store,
+                    state.settings.clone(),
+                    range,
+                    format,
+                    &state.metrics,
+                    slot,
+                )
+                .await?)
+            })
+            .await?;
+        Ok(web::Bytes::from(render(&report, format, &frontiers)))
+    })
+    .await
 }
 
 /// Query of `GET /api/v1/export`.

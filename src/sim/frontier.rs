@@ -126,22 +126,27 @@ pub struct PoolFrontier {
 }
 
 /// Replays `builds` (one pool's, sorted by queue time) under every frontier policy, the
-/// oracle and the pool's own `current` policy.
+/// oracle and the pool's own `current` policy; `None` if `stop` said so between two
+/// replays (nobody waits for the answer any more).
 pub fn pool_frontier(
     builds: &[super::SimBuild],
     cfg: &super::SimConfig,
     current: SimPolicy,
-) -> PoolFrontier {
-    let point = |family, policy| replay_point(builds, cfg, family, policy);
+    stop: &dyn Fn() -> bool,
+) -> Option<PoolFrontier> {
+    let point = |family, policy| (!stop()).then(|| replay_point(builds, cfg, family, policy));
     let oracle = super::replay(builds, SimPolicy::Oracle, cfg);
-    let mut current_point = point("current", current);
+    let mut current_point = point("current", current)?;
     current_point.setting = current.name();
-    PoolFrontier {
+    Some(PoolFrontier {
         builds: builds.len(),
         oracle_agent_hours: oracle.agent_ms as f64 / 3_600_000.0,
         current: current_point,
-        frontier: FRONTIER.iter().map(|&(f, p)| point(f, p)).collect(),
-    }
+        frontier: FRONTIER
+            .iter()
+            .map(|&(f, p)| point(f, p))
+            .collect::<Option<_>>()?,
+    })
 }
 
 /// Replays every frontier policy and the oracle on the same builds.

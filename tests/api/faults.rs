@@ -432,3 +432,187 @@ async fn heavy_reads_are_bounded_in_range_and_answer_size() {
     let (status, body) = app.get_json("/api/v1/costs?limit=0").await;
     assert_eq!((status, body["field"].clone()), (400, json!("limit")));
 }
+
+/// A pool with 3,000 builds over the last two weeks: its frontier replays them under
+/// every setting, which takes a while in a test build.
+async fn long_replay_app(settings: jenkins_autopilot::config::Settings) -> TestApp {
+    let app = spawn_with(settings).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let builds: Vec<u64> = (1..=3_000).collect();
+    for chunk in builds.chunks(100) {
+        futures_util::future::join_all(chunk.iter().map(|&n| {
+            crate::helpers::statistics_build(
+                &app,
+                "app",
+                n,
+                "linux",
+                now - 14 * 86_400_000 + n as i64 * 400_000,
+                (n as i64 % 5) * 30_000,
+                600_000 + (n as i64 % 7) * 60_000,
+                "SUCCESS",
+            )
+        }))
+        .await;
+    }
+    app
+}
+
+async fn metric(app: &TestApp, name: &str) -> Option<i64> {
+    crate::helpers::metric_at(&app.client, &app.address, name).await
+}
+
+/// A frontier whose client leaves stops at its next replay, and its slot comes back only
+/// then. Before, the replay ran on to the end on a core of its own, for nobody, and the
+/// slot was free again at once, so a client that kept retrying piled replays up.
+#[tokio::test]
+async fn a_replay_stops_when_its_client_leaves() {
+    let (settings, _dir) = crate::helpers::pool_settings(Db::Sqlite).await;
+    let app = long_replay_app(settings).await;
+    let path = "/api/v1/pools/linux/frontier?range=15d";
+    let at = Instant::now();
+    let (status, whole) = app.get_json(path).await;
+    let full = at.elapsed();
+    assert_eq!(status, 200, "{whole}");
+    assert_eq!(whole["builds"], 3_000, "{whole}");
+    assert_eq!(
+        metric(&app, "autopilot_replays_stopped_total").await,
+        Some(0)
+    );
+    // The same replay, left after a tenth of the time it takes.
+    let left = app
+        .client
+        .get(app.url(path))
+        .timeout(full / 10)
+        .send()
+        .await;
+    assert!(left.is_err(), "the replay outlasts its client: {left:?}");
+    let at = Instant::now();
+    loop {
+        let (stopped, running) = (
+            metric(&app, "autopilot_replays_stopped_total").await,
+            metric(&app, "autopilot_replays_running").await,
+        );
+        if stopped == Some(1) && running == Some(0) {
+            break;
+        }
+        assert!(
+            at.elapsed() < full * 2,
+            "stopped {stopped:?}, running {running:?} after {:?}",
+            at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "a replay of {full:?} stopped {:?} after its client left",
+        at.elapsed()
+    );
+}
+
+/// SIGTERM while a replay runs: the replay stops at once and the process ends, instead of
+/// the drain waiting for it (10 s) and the runtime then waiting for its thread.
+#[tokio::test]
+async fn sigterm_stops_a_running_replay_at_once() {
+    let (settings, dir) = crate::helpers::pool_settings(Db::Sqlite).await;
+    long_replay_app(settings).await.stop().await;
+    let config = dir.path().join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("service.yaml"),
+        format!(
+            "webhook: {{token: \"{}\"}}\n\
+             kubernetes: {{mode: dry-run}}\n\
+             jenkins:\n  controllers:\n    prod: {{url: \"http://127.0.0.1:9/\", timeout: 200ms, retries: 0}}\n\
+             scaling:\n  reconcile_interval: 1h\n  decision_retention: 36500d\n  pools:\n    linux: {{controller: prod, label: linux, \
+             namespace: ci, deployment: agents, agent: {{cpu: '1', memory: 2Gi}}}}\n",
+            crate::helpers::TOKEN
+        ),
+    )
+    .unwrap();
+    let port = crate::helpers::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("AUTOPILOT_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("RUST_LOG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the service");
+    let client = reqwest::Client::new();
+    let metric = async |name: &str| crate::helpers::metric_at(&client, &base, name).await;
+    let started = Instant::now();
+    while metric("autopilot_replays_running").await.is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the service starts"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let frontier = format!("{base}/api/v1/pools/linux/frontier?range=15d");
+    let at = Instant::now();
+    let whole: Value = client
+        .get(&frontier)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let full = at.elapsed();
+    assert_eq!(whole["builds"], 3_000, "{whole}");
+    // The same replay again; once it runs, SIGTERM.
+    let asked = tokio::spawn({
+        let (client, frontier) = (client.clone(), frontier.clone());
+        async move {
+            match client.get(&frontier).send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let body = resp.bytes().await;
+                    (status, body.ok().map(|b| b.to_vec()))
+                }
+                Err(_) => (0, None),
+            }
+        }
+    });
+    while metric("autopilot_replays_running").await != Some(1) {
+        assert!(at.elapsed() < full * 3, "the second replay starts");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let term = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            term.elapsed() < full * 3 + Duration::from_secs(15),
+            "the service ends after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let ended = term.elapsed();
+    assert!(status.success(), "{status:?}");
+    // The client was told to come back (503), or its answer was cut: never a whole one.
+    let (code, body) = asked.await.unwrap();
+    let whole_answer = code == 200
+        && body
+            .as_deref()
+            .is_some_and(|b| serde_json::from_slice::<Value>(b).is_ok());
+    assert!(!whole_answer, "{code} {body:?}");
+    println!("SIGTERM during a replay of {full:?}: the service ended {ended:?} later");
+    assert!(
+        ended < full / 2,
+        "ended {ended:?} after SIGTERM; the replay takes {full:?}"
+    );
+}

@@ -460,6 +460,20 @@ pub async fn pool_settings(db: Db) -> (Settings, tempfile::TempDir) {
     (settings, dir)
 }
 
+/// One sample's value in the `/metrics` of the service at `base`; `None` when it does
+/// not answer or has no such sample.
+pub async fn metric_at(client: &reqwest::Client, base: &str, name: &str) -> Option<i64> {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    metric_value(&text, name)
+}
+
 /// One sample's value in a `/metrics` text: `name` is the sample as printed (with its
 /// labels); `None` when there is no such sample.
 pub fn metric_value(text: &str, name: &str) -> Option<i64> {

@@ -125,15 +125,7 @@ async fn metric_becomes(client: &reqwest::Client, r: &Replica, line: &str, want:
 }
 
 async fn metric(client: &reqwest::Client, r: &Replica, line: &str) -> Option<i64> {
-    let text = client
-        .get(format!("{}/metrics", r.base))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    crate::helpers::metric_value(&text, line)
+    crate::helpers::metric_at(client, &r.base, line).await
 }
 
 /// Waits until exactly one replica leads and every one names it; returns its index.
