@@ -115,16 +115,22 @@ fn ce_headers(n: u64, ce_type: &str, source: &str) -> Vec<(&'static str, String)
     ]
 }
 
-fn rss_bytes(pid: u32) -> u64 {
+/// A `/proc/PID/status` figure in bytes: `VmRSS` (all resident memory), `RssAnon` (the
+/// heap and stacks), `RssFile` (mapped files: the binary, SQLite's shared WAL index).
+fn status_bytes(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024)
+}
+
+fn rss_bytes(pid: u32) -> u64 {
+    status_bytes(pid, "VmRSS:")
 }
 
 fn file_size(path: &std::path::Path) -> u64 {
@@ -287,15 +293,20 @@ fn main() {
         let mut next_sample = Duration::ZERO;
         let mut next_minute = Duration::from_secs(60);
         let (mut requests, mut errors) = (0u64, 0u64);
-        println!("{:>7} {:>9} {:>9} {:>9}", "min", "rss_MB", "wal_MB", "db_MB");
+        println!(
+            "{:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "min", "rss_MB", "anon_MB", "file_MB", "wal_MB", "db_MB"
+        );
         while load_start.elapsed() < total + Duration::from_secs(1) {
             let at = load_start.elapsed();
             if at >= next_sample {
                 let (rss, w, d) = (rss_bytes(pid), file_size(&wal), file_size(&db));
                 let min = at.as_secs_f64() / 60.0;
                 println!(
-                    "{min:>7.1} {:>9.1} {:>9.1} {:>9.1}",
+                    "{min:>7.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
                     rss as f64 / 1e6,
+                    status_bytes(pid, "RssAnon:") as f64 / 1e6,
+                    status_bytes(pid, "RssFile:") as f64 / 1e6,
                     w as f64 / 1e6,
                     d as f64 / 1e6
                 );

@@ -96,7 +96,7 @@ impl Application {
             leadership.clone(),
         )?;
         let backfills = Arc::new(crate::http::backfill::Backfills::default());
-        crate::duties::spawn_all(&settings, &store, &metrics, &backfills, &leadership);
+        crate::jobs::spawn_all(&settings, &store, &metrics, &backfills, &leadership);
         let state = AppState {
             store: store.clone(),
             writer,

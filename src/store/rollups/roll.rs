@@ -53,8 +53,10 @@ pub(super) fn decode(s: &str, into: &mut Vec<i64>) -> Result<(), StoreError> {
 }
 
 /// How far behind the roller's clock another replica's may be: writes this much older
-/// than the last pass are looked at again.
-const SKEW_MS: i64 = 10 * 60_000;
+/// than the last pass are looked at again. Two minutes: replicas keep time by NTP (within
+/// milliseconds), and a write's time is taken just before its commit. Ten minutes made a
+/// busy hour that just ended be summed anew at every pass for ten minutes.
+const SKEW_MS: i64 = 2 * 60_000;
 
 /// Hour rows are kept this long (35 days: a 30-day report's edges inside days read hour
 /// rows; older edges read the builds of one day).
