@@ -43,8 +43,8 @@ fn main() {
         SimPolicy::PerBuild,
         SimPolicy::Oracle,
         SimPolicy::Window(60),
-        SimPolicy::KeepIdle(30),
-        SimPolicy::Warm(25),
+        SimPolicy::KeepIdle(std::time::Duration::from_secs(1800)),
+        SimPolicy::Warm(0.25),
     ];
     println!(
         "simulate: {n} builds over {:.0} days, 4 labels",

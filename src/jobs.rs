@@ -4,9 +4,9 @@
 //! replica whose hold on the lead vanished between checks does not act beside the new
 //! leader.
 
+use crate::backfill::Backfills;
 use crate::config::Settings;
 use crate::domain::Timestamp;
-use crate::http::backfill::Backfills;
 use crate::leader::{Leadership, while_leading};
 use crate::metrics::Metrics;
 use crate::store::Store;

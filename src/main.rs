@@ -383,7 +383,7 @@ fn report(
     let format = render::Format::parse(format).map_err(|e| anyhow::anyhow!("--format {e}"))?;
     let text = with_store(&settings, &data_dir, async |store| {
         let r = performance::performance_report(store, &settings, range, filter).await?;
-        let frontiers = jenkins_autopilot::analytics::frontier::for_report(
+        let frontiers = render::frontiers_drawn(
             store,
             std::sync::Arc::new(settings.clone()),
             range,

@@ -95,7 +95,7 @@ impl Application {
             adapters,
             leadership.clone(),
         )?;
-        let backfills = Arc::new(crate::http::backfill::Backfills::default());
+        let backfills = Arc::new(crate::backfill::Backfills::default());
         crate::jobs::spawn_all(&settings, &store, &metrics, &backfills, &leadership);
         let state = AppState {
             store: store.clone(),

@@ -1,7 +1,34 @@
 //! Logging setup.
 
-use crate::config::{LogFormat, LoggingSettings};
+use serde::Deserialize;
 use tracing_subscriber::EnvFilter;
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LoggingSettings {
+    /// `json` or `pretty`.
+    pub format: LogFormat,
+    /// tracing filter directives.
+    pub filter: String,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+impl LoggingSettings {
+    /// Every bad field, as (path below `logging`, reason).
+    pub fn check(&self) -> Vec<(&'static str, String)> {
+        match parse_filter(&self.filter) {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![("filter", e)],
+        }
+    }
+}
 
 /// Longest filter accepted.
 const MAX_FILTER: usize = 4096;

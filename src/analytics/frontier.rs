@@ -64,19 +64,3 @@ pub async fn pool_frontiers<S: Send + 'static>(
     })
     .await
 }
-
-/// The frontiers a report in `format` draws: every pool's for the HTML report, none for
-/// the other formats (they carry the report's figures only).
-pub async fn for_report<S: Send + 'static>(
-    store: &Store,
-    settings: Arc<Settings>,
-    range: Range,
-    format: super::render::Format,
-    metrics: &Metrics,
-    slot: S,
-) -> Result<Vec<Replayed>, StoreError> {
-    if format != super::render::Format::Html {
-        return Ok(Vec::new());
-    }
-    pool_frontiers(store, settings, range, None, metrics, slot).await
-}

@@ -150,9 +150,9 @@ fn candidates(p: &PoolSettings) -> Vec<PoolSettings> {
                 c.policy = PolicyName::Queue;
                 c.behavior.scale_down.stabilization_window = Duration::from_secs(u64::from(m) * 60);
             }
-            SimPolicy::KeepIdle(m) => {
+            SimPolicy::KeepIdle(d) => {
                 c.policy = PolicyName::KeepIdle;
-                c.keep_idle = Duration::from_secs(u64::from(m) * 60);
+                c.keep_idle = d;
             }
             SimPolicy::Headroom(n) => {
                 c.policy = PolicyName::Queue;
@@ -160,7 +160,8 @@ fn candidates(p: &PoolSettings) -> Vec<PoolSettings> {
             }
             SimPolicy::Warm(b) => {
                 c.policy = PolicyName::Warm;
-                c.warm.budget = f64::from(b);
+                // The settings take the budget as a percentage.
+                c.warm.budget = b * 100.0;
                 c.warm.max_idle = c.warm.max_idle.min(c.max);
             }
             _ => continue,

@@ -270,6 +270,23 @@ fn frontier_html(f: &super::frontier::Replayed) -> String {
     out
 }
 
+/// The frontiers a report in `format` draws: every pool's for the HTML report, none for
+/// the other formats (they carry the report's figures only). `slot` is held until the
+/// replay's thread is done.
+pub async fn frontiers_drawn<S: Send + 'static>(
+    store: &crate::store::Store,
+    settings: std::sync::Arc<crate::config::Settings>,
+    range: super::Range,
+    format: Format,
+    metrics: &crate::metrics::Metrics,
+    slot: S,
+) -> Result<Vec<super::frontier::Replayed>, crate::store::StoreError> {
+    if format != Format::Html {
+        return Ok(Vec::new());
+    }
+    super::frontier::pool_frontiers(store, settings, range, None, metrics, slot).await
+}
+
 /// The report in `format`; the HTML report also draws each pool's frontier of
 /// `frontiers` (the other formats carry the report only).
 pub fn render(

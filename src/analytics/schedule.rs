@@ -92,7 +92,7 @@ pub async fn write_report(
         label: schedule.label.clone(),
     };
     let report = performance_report(store, settings, range, filter).await?;
-    let frontiers = super::frontier::for_report(
+    let frontiers = super::render::frontiers_drawn(
         store,
         std::sync::Arc::new(settings.clone()),
         range,

@@ -17,6 +17,7 @@ mod sections;
 mod tree;
 mod validate;
 
+pub use crate::telemetry::{LogFormat, LoggingSettings};
 pub use pools::*;
 pub use sections::*;
 use tree::{

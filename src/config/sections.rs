@@ -395,20 +395,3 @@ pub struct WebhookSettings {
     /// Controller for events whose payload and request name none.
     pub default_controller: ControllerName,
 }
-
-/// Log output.
-#[derive(Debug, Clone, Deserialize)]
-pub struct LoggingSettings {
-    /// `json` or `pretty`.
-    pub format: LogFormat,
-    /// tracing filter directives.
-    pub filter: String,
-}
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Json,
-    Pretty,
-}

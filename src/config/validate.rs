@@ -146,8 +146,7 @@ impl Settings {
             if let Err(e) = sch.cron.parse::<croner::Cron>() {
                 bad(&at("cron"), &format!("is not a cron expression: {e}"));
             }
-            if let Err(e) =
-                crate::analytics::Range::parse(&sch.range, crate::domain::Timestamp::now())
+            if let Err(e) = crate::domain::Range::parse(&sch.range, crate::domain::Timestamp::now())
             {
                 bad(&at("range"), &e);
             }
@@ -163,8 +162,8 @@ impl Settings {
         {
             bad(&path, &reason);
         }
-        if let Err(e) = crate::telemetry::parse_filter(&self.logging.filter) {
-            bad("logging.filter", &e);
+        for (field, reason) in self.logging.check() {
+            bad(&format!("logging.{field}"), &reason);
         }
         self.validate_pools(&mut bad);
     }

@@ -13,7 +13,7 @@ pub struct Label(String);
 
 impl Label {
     /// At most this many bytes: the bound every label in a payload has.
-    pub const MAX_LEN: usize = crate::ingest::limits::MAX_TEXT;
+    pub const MAX_LEN: usize = super::MAX_TEXT;
 
     /// Trimmed, not empty, at most [`Self::MAX_LEN`] bytes, no control characters other
     /// than whitespace.

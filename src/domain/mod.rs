@@ -1,17 +1,27 @@
 //! Validated domain types. Raw payloads live in `ingest/`; everything here has already
 //! passed its rules, so code that takes these types never re-checks them.
 
+mod decision;
 mod event;
 mod label;
 mod names;
+mod quantity;
+mod range;
 mod record;
+mod stats;
 mod time;
+mod usage;
 
+pub use decision::{DecisionInputs, ForecastInputs, QueueDemand, StartupInputs, WarmInputs};
 pub use event::{
     BuildFacts, BuildKey, BuildPhase, BuildResult, DomainEvent, EventSource, IngestEvent,
     NodeEvent, QueueEvent, QueueState, StepEvent, label_from_why,
 };
 pub use label::{Expr, Label};
-pub use names::{ControllerName, JobName, NameError};
+pub use names::{ControllerName, JobName, MAX_TEXT, NameError};
+pub use quantity::{Bytes, Millicores, QuantityError, Resources};
+pub use range::Range;
 pub use record::{BuildRecord, FoundBy, QueueItem};
+pub use stats::nearest_rank;
 pub use time::{Timestamp, TimestampError};
+pub use usage::{PerformanceReport, StageTiming};

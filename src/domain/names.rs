@@ -3,6 +3,10 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// The longest free text a record keeps in an indexed or listed field: agent names,
+/// labels, step ids and types, causes.
+pub const MAX_TEXT: usize = 1_024;
+
 /// Why a name was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NameError {

@@ -46,7 +46,7 @@ pub struct AppState {
     /// Signed webhook bodies read before they are authenticated.
     pub unverified_bodies: Arc<tokio::sync::Semaphore>,
     /// Backfills: one at a time, each controller's latest progress.
-    pub backfills: Arc<backfill::Backfills>,
+    pub backfills: Arc<crate::backfill::Backfills>,
     /// This replica's part in the leader election.
     pub leadership: crate::leader::Leadership,
     /// Cancelled when the service is told to stop.

@@ -170,13 +170,14 @@ async fn pool_load(state: &AppState, pool: &str) -> Load {
     if Timestamp::now().millis() - last.decided_at.millis() > max_age {
         return unknown(format!("load unknown: pool {pool}'s last reading is stale"));
     }
-    let num = |k: &str| last.inputs.get(k).and_then(serde_json::Value::as_u64);
-    match (num("busy_executors"), num("idle_executors")) {
+    let inputs = &last.inputs;
+    match (inputs.busy_executors, inputs.idle_executors) {
         (Some(busy), Some(idle)) => {
+            let (busy, idle) = (u64::from(busy), u64::from(idle));
             let total = busy + idle;
             let percent = if total == 0 {
                 // No executors at all: loaded when work waits, idle otherwise.
-                if num("queued").unwrap_or(0) > 0 {
+                if inputs.queued.unwrap_or(0) > 0 {
                     100
                 } else {
                     0
@@ -435,7 +436,7 @@ pub async fn build_analysis(
         .await?;
     let analysis = analyse(
         build.as_ref(),
-        perf.as_ref(),
+        perf.as_ref().map(|p| &p.report),
         &earlier,
         a,
         &state.settings.profiles.catalog(),

@@ -64,11 +64,11 @@ pub async fn performance(
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         let frontiers = state
             .unless_stopping(async {
-                Ok(crate::analytics::frontier::for_report(
+                Ok(crate::analytics::frontier::pool_frontiers(
                     &state.store,
                     state.settings.clone(),
                     range,
-                    format,
+                    None,
                     &state.metrics,
                     slot,
                 )

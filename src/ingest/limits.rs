@@ -23,7 +23,7 @@ pub const MAX_EVENT_ID: usize = 256;
 /// for an index entry (2,704 bytes).
 pub const MAX_KEY: usize = 2_048;
 /// Agent names, labels, step ids and types, causes.
-pub const MAX_TEXT: usize = 1_024;
+pub use crate::domain::MAX_TEXT;
 /// URLs (build, SCM).
 pub const MAX_URL: usize = 2_048;
 /// Jenkins' queue `why` texts.

@@ -5,8 +5,8 @@
 use super::rules::Catalog;
 use super::settings::AnalysisSettings;
 use super::{Bytes, Millicores};
+use crate::domain::PerformanceReport;
 use crate::domain::{BuildRecord, BuildResult};
-use crate::store::StoredPerformance;
 use serde::Serialize;
 
 /// One scored part.
@@ -86,7 +86,7 @@ fn efficiency_score(used: f64, requested: f64) -> f64 {
 /// builds.
 pub fn analyse(
     build: Option<&BuildRecord>,
-    perf: Option<&StoredPerformance>,
+    usage: Option<&PerformanceReport>,
     earlier: &[i64],
     settings: &AnalysisSettings,
     catalog: &Catalog,
@@ -161,7 +161,6 @@ pub fn analyse(
     }
 
     // CPU and memory against the requests.
-    let usage = perf.map(|p| &p.report);
     match usage.and_then(|u| u.requests.map(|r| (u, r))) {
         Some((u, req)) => {
             let cpu_used = u.cpu_average.get() as f64;
@@ -278,9 +277,7 @@ pub fn analyse(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ControllerName, JobName, Timestamp};
-    use crate::ingest::performance::PerformanceReport;
-    use crate::profiles::rules::Resources;
+    use crate::domain::{ControllerName, JobName, Resources};
 
     fn settings() -> (AnalysisSettings, Catalog) {
         let s = crate::profiles::rules::tests::defaults();
@@ -299,24 +296,21 @@ mod tests {
         b
     }
 
-    fn perf(cpu: u64, peak_mib: u64, req_cpu: u64, req_mib: u64, ooms: u64) -> StoredPerformance {
-        StoredPerformance {
-            recorded_at: Timestamp::from_millis(0).unwrap(),
-            report: PerformanceReport {
-                build_type: "build".into(),
-                elapsed_ms: 1000,
-                cpu_usage_usec: cpu * 1000,
-                cpu_average: Millicores::new(cpu),
-                memory_peak: Bytes::mib(peak_mib),
-                oom_kills: Some(ooms),
-                requests: Some(Resources {
-                    cpu: Millicores::new(req_cpu),
-                    memory: Bytes::mib(req_mib),
-                }),
-                limits: None,
-                profile: None,
-                stages: vec![],
-            },
+    fn perf(cpu: u64, peak_mib: u64, req_cpu: u64, req_mib: u64, ooms: u64) -> PerformanceReport {
+        PerformanceReport {
+            build_type: "build".into(),
+            elapsed_ms: 1000,
+            cpu_usage_usec: cpu * 1000,
+            cpu_average: Millicores::new(cpu),
+            memory_peak: Bytes::mib(peak_mib),
+            oom_kills: Some(ooms),
+            requests: Some(Resources {
+                cpu: Millicores::new(req_cpu),
+                memory: Bytes::mib(req_mib),
+            }),
+            limits: None,
+            profile: None,
+            stages: vec![],
         }
     }
 

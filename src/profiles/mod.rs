@@ -4,12 +4,11 @@
 pub mod analysis;
 pub mod choose;
 pub mod pod_yaml;
-pub mod quantity;
 pub mod recommend;
 pub mod rules;
 pub mod settings;
 
-pub use quantity::{Bytes, Millicores, QuantityError};
+pub use crate::domain::{Bytes, Millicores, QuantityError};
 
 /// A build type as pipelines name it (`build`, `test`, `deploy`, ...): lower-cased, 1 to
 /// 64 letters, digits, `-` or `_`.

@@ -1,15 +1,9 @@
 //! Profiles and the rules that choose one. Both are data: the defaults below are the
 //! design's, and a rule is a condition, not code.
 
-use super::{Bytes, Millicores};
 use serde::{Deserialize, Serialize};
 
-/// CPU and memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Resources {
-    pub cpu: Millicores,
-    pub memory: Bytes,
-}
+pub use crate::domain::Resources;
 
 /// One rung of the ladder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +70,7 @@ pub fn select<'a>(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::domain::{Bytes, Millicores};
 
     /// The shipped defaults (resource-profiles.yaml, build-optimization.yaml).
     pub(crate) fn defaults() -> crate::config::Settings {

@@ -15,20 +15,7 @@ pub struct QueuedItem {
     pub why: Option<String>,
 }
 
-/// The queue length for one label and where it came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct QueueDemand {
-    pub queued: u32,
-    /// Jenkins' load statistics (10-second series, rounded).
-    pub load_statistics: u32,
-    /// Items whose `why` names the label.
-    pub from_why: u32,
-    /// Items Jenkins still lists whose label only a webhook told.
-    pub from_events: u32,
-    /// Builds pipelines announced as about to wait (`autopilot.node`), not yet expired:
-    /// the queue counts at least these, since Jenkins may not list them yet.
-    pub announced: u32,
-}
+pub use crate::domain::QueueDemand;
 
 /// Counts the items waiting for `label`. Only items Jenkins lists now count (Jenkins is
 /// authoritative for what is queued); webhooks only add what Jenkins does not say.

@@ -202,7 +202,7 @@ pub fn signals(
         w.iter_mut().for_each(|x| *x = (*x).max(0));
         w.sort_unstable();
         // No build started or waiting: nobody waited.
-        crate::analytics::nearest_rank(&w, 0.95).unwrap_or(0) as f64
+        crate::domain::nearest_rank(&w, 0.95).unwrap_or(0) as f64
     });
     let rate = arrivals_in_window.map(|n| n as f64 * 60_000.0 / DEMAND_WINDOW_MS as f64);
     multi_metric::signals(cpu_memory.0, cpu_memory.1, rate, wait_p95).to_vec()

@@ -49,8 +49,6 @@ pub struct LiveWarm {
     pub policy: WarmPolicy,
     /// `forecast-only`: decide and record, keep none.
     forecast_only: bool,
-    /// The budget as the replay takes it, in percent.
-    budget_percent: u32,
     replay: SimConfig,
     state: WarmState,
     history: Option<History>,
@@ -67,7 +65,6 @@ impl LiveWarm {
     pub fn new(policy: WarmPolicy, replay: SimConfig, forecast_only: bool) -> Self {
         Self {
             forecast_only,
-            budget_percent: (policy.budget * 100.0).round() as u32,
             policy,
             replay,
             state: WarmState::default(),
@@ -133,7 +130,7 @@ impl LiveWarm {
                 };
                 self.next_guard_ms = now.millis() + every;
                 self.guarded_finishes = finishes;
-                let (cfg, budget) = (self.replay.clone(), self.budget_percent);
+                let (cfg, budget) = (self.replay.clone(), self.policy.budget);
                 self.guarding = Some(tokio::task::spawn_blocking(move || {
                     warm_verdict(&builds, &cfg, budget)
                 }));

@@ -5,6 +5,7 @@
 //! at the reconcile period; scale-down removes agents that are starting or idle, never a
 //! busy one.
 
+pub use super::outcome::{SimBuild, SimOutcome};
 use super::world::{Happened, World};
 use crate::domain::Timestamp;
 use crate::scaling::plan::{
@@ -93,13 +94,14 @@ pub enum SimPolicy {
     Queue,
     /// The queue policy with this scale-down stabilization window, in minutes.
     Window(u32),
-    /// The Kubernetes plugin's `idleMinutes`: each agent is kept this many minutes after
-    /// its last build (no stabilization window).
-    KeepIdle(u32),
+    /// The Kubernetes plugin's `idleMinutes`: each agent is kept this long after its last
+    /// build (no stabilization window).
+    KeepIdle(Duration),
     /// The queue policy with this many idle agents always kept beyond the demand.
     Headroom(u32),
-    /// Warm capacity under this budget, in percent of busy agent-hours.
-    Warm(u32),
+    /// Warm capacity under this budget: idle agent-hours as a fraction of busy ones
+    /// (0.25 for `25%`).
+    Warm(f64),
     /// The Kubernetes plugin's model: one pod per build, each waiting the start-up.
     PerBuild,
     /// Knows the future: no build waits, and agents are exactly the running builds'
@@ -115,8 +117,21 @@ pub enum SimPolicy {
 }
 
 impl SimPolicy {
+    /// A policy as the command line names it: `warm:12.5` is a budget of 12.5 %,
+    /// `keep-idle:10` ten minutes (`keep-idle:90s` takes any duration).
     pub fn parse(raw: &str) -> Option<Self> {
         let arg = |prefix: &str| raw.strip_prefix(prefix).and_then(|n| n.parse().ok());
+        let keep_idle = raw.strip_prefix("keep-idle:").and_then(|v| {
+            v.parse::<u64>()
+                .ok()
+                .map(|m| Duration::from_secs(m.saturating_mul(60)))
+                .or_else(|| humantime::parse_duration(v).ok())
+        });
+        let warm = raw
+            .strip_prefix("warm:")
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|p| p.is_finite() && *p >= 0.0)
+            .map(|p| p / 100.0);
         match raw {
             "seed-queue-half" => Some(Self::SeedQueueHalf),
             "queue" => Some(Self::Queue),
@@ -127,9 +142,9 @@ impl SimPolicy {
             _ => arg("static:")
                 .map(Self::Static)
                 .or_else(|| arg("window:").map(Self::Window))
-                .or_else(|| arg("keep-idle:").map(Self::KeepIdle))
+                .or_else(|| keep_idle.map(Self::KeepIdle))
                 .or_else(|| arg("headroom:").map(Self::Headroom))
-                .or_else(|| arg("warm:").map(Self::Warm)),
+                .or_else(|| warm.map(Self::Warm)),
         }
     }
 
@@ -139,9 +154,12 @@ impl SimPolicy {
             Self::SeedQueueHalf => "seed-queue-half".into(),
             Self::Queue => "queue".into(),
             Self::Window(m) => format!("window:{m}"),
-            Self::KeepIdle(m) => format!("keep-idle:{m}"),
+            Self::KeepIdle(d) if d.as_secs() % 60 == 0 && d.subsec_nanos() == 0 => {
+                format!("keep-idle:{}", d.as_secs() / 60)
+            }
+            Self::KeepIdle(d) => format!("keep-idle:{}", humantime::format_duration(d)),
             Self::Headroom(n) => format!("headroom:{n}"),
-            Self::Warm(b) => format!("warm:{b}"),
+            Self::Warm(b) => format!("warm:{}", percent(b)),
             Self::PerBuild => "per-build".into(),
             Self::Oracle => "oracle".into(),
             Self::Predictive => "predictive".into(),
@@ -150,16 +168,15 @@ impl SimPolicy {
     }
 
     /// The replay of a configured pool as it runs (its sizes and behaviour come with
-    /// [`SimConfig::for_pool`]).
+    /// [`SimConfig::for_pool`]): the budget and the keep-idle time exactly as the live pool
+    /// takes them (a budget of 12.5 % replayed as 13 %, and 90 s as 60 s, before).
     pub fn of_pool(p: &crate::config::PoolSettings) -> Self {
         match p.policy {
             PolicyName::Queue => Self::Queue,
             PolicyName::SeedQueueHalf => Self::SeedQueueHalf,
             PolicyName::Hpa | PolicyName::Weighted => Self::MultiMetric,
-            PolicyName::Warm => Self::Warm(p.warm.budget.round().clamp(0.0, 1e6) as u32),
-            PolicyName::KeepIdle => {
-                Self::KeepIdle((p.keep_idle.as_secs() / 60).min(u64::from(u32::MAX)) as u32)
-            }
+            PolicyName::Warm => Self::Warm(p.warm_policy(Duration::ZERO).budget),
+            PolicyName::KeepIdle => Self::KeepIdle(p.keep_idle),
         }
     }
 
@@ -177,8 +194,8 @@ impl SimPolicy {
                 behavior.scale_down.stabilization_window = Duration::from_secs(u64::from(m) * 60);
                 PolicyName::Queue
             }
-            Self::KeepIdle(m) => {
-                keep_idle_ms = i64::from(m) * 60_000;
+            Self::KeepIdle(d) => {
+                keep_idle_ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
                 PolicyName::KeepIdle
             }
             Self::Headroom(n) => {
@@ -201,26 +218,10 @@ impl SimPolicy {
     }
 }
 
-/// A build to replay: queue time and duration in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SimBuild {
-    pub queued_at: i64,
-    pub duration: i64,
-}
-
-/// What a replay measured. Waits in milliseconds, one per build, in input order.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SimOutcome {
-    pub waits_ms: Vec<i64>,
-    /// Agent lifetime summed, from creation (start-up included) to removal.
-    pub agent_ms: i64,
-    /// Executor time spent running builds.
-    pub busy_executor_ms: i64,
-    /// Executor time provisioned (agent time x executors per agent).
-    pub provisioned_executor_ms: i64,
-    pub scale_ups: u64,
-    pub scale_downs: u64,
-    pub busy_agents_removed: u64,
+/// A fraction as a percentage for people: 0.125 is `12.5`, 0.25 is `25`.
+pub fn percent(fraction: f64) -> String {
+    let p = (fraction * 100.0 * 1e6).round() / 1e6;
+    format!("{p}")
 }
 
 /// What the warm policy keeps in a replay: the live pool's state; the history it would
@@ -434,7 +435,7 @@ impl<'a> Driver<'a> {
             warm: match policy {
                 SimPolicy::Warm(budget) => Some(WarmSim {
                     policy: WarmPolicy {
-                        budget: f64::from(budget) / 100.0,
+                        budget,
                         max_idle: cfg.warm_max_idle,
                         window_ms: cfg.warm_window_ms,
                         startup_ms: cfg.pod_startup_ms,
@@ -666,14 +667,26 @@ pub(crate) mod tests {
     #[test]
     fn keep_idle_keeps_each_agent_its_minutes_after_its_build() {
         // Two builds on two agents ending at 160 s and 260 s; kept 10 minutes each.
-        let out = replay(&[b(0, 100), b(0, 200)], SimPolicy::KeepIdle(10), &cfg());
+        let out = replay(
+            &[b(0, 100), b(0, 200)],
+            SimPolicy::KeepIdle(Duration::from_secs(600)),
+            &cfg(),
+        );
         assert_eq!(out.waits_ms, [60_000, 60_000]);
         // Removed at the first tick 600 s after each went idle (ticks every 10 s from 0).
         assert_eq!(out.agent_ms, 760_000 + 860_000);
         // A build 5 minutes after the first finish finds its agent still there.
-        let again = replay(&[b(0, 100), b(460, 10)], SimPolicy::KeepIdle(10), &cfg());
+        let again = replay(
+            &[b(0, 100), b(460, 10)],
+            SimPolicy::KeepIdle(Duration::from_secs(600)),
+            &cfg(),
+        );
         assert_eq!(again.waits_ms, [60_000, 0]);
-        let gone = replay(&[b(0, 100), b(900, 10)], SimPolicy::KeepIdle(10), &cfg());
+        let gone = replay(
+            &[b(0, 100), b(900, 10)],
+            SimPolicy::KeepIdle(Duration::from_secs(600)),
+            &cfg(),
+        );
         assert_eq!(gone.waits_ms, [60_000, 60_000]);
     }
 
@@ -681,7 +694,11 @@ pub(crate) mod tests {
     fn a_keep_idle_pool_at_its_minimum_rests() {
         // Two agents always idle at the minimum: nothing leaves, the replay ends.
         let c = SimConfig { min: 2, ..cfg() };
-        let out = replay(&[b(0, 100), b(5_000, 100)], SimPolicy::KeepIdle(10), &c);
+        let out = replay(
+            &[b(0, 100), b(5_000, 100)],
+            SimPolicy::KeepIdle(Duration::from_secs(600)),
+            &c,
+        );
         assert_eq!(out.waits_ms, [0, 0]);
         assert_eq!(out.agent_ms, 2 * 5_100_000);
     }
@@ -711,7 +728,7 @@ pub(crate) mod tests {
         }
         let c = SimConfig { max: 5, ..cfg() };
         let cold = replay(&builds, SimPolicy::Window(0), &c);
-        let warm = replay(&builds, SimPolicy::Warm(100), &c);
+        let warm = replay(&builds, SimPolicy::Warm(1.0), &c);
         let at_once = |o: &SimOutcome| o.waits_ms.iter().filter(|w| **w == 0).count();
         assert_eq!(at_once(&cold), 0);
         assert!(
@@ -822,14 +839,48 @@ pub(crate) mod tests {
             SimPolicy::MultiMetric,
             SimPolicy::Predictive,
             SimPolicy::Window(30),
-            SimPolicy::KeepIdle(10),
+            SimPolicy::KeepIdle(Duration::from_secs(600)),
             SimPolicy::Headroom(1),
-            SimPolicy::Warm(50),
+            SimPolicy::Warm(0.5),
         ] {
             let out = replay(&builds, p, &cfg());
             assert_eq!(out.busy_agents_removed, 0);
             assert_eq!(out.waits_ms.len(), 300);
             assert!(out.busy_executor_ms <= out.provisioned_executor_ms, "{p:?}");
         }
+    }
+
+    /// A pool replays with its own budget and keep-idle time, not rounded ones: a budget
+    /// of 12.5 % was replayed (and guarded) as 13 %, and 90 s as 60 s.
+    #[test]
+    fn a_pool_replays_with_its_own_budget_and_keep_idle_time() {
+        let mut p: crate::config::PoolSettings = serde_yaml::from_str(
+            "{controller: prod, label: linux, namespace: ci, deployment: a, policy: warm, \
+             warm: {budget: 12.5%}, keep_idle: 90s}",
+        )
+        .unwrap();
+        let settings = crate::config::Settings::load(None, Vec::new()).unwrap();
+        assert_eq!(SimPolicy::of_pool(&p), SimPolicy::Warm(0.125));
+        let live = p.warm_policy(Duration::from_secs(60));
+        let replay_cfg = SimConfig::for_pool(&p, &settings);
+        let driver = Driver::new(&[], SimPolicy::of_pool(&p), &replay_cfg);
+        assert_eq!(driver.warm.as_ref().unwrap().policy.budget, live.budget);
+        let verdict = super::super::guard::warm_verdict(&[b(0, 100)], &cfg(), live.budget);
+        assert_eq!(verdict.warm.setting, "12.5%");
+        assert_eq!(SimPolicy::Warm(0.125).name(), "warm:12.5");
+        assert_eq!(SimPolicy::parse("warm:12.5"), Some(SimPolicy::Warm(0.125)));
+
+        p.policy = PolicyName::KeepIdle;
+        let replayed = SimPolicy::of_pool(&p).scale_policy(&SimConfig::for_pool(&p, &settings));
+        assert_eq!(replayed, p.scale_policy());
+        assert_eq!(SimPolicy::of_pool(&p).name(), "keep-idle:1m 30s");
+        assert_eq!(
+            SimPolicy::parse("keep-idle:90s"),
+            Some(SimPolicy::KeepIdle(Duration::from_secs(90)))
+        );
+        assert_eq!(
+            SimPolicy::parse("keep-idle:10"),
+            Some(SimPolicy::KeepIdle(Duration::from_secs(600)))
+        );
     }
 }

@@ -31,8 +31,10 @@ impl FrontierPoint {
     /// The point of `policy` (of `family`) from its replay figures.
     pub fn of(family: &'static str, policy: SimPolicy, f: &PolicyFigures) -> Self {
         let setting = match policy {
-            SimPolicy::Window(m) | SimPolicy::KeepIdle(m) => format!("{m}m"),
-            SimPolicy::Warm(b) => format!("{b}%"),
+            SimPolicy::Window(m) => format!("{m}m"),
+            SimPolicy::KeepIdle(d) if d.as_secs() % 60 == 0 => format!("{}m", d.as_secs() / 60),
+            SimPolicy::KeepIdle(d) => format!("{}s", d.as_secs()),
+            SimPolicy::Warm(b) => format!("{}%", super::engine::percent(b)),
             SimPolicy::Headroom(n) => n.to_string(),
             other => other.name(),
         };
@@ -85,17 +87,17 @@ pub const FRONTIER: [(&str, SimPolicy); 17] = [
     ("window", SimPolicy::Window(60)),
     ("window", SimPolicy::Window(120)),
     ("window", SimPolicy::Window(240)),
-    ("keep-idle", SimPolicy::KeepIdle(10)),
-    ("keep-idle", SimPolicy::KeepIdle(30)),
-    ("keep-idle", SimPolicy::KeepIdle(60)),
-    ("keep-idle", SimPolicy::KeepIdle(120)),
+    ("keep-idle", SimPolicy::KeepIdle(Duration::from_secs(600))),
+    ("keep-idle", SimPolicy::KeepIdle(Duration::from_secs(1800))),
+    ("keep-idle", SimPolicy::KeepIdle(Duration::from_secs(3600))),
+    ("keep-idle", SimPolicy::KeepIdle(Duration::from_secs(7200))),
     ("headroom", SimPolicy::Headroom(1)),
     ("headroom", SimPolicy::Headroom(2)),
-    ("warm", SimPolicy::Warm(5)),
-    ("warm", SimPolicy::Warm(10)),
-    ("warm", SimPolicy::Warm(25)),
-    ("warm", SimPolicy::Warm(50)),
-    ("warm", SimPolicy::Warm(100)),
+    ("warm", SimPolicy::Warm(0.05)),
+    ("warm", SimPolicy::Warm(0.1)),
+    ("warm", SimPolicy::Warm(0.25)),
+    ("warm", SimPolicy::Warm(0.5)),
+    ("warm", SimPolicy::Warm(1.0)),
 ];
 
 /// The point of `policy` (of `family`) replayed on one pool's `builds`.

@@ -23,11 +23,11 @@ pub struct WarmVerdict {
     pub reason: String,
 }
 
-/// Replays `builds` (sorted by queue time) under warm capacity at `budget_percent` and
-/// under each window, and judges.
-pub fn warm_verdict(builds: &[SimBuild], cfg: &SimConfig, budget_percent: u32) -> WarmVerdict {
+/// Replays `builds` (sorted by queue time) under warm capacity at `budget` (a fraction of
+/// busy agent-hours, as the live pool takes it) and under each window, and judges.
+pub fn warm_verdict(builds: &[SimBuild], cfg: &SimConfig, budget: f64) -> WarmVerdict {
     let point = |family, policy| super::frontier::replay_point(builds, cfg, family, policy);
-    let warm = point("warm", SimPolicy::Warm(budget_percent));
+    let warm = point("warm", SimPolicy::Warm(budget));
     // Held against the frontier's windows.
     let mut windows: Vec<FrontierPoint> = FRONTIER
         .iter()
@@ -135,21 +135,21 @@ mod tests {
                 duration: 600_000,
             })
             .collect();
-        let v = warm_verdict(&builds, &cfg(), 100);
+        let v = warm_verdict(&builds, &cfg(), 1.0);
         assert!(v.acts, "{}", v.reason);
         let w = v.windows_at_equal_cost.unwrap();
         assert!(v.warm.started_at_once > w + 0.3, "{}", v.reason);
         assert_eq!(v.windows.len(), 6);
         assert_eq!(v.builds, 800);
         // With no budget warm capacity is the zero window: no better, so reactive.
-        let none = warm_verdict(&builds, &cfg(), 0);
+        let none = warm_verdict(&builds, &cfg(), 0.0);
         assert!(!none.acts, "{}", none.reason);
         assert!(none.reason.contains("reactive"), "{}", none.reason);
     }
 
     #[test]
     fn nothing_recorded_does_not_act() {
-        let v = warm_verdict(&[], &cfg(), 25);
+        let v = warm_verdict(&[], &cfg(), 0.25);
         assert!(!v.acts);
         assert!(v.reason.contains("no recorded builds"), "{}", v.reason);
     }

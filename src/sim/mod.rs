@@ -4,6 +4,7 @@
 pub mod engine;
 pub mod frontier;
 pub mod guard;
+pub mod outcome;
 pub mod predictive;
 pub mod startup;
 pub mod trace;
@@ -127,7 +128,7 @@ impl PolicyFigures {
 
 /// The nearest-rank percentile of sorted waits in ms, in seconds (0 when there are none).
 pub(crate) fn percentile(sorted: &[i64], p: f64) -> f64 {
-    crate::analytics::nearest_rank(sorted, p).map_or(0.0, |ms| ms as f64 / 1000.0)
+    crate::domain::nearest_rank(sorted, p).map_or(0.0, |ms| ms as f64 / 1000.0)
 }
 
 pub(crate) fn figures(

@@ -132,8 +132,8 @@ impl Measured {
         let mut v: Vec<i64> = self.samples.iter().map(|(_, ms)| *ms).collect();
         v.sort_unstable();
         Some(Startup {
-            p50_ms: crate::analytics::nearest_rank(&v, 0.5)?,
-            p95_ms: crate::analytics::nearest_rank(&v, 0.95)?,
+            p50_ms: crate::domain::nearest_rank(&v, 0.5)?,
+            p95_ms: crate::domain::nearest_rank(&v, 0.95)?,
         })
     }
 }

@@ -5,7 +5,7 @@
 //! Jenkins and Kubernetes traits, so the demo and the tests run the real controller on
 //! it, on a clock they move.
 
-use super::engine::{SimBuild, SimOutcome};
+use super::outcome::{SimBuild, SimOutcome};
 use super::startup::Sampler;
 use crate::jenkins::{ComputerView, JenkinsError, LabelRef, LabelView, NodeRef, QueueItemView};
 use crate::kube::{KubeError, PodState, PoolState, PoolUsage};

@@ -36,13 +36,14 @@ async fn dashboard(protect: bool) {
         .map(|(i, (ago, from, to))| {
             let at = now - ago * H;
             let mut d = dry_run_decision(at, i as i64, from, to);
-            d.inputs = json!({"busy_executors": to.min(2), "queued": 1,
+            let mut inputs = json!({"busy_executors": to.min(2), "queued": 1,
                 "forecast": {"value": 1.5 + i as f64, "target_at": at + 60_000, "acting": false}});
             if ago == 1 {
                 // The newest: a warm pool whose replay kept it reactive.
-                d.inputs["warm"] = json!({"agents": 0,
+                inputs["warm"] = json!({"agents": 0,
                     "reason": "in the replay of 40 builds warm capacity started 20 % at once for 9.0 agent-hours, no more than windows of that cost (25 %): reactive"});
             }
+            d.inputs = serde_json::from_value(inputs).unwrap();
             d
         })
         .collect();

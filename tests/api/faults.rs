@@ -478,14 +478,18 @@ async fn a_replay_stops_when_its_client_leaves() {
         metric(&app, "autopilot_replays_stopped_total").await,
         Some(0)
     );
-    // The same replay, left after a tenth of the time it takes.
-    let left = app
-        .client
-        .get(app.url(path))
-        .timeout(full / 10)
-        .send()
-        .await;
-    assert!(left.is_err(), "the replay outlasts its client: {left:?}");
+    // The same replay, left by its client once it runs.
+    let asked = tokio::spawn({
+        let (client, url) = (app.client.clone(), app.url(path));
+        async move { client.get(url).send().await?.bytes().await }
+    });
+    let at = Instant::now();
+    while metric(&app, "autopilot_replays_running").await != Some(1) {
+        assert!(at.elapsed() < full * 2, "the second replay starts");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    asked.abort();
+    assert!(asked.await.is_err(), "the replay outlasts its client");
     let at = Instant::now();
     loop {
         let (stopped, running) = (

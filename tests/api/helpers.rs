@@ -416,7 +416,7 @@ pub fn dry_run_decision(
         reason: "test".into(),
         outcome: "dry-run".into(),
         error: None,
-        inputs: serde_json::json!({}),
+        inputs: Default::default(),
     }
 }
 

@@ -145,7 +145,7 @@ async fn decisions_are_kept_to_their_retention(db: Db) {
             reason: "kept by the window".into(),
             outcome: "unchanged".into(),
             error: None,
-            inputs: json!({"queued": 0}),
+            inputs: serde_json::from_value(json!({"queued": 0})).unwrap(),
         };
         store.insert_decision(&d).await.unwrap();
     }
@@ -160,7 +160,7 @@ async fn decisions_are_kept_to_their_retention(db: Db) {
         [3, 2],
         "newest first"
     );
-    assert_eq!(left[0].inputs["queued"], 0);
+    assert_eq!(left[0].inputs.queued, Some(0));
     store.close().await;
 }
 

@@ -32,7 +32,9 @@ use super::demand::QueueDemand;
 use super::plan::{IdleSince, Observation, plan, scored_signals};
 use super::{History, PolicyName, ScalePolicy};
 use crate::config::{PoolSettings, Settings};
-use crate::domain::{ControllerName, Timestamp};
+use crate::domain::{
+    ControllerName, DecisionInputs, ForecastInputs, StartupInputs, Timestamp, WarmInputs,
+};
 use crate::jenkins::JenkinsClient;
 use crate::kube::KubeExecutor;
 use crate::metrics::Metrics;
@@ -450,21 +452,20 @@ pub async fn reconcile(
     // The decision's history is the pool's from now on; the rest of the decision is read below.
     w.history = std::mem::take(&mut planned.decision.history);
 
-    let mut inputs = inputs_json(&g.seen, &g.queue, &g.busy_nodes);
+    let mut inputs = observed_inputs(&g.seen, g.queue, &g.busy_nodes);
     let scored = scored_signals(w.settings.policy, &g.seen.signals, current);
-    inputs["signals"] = scored.clone();
-    if let Some(d) = &warm {
-        inputs["warm"] = serde_json::to_value(d).unwrap_or_default();
-    }
-    inputs["startup"] = serde_json::json!({
-        "samples": w.startups.len(),
-        "measured_p50_ms": measured.map(|s| s.p50_ms),
-        "measured_p95_ms": measured.map(|s| s.p95_ms),
+    inputs.signals = Some(scored.clone());
+    inputs.warm = warm.as_ref().map(warm_inputs);
+    inputs.startup = Some(StartupInputs {
+        samples: w.startups.len(),
+        measured_p50_ms: measured.map(|s| s.p50_ms),
+        measured_p95_ms: measured.map(|s| s.p95_ms),
     });
-    if let Some(f) = &forecast {
-        inputs["forecast"] =
-            serde_json::json!({"value": f.value, "target_at": f.target_at, "acting": f.acting});
-    }
+    inputs.forecast = forecast.as_ref().map(|f| ForecastInputs {
+        value: f.value,
+        target_at: f.target_at,
+        acting: f.acting,
+    });
     if let Some(view) = ctx.views.write().await.get_mut(&w.name) {
         view.forecast = forecast;
         view.signals = Some(scored);
@@ -568,7 +569,7 @@ pub async fn error_policy(
         "a read failed; the pool holds its size",
         "held",
         Some(format!("{source}: {error}")),
-        serde_json::json!({}),
+        DecisionInputs::default(),
     );
     record_decision(w, ctx, record).await;
 }
@@ -604,7 +605,7 @@ impl PoolWorker {
         reason: &str,
         outcome: &str,
         error: Option<String>,
-        inputs: serde_json::Value,
+        inputs: DecisionInputs,
     ) -> DecisionRecord {
         DecisionRecord {
             pool: self.name.clone(),
@@ -623,20 +624,37 @@ impl PoolWorker {
     }
 }
 
-fn inputs_json(s: &Observation, q: &QueueDemand, busy_nodes: &[String]) -> serde_json::Value {
+fn observed_inputs(s: &Observation, q: QueueDemand, busy_nodes: &[String]) -> DecisionInputs {
     let ready = s.agents.iter().filter(|a| a.ready).count();
-    serde_json::json!({
-        "queued": s.queued,
-        "queue_sources": q,
-        "busy_executors": s.busy_executors,
-        "idle_executors": s.idle_executors,
-        "busy_agents": s.agents.iter().filter(|a| a.busy).count(),
-        "busy_nodes": busy_nodes,
-        "ready_agents": ready,
-        "pending_agents": s.agents.len() - ready,
-        "current_replicas": s.current_replicas,
-        "forecast_extra": s.forecast_extra,
-    })
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    DecisionInputs {
+        queued: Some(s.queued),
+        queue_sources: Some(q),
+        busy_executors: Some(s.busy_executors),
+        idle_executors: Some(s.idle_executors),
+        busy_agents: Some(count(s.agents.iter().filter(|a| a.busy).count())),
+        busy_nodes: Some(busy_nodes.to_vec()),
+        ready_agents: Some(count(ready)),
+        pending_agents: Some(count(s.agents.len() - ready)),
+        current_replicas: Some(s.current_replicas),
+        forecast_extra: Some(s.forecast_extra),
+        ..DecisionInputs::default()
+    }
+}
+
+/// A warm plan as its decision keeps it: the agents, and the rest as the plan wrote it.
+fn warm_inputs(d: &crate::scaling::warm_live::LiveWarmDecision) -> WarmInputs {
+    let more = match serde_json::to_value(d) {
+        Ok(serde_json::Value::Object(mut m)) => {
+            m.remove("agents");
+            m
+        }
+        _ => serde_json::Map::new(),
+    };
+    WarmInputs {
+        agents: d.decision.agents,
+        more,
+    }
 }
 
 #[cfg(test)]

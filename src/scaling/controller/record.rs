@@ -24,10 +24,18 @@ pub(super) type DecisionKey = (
 );
 
 pub(super) fn decision_key(r: &DecisionRecord) -> DecisionKey {
-    let forecast = r.inputs["forecast"]["value"]
-        .as_f64()
+    let forecast = r
+        .inputs
+        .forecast
+        .and_then(|f| f.value)
         .map(|v| format!("{v:.1}"))
         .unwrap_or_default();
+    let warm = r
+        .inputs
+        .warm
+        .as_ref()
+        .map(|w| w.agents.to_string())
+        .unwrap_or_else(|| "null".into());
     (
         r.trigger.clone(),
         [r.current, r.recommended, r.desired],
@@ -35,7 +43,7 @@ pub(super) fn decision_key(r: &DecisionRecord) -> DecisionKey {
         r.rule.clone(),
         r.reason.clone(),
         r.error.clone(),
-        format!("{forecast}/{}", r.inputs["warm"]["agents"]),
+        format!("{forecast}/{warm}"),
     )
 }
 

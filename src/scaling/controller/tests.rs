@@ -44,9 +44,9 @@ fn pool(policy: SimPolicy) -> PoolSettings {
         SimPolicy::Window(m) => {
             p.behavior.scale_down.stabilization_window = Duration::from_secs(u64::from(m) * 60)
         }
-        SimPolicy::KeepIdle(m) => {
+        SimPolicy::KeepIdle(d) => {
             p.policy = PolicyName::KeepIdle;
-            p.keep_idle = Duration::from_secs(u64::from(m) * 60);
+            p.keep_idle = d;
         }
         SimPolicy::Headroom(n) => p.idle_headroom = n,
         _ => unreachable!("not a case here"),
@@ -137,8 +137,8 @@ async fn the_live_controller_decides_as_the_replay_does() {
         ),
         (
             "keep-idle 10",
-            SimPolicy::KeepIdle(10),
-            pool(SimPolicy::KeepIdle(10)),
+            SimPolicy::KeepIdle(Duration::from_secs(600)),
+            pool(SimPolicy::KeepIdle(Duration::from_secs(600))),
         ),
         (
             "headroom 1",
@@ -228,7 +228,7 @@ fn a_day_at_rest_stores_a_keyframe_an_hour() {
         reason: format!("busy 0 + queued 0 = {desired}"),
         outcome: "unchanged".into(),
         error: None,
-        inputs: serde_json::json!({}),
+        inputs: Default::default(),
     };
     let mut stored: Option<(DecisionKey, i64)> = None;
     let mut rows = 0;

@@ -132,6 +132,10 @@ impl Store {
     /// (less [`SKEW_MS`]): writers that mark nothing themselves (a release before this
     /// one, during a rolling upgrade) are then rolled up too, within a pass.
     ///
+    /// An hour is marked only for a change newer than the newest its last roll summed
+    /// (`rollup_hours`): a busy hour that just ended was otherwise summed anew at every
+    /// pass while its last writes stayed inside the look-back, seconds of a core each.
+    ///
     /// The hours are found in SQL (one row per hour, not per build) on a read connection,
     /// outside the write lock: at 1,000 webhooks a second a pass looks at some hundred
     /// thousand recent builds, which neither memory nor the writer should pay for. A write
@@ -142,13 +146,17 @@ impl Store {
                 .fetch_optional(&self.pool)
                 .await?
                 .unwrap_or(0);
+        // An hour whose last roll already summed a change this new is left alone.
         let hours = sqlx::query(
-            "SELECT DISTINCT (finished_at / 3600000) * 3600000 AS hour FROM builds \
+            "SELECT c.hour AS hour FROM (SELECT hour, MAX(at) AS at FROM ( \
+             SELECT (finished_at / 3600000) * 3600000 AS hour, updated_at AS at FROM builds \
              WHERE updated_at > $1 AND finished_at IS NOT NULL \
-             UNION SELECT DISTINCT (b.finished_at / 3600000) * 3600000 AS hour \
+             UNION ALL SELECT (b.finished_at / 3600000) * 3600000 AS hour, p.recorded_at AS at \
              FROM build_performance p JOIN builds b \
              ON p.controller = b.controller AND p.job = b.job AND p.number = b.number \
-             WHERE p.recorded_at > $1 AND b.finished_at IS NOT NULL",
+             WHERE p.recorded_at > $1 AND b.finished_at IS NOT NULL) u GROUP BY hour) c \
+             LEFT JOIN rollup_hours r ON r.hour = c.hour \
+             WHERE r.seen_through IS NULL OR c.at > r.seen_through",
         )
         .bind(since - SKEW_MS)
         .fetch_all(&self.pool)
@@ -178,12 +186,13 @@ impl Store {
         tx: &mut Tx<'_>,
         from: i64,
         to: i64,
-    ) -> Result<BTreeMap<Key, Sums>, StoreError> {
+    ) -> Result<(BTreeMap<Key, Sums>, Option<i64>), StoreError> {
         let cpu = self.greatest("COALESCE(p.request_cpu_m, 0)", "p.cpu_average_m");
         let mem = self.greatest("COALESCE(p.request_memory_bytes, 0)", "p.memory_peak_bytes");
         let sql = format!(
             "SELECT b.controller, b.job, b.label, b.result, b.duration_ms, b.queue_wait_ms, \
-             b.found_by, CASE WHEN p.number IS NULL THEN 1 ELSE 0 END AS unreported, \
+             b.found_by, b.updated_at, p.recorded_at, \
+             CASE WHEN p.number IS NULL THEN 1 ELSE 0 END AS unreported, \
              CAST({cpu} AS DOUBLE PRECISION) AS cpu_m, CAST({mem} AS DOUBLE PRECISION) AS mem_b \
              FROM builds b LEFT JOIN build_performance p \
              ON p.controller = b.controller AND p.job = b.job AND p.number = b.number \
@@ -197,8 +206,15 @@ impl Store {
             .bind(to)
             .fetch(&mut **tx);
         let mut groups: BTreeMap<Key, Sums> = BTreeMap::new();
+        // The newest change summed: a build's update or its usage report.
+        let mut seen_through: Option<i64> = None;
         while let Some(row) = rows.try_next().await? {
             let row = &row;
+            let changed = [
+                row.try_get::<Option<i64>, _>("updated_at")?,
+                row.try_get::<Option<i64>, _>("recorded_at")?,
+            ];
+            seen_through = seen_through.max(changed.into_iter().flatten().max());
             let key = key_of(row)?;
             let duration: i64 = row.try_get("duration_ms")?;
             let wait: Option<i64> = row.try_get("queue_wait_ms")?;
@@ -232,7 +248,7 @@ impl Store {
                 _ => {}
             }
         }
-        Ok(groups)
+        Ok((groups, seen_through))
     }
 
     /// Drops the hour rows of rolled days older than [`HOUR_ROWS_KEPT_MS`]: their day rows
@@ -256,6 +272,11 @@ impl Store {
             .await?;
             sqlx::query("UPDATE rollup_days SET hours = 0 WHERE day = $1")
                 .bind(day)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM rollup_hours WHERE hour >= $1 AND hour < $2")
+                .bind(day)
+                .bind(day + DAY_MS)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
@@ -290,14 +311,15 @@ impl Store {
                     .await?;
             // A day that dropped its hour rows is summed from its builds again; its hours
             // are not kept one by one.
-            let groups = match hours {
-                _ if marks.is_empty() => BTreeMap::new(),
-                Some(0) => BTreeMap::new(),
+            let (groups, seen_through) = match hours {
+                _ if marks.is_empty() => (BTreeMap::new(), None),
+                Some(0) => (BTreeMap::new(), None),
                 _ => self.sum_builds(&mut read, hour, hour + HOUR_MS).await?,
             };
             read.commit().await?;
-            (marks, groups)
+            (marks, (groups, seen_through))
         };
+        let (groups, seen_through) = groups;
         if marks.is_empty() {
             return Ok(());
         }
@@ -328,6 +350,16 @@ impl Store {
             }
         }
         replace_rows(&mut tx, HOUR_MS, hour, groups).await?;
+        if let Some(seen) = seen_through {
+            sqlx::query(
+                "INSERT INTO rollup_hours (hour, seen_through) VALUES ($1, $2) \
+                 ON CONFLICT (hour) DO UPDATE SET seen_through = excluded.seen_through",
+            )
+            .bind(hour)
+            .bind(seen)
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query("DELETE FROM build_rollups WHERE span_ms = $1 AND start_at = $2")
             .bind(DAY_MS)
             .bind(day)
@@ -361,7 +393,7 @@ impl Store {
                 read.commit().await?;
                 return Ok(false);
             }
-            let groups = self.sum_builds(&mut read, day, day + DAY_MS).await?;
+            let (groups, _) = self.sum_builds(&mut read, day, day + DAY_MS).await?;
             read.commit().await?;
             groups
         };
