@@ -117,20 +117,16 @@ pub async fn optimize(
         .try_acquire_owned()
         .map_err(|_| ApiError::Overloaded { retry_after: 5 })?;
     let state = state.clone();
-    super::heavy::answer_while_working("application/json", async move {
-        let (plan, _) = state
-            .unless_stopping(async {
-                Ok(crate::analytics::optimize::optimize(
-                    &state.store,
-                    state.settings.clone(),
-                    range,
-                    req.target_savings,
-                    &state.metrics,
-                    slot,
-                )
-                .await?)
-            })
-            .await?;
+    super::heavy::answer_while_working(state.stopping.clone(), "application/json", async move {
+        let (plan, _) = crate::analytics::optimize::optimize(
+            &state.store,
+            state.settings.clone(),
+            range,
+            req.target_savings,
+            &state.metrics,
+            slot,
+        )
+        .await?;
         serde_json::to_vec(&plan)
             .map(web::Bytes::from)
             .map_err(|e| ApiError::Internal(e.to_string()))

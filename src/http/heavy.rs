@@ -63,13 +63,17 @@ const FIRST_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// its work runs.
 const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Answers with what `work` makes, in `content_type`. Work done within a second answers
-/// as usual (its error with its own status). Longer work answers 200 at once and sends a
-/// space every second until the body follows: the server only learns that a client left
-/// when a write to it fails, and a failed write drops `work` (a replay stops at its next
-/// check, its places are freed). Work that fails after that ends the answer broken (the
-/// client sees a cut transfer, never a whole body) and logs why.
+/// Answers with what `work` (a replay of recorded history) makes, in `content_type`. Work
+/// done within a second answers as usual (its error with its own status). Longer work
+/// answers 200 at once and sends a space every second until the body follows: the server
+/// only learns that a client left when a write to it fails, and a failed write drops
+/// `work` (a replay stops at its next check, its places are freed). When `stopping` is
+/// cancelled (the service is told to stop) the work is dropped too and the client told to
+/// come back (503), instead of holding the shutdown for the drain timeout. Work that fails
+/// after the answer began ends it broken (the client sees a cut transfer, never a whole
+/// body) and logs why.
 pub async fn answer_while_working<F>(
+    stopping: tokio_util::sync::CancellationToken,
     content_type: &'static str,
     work: F,
 ) -> Result<actix_web::HttpResponse, ApiError>
@@ -77,7 +81,14 @@ where
     F: std::future::Future<Output = Result<actix_web::web::Bytes, ApiError>> + 'static,
 {
     use actix_web::web::Bytes;
-    let mut work = Box::pin(work);
+    let mut work = Box::pin(async move {
+        tokio::select! {
+            out = work => out,
+            _ = stopping.cancelled() => Err(ApiError::Unavailable(
+                "the service is stopping; ask another replica or try again".into(),
+            )),
+        }
+    });
     if let Ok(done) = tokio::time::timeout(FIRST_WAIT, &mut work).await {
         return Ok(actix_web::HttpResponse::Ok()
             .content_type(content_type)

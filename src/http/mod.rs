@@ -53,23 +53,6 @@ pub struct AppState {
     pub stopping: tokio_util::sync::CancellationToken,
 }
 
-impl AppState {
-    /// Runs long work (a replay of recorded history) unless the service starts stopping
-    /// first: then the work is dropped (a replay stops at its next check) and the client
-    /// is told to come back (503), instead of holding the shutdown for the drain timeout.
-    pub async fn unless_stopping<T>(
-        &self,
-        work: impl std::future::Future<Output = Result<T, errors::ApiError>>,
-    ) -> Result<T, errors::ApiError> {
-        tokio::select! {
-            out = work => out,
-            _ = self.stopping.cancelled() => Err(errors::ApiError::Unavailable(
-                "the service is stopping; ask another replica or try again".into(),
-            )),
-        }
-    }
-}
-
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(

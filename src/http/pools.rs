@@ -133,21 +133,17 @@ pub async fn get_frontier(
         .try_acquire_owned()
         .map_err(|_| ApiError::Overloaded { retry_after: 5 })?;
     let state = state.clone();
-    super::heavy::answer_while_working("application/json", async move {
+    super::heavy::answer_while_working(state.stopping.clone(), "application/json", async move {
         let _heavy = heavy;
-        let mut replayed = state
-            .unless_stopping(async {
-                Ok(crate::analytics::frontier::pool_frontiers(
-                    &state.store,
-                    state.settings.clone(),
-                    range,
-                    Some(&name),
-                    &state.metrics,
-                    slot,
-                )
-                .await?)
-            })
-            .await?;
+        let mut replayed = crate::analytics::frontier::pool_frontiers(
+            &state.store,
+            state.settings.clone(),
+            range,
+            Some(&name),
+            &state.metrics,
+            slot,
+        )
+        .await?;
         let mut body = serde_json::to_value(replayed.pop()).unwrap_or_default();
         body["range"] = serde_json::to_value(range).unwrap_or_default();
         Ok(web::Bytes::from(body.to_string()))

@@ -54,7 +54,7 @@ pub async fn performance(
     }
     // The HTML report replays each pool's history for its frontier: one replay at a time.
     let state = state.clone();
-    super::heavy::answer_while_working(format.content_type(), async move {
+    super::heavy::answer_while_working(state.stopping.clone(), format.content_type(), async move {
         let _heavy = heavy;
         let slot = state
             .replaying
@@ -62,19 +62,15 @@ pub async fn performance(
             .acquire_owned()
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let frontiers = state
-            .unless_stopping(async {
-                Ok(crate::analytics::frontier::pool_frontiers(
-                    &state.store,
-                    state.settings.clone(),
-                    range,
-                    None,
-                    &state.metrics,
-                    slot,
-                )
-                .await?)
-            })
-            .await?;
+        let frontiers = crate::analytics::frontier::pool_frontiers(
+            &state.store,
+            state.settings.clone(),
+            range,
+            None,
+            &state.metrics,
+            slot,
+        )
+        .await?;
         Ok(web::Bytes::from(render(&report, format, &frontiers)))
     })
     .await

@@ -134,14 +134,12 @@ pub(super) async fn campaign(
                                 tokio::time::timeout(le.renew_deadline, alive(&mut conn)).await,
                                 Ok(Ok(true))
                             );
-                        if leading && !holds {
-                            tracing::warn!("leader election: the session is gone; not leading");
-                            c.set(false, None);
-                        }
                         for ask in waiting {
                             let _ = ask.send(holds);
                         }
                         if leading && !holds {
+                            tracing::warn!("leader election: the session is gone; not leading");
+                            c.set(false, None);
                             continue 'session;
                         }
                     }

@@ -297,7 +297,7 @@ impl Store {
     /// (during a hand-over of the lead) rolled the hour from a later snapshot.
     async fn roll_hour(&self, hour: i64) -> Result<(), StoreError> {
         let day = hour - hour.rem_euclid(DAY_MS);
-        let (marks, groups) = {
+        let (marks, (groups, seen_through)) = {
             let mut read = self.read_tx().await?;
             let marks: Vec<(i64, i64)> =
                 sqlx::query_as("SELECT mark, version FROM rollup_stale WHERE hour = $1")
@@ -311,15 +311,14 @@ impl Store {
                     .await?;
             // A day that dropped its hour rows is summed from its builds again; its hours
             // are not kept one by one.
-            let (groups, seen_through) = match hours {
+            let summed = match hours {
                 _ if marks.is_empty() => (BTreeMap::new(), None),
                 Some(0) => (BTreeMap::new(), None),
                 _ => self.sum_builds(&mut read, hour, hour + HOUR_MS).await?,
             };
             read.commit().await?;
-            (marks, (groups, seen_through))
+            (marks, summed)
         };
-        let (groups, seen_through) = groups;
         if marks.is_empty() {
             return Ok(());
         }
