@@ -8,9 +8,7 @@ pub mod fake_jenkins;
 #[path = "../../tests/api/fake_kube.rs"]
 pub mod fake_kube;
 
-use jenkins_autopilot::config::{
-    JenkinsControllerSettings, KubernetesMode, PoolSettings, Settings,
-};
+use jenkins_autopilot::config::{KubernetesMode, PoolSettings, Settings};
 use jenkins_autopilot::scaling::{Behavior, PolicyKind, PolicyName, RatePolicy};
 use secrecy::SecretString;
 use std::time::Duration;
@@ -31,16 +29,10 @@ pub fn settings(
     settings.server.data_dir = dir.to_path_buf();
     settings.webhook.token = Some(SecretString::from(TOKEN));
     settings.logging.filter = "warn".into();
-    settings.jenkins.controllers.insert(
-        "prod".into(),
-        JenkinsControllerSettings {
-            url: jenkins.url.parse().unwrap(),
-            user: Some(fake_jenkins::USER.into()),
-            api_token: Some(SecretString::from(fake_jenkins::API_TOKEN)),
-            timeout: Duration::from_secs(5),
-            retries: 0,
-        },
-    );
+    settings
+        .jenkins
+        .controllers
+        .insert("prod".into(), jenkins.controller(Duration::from_secs(5)));
     settings.kubernetes.mode = KubernetesMode::Apply;
     settings.kubernetes.kubeconfig = Some(kube.write_kubeconfig(dir));
     settings.scaling.reconcile_interval = period;

@@ -19,6 +19,13 @@ pub use watch::Waker;
 /// The annotation the ReplicaSet controller reads to pick which pods to remove first.
 pub const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
 
+/// How long a scale-in waits after raising a busy agent's deletion cost. The ReplicaSet
+/// controller ranks pods from its own cache, and Kubernetes orders nothing between a
+/// pod's new annotation reaching that cache and the new replicas reaching the ReplicaSet:
+/// on a real control plane a pod that had just turned busy, marked right before the
+/// scale-in, was removed by the cost it had before.
+pub const COSTS_SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A failed Kubernetes call. Never read as "zero".
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {

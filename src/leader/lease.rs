@@ -184,13 +184,14 @@ impl Election {
     }
 
     /// Reads the Lease every `retry_every` for the status (who leads), and says when it
-    /// has no holder.
+    /// has no holder (`orphaned`) or is gone (`missing`: deleted by hand).
     fn look(
         &self,
         me: String,
         status: Arc<Mutex<super::Status>>,
         error: Arc<Mutex<Option<String>>>,
         orphaned: Arc<tokio::sync::Notify>,
+        missing: Arc<tokio::sync::Notify>,
     ) -> impl std::future::Future<Output = ()> + use<> {
         let api: kube::Api<Lease> = kube::Api::namespaced(self.client.clone(), &self.namespace);
         let writes = self.writes.clone();
@@ -214,7 +215,12 @@ impl Election {
                         Some(lease),
                         error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
                     ),
-                    Ok(Err(e)) => (None, failed(e.to_string())),
+                    Ok(Err(e)) => {
+                        if matches!(&e, kube::Error::Api(s) if s.is_not_found()) {
+                            missing.notify_one();
+                        }
+                        (None, failed(e.to_string()))
+                    }
                     Err(_) => (None, failed("no answer within the renew deadline".into())),
                 };
                 let view = view(&name, &namespace, lease.as_ref(), why);
@@ -261,11 +267,13 @@ impl Election {
         let mut manager = self.manager(&c, &me).await;
         let error: Arc<Mutex<Option<String>>> = Arc::default();
         let orphaned = Arc::new(tokio::sync::Notify::new());
+        let missing = Arc::new(tokio::sync::Notify::new());
         let look = tokio::spawn(self.look(
             me.clone(),
             c.status.clone(),
             error.clone(),
             orphaned.clone(),
+            missing.clone(),
         ));
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         let mut changed = Box::pin(next(manager.clone(), Duration::ZERO));
@@ -296,6 +304,14 @@ impl Election {
                         manager = self.manager(&c, &me).await;
                         changed = Box::pin(next(manager.clone(), Duration::ZERO));
                     }
+                }
+                _ = missing.notified() => {
+                    // The Lease was deleted (by hand): a manager renewing it fails for ever;
+                    // a fresh one makes it again and campaigns. Until then nobody leads
+                    // (a holder's renewals fail, so it stops acting).
+                    tracing::warn!(lease = %self.name, namespace = %self.namespace, "leader election: the Lease is gone; making it again");
+                    manager = self.manager(&c, &me).await;
+                    changed = Box::pin(next(manager.clone(), Duration::ZERO));
                 }
                 _ = c.step_down.notified() => {
                     c.set(false, None);

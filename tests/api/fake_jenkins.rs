@@ -83,6 +83,21 @@ impl FakeJenkins {
         }
     }
 
+    /// The service's settings for this controller: its user and API token, `timeout`, no
+    /// retries.
+    pub fn controller(
+        &self,
+        timeout: Duration,
+    ) -> jenkins_autopilot::config::JenkinsControllerSettings {
+        jenkins_autopilot::config::JenkinsControllerSettings {
+            url: self.url.parse().unwrap(),
+            user: Some(USER.into()),
+            api_token: Some(secrecy::SecretString::from(API_TOKEN)),
+            timeout,
+            retries: 0,
+        }
+    }
+
     pub fn add_agent(&self, name: &str, label: &str, executors: u32, busy: u32) {
         self.state.lock().unwrap().agents.insert(
             name.to_string(),

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 /// Every replica signs and checks tokens with the same key.
 const JWT_SECRET: &str = "a-secret-every-replica-shares-0123456789";
 
-struct Replica {
-    name: String,
-    child: Child,
-    base: String,
+pub struct Replica {
+    pub name: String,
+    pub child: Child,
+    pub base: String,
 }
 
 impl Drop for Replica {
@@ -30,7 +30,7 @@ impl Drop for Replica {
 }
 
 /// Starts `serve` with the shared settings in `config` and this replica's `env`.
-fn start(
+pub fn start(
     config: &std::path::Path,
     data: &std::path::Path,
     name: &str,
@@ -92,7 +92,7 @@ fn write_settings(
     config
 }
 
-async fn get(client: &reqwest::Client, url: String) -> Option<Value> {
+pub async fn get(client: &reqwest::Client, url: String) -> Option<Value> {
     client
         .get(url)
         .timeout(Duration::from_secs(2))
@@ -104,7 +104,7 @@ async fn get(client: &reqwest::Client, url: String) -> Option<Value> {
         .ok()
 }
 
-async fn role(client: &reqwest::Client, r: &Replica) -> Option<String> {
+pub async fn role(client: &reqwest::Client, r: &Replica) -> Option<String> {
     get(client, format!("{}/api/v1/status", r.base))
         .await
         .and_then(|s| s["role"].as_str().map(str::to_string))
@@ -129,7 +129,11 @@ async fn metric(client: &reqwest::Client, r: &Replica, line: &str) -> Option<i64
 }
 
 /// Waits until exactly one replica leads and every one names it; returns its index.
-async fn one_leader(client: &reqwest::Client, replicas: &[&Replica], within: Duration) -> usize {
+pub async fn one_leader(
+    client: &reqwest::Client,
+    replicas: &[&Replica],
+    within: Duration,
+) -> usize {
     let mut leader = 0;
     eventually("one leader, known to all", within, async || {
         let mut roles = Vec::new();

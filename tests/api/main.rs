@@ -5,6 +5,7 @@ mod backfill;
 mod bad_input;
 mod cli;
 mod cloudevents;
+mod control_plane;
 mod costs;
 mod dashboard;
 mod demo;

@@ -1,15 +1,12 @@
 //! Agent pool autoscaling end to end: the real app, the real `kube::Client` against a
 //! fake Kubernetes API server, the real Jenkins client against a fake Jenkins.
 
-use crate::fake_jenkins::{self, FakeJenkins};
+use crate::fake_jenkins::FakeJenkins;
 use crate::fake_kube::FakeKube;
 use crate::helpers::{Db, TestApp, payload, spawn_with, test_settings};
 use jenkins_autopilot::config::WarmMode;
-use jenkins_autopilot::config::{
-    JenkinsControllerSettings, KubernetesMode, PoolSettings, Settings,
-};
+use jenkins_autopilot::config::{KubernetesMode, PoolSettings, Settings};
 use jenkins_autopilot::scaling::{Behavior, PolicyName};
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -56,13 +53,7 @@ pub async fn rig(
     let (mut settings, dir) = test_settings(Db::Sqlite).await;
     settings.jenkins.controllers.insert(
         "prod".into(),
-        JenkinsControllerSettings {
-            url: jenkins.url.parse().unwrap(),
-            user: Some(fake_jenkins::USER.into()),
-            api_token: Some(SecretString::from(fake_jenkins::API_TOKEN)),
-            timeout: Duration::from_millis(500),
-            retries: 0,
-        },
+        jenkins.controller(Duration::from_millis(500)),
     );
     settings.kubernetes.mode = mode;
     settings.kubernetes.kubeconfig = Some(kube.write_kubeconfig(dir.path()));
@@ -198,25 +189,29 @@ impl Rig {
 
     /// A CloudEvents `queue.entered_waiting` for an item waiting for `label`.
     pub async fn queue_event(&self, id: u64, label: &str) -> reqwest::Response {
-        let data = json!({"ciUrl": "https://ci.example.com/", "displayName": "app", "entryTime": 1_700_000_000_000i64,
-            "exitTime": null, "startedBy": "admin", "jenkinsQueueId": id, "status": "ENTERED_WAITING", "duration": 0,
-            "queueCauses": [{"reasonForWaiting": format!("Waiting for next available executor on ‘{label}’"), "type": "entered_waiting"}]});
-        self.app
-            .client
-            .post(self.app.url(&format!(
-                "/webhooks/cloudevents?controller=prod&token={}",
-                crate::helpers::TOKEN
-            )))
-            .header("Content-Type", "application/json")
-            .header("ce-specversion", "1.0")
-            .header("ce-id", format!("q-{id}"))
-            .header("ce-type", "org.jenkinsci.queue.entered_waiting")
-            .header("ce-source", "job/app")
-            .body(data.to_string())
-            .send()
-            .await
-            .unwrap()
+        queue_event(&self.app, id, label).await
     }
+}
+
+/// A CloudEvents `queue.entered_waiting` for an item waiting for `label`.
+pub async fn queue_event(app: &TestApp, id: u64, label: &str) -> reqwest::Response {
+    let data = json!({"ciUrl": "https://ci.example.com/", "displayName": "app", "entryTime": 1_700_000_000_000i64,
+        "exitTime": null, "startedBy": "admin", "jenkinsQueueId": id, "status": "ENTERED_WAITING", "duration": 0,
+        "queueCauses": [{"reasonForWaiting": format!("Waiting for next available executor on ‘{label}’"), "type": "entered_waiting"}]});
+    app.client
+        .post(app.url(&format!(
+            "/webhooks/cloudevents?controller=prod&token={}",
+            crate::helpers::TOKEN
+        )))
+        .header("Content-Type", "application/json")
+        .header("ce-specversion", "1.0")
+        .header("ce-id", format!("q-{id}"))
+        .header("ce-type", "org.jenkinsci.queue.entered_waiting")
+        .header("ce-source", "job/app")
+        .body(data.to_string())
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -589,17 +584,22 @@ async fn drain_takes_idle_nodes_offline_first_and_keeps_one_that_turned_busy() {
     rig.settled().await;
     eventually(
         "one drained agent removed",
-        Duration::from_secs(3),
-        async || rig.kube.replicas(NS, "agent-linux") == 2,
+        // The agent that turned busy is marked, and the mark given a second to reach the
+        // ReplicaSet controller, before the scale-in.
+        Duration::from_secs(6),
+        async || rig.kube.replicas(NS, "agent-linux") <= 2,
     )
     .await;
+    // The busy agent alone is demand enough for one: a later pass may drain `c` too.
     let toggles = rig.jenkins.state.lock().unwrap().toggles.clone();
     assert_eq!(
-        toggles,
+        toggles[..3],
         ["agent-linux-a", "agent-linux-b", "agent-linux-b"],
         "a off; b off, busy, back on"
     );
-    assert_eq!(rig.kube.state.lock().unwrap().deleted, ["agent-linux-a"]);
+    let deleted = rig.kube.state.lock().unwrap().deleted.clone();
+    assert_eq!(deleted[0], "agent-linux-a");
+    assert!(!deleted.contains(&"agent-linux-b".to_string()));
     assert_eq!(
         rig.kube.cost("agent-linux-b"),
         Some(10_000),

@@ -1,12 +1,13 @@
-//! Apply: a plan made real on the cluster. Before a scale-in busy pods get a high
-//! deletion cost and the plan's victims a low one, so the ReplicaSet removes exactly
-//! them; with `drain`, the victims' Jenkins nodes are taken offline and checked idle
-//! again first, and a node that turned busy is brought back and kept.
+//! Apply: a plan made real on the cluster. Whenever the ReplicaSet is to remove pods (a
+//! scale-in, or one still in flight: more live pods than the replicas asked for) busy pods
+//! get a high deletion cost and the plan's victims a low one, so the ReplicaSet removes
+//! exactly them; with `drain`, the victims' Jenkins nodes are taken offline and checked
+//! idle again first, and a node that turned busy is brought back and kept.
 
 use super::gather::Gathered;
 use super::ports::{ClusterApi, ReconcileError};
 use super::{Context, PoolWorker};
-use crate::kube::PoolState;
+use crate::kube::{PodState, PoolState};
 use crate::scaling::plan::Plan;
 use std::collections::{BTreeMap, HashSet};
 
@@ -38,7 +39,11 @@ impl PoolWorker {
         let current = g.seen.current_replicas;
         let desired = plan.decision.desired;
         let mut target = desired;
-        if desired < current {
+        // A real ReplicaSet removes pods a moment after their replicas drop: until then a
+        // pool holds more live pods than replicas, and whichever it removes go by the
+        // costs of now, not of the scale-in that started it.
+        let live = state.pods.iter().filter(|p| !p.terminating).count();
+        if desired < current || (desired as usize) < live {
             let busy: HashSet<&str> = g.busy_nodes.iter().map(String::as_str).collect();
             let victims: HashSet<&str> =
                 plan.victims.iter().map(|&i| g.names[i].as_str()).collect();
@@ -57,7 +62,7 @@ impl PoolWorker {
                     (p.name.clone(), cost)
                 })
                 .collect();
-            if self.settings.drain {
+            if self.settings.drain && desired < current {
                 let names: Vec<&str> = plan.drain.iter().map(|&i| g.names[i].as_str()).collect();
                 let drained = self.drain(ctx, &names, problems).await;
                 for (name, ok) in &drained {
@@ -68,7 +73,32 @@ impl PoolWorker {
                 let removable = (starting + drained.iter().filter(|(_, ok)| *ok).count()) as u32;
                 target = current - removable.min(current - desired);
             }
+            // A pod that just turned busy is protected only once the ReplicaSet controller
+            // has seen its new cost.
+            let raised = state.pods.iter().any(|p| {
+                !p.terminating
+                    && costs.get(&p.name) == Some(&BUSY_COST)
+                    && p.deletion_cost != Some(BUSY_COST)
+            });
             cluster.set_deletion_costs(&ns, &state.pods, &costs).await?;
+            if raised {
+                tokio::time::sleep(cluster.costs_settle()).await;
+            }
+            // Busy as marked: what Jenkins said, and what turned busy while draining.
+            let busy: HashSet<&str> = costs
+                .iter()
+                .filter(|(_, c)| **c == BUSY_COST)
+                .map(|(n, _)| n.as_str())
+                .collect();
+            let floor = live - removable_without_busy(&state.pods, &busy);
+            if (target as usize) < floor {
+                problems.push(format!(
+                    "{} of the pods the ReplicaSet would remove first are not Ready and run \
+                     a build: kept {floor} replicas, not {target}",
+                    floor - target as usize
+                ));
+                target = floor as u32;
+            }
         }
         if target != current {
             cluster
@@ -94,6 +124,12 @@ impl PoolWorker {
                 .jenkins
                 .set_offline(name, true, "jenkins-autopilot: scaling in")
                 .await;
+            // Jenkins has no such node: the pod's agent never connected (or has gone), so
+            // no build can run on it and there is nothing to drain.
+            if let Err(crate::jenkins::JenkinsError::Status { status: 404, .. }) = &taken {
+                out.push((name.to_string(), true));
+                continue;
+            }
             let went_offline = taken.is_ok();
             let idle = match taken {
                 Ok(_) => ctx.jenkins.computer(name).await.map(|c| c.idle),
@@ -163,5 +199,58 @@ impl PoolWorker {
             .pool_drain_failures
             .with_label_values(&[&self.name, step])
             .inc();
+    }
+}
+
+/// The most pods the ReplicaSet can remove now without reaching a busy agent's. It removes
+/// pods that are not Ready before Ready ones, whatever their deletion cost, and among each
+/// the cheapest first: a busy agent whose pod is not Ready (a readiness probe failing under
+/// a heavy build) is safe only while the removals stay within the idle pods not Ready.
+pub fn removable_without_busy(pods: &[PodState], busy: &HashSet<&str>) -> usize {
+    let live = || pods.iter().filter(|p| !p.terminating);
+    let idle_not_ready = live()
+        .filter(|p| !p.ready && !busy.contains(p.name.as_str()))
+        .count();
+    let busy_not_ready = live().any(|p| !p.ready && busy.contains(p.name.as_str()));
+    if busy_not_ready {
+        return idle_not_ready;
+    }
+    let idle_ready = live()
+        .filter(|p| p.ready && !busy.contains(p.name.as_str()))
+        .count();
+    idle_not_ready + idle_ready
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, ready: bool, terminating: bool) -> PodState {
+        PodState {
+            name: name.into(),
+            ready,
+            terminating,
+            deletion_cost: None,
+            cpu_request: None,
+            memory_request: None,
+            startup_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_busy_agent_not_ready_caps_the_removals_at_the_idle_pods_not_ready() {
+        let pods = [
+            pod("a", true, false),
+            pod("b", true, false),
+            pod("c", false, false),
+            pod("d", false, false),
+            pod("e", false, true),
+        ];
+        let busy = |names: &[&'static str]| names.iter().copied().collect::<HashSet<&str>>();
+        assert_eq!(removable_without_busy(&pods, &busy(&[])), 4);
+        assert_eq!(removable_without_busy(&pods, &busy(&["a"])), 3);
+        // `c` runs a build but is not Ready: the ReplicaSet takes it before `a` and `b`.
+        assert_eq!(removable_without_busy(&pods, &busy(&["c"])), 1);
+        assert_eq!(removable_without_busy(&pods, &busy(&["c", "d"])), 0);
     }
 }

@@ -46,6 +46,11 @@ pub trait ClusterApi: Send + Sync {
         pods: &[PodState],
         costs: &BTreeMap<String, i32>,
     ) -> Result<usize, KubeError>;
+    /// How long a scale-in waits after raising a busy agent's deletion cost, so the
+    /// ReplicaSet controller has seen the cost when it picks the pods to remove.
+    fn costs_settle(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
     /// Sets the Deployment's replicas, refused when it changed since `resource_version`.
     async fn scale(
         &self,
@@ -101,6 +106,9 @@ impl ClusterApi for KubeExecutor {
         costs: &BTreeMap<String, i32>,
     ) -> Result<usize, KubeError> {
         KubeExecutor::set_deletion_costs(self, namespace, pods, costs).await
+    }
+    fn costs_settle(&self) -> std::time::Duration {
+        crate::kube::COSTS_SETTLE
     }
     async fn scale(
         &self,
