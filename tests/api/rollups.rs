@@ -518,3 +518,33 @@ async fn an_hour_rolled_is_not_rolled_again_for_what_it_summed() {
     let after = s.roll_up(at(written + 240_000), 10).await.unwrap();
     assert!(after.hours >= 1, "{after:?}");
 }
+
+/// An hour is first rolled 5 minutes after it ends: the late events of its last builds
+/// come in first, and it is summed once, not once more for each of them (two or three
+/// times over, seconds of a core each, in the soak).
+#[tokio::test]
+async fn an_hour_is_rolled_once_the_late_events_of_its_last_builds_are_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = store(Db::Sqlite, dir.path()).await;
+    let at = |ms: i64| Timestamp::from_millis(ms).unwrap();
+    let hour = D0 + 2 * DAY;
+    let end = hour + HOUR;
+    // A build that finished a second before the hour ended, written as it ended, and
+    // another whose completion arrives 90 s late.
+    let e = build("edge", 1, "linux", end - 61_000, 60_000, 100, "SUCCESS");
+    s.write_batch(&[&e], at(end)).await.unwrap();
+    let one_minute_after = s.roll_up(at(end + 60_000), 10).await.unwrap();
+    assert_eq!(one_minute_after.hours, 0, "{one_minute_after:?}");
+    assert_eq!(
+        one_minute_after.behind, 0,
+        "not due yet: {one_minute_after:?}"
+    );
+    let late = ended("edge", 2, end - 1_000);
+    s.write_batch(&[&late], at(end + 90_000)).await.unwrap();
+    let rolled = s.roll_up(at(end + 5 * 60_000), 10).await.unwrap();
+    assert_eq!(rolled.hours, 1, "{rolled:?}");
+    for pass in 6..=8 {
+        let again = s.roll_up(at(end + pass * 60_000), 10).await.unwrap();
+        assert_eq!(again.hours, 0, "minute {pass}: {again:?}");
+    }
+}
