@@ -451,6 +451,13 @@ impl Store {
                 include_str!("migrations/0009_rollup_hours.sql").into_sql_str(),
                 false,
             ),
+            Migration::new(
+                10,
+                Cow::Borrowed("events by received_at"),
+                MigrationType::Simple,
+                include_str!("migrations/0010_events_received_at.sql").into_sql_str(),
+                false,
+            ),
         ];
         // A rolling upgrade runs this release beside the next one on one store: a
         // migration the next release applied and this one does not know is not an error.

@@ -64,11 +64,6 @@ const SKEW_MS: i64 = 2 * 60_000;
 /// them and summed anew, two or three times over in the soak, seconds of a core each.
 pub const ROLL_GRACE_MS: i64 = 5 * 60_000;
 
-/// A roll reads a busy hour's builds this many rows at a time, then rests as long as the
-/// chunk took: it takes twice as long but leaves the webhooks most of the machine (half a
-/// core, not a whole one, on two cores).
-const ROLL_CHUNK: u64 = 10_000;
-
 /// Hour rows are kept this long (35 days: a 30-day report's edges inside days read hour
 /// rows; older edges read the builds of one day).
 pub const HOUR_ROWS_KEPT_MS: i64 = 35 * DAY_MS;
@@ -219,13 +214,7 @@ impl Store {
         let mut groups: BTreeMap<Key, Sums> = BTreeMap::new();
         // The newest change summed: a build's update or its usage report.
         let mut seen_through: Option<i64> = None;
-        let (mut read, mut chunk_started) = (0u64, std::time::Instant::now());
         while let Some(row) = rows.try_next().await? {
-            read += 1;
-            if read % ROLL_CHUNK == 0 {
-                tokio::time::sleep(chunk_started.elapsed()).await;
-                chunk_started = std::time::Instant::now();
-            }
             let row = &row;
             let changed = [
                 row.try_get::<Option<i64>, _>("updated_at")?,
