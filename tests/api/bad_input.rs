@@ -160,11 +160,7 @@ async fn a_full_write_queue_answers_503_with_retry_after_and_loses_nothing_answe
     settings.ingest.write_queue_capacity = 1;
     let app = spawn_with(settings).await;
     // Hold SQLite's write lock from another connection so the writer blocks in its commit.
-    sqlx::any::install_default_drivers();
-    let db_url = format!("sqlite://{}", dir.path().join("autopilot.db").display());
-    let mut lock = <sqlx::AnyConnection as sqlx::Connection>::connect(&db_url)
-        .await
-        .unwrap();
+    let mut lock = crate::helpers::sqlite_in(dir.path()).await;
     sqlx::query("BEGIN IMMEDIATE")
         .execute(&mut lock)
         .await

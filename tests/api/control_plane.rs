@@ -52,13 +52,18 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The control plane's kubectl, acting as the cluster admin.
+fn admin_kubectl() -> Command {
+    let dir = control_plane();
+    let mut cmd = Command::new(dir.join("bin/kubectl"));
+    cmd.arg("--kubeconfig").arg(dir.join("admin.kubeconfig"));
+    cmd
+}
+
 /// Runs the control plane's kubectl as the cluster admin; its stdout, or a panic with its
 /// stderr.
 pub fn kubectl(args: &[&str], stdin: Option<&str>) -> String {
-    let dir = control_plane();
-    let mut child = Command::new(dir.join("bin/kubectl"))
-        .arg("--kubeconfig")
-        .arg(dir.join("admin.kubeconfig"))
+    let mut child = admin_kubectl()
         .args(args)
         .current_dir(repo())
         .stdin(Stdio::piped())
@@ -149,12 +154,11 @@ impl Manifests {
     }
 }
 
-/// What the node the tests play saw: pods it finished deleting, by name.
+/// What the node the tests play saw: each pod it finished deleting, in order, with its
+/// deletion cost and whether it was Ready then.
 #[derive(Default)]
 pub struct NodeLog {
-    pub deleted: Vec<String>,
-    /// Each pod finished: its name, deletion cost and whether it was Ready.
-    pub seen: Vec<(String, Option<String>, bool)>,
+    pub deleted: Vec<(String, Option<String>, bool)>,
 }
 
 /// Plays the kubelet of one node for a namespace's pods: binds unscheduled pods to it,
@@ -235,16 +239,8 @@ async fn play(
                         pod.metadata.annotations.as_ref().and_then(|a| {
                             a.get("controller.kubernetes.io/pod-deletion-cost").cloned()
                         });
-                    let ready = pod
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.conditions.as_ref())
-                        .is_some_and(|c| {
-                            c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-                        });
-                    let mut log = log.lock().unwrap();
-                    log.deleted.push(name.clone());
-                    log.seen.push((name, cost, ready));
+                    let ready = is_ready(&pod);
+                    log.lock().unwrap().deleted.push((name, cost, ready));
                 }
                 continue;
             }
@@ -297,6 +293,21 @@ async fn play(
     }
 }
 
+/// Pods not being deleted, by name, with whether they are Ready.
+fn live_and_ready(pods: &[Pod]) -> BTreeMap<String, bool> {
+    pods.iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| (p.metadata.name.clone().unwrap_or_default(), is_ready(p)))
+        .collect()
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
 /// One test's world: the shipped manifests applied in its own namespaces, the node played,
 /// the fake Jenkins the agents register with, and the service acting as the shipped
 /// ServiceAccount.
@@ -328,23 +339,15 @@ impl Drop for Manifests {
     /// would finish them is gone with the test).
     fn drop(&mut self) {
         for ns in [&self.agents_ns, &self.service_ns] {
-            let _ = Command::new(control_plane().join("bin/kubectl"))
-                .arg("--kubeconfig")
-                .arg(control_plane().join("admin.kubeconfig"))
-                .args([
+            for args in [
+                &[
                     "delete",
                     "namespace",
                     ns,
                     "--wait=false",
                     "--ignore-not-found",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-            let _ = Command::new(control_plane().join("bin/kubectl"))
-                .arg("--kubeconfig")
-                .arg(control_plane().join("admin.kubeconfig"))
-                .args([
+                ][..],
+                &[
                     "delete",
                     "pods",
                     "--all",
@@ -352,11 +355,15 @@ impl Drop for Manifests {
                     ns,
                     "--force",
                     "--grace-period=0",
-                ])
-                .args(["--wait=false"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+                    "--wait=false",
+                ],
+            ] {
+                let _ = admin_kubectl()
+                    .args(args)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
     }
 }
@@ -444,23 +451,14 @@ impl World {
 
     /// The agents' pods not being deleted, by name, with whether they are Ready.
     pub async fn agent_pods(&self) -> BTreeMap<String, bool> {
-        self.pods()
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .map(|p| {
-                let ready = p
-                    .status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True");
-                (p.metadata.name.unwrap_or_default(), ready)
-            })
-            .collect()
+        live_and_ready(
+            &self
+                .pods()
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items,
+        )
     }
 
     /// Waits until the Deployment asks for `n` agents and `n` pods are Ready.
@@ -491,7 +489,7 @@ impl World {
                     .unwrap()
                     .items;
                 let held = self.node.held.lock().unwrap().clone();
-                let ready = self.agent_pods().await;
+                let ready = live_and_ready(&all);
                 all.iter().all(|p| p.metadata.deletion_timestamp.is_none())
                     && all.len() as i32 == self.replicas().await
                     && ready.iter().all(|(name, r)| *r || held.contains(name))
@@ -677,9 +675,9 @@ async fn over_fifty_scale_downs_the_replica_set_removes_no_busy_agent() {
         // What still starts turns Ready (and may wake the pool) before the round ends.
         world.node.held.lock().unwrap().clear();
         world.settled().await;
-        let gone: Vec<String> = world.node.log.lock().unwrap().deleted[deleted_before..].to_vec();
+        let seen = world.node.log.lock().unwrap().deleted[deleted_before..].to_vec();
+        let gone: Vec<String> = seen.iter().map(|(name, _, _)| name.clone()).collect();
         let left = world.agent_pods().await;
-        let seen = world.node.log.lock().unwrap().seen[deleted_before..].to_vec();
         for name in &busy {
             assert!(
                 !gone.contains(name) && left.contains_key(name),
@@ -776,21 +774,14 @@ async fn a_quota_that_leaves_room_for_fewer_agents_than_demand_is_what_the_servi
     // What the service sees on its next look: 7 replicas, 3 pods, 4 it can never get.
     crate::scaling::queue_event(&world.app, 2, "linux").await;
     // The pool's last decision (a decision that changes nothing is not stored).
-    let saw_three = async || {
-        let (_, pools) = world.app.get_json("/api/v1/pools").await;
-        pools["pools"][0]["last"]
-            .clone()
-            .as_object()
-            .filter(|d| d["inputs"]["ready_agents"] == 3)
-            .map(|d| serde_json::Value::Object(d.clone()))
-    };
-    eventually(
+    let d = crate::scaling::last_decision_when(
+        &world.app,
+        "linux",
         "a decision that saw the 3 pods",
         Duration::from_secs(20),
-        async || saw_three().await.is_some(),
+        |d| d["inputs"]["ready_agents"] == 3,
     )
     .await;
-    let d = saw_three().await.unwrap();
     eprintln!(
         "quota: replicas 7, pods 3; the service's decision: current {} desired {} outcome {} \
          ready_agents {} pending_agents {}; ReplicaFailure: {:?}",
@@ -842,7 +833,7 @@ fn replicated_settings(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_elect_a_leader_in_the_real_lease_and_recover_from_its_loss() {
-    use crate::leader::{one_leader, role, start};
+    use crate::leader::{one_leader, queue_webhook, role, start};
     let _share = share().await;
     let manifests = Manifests::shipped("ci-cd-integration/k8s-replicated", "lease");
     let dir = tempfile::tempdir().unwrap();
@@ -890,28 +881,8 @@ async fn two_replicas_elect_a_leader_in_the_real_lease_and_recover_from_its_loss
     assert_eq!(holder().await.as_deref(), Some(replicas[li].name.as_str()));
 
     // A webhook to the follower: the leader scales the real Deployment.
-    let webhook = async |r: &crate::leader::Replica, id: u64| {
-        let data = json!({"ciUrl": "https://ci.example.com/", "displayName": "app", "entryTime": 1_700_000_000_000i64,
-            "exitTime": null, "startedBy": "admin", "jenkinsQueueId": id, "status": "ENTERED_WAITING", "duration": 0,
-            "queueCauses": [{"reasonForWaiting": "Waiting for next available executor on ‘linux’", "type": "entered_waiting"}]});
-        let resp = client
-            .post(format!(
-                "{}/webhooks/cloudevents?controller=prod&token={}",
-                r.base,
-                crate::helpers::TOKEN
-            ))
-            .header("ce-specversion", "1.0")
-            .header("ce-id", format!("q-{id}"))
-            .header("ce-type", "org.jenkinsci.queue.entered_waiting")
-            .header("ce-source", "job/app")
-            .json(&data)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 200);
-    };
     jenkins.set_queue("linux", 1..=4);
-    webhook(&replicas[1 - li], 1).await;
+    queue_webhook(&client, &replicas[1 - li], 1).await;
     eventually(
         "the leader scaled to 3",
         Duration::from_secs(10),
@@ -931,7 +902,7 @@ async fn two_replicas_elect_a_leader_in_the_real_lease_and_recover_from_its_loss
     let failover = killed.elapsed();
     assert_eq!(holder().await.as_deref(), Some(survivor.name.as_str()));
     jenkins.set_queue("linux", 1..=6);
-    webhook(&survivor, 2).await;
+    queue_webhook(&client, &survivor, 2).await;
     eventually(
         "the survivor scaled to 4",
         Duration::from_secs(10),
@@ -957,7 +928,7 @@ async fn two_replicas_elect_a_leader_in_the_real_lease_and_recover_from_its_loss
     })
     .await;
     jenkins.set_queue("linux", 1..=8);
-    webhook(&survivor, 3).await;
+    queue_webhook(&client, &survivor, 3).await;
     eventually(
         "the survivor scaled to 5",
         Duration::from_secs(10),

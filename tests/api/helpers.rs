@@ -38,6 +38,15 @@ fn init_tracing() {
     });
 }
 
+/// A connection of the test's own to the SQLite store in the app's data directory `dir`.
+pub async fn sqlite_in(dir: &std::path::Path) -> sqlx::AnyConnection {
+    sqlx::any::install_default_drivers();
+    let db_url = format!("sqlite://{}", dir.join("autopilot.db").display());
+    <sqlx::AnyConnection as sqlx::Connection>::connect(&db_url)
+        .await
+        .unwrap()
+}
+
 /// A port free on 127.0.0.1 now, for a service process a test starts.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

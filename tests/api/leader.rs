@@ -210,7 +210,7 @@ fn one_more(jenkins: &FakeJenkins, kube: &FakeKube) -> i64 {
     want
 }
 
-async fn queue_webhook(client: &reqwest::Client, r: &Replica, id: u64) {
+pub async fn queue_webhook(client: &reqwest::Client, r: &Replica, id: u64) {
     let resp = client
         .post(format!(
             "{}/webhooks/cloudevents?controller=prod&token={TOKEN}",

@@ -193,6 +193,27 @@ impl Rig {
     }
 }
 
+/// The pool's last decision, stored or not (`/api/v1/pools`), once `check` holds for it.
+pub async fn last_decision_when(
+    app: &TestApp,
+    pool: &str,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let last = async || {
+        let (_, body) = app.get_json("/api/v1/pools").await;
+        body["pools"]
+            .as_array()?
+            .iter()
+            .find(|p| p["name"] == pool)
+            .map(|p| p["last"].clone())
+            .filter(|d| check(d))
+    };
+    eventually(what, timeout, async || last().await.is_some()).await;
+    last().await.expect("seen above")
+}
+
 /// A CloudEvents `queue.entered_waiting` for an item waiting for `label`.
 pub async fn queue_event(app: &TestApp, id: u64, label: &str) -> reqwest::Response {
     let data = json!({"ciUrl": "https://ci.example.com/", "displayName": "app", "entryTime": 1_700_000_000_000i64,
@@ -1297,23 +1318,14 @@ async fn a_pipelines_announcement_scales_the_pool_before_jenkins_lists_the_build
     rig.jenkins.set_queue("linux", 1..=1);
     rig.queue_event(1, "linux").await;
     // The pool's latest reconcile (an unchanged one after another is not stored again).
-    let listed = async || {
-        let (_, body) = rig.app.get_json("/api/v1/pools").await;
-        body["pools"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == "linux")
-            .map(|p| p["last"].clone())
-            .filter(|d| d["inputs"]["queue_sources"]["from_why"] == 1)
-    };
-    eventually(
+    let d = last_decision_when(
+        &rig.app,
+        "linux",
         "a reconcile on the listed build",
         Duration::from_secs(5),
-        async || listed().await.is_some(),
+        |d| d["inputs"]["queue_sources"]["from_why"] == 1,
     )
     .await;
-    let d = listed().await.unwrap();
     assert_eq!(d["outcome"], "unchanged", "{d}");
     assert_eq!(
         d["inputs"]["queued"], 1,

@@ -424,11 +424,7 @@ async fn this_release_starts_on_a_store_the_next_one_migrated_postgres() {
 async fn the_purge_of_expired_events_reads_an_index_not_the_table() {
     let (settings, dir) = test_settings(Db::Sqlite).await;
     let app = spawn_with(settings).await;
-    sqlx::any::install_default_drivers();
-    let db_url = format!("sqlite://{}", dir.path().join("autopilot.db").display());
-    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&db_url)
-        .await
-        .unwrap();
+    let mut conn = crate::helpers::sqlite_in(dir.path()).await;
     // The purge's own selection (Store::delete_events_before), as SQLite plans it: (id, parent,
     // notused, detail) rows.
     let plan: Vec<String> = sqlx::query(
