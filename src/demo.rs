@@ -9,9 +9,9 @@
 //! would in a cluster.
 
 use crate::config::{KubernetesMode, Settings};
+use crate::controller::Adapters;
 use crate::domain::Timestamp;
-use crate::scaling::controller::Adapters;
-use crate::scaling::controller::ports::{Clock, ClusterApi, JenkinsApi};
+use crate::scaling::ports::{Clock, ClusterApi, JenkinsApi};
 use crate::sim::engine::{SimBuild, SimConfig};
 use crate::sim::trace::{self, TraceBuild};
 use crate::sim::world::{Happened, SharedWorld, Start, World};

@@ -4,6 +4,7 @@
 pub mod analytics;
 pub mod backfill;
 pub mod config;
+pub mod controller;
 pub mod cost;
 pub mod demo;
 pub mod domain;

@@ -31,7 +31,7 @@ impl Application {
     /// of the configured Jenkins controllers and cluster (the demo's in-memory pool).
     pub async fn build_with(
         settings: Settings,
-        adapters: Option<crate::scaling::controller::Adapters>,
+        adapters: Option<crate::controller::Adapters>,
     ) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
         let data_dir = settings.server.data_dir.clone();
@@ -62,7 +62,7 @@ impl Application {
                     metrics.kube_watch_up.clone(),
                 )
                 .await?;
-                crate::scaling::controller::Adapters::real(&settings, kube)?
+                crate::controller::Adapters::real(&settings, kube)?
             }
         };
         // Every replica takes webhooks and serves reads; the leader also scales the pools
@@ -88,7 +88,7 @@ impl Application {
                 );
             }
         }
-        let scaling = crate::scaling::controller::start_with(
+        let scaling = crate::controller::start_with(
             &settings,
             store.clone(),
             metrics.clone(),

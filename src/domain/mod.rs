@@ -1,6 +1,8 @@
 //! Validated domain types. Raw payloads live in `ingest/`; everything here has already
 //! passed its rules, so code that takes these types never re-checks them.
 
+mod agents;
+mod cluster;
 mod decision;
 mod event;
 mod label;
@@ -12,6 +14,10 @@ mod stats;
 mod time;
 mod usage;
 
+pub use agents::{
+    ComputerView, ExecutorView, JenkinsError, LabelRef, LabelView, NodeRef, QueueItemView, TaskView,
+};
+pub use cluster::{KubeError, PodState, PoolState, PoolUsage, Waker};
 pub use decision::{DecisionInputs, ForecastInputs, QueueDemand, StartupInputs, WarmInputs};
 pub use event::{
     BuildFacts, BuildKey, BuildPhase, BuildResult, DomainEvent, EventSource, IngestEvent,

@@ -30,7 +30,7 @@ pub struct AppState {
     pub auth: auth::WebhookAuth,
     pub tokens: crate::tokens::TokenKeys,
     pub settings: Arc<Settings>,
-    pub scaling: crate::scaling::controller::ScalingHandle,
+    pub scaling: crate::controller::ScalingHandle,
     /// One cost optimization at a time: each replays the history on a blocking thread.
     pub optimizing: Arc<tokio::sync::Semaphore>,
     /// One frontier replay at a time.
@@ -171,9 +171,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         backfill::BackfillRequest,
         crate::backfill::Progress,
         pools::WaitingReply,
-        crate::scaling::controller::Announcement,
-        crate::scaling::controller::PoolView,
-        crate::scaling::controller::ForecastView,
+        crate::controller::Announcement,
+        crate::controller::PoolView,
+        crate::controller::ForecastView,
         crate::sim::PoolFrontier,
         crate::store::DecisionRecord,
         ops::Health,

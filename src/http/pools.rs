@@ -2,8 +2,8 @@
 
 use super::AppState;
 use super::errors::ApiError;
+use crate::controller::PoolView;
 use crate::domain::Timestamp;
-use crate::scaling::controller::PoolView;
 use crate::store::DecisionRecord;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
@@ -80,7 +80,7 @@ pub async fn list_decisions(
 /// seasonal naive); and the multi-metric signals with their scores.
 #[utoipa::path(get, path = "/api/v1/pools/{name}/forecast", tag = "pools",
     params(("name" = String, Path, description = "Pool name")),
-    responses((status = 200, body = crate::scaling::controller::ForecastView),
+    responses((status = 200, body = crate::controller::ForecastView),
               (status = 404, body = super::errors::ErrorBody)))]
 pub async fn get_forecast(
     req: HttpRequest,
@@ -169,7 +169,7 @@ pub struct WaitingReply {
     pub controller: String,
     pub label: String,
     #[serde(flatten)]
-    pub announcement: crate::scaling::controller::Announcement,
+    pub announcement: crate::controller::Announcement,
 }
 
 /// Largest announcement body accepted.

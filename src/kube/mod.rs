@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 mod watch;
-pub use watch::Waker;
+pub use crate::domain::{KubeError, PodState, PoolState, PoolUsage, Waker};
 
 /// The annotation the ReplicaSet controller reads to pick which pods to remove first.
 pub const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
@@ -25,25 +25,6 @@ pub const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
 /// on a real control plane a pod that had just turned busy, marked right before the
 /// scale-in, was removed by the cost it had before.
 pub const COSTS_SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// A failed Kubernetes call. Never read as "zero".
-#[derive(Debug, thiserror::Error)]
-pub enum KubeError {
-    #[error("{what} not found (404): check the pool's namespace and deployment")]
-    NotFound { what: String },
-    #[error("{what}: forbidden (403): the service account lacks the permission ({detail})")]
-    Forbidden { what: String, detail: String },
-    #[error("{what}: the object changed under us (409) {attempts} times in a row")]
-    Conflict { what: String, attempts: u32 },
-    #[error("{what}: API error {code}: {message}")]
-    Api {
-        what: String,
-        code: u16,
-        message: String,
-    },
-    #[error("{what}: {detail}")]
-    Transport { what: String, detail: String },
-}
 
 fn classify(what: String, e: kube::Error) -> KubeError {
     match e {
@@ -64,46 +45,6 @@ fn classify(what: String, e: kube::Error) -> KubeError {
             detail: other.to_string(),
         },
     }
-}
-
-/// A pod of a pool.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodState {
-    pub name: String,
-    /// The pod's Ready condition is true.
-    pub ready: bool,
-    /// Deletion has started.
-    pub terminating: bool,
-    /// The pod's current deletion cost annotation, if any.
-    pub deletion_cost: Option<i32>,
-    /// The sum of its containers' CPU requests (millicores); `None` when a container has
-    /// none (utilisation is then undefined, as for the HPA).
-    pub cpu_request: Option<u64>,
-    /// The sum of its containers' memory requests (bytes); `None` as for CPU.
-    pub memory_request: Option<u64>,
-    /// From the pod's creation to its Ready condition turning true (ms), once ready.
-    pub startup_ms: Option<i64>,
-}
-
-/// The pool's pods' use against their requests, from metrics.k8s.io.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub struct PoolUsage {
-    /// Sum of CPU use over sum of CPU requests, percent; `None` without requests or data.
-    pub cpu_percent: Option<f64>,
-    pub memory_percent: Option<f64>,
-    /// Pods with both a reading and requests.
-    pub pods_measured: usize,
-}
-
-/// A pool's Deployment as read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PoolState {
-    /// `spec.replicas` of the scale subresource.
-    pub replicas: u32,
-    pub resource_version: Option<String>,
-    /// The scale's label selector (how the pods are found).
-    pub selector: String,
-    pub pods: Vec<PodState>,
 }
 
 /// The cluster the settings name: their kubeconfig, else in-cluster or `KUBECONFIG`.
@@ -424,6 +365,39 @@ fn utilisation(pods: &[PodState], readings: &BTreeMap<String, (u64, u64)>) -> Po
         cpu_percent: pct(cpu_use, cpu_req, cpu_ok),
         memory_percent: pct(mem_use, mem_req, mem_ok),
         pods_measured: measured,
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::scaling::ports::ClusterApi for KubeExecutor {
+    async fn read_pool(&self, namespace: &str, deployment: &str) -> Result<PoolState, KubeError> {
+        KubeExecutor::read_pool(self, namespace, deployment).await
+    }
+    async fn pool_usage(&self, namespace: &str, pool: &PoolState) -> Result<PoolUsage, KubeError> {
+        KubeExecutor::pool_usage(self, namespace, pool).await
+    }
+    async fn set_deletion_costs(
+        &self,
+        namespace: &str,
+        pods: &[PodState],
+        costs: &BTreeMap<String, i32>,
+    ) -> Result<usize, KubeError> {
+        KubeExecutor::set_deletion_costs(self, namespace, pods, costs).await
+    }
+    fn costs_settle(&self) -> std::time::Duration {
+        crate::kube::COSTS_SETTLE
+    }
+    async fn scale(
+        &self,
+        namespace: &str,
+        deployment: &str,
+        replicas: u32,
+        resource_version: Option<String>,
+    ) -> Result<(), KubeError> {
+        KubeExecutor::scale(self, namespace, deployment, replicas, resource_version).await
+    }
+    fn follow(&self, namespace: &str, deployment: &str, wake: Waker) {
+        KubeExecutor::follow(self, namespace, deployment, wake)
     }
 }
 

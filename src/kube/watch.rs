@@ -20,8 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Called when something the pool waits for happened to one of its pods.
-pub type Waker = Arc<dyn Fn() + Send + Sync>;
+pub use crate::domain::Waker;
 
 /// The pools to wake, by namespace: (deployment, waker).
 type Wakers = Arc<Mutex<HashMap<String, Vec<(String, Waker)>>>>;

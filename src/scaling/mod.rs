@@ -1,15 +1,16 @@
-//! Agent pool scaling. The decision core is pure (`decide`, `behavior`); the controller
-//! gathers snapshots from Jenkins and Kubernetes, calls it, and applies the result.
+//! Agent pool scaling: the pure decision core (`decide`, `behavior`, `plan`, `warm`,
+//! schedules, multi-metric) and the ports through which the controller (`crate::controller`)
+//! and the replay world (`crate::sim::world`) give it the world. Nothing here reads a
+//! clock, a socket, a file or the database.
 
 pub mod behavior;
-pub mod controller;
 pub mod decide;
 pub mod demand;
 pub mod multi_metric;
 pub mod plan;
+pub mod ports;
 pub mod schedule;
 pub mod warm;
-pub mod warm_live;
 
 pub use behavior::{Behavior, History, PolicyKind, RatePolicy, ScalingRules, SelectPolicy};
 pub use decide::{PolicyName, PoolShape, PoolSnapshot, Rule, ScaleDecision, ScalePolicy, decide};

@@ -7,9 +7,11 @@
 
 use super::outcome::{SimBuild, SimOutcome};
 use super::startup::Sampler;
-use crate::jenkins::{ComputerView, JenkinsError, LabelRef, LabelView, NodeRef, QueueItemView};
-use crate::kube::{KubeError, PodState, PoolState, PoolUsage};
-use crate::scaling::controller::ports::{Clock, ClusterApi, JenkinsApi};
+use crate::domain::{
+    ComputerView, JenkinsError, KubeError, LabelRef, LabelView, NodeRef, PodState, PoolState,
+    PoolUsage, QueueItemView,
+};
+use crate::scaling::ports::{Clock, ClusterApi, JenkinsApi};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -368,7 +370,7 @@ impl World {
             temporarily_offline: a.offline,
             num_executors: self.per,
             executors: (0..self.per)
-                .map(|e| crate::jenkins::ExecutorView { idle: e >= a.busy })
+                .map(|e| crate::domain::ExecutorView { idle: e >= a.busy })
                 .collect(),
         }
     }

@@ -1,12 +1,13 @@
 //! What the controller needs from the world, as small traits: Jenkins (queue, label,
 //! agents, taking a node offline), the cluster (the Deployment's scale and pods), and
-//! the clock. The service runs them against the real clients; the demo and the tests
-//! against the in-memory pool of `sim::world`, on a clock they move.
+//! the clock. The service runs them against the real clients (their impls live beside
+//! them, in `jenkins/` and `kube/`); the demo and the tests against the in-memory pool of
+//! `sim::world`, on a clock they move. Their types are the domain's.
 
-use crate::domain::Timestamp;
-use crate::jenkins::{ComputerView, JenkinsClient, JenkinsError, LabelView, QueueItemView};
-use crate::kube::{KubeError, KubeExecutor, PodState, PoolState, PoolUsage, Waker};
-use crate::store::StoreError;
+use crate::domain::{
+    ComputerView, JenkinsError, KubeError, LabelView, PodState, PoolState, PoolUsage,
+    QueueItemView, Timestamp, Waker,
+};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -64,66 +65,6 @@ pub trait ClusterApi: Send + Sync {
     fn follow(&self, _namespace: &str, _deployment: &str, _wake: Waker) {}
 }
 
-#[async_trait::async_trait]
-impl JenkinsApi for JenkinsClient {
-    async fn queue(&self) -> Result<Vec<QueueItemView>, JenkinsError> {
-        JenkinsClient::queue(self).await
-    }
-    async fn label(&self, label: &str) -> Result<LabelView, JenkinsError> {
-        JenkinsClient::label(self, label).await
-    }
-    async fn label_queue_length(&self, label: &str) -> Result<f64, JenkinsError> {
-        JenkinsClient::label_queue_length(self, label).await
-    }
-    async fn computers(&self) -> Result<Vec<ComputerView>, JenkinsError> {
-        JenkinsClient::computers(self).await
-    }
-    async fn computer(&self, node: &str) -> Result<ComputerView, JenkinsError> {
-        JenkinsClient::computer(self, node).await
-    }
-    async fn set_offline(
-        &self,
-        node: &str,
-        offline: bool,
-        message: &str,
-    ) -> Result<bool, JenkinsError> {
-        JenkinsClient::set_offline(self, node, offline, message).await
-    }
-}
-
-#[async_trait::async_trait]
-impl ClusterApi for KubeExecutor {
-    async fn read_pool(&self, namespace: &str, deployment: &str) -> Result<PoolState, KubeError> {
-        KubeExecutor::read_pool(self, namespace, deployment).await
-    }
-    async fn pool_usage(&self, namespace: &str, pool: &PoolState) -> Result<PoolUsage, KubeError> {
-        KubeExecutor::pool_usage(self, namespace, pool).await
-    }
-    async fn set_deletion_costs(
-        &self,
-        namespace: &str,
-        pods: &[PodState],
-        costs: &BTreeMap<String, i32>,
-    ) -> Result<usize, KubeError> {
-        KubeExecutor::set_deletion_costs(self, namespace, pods, costs).await
-    }
-    fn costs_settle(&self) -> std::time::Duration {
-        crate::kube::COSTS_SETTLE
-    }
-    async fn scale(
-        &self,
-        namespace: &str,
-        deployment: &str,
-        replicas: u32,
-        resource_version: Option<String>,
-    ) -> Result<(), KubeError> {
-        KubeExecutor::scale(self, namespace, deployment, replicas, resource_version).await
-    }
-    fn follow(&self, namespace: &str, deployment: &str, wake: Waker) {
-        KubeExecutor::follow(self, namespace, deployment, wake)
-    }
-}
-
 /// What time it is for the controller.
 pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;
@@ -132,16 +73,6 @@ pub trait Clock: Send + Sync {
     /// the debounce are set in the clock's time).
     fn real(&self, d: std::time::Duration) -> std::time::Duration {
         d
-    }
-}
-
-/// The system's clock: the service's.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        Timestamp::now()
     }
 }
 
@@ -166,29 +97,5 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         Timestamp::from_millis(self.millis()).unwrap_or(Timestamp::now())
-    }
-}
-
-/// Why a reconcile could not plan: a read failed. The pool then holds its size
-/// (`error_policy`); a failed read is never taken for zero.
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
-    #[error("{0}")]
-    Jenkins(#[from] JenkinsError),
-    #[error("{0}")]
-    Kubernetes(#[from] KubeError),
-    #[error("{0}")]
-    Store(#[from] StoreError),
-}
-
-impl ReconcileError {
-    /// The failing side, as the `source` label of `autopilot_pool_failures_total` and the
-    /// decision's error prefix.
-    pub fn source(&self) -> &'static str {
-        match self {
-            Self::Jenkins(_) => "jenkins",
-            Self::Kubernetes(_) => "kubernetes",
-            Self::Store(_) => "store",
-        }
     }
 }

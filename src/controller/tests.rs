@@ -2,9 +2,9 @@
 //! replay does: the same reconciles at the same instants give the same decisions and the
 //! same waits.
 
-use super::ports::ManualClock;
 use super::*;
 use crate::config::{PoolSettings, SqliteSynchronous};
+use crate::scaling::ports::ManualClock;
 use crate::scaling::schedule::ScheduleSettings;
 use crate::sim::engine::{
     SimBuild, SimConfig, SimDecision, SimOutcome, SimPolicy, drive, replay_logged, world_for,

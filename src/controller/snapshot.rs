@@ -6,8 +6,9 @@
 //! label's queue length (load statistics), and other expressions' views, are read per
 //! label.
 
-use super::ports::{JenkinsApi, ReconcileError};
+use super::ReconcileError;
 use crate::jenkins::{ComputerView, JenkinsError, QueueItemView};
+use crate::scaling::ports::JenkinsApi;
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use std::sync::{Arc, Mutex};

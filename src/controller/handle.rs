@@ -2,9 +2,10 @@
 //! store, at the other replicas), pipeline announcements, and the pools' views.
 
 use super::{PoolView, wakeups};
+use crate::controller::SystemClock;
 use crate::domain::ControllerName;
 use crate::metrics::Metrics;
-use crate::scaling::controller::ports::{Clock, SystemClock};
+use crate::scaling::ports::Clock;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

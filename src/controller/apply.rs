@@ -4,11 +4,12 @@
 //! exactly them; with `drain`, the victims' Jenkins nodes are taken offline and checked
 //! idle again first, and a node that turned busy is brought back and kept.
 
+use super::ReconcileError;
 use super::gather::Gathered;
-use super::ports::{ClusterApi, ReconcileError};
 use super::{Context, PoolWorker};
 use crate::kube::{PodState, PoolState};
 use crate::scaling::plan::Plan;
+use crate::scaling::ports::ClusterApi;
 use std::collections::{BTreeMap, HashSet};
 
 /// Deletion cost given to pods whose agent is busy: removed last.

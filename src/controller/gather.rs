@@ -1,7 +1,7 @@
 //! Gather: what Jenkins, the cluster and the store say about one pool, turned into the
 //! plan's [`Observation`]. A failed read is an error, never a zero.
 
-use super::ports::ReconcileError;
+use super::ReconcileError;
 use super::{Context, PoolWorker};
 use crate::domain::Timestamp;
 use crate::jenkins::{ComputerView, LabelView, QueueItemView};

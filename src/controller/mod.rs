@@ -11,26 +11,25 @@
 //! run the real controller on a clock they move.
 
 mod apply;
+mod error;
 mod forecast;
 mod gather;
 mod handle;
-pub mod ports;
 mod record;
 mod snapshot;
 mod wakeups;
+pub mod warm;
 
+use crate::scaling::ports::{Clock, ClusterApi, JenkinsApi};
 pub use apply::{BUSY_COST, DRAINED_COST, IDLE_COST, KEPT_COST};
+pub use error::{ReconcileError, SystemClock};
 use handle::{Announced, PoolWake, WokenAt};
 pub use handle::{Announcement, ScalingHandle};
-use ports::{Clock, ClusterApi, JenkinsApi, ReconcileError, SystemClock};
 #[cfg(test)]
 use record::decision_key;
 use record::{DecisionKey, record_decision};
 pub use record::{KEYFRAME_MS, worth_storing};
 
-use super::demand::QueueDemand;
-use super::plan::{IdleSince, Observation, plan, scored_signals};
-use super::{History, PolicyName, ScalePolicy};
 use crate::config::{PoolSettings, Settings};
 use crate::domain::{
     ControllerName, DecisionInputs, ForecastInputs, StartupInputs, Timestamp, WarmInputs,
@@ -38,6 +37,9 @@ use crate::domain::{
 use crate::jenkins::JenkinsClient;
 use crate::kube::KubeExecutor;
 use crate::metrics::Metrics;
+use crate::scaling::demand::QueueDemand;
+use crate::scaling::plan::{IdleSince, Observation, plan, scored_signals};
+use crate::scaling::{History, PolicyName, ScalePolicy};
 use crate::store::{DecisionRecord, Store};
 use anyhow::Context as _;
 use serde::Serialize;
@@ -92,7 +94,7 @@ pub struct ForecastView {
     pub error: Option<String>,
 }
 
-pub use super::plan::Trigger;
+pub use crate::scaling::plan::Trigger;
 
 /// What the pools of one Jenkins controller share: its Jenkins, the cluster (none in
 /// dry-run), the store, the metrics, the clock and the API's views.
@@ -255,9 +257,9 @@ pub struct PoolWorker {
     controller: ControllerName,
     history: History,
     /// A `warm` pool's model, ledger and history.
-    warm: Option<super::warm_live::LiveWarm>,
+    warm: Option<warm::LiveWarm>,
     /// Minimums by the hour.
-    schedules: Vec<super::schedule::Schedule>,
+    schedules: Vec<crate::scaling::schedule::Schedule>,
     /// Its agents' start-ups as measured (pod created to ready).
     startups: crate::sim::startup::Measured,
     /// When each agent was first seen idle.
@@ -289,7 +291,7 @@ impl PoolWorker {
             controller: pool.controller.clone(),
             history: History::default(),
             warm: (pool.policy == PolicyName::Warm).then(|| {
-                super::warm_live::LiveWarm::new(
+                warm::LiveWarm::new(
                     pool.warm_policy(settings.scaling.pod_startup),
                     crate::sim::engine::SimConfig::for_pool(pool, settings),
                     pool.warm.mode == crate::config::WarmMode::ForecastOnly,
@@ -391,7 +393,7 @@ pub struct Reconciled {
     pub recommended: u32,
     /// The replicas set (or, in dry-run, that would be).
     pub desired: u32,
-    pub rule: super::Rule,
+    pub rule: crate::scaling::Rule,
     /// Whether the pool needs no periodic reconcile until something happens.
     pub at_rest: bool,
 }
@@ -529,7 +531,7 @@ pub async fn reconcile(
         recommended: decision.recommended,
         desired,
         rule: decision.rule,
-        at_rest: super::plan::at_rest(&w.policy, &g.seen, decision.recommended, desired),
+        at_rest: crate::scaling::plan::at_rest(&w.policy, &g.seen, decision.recommended, desired),
     };
     let record = w.decision(
         ctx,
@@ -643,7 +645,7 @@ fn observed_inputs(s: &Observation, q: QueueDemand, busy_nodes: &[String]) -> De
 }
 
 /// A warm plan as its decision keeps it: the agents, and the rest as the plan wrote it.
-fn warm_inputs(d: &crate::scaling::warm_live::LiveWarmDecision) -> WarmInputs {
+fn warm_inputs(d: &crate::controller::warm::LiveWarmDecision) -> WarmInputs {
     let more = match serde_json::to_value(d) {
         Ok(serde_json::Value::Object(mut m)) => {
             m.remove("agents");

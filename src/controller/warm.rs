@@ -1,4 +1,4 @@
-//! A live `warm` pool's side of [`super::warm`]: its builds' arrivals and finishes read
+//! A live `warm` pool's side of [`crate::scaling::warm`]: its builds' arrivals and finishes read
 //! from the store (at most once a minute once it has a model), the state the plan keeps
 //! between reconciles, and the guard on outcomes: once a day, or sooner once they grew by
 //! a quarter, the pool's recorded builds are replayed (on a blocking thread) against the
@@ -6,8 +6,8 @@
 //! more builds at once than a window of the same cost. The decision is the same
 //! [`WarmState::plan`] a replay runs.
 
-use super::warm::{WarmDecision, WarmPolicy, WarmState};
 use crate::domain::{ControllerName, Timestamp};
+use crate::scaling::warm::{WarmDecision, WarmPolicy, WarmState};
 use crate::sim::engine::{SimBuild, SimConfig};
 use crate::sim::guard::{WarmVerdict, warm_verdict};
 use crate::store::Store;
@@ -105,7 +105,7 @@ impl LiveWarm {
                 }
             }
         }
-        let grown = super::warm::grew_by_a_quarter(finishes, self.guarded_finishes);
+        let grown = crate::scaling::warm::grew_by_a_quarter(finishes, self.guarded_finishes);
         if self.guarding.is_some() || (now.millis() < self.next_guard_ms && !grown) {
             return;
         }
