@@ -67,7 +67,13 @@ impl Application {
         };
         // Every replica takes webhooks and serves reads; the leader also scales the pools
         // and runs the periodic work.
-        let leadership = crate::leader::start(&settings, metrics.clone()).await?;
+        let leadership = crate::leader::start(
+            &settings.leader_election,
+            settings.database.postgres_url(),
+            &settings.kubernetes,
+            metrics.clone(),
+        )
+        .await?;
         if leadership.status().role != "single" {
             // Several replicas may run: a token made here is this replica's alone.
             let generated: Vec<&str> = [

@@ -2,14 +2,13 @@
 //! `scope`, signed HS256 with the service's secret or RS256 with a key pair. `admin`
 //! grants every scope.
 
-use crate::config::AuthSettings;
 use anyhow::Context;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -258,6 +257,72 @@ impl TokenKeys {
                 },
             })
         }
+    }
+}
+
+/// API tokens: HS256 with a secret, or RS256 with a key pair.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    /// With reads open, the `Host` names a request may carry; empty: the loopback names
+    /// when listening on loopback, else any.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// HS256 secret; `None` (and no public key): generated under the data directory.
+    pub jwt_secret: Option<SecretString>,
+    /// RS256: tokens are verified with this PEM public key.
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// RS256: `token issue` signs with this PEM private key.
+    pub jwt_private_key_file: Option<PathBuf>,
+    /// The `iss` claim.
+    pub issuer: String,
+    /// Clock difference allowed when checking `exp`.
+    #[serde(with = "humantime_serde")]
+    pub clock_skew: Duration,
+    /// Require a `reports:read` token for the read API (builds, queue, pools, costs,
+    /// reports, export) and the dashboard's data.
+    pub protect_reads: bool,
+}
+
+impl AuthSettings {
+    /// Every rule these settings break: (field, reason).
+    pub fn check(&self) -> Vec<(String, String)> {
+        let mut bad = Vec::new();
+        if let Some(secret) = &self.jwt_secret {
+            use secrecy::ExposeSecret;
+            if secret.expose_secret().len() < 32 {
+                bad.push(("jwt_secret".into(), "must be at least 32 characters".into()));
+            }
+            if self.jwt_public_key_file.is_some() {
+                bad.push((
+                    "jwt_secret".into(),
+                    "give either jwt_secret (HS256) or jwt_public_key_file (RS256), not both"
+                        .into(),
+                ));
+            }
+        }
+        if self.jwt_private_key_file.is_some() && self.jwt_public_key_file.is_none() {
+            bad.push((
+                "jwt_private_key_file".into(),
+                "needs jwt_public_key_file, which the service verifies tokens with".into(),
+            ));
+        }
+        for (field, path) in [
+            ("jwt_public_key_file", &self.jwt_public_key_file),
+            ("jwt_private_key_file", &self.jwt_private_key_file),
+        ] {
+            if let Some(path) = path
+                && !path.is_file()
+            {
+                bad.push((
+                    field.into(),
+                    format!("{} is not a readable file", path.display()),
+                ));
+            }
+        }
+        if self.issuer.trim().is_empty() {
+            bad.push(("issuer".into(), "must not be empty".into()));
+        }
+        bad
     }
 }
 

@@ -1,47 +1,7 @@
 //! The performance report as JSON, CSV (`section,metric,value`), Markdown or HTML.
 
 use super::performance::{PerformanceReport, Stats, Trend};
-use serde::Serialize;
-
-/// Output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    Json,
-    Csv,
-    Md,
-    Html,
-}
-
-impl Format {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        match raw {
-            "json" => Ok(Self::Json),
-            "csv" => Ok(Self::Csv),
-            "md" | "markdown" => Ok(Self::Md),
-            "html" => Ok(Self::Html),
-            _ => Err("must be json, csv, md or html".into()),
-        }
-    }
-
-    pub fn extension(self) -> &'static str {
-        match self {
-            Self::Json => "json",
-            Self::Csv => "csv",
-            Self::Md => "md",
-            Self::Html => "html",
-        }
-    }
-
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Self::Json => "application/json",
-            Self::Csv => "text/csv; charset=utf-8",
-            Self::Md => "text/markdown; charset=utf-8",
-            Self::Html => "text/html; charset=utf-8",
-        }
-    }
-}
+pub use crate::domain::ReportFormat as Format;
 
 fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
     v.map_or_else(String::new, |v| v.to_string())

@@ -61,29 +61,6 @@ pub struct Options {
     pub backoff: Duration,
 }
 
-impl Options {
-    /// A gentle default rate: a big controller is not hurt.
-    pub const DEFAULT_RATE: f64 = 5.0;
-    /// At most this many requests per second.
-    pub const MAX_RATE: f64 = 1_000.0;
-    /// At least this many: one request a minute. A slower run would hold the one
-    /// backfill slot (and keep the repair waiting) for days.
-    pub const MIN_RATE: f64 = 1.0 / 60.0;
-
-    /// Whether `rate` is a request rate a run may go at; the reason when not.
-    pub fn check_rate(rate: f64) -> Result<(), String> {
-        if (Self::MIN_RATE..=Self::MAX_RATE).contains(&rate) {
-            Ok(())
-        } else {
-            Err(format!(
-                "must be from {:.4} (one a minute) to {} requests per second",
-                Self::MIN_RATE,
-                Self::MAX_RATE
-            ))
-        }
-    }
-}
-
 /// A run's progress, as the API and the CLI show it.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Progress {
@@ -153,7 +130,7 @@ pub async fn run(
     opts: &Options,
     progress: &SharedProgress,
 ) -> Result<Progress, BackfillError> {
-    Options::check_rate(opts.max_requests_per_second)
+    crate::config::BackfillSettings::check_rate(opts.max_requests_per_second)
         .map_err(|e| BackfillError::Invalid(format!("max_requests_per_second {e}")))?;
     let glob = match &opts.jobs {
         Some(g) => {

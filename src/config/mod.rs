@@ -17,7 +17,12 @@ mod sections;
 mod tree;
 mod validate;
 
+pub use crate::jenkins::{JenkinsControllerSettings, JenkinsSettings};
+pub use crate::kube::{KubernetesMode, KubernetesSettings};
+pub use crate::leader::{LeaderElectionSettings, LeaderMode};
+pub use crate::store::{DatabaseSettings, SqliteSynchronous};
 pub use crate::telemetry::{LogFormat, LoggingSettings};
+pub use crate::tokens::AuthSettings;
 pub use pools::*;
 pub use sections::*;
 use tree::{

@@ -42,186 +42,6 @@ pub struct CostSettings {
     pub alerts: crate::cost::AlertThresholds,
 }
 
-/// API tokens: HS256 with a secret, or RS256 with a key pair.
-#[derive(Debug, Clone, Deserialize)]
-pub struct AuthSettings {
-    /// With reads open, the `Host` names a request may carry; empty: the loopback names
-    /// when listening on loopback, else any.
-    #[serde(default)]
-    pub allowed_hosts: Vec<String>,
-    /// HS256 secret; `None` (and no public key): generated under the data directory.
-    pub jwt_secret: Option<SecretString>,
-    /// RS256: tokens are verified with this PEM public key.
-    pub jwt_public_key_file: Option<PathBuf>,
-    /// RS256: `token issue` signs with this PEM private key.
-    pub jwt_private_key_file: Option<PathBuf>,
-    /// The `iss` claim.
-    pub issuer: String,
-    /// Clock difference allowed when checking `exp`.
-    #[serde(with = "humantime_serde")]
-    pub clock_skew: Duration,
-    /// Require a `reports:read` token for the read API (builds, queue, pools, costs,
-    /// reports, export) and the dashboard's data.
-    pub protect_reads: bool,
-}
-
-/// Jenkins controllers, by name. The name is the one webhooks use (`?controller=`).
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct JenkinsSettings {
-    /// Controllers by name, e.g. `prod: {url: https://ci.example.com/, user: autopilot}`.
-    #[serde(default)]
-    pub controllers: BTreeMap<String, JenkinsControllerSettings>,
-}
-
-impl JenkinsSettings {
-    /// The controller named `name` (controller names compare without case).
-    pub fn controller(&self, name: &str) -> Option<&JenkinsControllerSettings> {
-        self.controllers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, c)| c)
-    }
-}
-
-/// How to reach one Jenkins controller's REST API.
-#[derive(Debug, Clone, Deserialize)]
-pub struct JenkinsControllerSettings {
-    /// Root URL, e.g. `https://ci.example.com/` or `https://host/jenkins/`.
-    pub url: url::Url,
-    /// User for basic auth with an API token.
-    #[serde(default)]
-    pub user: Option<String>,
-    /// The user's API token (AUTOPILOT_JENKINS__CONTROLLERS__<NAME>__API_TOKEN).
-    #[serde(default)]
-    pub api_token: Option<SecretString>,
-    /// Time allowed for one request.
-    #[serde(default = "default_jenkins_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Retries of a failed read (with exponential backoff from 100 ms); writes are never
-    /// retried.
-    #[serde(default = "default_jenkins_retries")]
-    pub retries: u32,
-}
-
-fn default_jenkins_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-
-fn default_jenkins_retries() -> u32 {
-    2
-}
-
-/// Where scaling decisions are applied.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KubernetesSettings {
-    /// `auto` (default): apply when a cluster is found (in-cluster config or KUBECONFIG),
-    /// else dry-run. `dry-run`: never apply. `apply`: a cluster is required.
-    #[serde(default)]
-    pub mode: KubernetesMode,
-    /// A kubeconfig file to use instead of the environment's.
-    #[serde(default)]
-    pub kubeconfig: Option<PathBuf>,
-    /// Every request to the API server gives up after this long (connect, send, answer):
-    /// a reconcile waiting on a silent API server holds its pool, it does not hang.
-    #[serde(default = "default_kube_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-}
-
-fn default_kube_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-
-impl Default for KubernetesSettings {
-    fn default() -> Self {
-        Self {
-            mode: KubernetesMode::default(),
-            kubeconfig: None,
-            timeout: default_kube_timeout(),
-        }
-    }
-}
-
-/// Whether decisions are applied.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum KubernetesMode {
-    #[default]
-    Auto,
-    DryRun,
-    Apply,
-}
-
-/// How replicas elect the one that leads.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LeaderMode {
-    /// `lease` in a cluster (`KUBERNETES_SERVICE_HOST` set), else `postgres` with a
-    /// PostgreSQL store, else `off`.
-    #[default]
-    Auto,
-    /// A Kubernetes Lease in the service's namespace.
-    Lease,
-    /// A session advisory lock on the PostgreSQL store.
-    Postgres,
-    /// One replica: it always leads.
-    Off,
-}
-
-/// Leader election.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LeaderElectionSettings {
-    #[serde(default)]
-    pub mode: LeaderMode,
-    /// A standby tries to take the lead this often; the leader checks its hold as often.
-    #[serde(default = "default_retry_every", with = "humantime_serde")]
-    pub retry_every: Duration,
-    /// A leader whose check gets no answer within this long stops acting.
-    #[serde(default = "default_renew_deadline", with = "humantime_serde")]
-    pub renew_deadline: Duration,
-    /// How long a hold lasts without a renewal: a Lease's duration, or how long PostgreSQL
-    /// keeps a silent leader's session (and its lock). Longer than `renew_deadline`, so a
-    /// leader that cannot renew stops acting before another can take over.
-    #[serde(default = "default_lease_duration", with = "humantime_serde")]
-    pub lease_duration: Duration,
-    /// The Lease's name (`lease` mode).
-    #[serde(default = "default_lease_name")]
-    pub lease_name: String,
-    /// The Lease's namespace: else `POD_NAMESPACE`, else the kubeconfig's.
-    #[serde(default)]
-    pub lease_namespace: Option<String>,
-}
-
-fn default_lease_duration() -> Duration {
-    Duration::from_secs(15)
-}
-
-fn default_lease_name() -> String {
-    "jenkins-autopilot-leader".into()
-}
-
-fn default_retry_every() -> Duration {
-    Duration::from_secs(5)
-}
-
-fn default_renew_deadline() -> Duration {
-    Duration::from_secs(10)
-}
-
-impl Default for LeaderElectionSettings {
-    fn default() -> Self {
-        Self {
-            mode: LeaderMode::Auto,
-            retry_every: default_retry_every(),
-            renew_deadline: default_renew_deadline(),
-            lease_duration: default_lease_duration(),
-            lease_name: default_lease_name(),
-            lease_namespace: None,
-        }
-    }
-}
-
 /// Reading Jenkins' build history.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -248,7 +68,30 @@ fn default_repair_window() -> Duration {
 }
 
 fn default_backfill_rate() -> f64 {
-    crate::backfill::Options::DEFAULT_RATE
+    BackfillSettings::DEFAULT_RATE
+}
+
+impl BackfillSettings {
+    /// A gentle default rate: a big controller is not hurt.
+    pub const DEFAULT_RATE: f64 = 5.0;
+    /// At most this many requests per second.
+    pub const MAX_RATE: f64 = 1_000.0;
+    /// At least this many: one request a minute. A slower run would hold the one
+    /// backfill slot (and keep the repair waiting) for days.
+    pub const MIN_RATE: f64 = 1.0 / 60.0;
+
+    /// Whether `rate` is a request rate a run may go at; the reason when not.
+    pub fn check_rate(rate: f64) -> Result<(), String> {
+        if (Self::MIN_RATE..=Self::MAX_RATE).contains(&rate) {
+            Ok(())
+        } else {
+            Err(format!(
+                "must be from {:.4} (one a minute) to {} requests per second",
+                Self::MIN_RATE,
+                Self::MAX_RATE
+            ))
+        }
+    }
 }
 
 impl Default for BackfillSettings {
@@ -306,47 +149,6 @@ fn default_max_connections() -> usize {
 
 fn default_unverified_bodies() -> usize {
     16
-}
-
-/// Where builds and events are stored.
-#[derive(Debug, Clone, Deserialize)]
-pub struct DatabaseSettings {
-    /// `None`: embedded SQLite under the data directory. Else a `sqlite:` or
-    /// `postgres://` URL.
-    pub url: Option<SecretString>,
-    /// Connections kept for reads. Writes have their own (one on SQLite, a few on
-    /// PostgreSQL), so no number of slow readers can hold up a webhook.
-    pub max_connections: u32,
-    /// Longest a read may wait for a connection or (PostgreSQL) run; a read past it
-    /// fails and is answered 503, and its connection goes back to the others.
-    #[serde(with = "humantime_serde")]
-    pub read_timeout: Duration,
-    /// SQLite only: the write-ahead log is truncated once this many MiB of it are in use
-    /// (0: never; it then grows for as long as writes never pause).
-    pub wal_limit_mib: u64,
-    /// SQLite only: `full` (default) fsyncs every commit, so an answered webhook survives
-    /// power loss; `normal` fsyncs at checkpoints only: still safe when the process is
-    /// killed, not when the machine loses power.
-    pub sqlite_synchronous: SqliteSynchronous,
-}
-
-impl DatabaseSettings {
-    /// The URL when the store is PostgreSQL.
-    pub fn postgres_url(&self) -> Option<String> {
-        use secrecy::ExposeSecret;
-        self.url
-            .as_ref()
-            .map(|u| u.expose_secret().to_string())
-            .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
-    }
-}
-
-/// SQLite's `synchronous` setting in WAL mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SqliteSynchronous {
-    Full,
-    Normal,
 }
 
 /// The webhook write path.

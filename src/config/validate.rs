@@ -2,6 +2,7 @@
 //! with the field's path and origin.
 
 use super::*;
+use crate::domain::{is_dns_label, is_dns_subdomain};
 
 impl Settings {
     pub(super) fn validate(&self, origins: &Origins, errors: &mut Vec<FieldError>) {
@@ -14,18 +15,8 @@ impl Settings {
         if self.server.body_limit_bytes < 1024 {
             bad("server.body_limit_bytes", "must be at least 1024");
         }
-        if self.database.max_connections == 0 {
-            bad("database.max_connections", "must be at least 1");
-        }
-        let rt = self.database.read_timeout;
-        if rt < Duration::from_secs(1) || rt > Duration::from_secs(600) {
-            bad("database.read_timeout", "must be between 1s and 10m");
-        }
-        if self.database.wal_limit_mib != 0 && self.database.wal_limit_mib < 8 {
-            bad(
-                "database.wal_limit_mib",
-                "must be 0 (never truncate) or at least 8",
-            );
+        for (field, reason) in self.database.check() {
+            bad(&format!("database.{field}"), &reason);
         }
         if self.ingest.write_queue_capacity == 0 {
             bad("ingest.write_queue_capacity", "must be at least 1");
@@ -46,55 +37,14 @@ impl Settings {
         if self.ingest.max_batch == 0 {
             bad("ingest.max_batch", "must be at least 1");
         }
-        if let Some(url) = &self.database.url {
-            use secrecy::ExposeSecret;
-            let u = url.expose_secret();
-            if !(u.starts_with("sqlite:")
-                || u.starts_with("postgres://")
-                || u.starts_with("postgresql://"))
-            {
-                bad(
-                    "database.url",
-                    "must start with sqlite:, postgres:// or postgresql://",
-                );
-            }
-        }
         if let Some(token) = &self.webhook.token {
             use secrecy::ExposeSecret;
             if token.expose_secret().len() < 16 {
                 bad("webhook.token", "must be at least 16 characters");
             }
         }
-        if let Some(secret) = &self.auth.jwt_secret {
-            use secrecy::ExposeSecret;
-            if secret.expose_secret().len() < 32 {
-                bad("auth.jwt_secret", "must be at least 32 characters");
-            }
-            if self.auth.jwt_public_key_file.is_some() {
-                bad(
-                    "auth.jwt_secret",
-                    "give either jwt_secret (HS256) or jwt_public_key_file (RS256), not both",
-                );
-            }
-        }
-        if self.auth.jwt_private_key_file.is_some() && self.auth.jwt_public_key_file.is_none() {
-            bad(
-                "auth.jwt_private_key_file",
-                "needs jwt_public_key_file, which the service verifies tokens with",
-            );
-        }
-        for (field, path) in [
-            ("auth.jwt_public_key_file", &self.auth.jwt_public_key_file),
-            ("auth.jwt_private_key_file", &self.auth.jwt_private_key_file),
-        ] {
-            if let Some(path) = path
-                && !path.is_file()
-            {
-                bad(field, &format!("{} is not a readable file", path.display()));
-            }
-        }
-        if self.auth.issuer.trim().is_empty() {
-            bad("auth.issuer", "must not be empty");
+        for (field, reason) in self.auth.check() {
+            bad(&format!("auth.{field}"), &reason);
         }
         let c = &self.cost;
         if c.currency.trim().is_empty() {
@@ -150,7 +100,7 @@ impl Settings {
             {
                 bad(&at("range"), &e);
             }
-            if let Err(e) = crate::analytics::render::Format::parse(&sch.format) {
+            if let Err(e) = crate::domain::ReportFormat::parse(&sch.format) {
                 bad(&at("format"), &e);
             }
             if sch.keep == 0 {
@@ -169,95 +119,19 @@ impl Settings {
     }
 
     fn validate_pools(&self, bad: &mut impl FnMut(&str, &str)) {
-        for (name, c) in &self.jenkins.controllers {
-            if ControllerName::parse(name).is_err() {
-                bad(
-                    &format!("jenkins.controllers.{name}"),
-                    "name: letters, digits, '.', '_', '-' only",
-                );
-            }
-            if !matches!(c.url.scheme(), "http" | "https") {
-                bad(
-                    &format!("jenkins.controllers.{name}.url"),
-                    "must be an http or https URL",
-                );
-            }
-            if !c.url.username().is_empty() || c.url.password().is_some() {
-                // A URL is written into logs, errors and answers; credentials in it would
-                // go with it.
-                bad(
-                    &format!("jenkins.controllers.{name}.url"),
-                    "must not carry a user or password (user@host): set `user` and `api_token` instead",
-                );
-            }
-            if c.api_token.is_some() && c.user.is_none() {
-                bad(
-                    &format!("jenkins.controllers.{name}.user"),
-                    "is required with api_token",
-                );
-            }
+        for (field, reason) in self.jenkins.check() {
+            bad(&format!("jenkins.{field}"), &reason);
+        }
+        for (field, reason) in self.kubernetes.check() {
+            bad(&format!("kubernetes.{field}"), &reason);
+        }
+        for (field, reason) in self.leader_election.check() {
+            bad(&format!("leader_election.{field}"), &reason);
         }
         if self.scaling.reconcile_interval < Duration::from_secs(1) {
             bad("scaling.reconcile_interval", "must be at least 1s");
         }
-        let kt = self.kubernetes.timeout;
-        if kt < Duration::from_millis(100) || kt > Duration::from_secs(300) {
-            bad("kubernetes.timeout", "must be between 100ms and 5m");
-        }
         let le = &self.leader_election;
-        if le.retry_every < Duration::from_millis(100) || le.retry_every > Duration::from_secs(60) {
-            bad(
-                "leader_election.retry_every",
-                "must be between 100ms and 1m",
-            );
-        }
-        if le.renew_deadline < Duration::from_millis(100)
-            || le.renew_deadline > Duration::from_secs(60)
-        {
-            bad(
-                "leader_election.renew_deadline",
-                "must be between 100ms and 1m",
-            );
-        }
-        if le.lease_duration <= le.renew_deadline || le.lease_duration > Duration::from_secs(300) {
-            bad(
-                "leader_election.lease_duration",
-                "must be longer than renew_deadline and at most 5m",
-            );
-        }
-        if le.retry_every >= le.renew_deadline {
-            bad(
-                "leader_election.retry_every",
-                "must be shorter than renew_deadline (the leader renews this often)",
-            );
-        }
-        if le.mode == LeaderMode::Lease {
-            for (field, d) in [
-                ("leader_election.lease_duration", le.lease_duration),
-                ("leader_election.retry_every", le.retry_every),
-            ] {
-                if d.subsec_nanos() != 0 || d.is_zero() {
-                    bad(
-                        field,
-                        "must be whole seconds in lease mode (a Lease counts seconds)",
-                    );
-                }
-            }
-        }
-        if !is_dns_subdomain(&le.lease_name) {
-            bad(
-                "leader_election.lease_name",
-                "must be a Kubernetes name: lower-case letters, digits, - and ., at most 253",
-            );
-        }
-        if let Some(ns) = &le.lease_namespace
-            && !is_dns_label(ns)
-        {
-            bad(
-                "leader_election.lease_namespace",
-                "must be a Kubernetes namespace name",
-            );
-        }
         if le.mode == LeaderMode::Postgres && self.database.postgres_url().is_none() {
             bad(
                 "leader_election.mode",
@@ -265,7 +139,7 @@ impl Settings {
             );
         }
         let b = &self.backfill;
-        if let Err(e) = crate::backfill::Options::check_rate(b.max_requests_per_second) {
+        if let Err(e) = BackfillSettings::check_rate(b.max_requests_per_second) {
             bad("backfill.max_requests_per_second", &e);
         }
         if !b.repair_every.is_zero() && b.repair_every < Duration::from_secs(60) {
@@ -356,17 +230,4 @@ impl Settings {
             }
         }
     }
-}
-
-pub(super) fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-pub(super) fn is_dns_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
 }

@@ -10,6 +10,7 @@ mod names;
 mod quantity;
 mod range;
 mod record;
+mod report_format;
 mod stats;
 mod time;
 mod usage;
@@ -24,10 +25,11 @@ pub use event::{
     NodeEvent, QueueEvent, QueueState, StepEvent, label_from_why,
 };
 pub use label::{Expr, Label};
-pub use names::{ControllerName, JobName, MAX_TEXT, NameError};
+pub use names::{ControllerName, JobName, MAX_TEXT, NameError, is_dns_label, is_dns_subdomain};
 pub use quantity::{Bytes, Millicores, QuantityError, Resources};
 pub use range::Range;
 pub use record::{BuildRecord, FoundBy, QueueItem};
+pub use report_format::ReportFormat;
 pub use stats::nearest_rank;
 pub use time::{Timestamp, TimestampError};
 pub use usage::{PerformanceReport, StageTiming};

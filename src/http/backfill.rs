@@ -89,7 +89,8 @@ pub async fn start(
     let rate = r
         .max_requests_per_second
         .unwrap_or(state.settings.backfill.max_requests_per_second);
-    Options::check_rate(rate).map_err(|e| ApiError::invalid("max_requests_per_second", e))?;
+    crate::config::BackfillSettings::check_rate(rate)
+        .map_err(|e| ApiError::invalid("max_requests_per_second", e))?;
     if let Some(g) = &r.jobs
         && (g.len() > crate::ingest::limits::MAX_TEXT || glob::Pattern::new(g).is_err())
     {

@@ -284,9 +284,12 @@ async fn samples(
 }
 
 fn select(state: &AppState, inputs: &Inputs<'_>) -> Result<Selection, ApiError> {
-    choose(&state.settings, inputs).ok_or_else(|| {
-        ApiError::Internal("no rule matches: the settings need a catch-all rule".into())
-    })
+    choose(
+        &state.settings.profiles,
+        &state.settings.build_optimization,
+        inputs,
+    )
+    .ok_or_else(|| ApiError::Internal("no rule matches: the settings need a catch-all rule".into()))
 }
 
 /// What a job's learned size is now (or why the rules still decide).
@@ -325,7 +328,11 @@ pub async fn job_recommendation(
         image: None,
     };
     let selection = select(&state, &inputs)?;
-    let learned = learned(&state.settings, &inputs);
+    let learned = learned(
+        &state.settings.profiles,
+        &state.settings.build_optimization,
+        &inputs,
+    );
     Ok(HttpResponse::Ok().json(JobRecommendation {
         controller: controller.to_string(),
         job: job.to_string(),

@@ -7,11 +7,12 @@ pub use crate::domain::{
     ComputerView, ExecutorView, JenkinsError, LabelRef, LabelView, NodeRef, QueueItemView, TaskView,
 };
 
-use crate::config::JenkinsControllerSettings;
+mod settings;
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+pub use settings::{JenkinsControllerSettings, JenkinsSettings};
 use std::time::Duration;
 use tokio::sync::Mutex;
 use url::Url;

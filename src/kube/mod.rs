@@ -3,13 +3,14 @@
 //! and patches the replicas with the read `resourceVersion` as a precondition (a 409 is
 //! re-read and retried).
 
-use crate::config::{KubernetesMode, KubernetesSettings};
+mod settings;
 use anyhow::Context;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::json;
+pub use settings::{KubernetesMode, KubernetesSettings};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -9,7 +9,6 @@
 //! can run out for the others.
 
 use super::{Campaign, LeaseView};
-use crate::config::Settings;
 use anyhow::Context as _;
 use futures_util::future::BoxFuture;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -142,15 +141,18 @@ pub(super) struct Election {
     name: String,
     namespace: String,
     writes: Arc<Mutex<Writes>>,
-    le: crate::config::LeaderElectionSettings,
+    le: super::LeaderElectionSettings,
 }
 
 impl Election {
     /// The election's own Kubernetes client: every request to it gives up within
     /// `renew_deadline`.
-    pub(super) async fn connect(settings: &Settings) -> anyhow::Result<Self> {
-        let le = settings.leader_election.clone();
-        let mut config = crate::kube::load_config(&settings.kubernetes)
+    pub(super) async fn connect(
+        le: &super::LeaderElectionSettings,
+        kubernetes: &crate::kube::KubernetesSettings,
+    ) -> anyhow::Result<Self> {
+        let le = le.clone();
+        let mut config = crate::kube::load_config(kubernetes)
             .await
             .context("leader_election.mode lease needs a cluster")?;
         config.connect_timeout = Some(le.renew_deadline);

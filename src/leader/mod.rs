@@ -14,8 +14,9 @@
 mod lease;
 mod postgres;
 
-use crate::config::{LeaderMode, Settings};
+mod settings;
 use serde::Serialize;
+pub use settings::{LeaderElectionSettings, LeaderMode};
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
@@ -191,14 +192,16 @@ fn in_cluster() -> bool {
     std::env::var_os("KUBERNETES_SERVICE_HOST").is_some_and(|h| !h.is_empty())
 }
 
-/// Starts the election the settings ask for; `metrics` shows the outcome. A `lease`
-/// election that cannot find a cluster is an error.
+/// Starts the election the settings ask for (`postgres_url`: the store's, when it is
+/// PostgreSQL; `kubernetes`: the cluster a Lease lives in); `metrics` shows the outcome.
+/// A `lease` election that cannot find a cluster is an error.
 pub async fn start(
-    settings: &Settings,
+    le: &LeaderElectionSettings,
+    postgres_url: Option<String>,
+    kubernetes: &crate::kube::KubernetesSettings,
     metrics: crate::metrics::Metrics,
 ) -> anyhow::Result<Leadership> {
-    let le = &settings.leader_election;
-    let url = settings.database.postgres_url();
+    let url = postgres_url;
     let mode = match (le.mode, &url) {
         (LeaderMode::Off, _) => "off",
         (LeaderMode::Lease, _) => "lease",
@@ -235,7 +238,7 @@ pub async fn start(
     };
     match (mode, url) {
         ("lease", _) => {
-            let election = lease::Election::connect(settings).await?;
+            let election = lease::Election::connect(le, kubernetes).await?;
             tokio::spawn(election.run(campaign));
         }
         (_, Some(url)) => {

@@ -7,8 +7,8 @@
 //! session is never idle that long while it can reach the server), which frees the lock
 //! of a leader cut off from the database.
 
+use super::LeaderElectionSettings;
 use super::{Ask, Campaign};
-use crate::config::LeaderElectionSettings;
 use sqlx::Connection;
 use std::time::Instant;
 use tokio::sync::mpsc;

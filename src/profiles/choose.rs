@@ -4,7 +4,7 @@
 use super::pod_yaml::{limits_for, pod, pod_yaml};
 use super::recommend::{Recommendation, Sample, recommend};
 use super::rules::{Resources, select};
-use crate::config::Settings;
+use super::settings::{BuildOptimizationSettings, ProfileSettings};
 use crate::domain::Timestamp;
 use serde::Serialize;
 
@@ -57,24 +57,30 @@ pub struct Inputs<'a> {
 }
 
 /// The learned recommendation, when the job has enough samples.
-pub fn learned(settings: &Settings, inputs: &Inputs<'_>) -> Option<Recommendation> {
+pub fn learned(
+    profiles: &ProfileSettings,
+    optimization: &BuildOptimizationSettings,
+    inputs: &Inputs<'_>,
+) -> Option<Recommendation> {
     recommend(
         inputs.samples,
         inputs.now,
-        &settings
-            .build_optimization
-            .learned
-            .recommend_settings(inputs.exact),
-        &settings.profiles.catalog(),
+        &optimization.learned.recommend_settings(inputs.exact),
+        &profiles.catalog(),
     )
 }
 
 /// Chooses. `None` only when no rule matches, which validated settings rule out.
-pub fn choose(settings: &Settings, inputs: &Inputs<'_>) -> Option<Selection> {
-    let catalog = settings.profiles.catalog();
-    let min = settings.build_optimization.learned.min_samples;
-    let image = inputs.image.unwrap_or(&settings.profiles.pod.image);
-    let (profile, requests, limits, source, reason) = match learned(settings, inputs) {
+pub fn choose(
+    profiles: &ProfileSettings,
+    optimization: &BuildOptimizationSettings,
+    inputs: &Inputs<'_>,
+) -> Option<Selection> {
+    let catalog = profiles.catalog();
+    let min = optimization.learned.min_samples;
+    let image = inputs.image.unwrap_or(&profiles.pod.image);
+    let (profile, requests, limits, source, reason) = match learned(profiles, optimization, inputs)
+    {
         Some(rec) => {
             let shaped_after = match &rec.profile {
                 Some(name) => catalog.get(name)?.clone(),
@@ -94,13 +100,9 @@ pub fn choose(settings: &Settings, inputs: &Inputs<'_>) -> Option<Selection> {
             )
         }
         None => {
-            let (row, name) = select(
-                &settings.build_optimization.rules,
-                inputs.build_type,
-                inputs.load.percent,
-            )?;
+            let (row, name) = select(&optimization.rules, inputs.build_type, inputs.load.percent)?;
             let p = catalog.get(name)?.clone();
-            let rule = &settings.build_optimization.rules[row];
+            let rule = &optimization.rules[row];
             let mut cond = Vec::new();
             if let Some(t) = &rule.build_type {
                 cond.push(format!("type {t}"));
@@ -128,13 +130,7 @@ pub fn choose(settings: &Settings, inputs: &Inputs<'_>) -> Option<Selection> {
             )
         }
     };
-    let yaml = pod_yaml(&pod(
-        &profile,
-        &requests,
-        &limits,
-        &settings.profiles.pod,
-        image,
-    ));
+    let yaml = pod_yaml(&pod(&profile, &requests, &limits, &profiles.pod, image));
     Some(Selection {
         profile,
         requests,
@@ -143,7 +139,7 @@ pub fn choose(settings: &Settings, inputs: &Inputs<'_>) -> Option<Selection> {
         reason,
         load: inputs.load.percent,
         samples: inputs.samples.len(),
-        container: settings.profiles.pod.container.clone(),
+        container: profiles.pod.container.clone(),
         pod_yaml: yaml,
     })
 }

@@ -5,6 +5,7 @@ pub(crate) mod analytics;
 mod backfill;
 mod performance;
 mod rollups;
+mod settings;
 mod write;
 mod writer;
 
@@ -14,13 +15,13 @@ pub use performance::{PricedBuild, StoredPerformance};
 pub use rollups::{HOUR_ROWS_KEPT_MS, RollUp, RollupCounts};
 pub use writer::{SubmitError, WriteOutcome, Writer, WriterHandle};
 
-use crate::config::{DatabaseSettings, SqliteSynchronous};
 use crate::domain::{
     BuildPhase, BuildRecord, BuildResult, ControllerName, FoundBy, IngestEvent, JobName, QueueItem,
     QueueState, Timestamp,
 };
 use anyhow::Context;
 use secrecy::ExposeSecret;
+pub use settings::{DatabaseSettings, SqliteSynchronous};
 use sqlx::Connection;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
