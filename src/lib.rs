@@ -3,10 +3,10 @@
 
 pub mod analytics;
 pub mod backfill;
+pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod cost;
-pub mod demo;
 pub mod domain;
 pub mod forecast;
 pub mod fuzzing;

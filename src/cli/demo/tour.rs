@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 /// The bundled trace (see ci-cd-integration/demo/README.md for its source).
 const TRACE: &str =
-    include_str!("../ci-cd-integration/demo/autoware-github-actions-runs.trace.csv");
+    include_str!("../../../ci-cd-integration/demo/autoware-github-actions-runs.trace.csv");
 const LABEL: &str = "linux";
 const DEPLOYMENT: &str = "demo-agents";
 const DAY_MS: i64 = 86_400_000;
