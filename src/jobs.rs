@@ -13,59 +13,75 @@ use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Starts every duty; each waits for the lead.
+/// Starts every duty in `tasks`; each waits for the lead.
 pub fn spawn_all(
     settings: &Arc<Settings>,
     store: &Store,
     metrics: &Metrics,
     backfills: &Arc<Backfills>,
     leadership: &Leadership,
+    tasks: &mut crate::tasks::Tasks,
 ) {
     {
         let (store, settings, metrics) = (store.clone(), settings.clone(), metrics.clone());
-        tokio::spawn(while_leading(leadership.clone(), move |leader| {
-            crate::analytics::costs::watch_alerts(
-                store.clone(),
-                settings.clone(),
-                metrics.clone(),
-                leader,
-            )
-        }));
+        tasks.spawn(
+            "cost alerts",
+            while_leading(leadership.clone(), move |leader| {
+                crate::analytics::costs::watch_alerts(
+                    store.clone(),
+                    settings.clone(),
+                    metrics.clone(),
+                    leader,
+                )
+            }),
+        );
     }
     {
         let (store, settings, metrics) = (store.clone(), settings.clone(), metrics.clone());
-        tokio::spawn(while_leading(leadership.clone(), move |leader| {
-            crate::analytics::schedule::run_all(
-                store.clone(),
-                settings.clone(),
-                metrics.clone(),
-                leader,
-            )
-        }));
+        tasks.spawn(
+            "scheduled reports",
+            while_leading(leadership.clone(), move |leader| {
+                crate::analytics::schedule::run_all(
+                    store.clone(),
+                    settings.clone(),
+                    metrics.clone(),
+                    leader,
+                )
+            }),
+        );
     }
     {
         // Reports read hourly and daily sums of the builds; the leader keeps them current.
         let (store, metrics) = (store.clone(), metrics.clone());
-        tokio::spawn(while_leading(leadership.clone(), move |leader| {
-            roll_up_every(
-                store.clone(),
-                Duration::from_secs(60),
-                metrics.clone(),
-                leader,
-            )
-        }));
+        tasks.spawn(
+            "rollups",
+            while_leading(leadership.clone(), move |leader| {
+                roll_up_every(
+                    store.clone(),
+                    Duration::from_secs(60),
+                    metrics.clone(),
+                    leader,
+                )
+            }),
+        );
     }
     {
         let (store, retention) = (store.clone(), settings.ingest.event_retention);
-        tokio::spawn(while_leading(leadership.clone(), move |leader| {
-            purge_every_hour(store.clone(), retention, Retained::Events, leader)
-        }));
+        tasks.spawn(
+            "event purge",
+            while_leading(leadership.clone(), move |leader| {
+                purge_every_hour(store.clone(), retention, Retained::Events, leader)
+            }),
+        );
     }
     if !settings.scaling.pools.is_empty() {
         let (store, retention) = (store.clone(), settings.scaling.decision_retention);
-        tokio::spawn(while_leading(leadership.clone(), move |leader| {
-            purge_every_hour(store.clone(), retention, Retained::Decisions, leader)
-        }));
+        tasks.spawn(
+            "decision purge",
+            while_leading(leadership.clone(), move |leader| {
+                purge_every_hour(store.clone(), retention, Retained::Decisions, leader)
+            }),
+        );
     }
     {
         let (store, settings, metrics, backfills) = (
@@ -74,15 +90,18 @@ pub fn spawn_all(
             metrics.clone(),
             backfills.clone(),
         );
-        tokio::spawn(while_leading(leadership.clone(), move |leader| {
-            crate::backfill::repair_every(
-                store.clone(),
-                settings.clone(),
-                metrics.clone(),
-                backfills.clone(),
-                leader,
-            )
-        }));
+        tasks.spawn(
+            "repair",
+            while_leading(leadership.clone(), move |leader| {
+                crate::backfill::repair_every(
+                    store.clone(),
+                    settings.clone(),
+                    metrics.clone(),
+                    backfills.clone(),
+                    leader,
+                )
+            }),
+        );
     }
 }
 

@@ -23,5 +23,6 @@ pub mod secrets;
 pub mod sim;
 pub mod startup;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 pub mod tokens;

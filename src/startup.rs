@@ -18,6 +18,10 @@ pub struct Application {
     store: Store,
     leadership: crate::leader::Leadership,
     stopping: tokio_util::sync::CancellationToken,
+    /// Closes and drains the write queue.
+    writer: crate::store::Drain,
+    /// The pools' reconcile loops, the leader's jobs, the wake-up listener.
+    tasks: crate::tasks::Tasks,
 }
 
 impl Application {
@@ -48,7 +52,7 @@ impl Application {
         let token = auth::load_or_create_token(settings.webhook.token.as_ref(), &data_dir)?;
         let tokens = crate::tokens::TokenKeys::load(&settings.auth, &data_dir)?;
         let metrics = Metrics::new();
-        let writer = Writer::spawn(
+        let (writer, drain) = Writer::spawn(
             store.clone(),
             settings.ingest.write_queue_capacity,
             settings.ingest.max_batch,
@@ -94,15 +98,24 @@ impl Application {
                 );
             }
         }
+        let mut tasks = crate::tasks::Tasks::default();
         let scaling = crate::controller::start_with(
             &settings,
             store.clone(),
             metrics.clone(),
             adapters,
             leadership.clone(),
+            &mut tasks,
         )?;
         let backfills = Arc::new(crate::backfill::Backfills::default());
-        crate::jobs::spawn_all(&settings, &store, &metrics, &backfills, &leadership);
+        crate::jobs::spawn_all(
+            &settings,
+            &store,
+            &metrics,
+            &backfills,
+            &leadership,
+            &mut tasks,
+        );
         let state = AppState {
             store: store.clone(),
             writer,
@@ -181,6 +194,8 @@ impl Application {
             store,
             leadership,
             stopping,
+            writer: drain,
+            tasks,
         })
     }
 
@@ -193,8 +208,11 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until the process is told to stop (SIGINT/SIGTERM), then drains and closes
-    /// the store.
+    /// Serves until the process is told to stop (SIGINT/SIGTERM) or its server is stopped,
+    /// then shuts down in order: no new connections and the requests in flight finish
+    /// (each webhook answered only once its events are committed); the write queue is
+    /// closed and drained; the pools' loops and the leader's jobs stop and are waited for;
+    /// the lead is handed over; the store closes last.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let (handle, stopping) = (self.server.handle(), self.stopping.clone());
         let signals = tokio::spawn(async move {
@@ -211,6 +229,11 @@ impl Application {
         let served = self.server.await;
         signals.abort();
         served?;
+        self.writer.drain().await;
+        let aborted = self.tasks.stop(std::time::Duration::from_secs(10)).await;
+        if aborted > 0 {
+            tracing::warn!(tasks = aborted, "background tasks did not stop in time");
+        }
         // Hand the lead over now rather than when the lease runs out.
         self.leadership
             .step_down(std::time::Duration::from_secs(3))

@@ -140,13 +140,14 @@ impl Adapters {
     }
 }
 
-/// Starts one task per configured pool on `adapters`.
+/// Starts one task per configured pool on `adapters`, in `tasks`.
 pub fn start_with(
     settings: &Settings,
     store: Store,
     metrics: Metrics,
     adapters: Adapters,
     leadership: crate::leader::Leadership,
+    tasks: &mut crate::tasks::Tasks,
 ) -> anyhow::Result<ScalingHandle> {
     let views: Arc<RwLock<BTreeMap<String, PoolView>>> = Arc::default();
     let mut wake: HashMap<String, Vec<PoolWake>> = HashMap::new();
@@ -204,12 +205,12 @@ pub fn start_with(
             adapters.clock.real(settings.scaling.reconcile_interval),
             adapters.clock.real(settings.scaling.debounce),
         );
-        tokio::spawn(run(worker, ctx, (rx, woken_at), period, debounce));
+        tasks.spawn("pool", run(worker, ctx, (rx, woken_at), period, debounce));
     }
     let store_for_wakeups = store.clone();
     let (outbox, inbox) = match settings.database.postgres_url() {
         Some(url) if !settings.scaling.pools.is_empty() => {
-            let (out, inbox) = wakeups::start(store_for_wakeups, url, metrics.clone());
+            let (out, inbox) = wakeups::start(store_for_wakeups, url, metrics.clone(), tasks);
             (Some(out), Some(inbox))
         }
         _ => (None, None),
@@ -223,7 +224,7 @@ pub fn start_with(
         outbox,
     };
     if let Some(inbox) = inbox {
-        tokio::spawn(inbox.run(handle.clone()));
+        tasks.spawn("wake-up listener", inbox.run(handle.clone()));
     }
     Ok(handle)
 }

@@ -70,11 +70,16 @@ impl Outbox {
 }
 
 /// Starts sending and listening, when the store is PostgreSQL at `url`.
-pub(super) fn start(store: Store, url: String, metrics: Metrics) -> (Outbox, Inbox) {
+pub(super) fn start(
+    store: Store,
+    url: String,
+    metrics: Metrics,
+    tasks: &mut crate::tasks::Tasks,
+) -> (Outbox, Inbox) {
     let (tx, mut rx) = mpsc::channel::<Wake>(QUEUE);
     let me = rand::random::<u64>();
     let m = metrics.clone();
-    tokio::spawn(async move {
+    tasks.spawn("wake-up sender", async move {
         while let Some(wake) = rx.recv().await {
             let payload = serde_json::to_string(&wake).expect("a wake-up serializes");
             match store.notify(CHANNEL, &payload).await {

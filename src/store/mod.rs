@@ -13,7 +13,7 @@ pub use analytics::{BuildGroup, DaySums, JobMedian, Measure};
 pub use backfill::BackfillRun;
 pub use performance::{PricedBuild, StoredPerformance};
 pub use rollups::{HOUR_ROWS_KEPT_MS, RollUp, RollupCounts};
-pub use writer::{SubmitError, WriteOutcome, Writer, WriterHandle};
+pub use writer::{Drain, SubmitError, WriteOutcome, Writer, WriterHandle};
 
 use crate::domain::{
     BuildPhase, BuildRecord, BuildResult, ControllerName, FoundBy, IngestEvent, JobName, QueueItem,

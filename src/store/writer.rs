@@ -95,19 +95,41 @@ impl WriterHandle {
 pub struct Writer;
 
 impl Writer {
-    /// Starts the writer on the current runtime. It stops when every handle is dropped.
+    /// Starts the writer on the current runtime. It stops when every handle is dropped,
+    /// or when [`Drain::drain`] is called.
     pub fn spawn(
         store: Store,
         capacity: usize,
         max_batch: usize,
         metrics: Metrics,
-    ) -> WriterHandle {
+    ) -> (WriterHandle, Drain) {
         let (tx, rx) = mpsc::channel(capacity);
-        tokio::spawn(run(store, rx, max_batch, metrics.clone()));
-        WriterHandle {
-            tx,
-            capacity,
-            metrics,
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(run(store, rx, max_batch, metrics.clone(), stop.clone()));
+        (
+            WriterHandle {
+                tx,
+                capacity,
+                metrics,
+            },
+            Drain { stop, task },
+        )
+    }
+}
+
+/// Stops the writer at shutdown: it takes no new events (a webhook then gets 503) and
+/// commits every event already queued before it ends.
+pub struct Drain {
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drain {
+    /// Closes the queue and waits until every queued event is committed (or refused).
+    pub async fn drain(self) {
+        self.stop.cancel();
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "the writer ended abnormally");
         }
     }
 }
@@ -117,8 +139,20 @@ async fn run(
     mut rx: mpsc::Receiver<WriteRequest>,
     max_batch: usize,
     metrics: Metrics,
+    stop: tokio_util::sync::CancellationToken,
 ) {
-    while let Some(first) = rx.recv().await {
+    let mut closed = false;
+    loop {
+        let first = tokio::select! {
+            first = rx.recv() => first,
+            _ = stop.cancelled(), if !closed => {
+                // No new requests; those queued are still received, then `None`.
+                rx.close();
+                closed = true;
+                continue;
+            }
+        };
+        let Some(first) = first else { break };
         let mut batch = vec![first];
         let mut events = batch[0].events.len();
         while events < max_batch {
@@ -133,7 +167,7 @@ async fn run(
         metrics.write_queue_length.set(rx.len() as i64);
         commit(&store, batch, &metrics).await;
     }
-    tracing::info!("writer stopped: no more senders");
+    tracing::info!("writer stopped: every queued event committed");
 }
 
 async fn commit(store: &Store, batch: Vec<WriteRequest>, metrics: &Metrics) {

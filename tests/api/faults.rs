@@ -620,3 +620,160 @@ async fn sigterm_stops_a_running_replay_at_once() {
         "ended {ended:?} after SIGTERM; the replay takes {full:?}"
     );
 }
+
+/// SIGTERM during a webhook flood, as a rolling update sends: every webhook answered 200
+/// is in the store afterwards, the process exits 0 within the grace period (Kubernetes'
+/// default is 30 s), and the pools' loops and the leader's jobs were stopped before the
+/// store closed (the log says nothing of a closed pool).
+#[tokio::test]
+async fn sigterm_during_a_webhook_flood_loses_no_acknowledged_event() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("service.yaml"),
+        format!(
+            "webhook: {{token: \"{}\"}}\n\
+             kubernetes: {{mode: dry-run}}\n\
+             jenkins:\n  controllers:\n    prod: {{url: \"http://127.0.0.1:9/\", timeout: 200ms, retries: 0}}\n\
+             scaling:\n  reconcile_interval: 1s\n  pools:\n    linux: {{controller: prod, label: linux, \
+             namespace: ci, deployment: agents}}\n",
+            crate::helpers::TOKEN
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("service.log");
+    let port = crate::helpers::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("AUTOPILOT_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("AUTOPILOT_LOGGING__FILTER", "info")
+        .env_remove("RUST_LOG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start the service");
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    while client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the service starts"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Sixteen senders, each its own job, one finished build after another, until the
+    // service stops answering.
+    let senders: Vec<_> = (0..16)
+        .map(|s| {
+            let (client, base) = (client.clone(), base.clone());
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                for number in 1.. {
+                    let job = format!("flood-{s}");
+                    let body = payload::notification(
+                        &format!("job/{job}/"),
+                        &job,
+                        number,
+                        "FINALIZED",
+                        1_700_000_000_000 + number as i64 * 1000,
+                        500,
+                        Some("SUCCESS"),
+                    );
+                    let sent = client
+                        .post(format!(
+                            "{base}/webhooks/notification?token={}",
+                            crate::helpers::TOKEN
+                        ))
+                        .header("Content-Type", "application/json")
+                        .body(body.to_string())
+                        .timeout(Duration::from_secs(20))
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status() == 200 => acknowledged.push((job, number)),
+                        // Refused while stopping (503) or cut: the sender would retry.
+                        Ok(_) => {}
+                        Err(e) if e.is_connect() => break,
+                        Err(_) => {}
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let term = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            term.elapsed() < Duration::from_secs(30),
+            "the service ends within the grace period"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let ended = term.elapsed();
+    assert!(status.success(), "{status:?}");
+    let mut acknowledged = Vec::new();
+    for s in senders {
+        acknowledged.extend(s.await.unwrap());
+    }
+    assert!(
+        acknowledged.len() > 100,
+        "the flood ran: {} acknowledged",
+        acknowledged.len()
+    );
+    let mut db = crate::helpers::sqlite_in(dir.path()).await;
+    let stored: std::collections::BTreeSet<(String, i64)> =
+        sqlx::query_as::<_, (String, i64)>("SELECT job, number FROM builds")
+            .fetch_all(&mut db)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    let lost: Vec<_> = acknowledged
+        .iter()
+        .filter(|(job, n)| !stored.contains(&(job.clone(), *n as i64)))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged builds are not in the store: {:?}",
+        lost.len(),
+        acknowledged.len(),
+        &lost[..lost.len().min(5)]
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("writer stopped: every queued event committed"),
+        "the write queue was drained: {text}"
+    );
+    assert!(
+        !text.contains("pool timed out") && !text.contains("closed pool"),
+        "nothing ran on the store after it closed: {text}"
+    );
+    println!(
+        "SIGTERM during a flood: {} builds acknowledged, all stored; exit 0 {ended:?} after the signal",
+        acknowledged.len()
+    );
+}
