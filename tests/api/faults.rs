@@ -586,26 +586,7 @@ async fn sigterm_stops_a_running_replay_at_once() {
         assert!(at.elapsed() < full * 3, "the second replay starts");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let pid = child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let term = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            term.elapsed() < full * 3 + Duration::from_secs(15),
-            "the service ends after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let ended = term.elapsed();
+    let (status, ended) = terminate(&mut child, full * 3 + Duration::from_secs(15)).await;
     assert!(status.success(), "{status:?}");
     // The client was told to come back (503), or its answer was cut: never a whole one.
     let (code, body) = asked.await.unwrap();
@@ -715,25 +696,7 @@ async fn sigterm_during_a_webhook_flood_loses_no_acknowledged_event() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let term = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            term.elapsed() < Duration::from_secs(30),
-            "the service ends within the grace period"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let ended = term.elapsed();
+    let (status, ended) = terminate(&mut child, Duration::from_secs(30)).await;
     assert!(status.success(), "{status:?}");
     let mut acknowledged = Vec::new();
     for s in senders {
@@ -776,4 +739,30 @@ async fn sigterm_during_a_webhook_flood_loses_no_acknowledged_event() {
         "SIGTERM during a flood: {} builds acknowledged, all stored; exit 0 {ended:?} after the signal",
         acknowledged.len()
     );
+}
+
+/// Sends SIGTERM and waits for the process to end, at most `limit`: its exit status and
+/// how long it took.
+async fn terminate(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> (std::process::ExitStatus, Duration) {
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let term = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, term.elapsed());
+        }
+        assert!(
+            term.elapsed() < limit,
+            "the service ends within {limit:?} of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
