@@ -150,6 +150,9 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 struct Minute {
     latencies: Vec<u64>,
     errors: u64,
+    /// What the first failed request of the minute got: its status and body, or the
+    /// transport error with its causes.
+    first_error: Option<String>,
 }
 
 struct Child(std::process::Child);
@@ -269,19 +272,31 @@ fn main() {
                         req = req.header(k, v);
                     }
                     let t = Instant::now();
-                    let ok = match req.send().await {
+                    let failed = match req.send().await {
                         Ok(r) => {
-                            let ok = r.status().is_success();
-                            let _ = r.bytes().await;
-                            ok
+                            let status = r.status();
+                            let body = r.bytes().await;
+                            (!status.is_success()).then(|| {
+                                let text = body.map(|b| String::from_utf8_lossy(&b).into_owned());
+                                format!("HTTP {status}: {}", text.unwrap_or_default())
+                            })
                         }
-                        Err(_) => false,
+                        Err(e) => {
+                            let mut text = e.to_string();
+                            let mut source = std::error::Error::source(&e);
+                            while let Some(s) = source {
+                                text.push_str(&format!(": {s}"));
+                                source = s.source();
+                            }
+                            Some(text)
+                        }
                     };
                     let us = t.elapsed().as_micros() as u64;
                     let mut m = minute.lock().unwrap();
                     m.latencies.push(us);
-                    if !ok {
+                    if let Some(why) = failed {
                         m.errors += 1;
+                        m.first_error.get_or_insert(why);
                     }
                 }
             }));
@@ -330,6 +345,9 @@ fn main() {
                     );
                     p99s.push(p99);
                 }
+                if let Some(why) = &m.first_error {
+                    println!("  first error of the minute: {why}");
+                }
                 requests += l.len() as u64;
                 errors += m.errors;
                 next_minute += Duration::from_secs(60);
@@ -355,6 +373,9 @@ fn main() {
             p99s.push(p99);
             requests += l.len() as u64;
             errors += rest.errors;
+            if let Some(why) = &rest.first_error {
+                println!("  first error of the part: {why}");
+            }
         }
         // Where the time went: the service's own commit latencies.
         if let Ok(r) = client.get(format!("{base}/metrics")).send().await
