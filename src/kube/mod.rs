@@ -3,6 +3,7 @@
 //! and patches the replicas with the read `resourceVersion` as a precondition (a 409 is
 //! re-read and retried).
 
+mod ports;
 mod settings;
 use anyhow::Context;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -366,39 +367,6 @@ fn utilisation(pods: &[PodState], readings: &BTreeMap<String, (u64, u64)>) -> Po
         cpu_percent: pct(cpu_use, cpu_req, cpu_ok),
         memory_percent: pct(mem_use, mem_req, mem_ok),
         pods_measured: measured,
-    }
-}
-
-#[async_trait::async_trait]
-impl crate::scaling::ports::ClusterApi for KubeExecutor {
-    async fn read_pool(&self, namespace: &str, deployment: &str) -> Result<PoolState, KubeError> {
-        KubeExecutor::read_pool(self, namespace, deployment).await
-    }
-    async fn pool_usage(&self, namespace: &str, pool: &PoolState) -> Result<PoolUsage, KubeError> {
-        KubeExecutor::pool_usage(self, namespace, pool).await
-    }
-    async fn set_deletion_costs(
-        &self,
-        namespace: &str,
-        pods: &[PodState],
-        costs: &BTreeMap<String, i32>,
-    ) -> Result<usize, KubeError> {
-        KubeExecutor::set_deletion_costs(self, namespace, pods, costs).await
-    }
-    fn costs_settle(&self) -> std::time::Duration {
-        crate::kube::COSTS_SETTLE
-    }
-    async fn scale(
-        &self,
-        namespace: &str,
-        deployment: &str,
-        replicas: u32,
-        resource_version: Option<String>,
-    ) -> Result<(), KubeError> {
-        KubeExecutor::scale(self, namespace, deployment, replicas, resource_version).await
-    }
-    fn follow(&self, namespace: &str, deployment: &str, wake: Waker) {
-        KubeExecutor::follow(self, namespace, deployment, wake)
     }
 }
 
