@@ -5,6 +5,7 @@ pub mod engine;
 pub mod frontier;
 pub mod guard;
 pub mod outcome;
+pub mod policy;
 pub mod predictive;
 pub mod startup;
 pub mod trace;
