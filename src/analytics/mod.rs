@@ -16,6 +16,11 @@ pub fn percent_change(before: f64, now: f64) -> Option<f64> {
     (before.abs() > f64::EPSILON).then(|| ((now - before) / before * 1000.0).round() / 10.0)
 }
 
+/// Money and hours as answers show them: to four decimals.
+pub(crate) fn round(v: f64) -> f64 {
+    (v * 10_000.0).round() / 10_000.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
