@@ -6,6 +6,7 @@
 pub mod behavior;
 pub mod decide;
 pub mod demand;
+pub mod history;
 pub mod multi_metric;
 pub mod plan;
 pub mod ports;

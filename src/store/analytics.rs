@@ -140,7 +140,7 @@ impl Store {
                CAST(b.duration_ms AS DOUBLE PRECISION) / 3600000.0 * \
                ({cpu} / 1000.0 * $4 + {mem} / 1073741824.0 * $5) > $6)) \
              ORDER BY b.duration_ms DESC LIMIT {limit}",
-            super::performance::FINISHED_BUILDS
+            super::priced::FINISHED_BUILDS
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(from.millis())
@@ -151,8 +151,6 @@ impl Store {
             .bind(threshold)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(super::performance::priced_from_row)
-            .collect()
+        rows.iter().map(super::priced::priced_from_row).collect()
     }
 }

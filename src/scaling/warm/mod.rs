@@ -8,9 +8,11 @@
 //! reach the budget: a wrong model cannot overspend. Pure: the history, the ledger and
 //! the clock come in; nothing here reads a clock or a store.
 
+mod arrivals;
 pub mod model;
 
-pub use model::{ArrivalModel, ArrivalsNow, BURST_GAP_MS, FitSettings};
+pub use arrivals::{ArrivalsNow, BURST_GAP_MS};
+pub use model::{ArrivalModel, FitSettings};
 use model::{DAY_MS, HOUR_MS};
 use serde::Serialize;
 use std::collections::VecDeque;
