@@ -9,6 +9,7 @@ pub mod errors;
 pub mod heavy;
 mod ops;
 pub mod peers;
+mod performance;
 mod pools;
 mod profiles;
 mod read;
@@ -72,11 +73,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource("/api/v1/builds/{controller}/{job:.+}/{number:[0-9]+}/performance")
-            .route(web::post().to(profiles::record_performance)),
+            .route(web::post().to(performance::record_performance)),
     )
     .service(
         web::resource("/api/v1/builds/{controller}/{job:.+}/{number:[0-9]+}/analysis")
-            .route(web::get().to(profiles::build_analysis)),
+            .route(web::get().to(performance::build_analysis)),
     )
     .service(
         web::resource("/api/v1/jobs/{controller}/{job:.+}/recommendation")
@@ -150,8 +151,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         reports::export,
         profiles::select_profile,
         profiles::job_recommendation,
-        profiles::record_performance,
-        profiles::build_analysis,
+        performance::record_performance,
+        performance::build_analysis,
         ops::healthz,
         ops::status,
         ops::readyz,
@@ -204,8 +205,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         crate::cost::Breakdown,
         crate::cost::Alert,
         profiles::JobRecommendation,
-        profiles::PerformanceReply,
-        profiles::BuildAnalysis,
+        performance::PerformanceReply,
+        performance::BuildAnalysis,
         crate::profiles::choose::Selection,
         crate::profiles::choose::Source,
         crate::profiles::analysis::Analysis,

@@ -15,6 +15,7 @@
 
 mod read;
 mod roll;
+mod rows;
 
 pub use roll::{HOUR_ROWS_KEPT_MS, RollUp};
 

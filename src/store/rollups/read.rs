@@ -1,7 +1,7 @@
 //! The report aggregates, read from the rollups for whole periods and from the builds for
 //! the rest (see the module's rule), in one snapshot.
 
-use super::roll::{Key, Sums, decode, key_of};
+use super::rows::{Key, Sums, decode, key_of};
 use super::{Coverage, DAY_MS, HOUR_MS, Slice, Tx, slices};
 use crate::domain::Timestamp;
 use crate::store::analytics::{BuildGroup, DaySums, JobMedian, Measure, count, float, side};
