@@ -201,7 +201,7 @@ impl<'a> Walker<'a> {
             }
         }
         if !self.job_labels.contains_key(job.as_str()) {
-            let known = self.store.webhook_label_of(&self.controller, job).await?;
+            let known = self.store.latest_label(&self.controller, job, true).await?;
             self.job_labels.insert(job.as_str().to_string(), known);
         }
         Ok(self.job_labels[job.as_str()].clone())

@@ -116,7 +116,7 @@ async fn job_pool(
             None => Err(ApiError::invalid("pool", format!("no pool named {name:?}"))),
         };
     }
-    let Some(label) = state.store.latest_label(controller, job).await? else {
+    let Some(label) = state.store.latest_label(controller, job, false).await? else {
         return Ok(None);
     };
     Ok(

@@ -3,9 +3,10 @@
 //! the model under `data` or `data_base64`). Dates are epoch milliseconds (Jackson).
 
 use super::{
-    IngestContext, IngestError, Ingested, build_number, from_value, instant, job_name, nonzero,
-    parameters, parse_json, result, text,
+    IngestContext, IngestError, Ingested, from_value, instant, job_name, nonzero, parameters,
+    parse_json, result, text,
 };
+use super::{JobBuild, RawScm};
 use crate::domain::{
     BuildFacts, BuildKey, BuildPhase, BuildResult, DomainEvent, EventSource, IngestEvent,
     NodeEvent, QueueEvent, QueueState,
@@ -112,13 +113,6 @@ struct RawBuild {
     url: Option<String>,
     parameters: Option<serde_json::Map<String, Value>>,
     scm_state: Option<RawScm>,
-}
-
-#[derive(Debug, Deserialize)]
-struct RawScm {
-    url: Option<String>,
-    branch: Option<String>,
-    commit: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -249,14 +243,14 @@ fn queue(kind: &str, data: Value, ctx: &IngestContext) -> Result<Ingested, Inges
 fn build(kind: &str, data: Value, ctx: &IngestContext) -> Result<Ingested, IngestError> {
     let raw: RawJob = from_value(data)?;
     let build = raw.build.ok_or_else(|| IngestError::missing("build"))?;
-    let number = build_number("build.number", build.number)?;
-    let job = job_name(
-        "url",
-        raw.url.as_deref().or(build.url.as_deref()),
-        "name",
-        raw.name.as_deref(),
-    )?;
-    let controller = ctx.controller([build.full_url.as_deref()]);
+    let (job, number, controller) = JobBuild {
+        job_url: raw.url.as_deref(),
+        build_url: build.url.as_deref(),
+        name: raw.name.as_deref(),
+        number: build.number,
+        full_url: build.full_url.as_deref(),
+    }
+    .identify(ctx)?;
     let phase = match kind {
         "job.started" => BuildPhase::Started,
         "job.completed" => BuildPhase::Completed,
@@ -293,9 +287,7 @@ fn build(kind: &str, data: Value, ctx: &IngestContext) -> Result<Ingested, Inges
     facts.url = text(build.full_url).or(text(build.url));
     facts.parameters = parameters(build.parameters);
     if let Some(scm) = build.scm_state {
-        facts.scm_url = text(scm.url);
-        facts.scm_branch = text(scm.branch);
-        facts.scm_commit = text(scm.commit);
+        scm.into_facts(&mut facts);
     }
     let key = &facts.build;
     Ok(Ingested::Events(vec![IngestEvent {

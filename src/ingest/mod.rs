@@ -173,12 +173,52 @@ pub(crate) fn job_name(
     }
 }
 
+/// A job payload's build as the Notification and CloudEvents plugins name it: its job
+/// (from the job's URL, else the build's, else the name), number and controller.
+pub(crate) struct JobBuild<'a> {
+    pub job_url: Option<&'a str>,
+    pub build_url: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub number: Option<i64>,
+    pub full_url: Option<&'a str>,
+}
+
+impl JobBuild<'_> {
+    /// The job, the build number and the controller, or the field that is wrong.
+    pub(crate) fn identify(
+        &self,
+        ctx: &IngestContext,
+    ) -> Result<(JobName, u64, ControllerName), IngestError> {
+        let number = build_number("build.number", self.number)?;
+        let job = job_name("url", self.job_url.or(self.build_url), "name", self.name)?;
+        Ok((job, number, ctx.controller([self.full_url])))
+    }
+}
+
 /// A build number: Jenkins numbers start at 1.
 pub(crate) fn build_number(field: &str, n: Option<i64>) -> Result<u64, IngestError> {
     match n {
         None => Err(IngestError::missing(field)),
         Some(n) if n >= 1 => Ok(n as u64),
         Some(_) => Err(IngestError::invalid(field, "must be 1 or more")),
+    }
+}
+
+/// The SCM a payload names (the Notification plugin's `scm`, CloudEvents' `scmState`,
+/// Statistics Gatherer's `scmInfo`): the same three fields in all three.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct RawScm {
+    url: Option<String>,
+    branch: Option<String>,
+    commit: Option<String>,
+}
+
+impl RawScm {
+    /// Sets the build's SCM facts (blank fields stay unknown).
+    pub(crate) fn into_facts(self, facts: &mut crate::domain::BuildFacts) {
+        facts.scm_url = text(self.url);
+        facts.scm_branch = text(self.branch);
+        facts.scm_commit = text(self.commit);
     }
 }
 

@@ -4,9 +4,9 @@
 //! start, COMPLETED with start + duration, FINALIZED with the time of finalization.
 
 use super::{
-    IngestContext, IngestError, Ingested, build_number, instant, job_name, nonzero, parameters,
-    parse_json, result, text,
+    IngestContext, IngestError, Ingested, instant, nonzero, parameters, parse_json, result, text,
 };
+use super::{JobBuild, RawScm};
 use crate::domain::{
     BuildFacts, BuildKey, BuildPhase, DomainEvent, EventSource, IngestEvent, Timestamp,
 };
@@ -34,13 +34,6 @@ struct RawBuild {
     parameters: Option<serde_json::Map<String, Value>>,
 }
 
-#[derive(Debug, Deserialize)]
-struct RawScm {
-    url: Option<String>,
-    branch: Option<String>,
-    commit: Option<String>,
-}
-
 /// Parses one Notification plugin payload.
 pub fn parse(body: &[u8], ctx: &IngestContext) -> Result<Ingested, IngestError> {
     let raw: RawJob = parse_json(body)?;
@@ -55,14 +48,14 @@ pub fn parse(body: &[u8], ctx: &IngestContext) -> Result<Ingested, IngestError> 
             format!("{phase_raw:?} is not one of QUEUED, STARTED, COMPLETED, FINALIZED"),
         )
     })?;
-    let number = build_number("build.number", build.number)?;
-    let job = job_name(
-        "url",
-        raw.url.as_deref().or(build.url.as_deref()),
-        "name",
-        raw.name.as_deref(),
-    )?;
-    let controller = ctx.controller([build.full_url.as_deref()]);
+    let (job, number, controller) = JobBuild {
+        job_url: raw.url.as_deref(),
+        build_url: build.url.as_deref(),
+        name: raw.name.as_deref(),
+        number: build.number,
+        full_url: build.full_url.as_deref(),
+    }
+    .identify(ctx)?;
 
     let at = match build.timestamp.as_ref() {
         None | Some(Value::Null) => None,
@@ -117,9 +110,7 @@ pub fn parse(body: &[u8], ctx: &IngestContext) -> Result<Ingested, IngestError> 
     facts.url = text(build.full_url).or(text(build.url));
     facts.parameters = parameters(build.parameters);
     if let Some(scm) = build.scm {
-        facts.scm_url = text(scm.url);
-        facts.scm_branch = text(scm.branch);
-        facts.scm_commit = text(scm.commit);
+        scm.into_facts(&mut facts);
     }
 
     let event = IngestEvent {

@@ -3,6 +3,7 @@
 //! `POST /webhooks/statistics` takes all three; the kind is given by `?type=` or told
 //! apart by shape (`jenkinsQueueId` for queue, `buildStepType` for a step, else a build).
 
+use super::RawScm;
 use super::cloudevents::RawQueueCause;
 use super::{
     IngestContext, IngestError, Ingested, build_number, from_value, instant, job_name, nonzero,
@@ -82,13 +83,6 @@ struct RawBuild {
 struct RawSlave {
     slave_name: Option<String>,
     label: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct RawScm {
-    url: Option<String>,
-    branch: Option<String>,
-    commit: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,9 +174,7 @@ fn build(value: Value, ctx: &IngestContext) -> Result<Ingested, IngestError> {
     facts.url = text(raw.build_url);
     facts.parameters = parameters(raw.parameters).filter(|p| !p.is_empty());
     if let Some(scm) = raw.scm_info {
-        facts.scm_url = text(scm.url);
-        facts.scm_branch = text(scm.branch);
-        facts.scm_commit = text(scm.commit);
+        scm.into_facts(&mut facts);
     }
     let key = &facts.build;
     Ok(Ingested::Events(vec![IngestEvent {

@@ -2,7 +2,7 @@
 //! (a stopped run resumes after them), and what the webhooks already said of a job.
 
 use super::{Store, StoreError};
-use crate::domain::{ControllerName, JobName, Timestamp};
+use crate::domain::{ControllerName, Timestamp};
 use sqlx::Row;
 use std::collections::HashSet;
 
@@ -216,26 +216,6 @@ impl Store {
         .iter()
         .map(run_from_row)
         .collect()
-    }
-
-    /// The label the job's newest build known from a webhook asked for.
-    pub async fn webhook_label_of(
-        &self,
-        controller: &ControllerName,
-        job: &JobName,
-    ) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query(
-            "SELECT label FROM builds WHERE controller = $1 AND job = $2 AND label IS NOT NULL \
-             AND (found_by IS NULL OR found_by = 'webhook') ORDER BY sort_at DESC LIMIT 1",
-        )
-        .bind(controller.as_str().to_string())
-        .bind(job.as_str().to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(match row {
-            Some(r) => r.try_get("label")?,
-            None => None,
-        })
     }
 
     /// How many of the controller's build records only the repair found, per controller.

@@ -197,16 +197,23 @@ impl Store {
             .collect()
     }
 
-    /// The label of the job's most recent build that names one.
+    /// The label of the job's most recent build that names one; with `webhooks_only`, of
+    /// the most recent a webhook told of (a backfill or the repair found the others).
     pub async fn latest_label(
         &self,
         controller: &ControllerName,
         job: &JobName,
+        webhooks_only: bool,
     ) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query(
+        let found_by = if webhooks_only {
+            "AND (found_by IS NULL OR found_by = 'webhook') "
+        } else {
+            ""
+        };
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT label FROM builds WHERE controller = $1 AND job = $2 AND label IS NOT NULL \
-             ORDER BY sort_at DESC, number DESC LIMIT 1",
-        )
+             {found_by}ORDER BY sort_at DESC, number DESC LIMIT 1"
+        )))
         .bind(controller.as_str())
         .bind(job.as_str())
         .fetch_optional(&self.pool)
