@@ -195,11 +195,7 @@ pub fn parse(
 
 fn queue(kind: &str, data: Value, ctx: &IngestContext) -> Result<Ingested, IngestError> {
     let raw: RawQueue = from_value(data)?;
-    let id = match raw.jenkins_queue_id {
-        None => return Err(IngestError::missing("jenkinsQueueId")),
-        Some(id) if id >= 1 => id as u64,
-        Some(_) => return Err(IngestError::invalid("jenkinsQueueId", "must be 1 or more")),
-    };
+    let id = super::queue_id(raw.jenkins_queue_id)?;
     let task = text(raw.display_name).ok_or_else(|| IngestError::missing("displayName"))?;
     let entered_at = nonzero(instant("entryTime", raw.entry_time.as_ref())?);
     let left_at = nonzero(instant("exitTime", raw.exit_time.as_ref())?);

@@ -195,6 +195,15 @@ impl JobBuild<'_> {
     }
 }
 
+/// A queue item's id (`jenkinsQueueId`): Jenkins numbers them from 1.
+pub(crate) fn queue_id(raw: Option<i64>) -> Result<u64, IngestError> {
+    match raw {
+        None => Err(IngestError::missing("jenkinsQueueId")),
+        Some(id) if id >= 1 => Ok(id as u64),
+        Some(_) => Err(IngestError::invalid("jenkinsQueueId", "must be 1 or more")),
+    }
+}
+
 /// A build number: Jenkins numbers start at 1.
 pub(crate) fn build_number(field: &str, n: Option<i64>) -> Result<u64, IngestError> {
     match n {

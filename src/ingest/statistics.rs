@@ -193,11 +193,7 @@ fn build(value: Value, ctx: &IngestContext) -> Result<Ingested, IngestError> {
 
 fn queue(value: Value, ctx: &IngestContext) -> Result<Ingested, IngestError> {
     let raw: RawQueue = from_value(value)?;
-    let id = match raw.jenkins_queue_id {
-        None => return Err(IngestError::missing("jenkinsQueueId")),
-        Some(id) if id >= 1 => id as u64,
-        Some(_) => return Err(IngestError::invalid("jenkinsQueueId", "must be 1 or more")),
-    };
+    let id = super::queue_id(raw.jenkins_queue_id)?;
     let task = text(raw.job_name).ok_or_else(|| IngestError::missing("jobName"))?;
     let entered_at = nonzero(instant("entryTime", raw.entry_time.as_ref())?);
     let left_at = nonzero(instant("exitTime", raw.exit_time.as_ref())?);
