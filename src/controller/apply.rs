@@ -103,7 +103,12 @@ impl PoolWorker {
         }
         if target != current {
             cluster
-                .scale(&ns, &dep, target, state.resource_version.clone())
+                .scale(crate::domain::ScaleTo {
+                    namespace: &ns,
+                    deployment: &dep,
+                    replicas: target,
+                    resource_version: state.resource_version.clone(),
+                })
                 .await?;
         }
         Ok(target)

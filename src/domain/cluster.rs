@@ -66,3 +66,13 @@ pub struct PoolState {
     pub selector: String,
     pub pods: Vec<PodState>,
 }
+
+/// A scale patch: the Deployment's new replicas, refused when the Deployment changed since
+/// `resource_version` (the one read, when it was read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScaleTo<'a> {
+    pub namespace: &'a str,
+    pub deployment: &'a str,
+    pub replicas: u32,
+    pub resource_version: Option<String>,
+}

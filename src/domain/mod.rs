@@ -18,7 +18,7 @@ mod usage;
 pub use agents::{
     ComputerView, ExecutorView, JenkinsError, LabelRef, LabelView, NodeRef, QueueItemView, TaskView,
 };
-pub use cluster::{KubeError, PodState, PoolState, PoolUsage, Waker};
+pub use cluster::{KubeError, PodState, PoolState, PoolUsage, ScaleTo, Waker};
 pub use decision::{DecisionInputs, ForecastInputs, QueueDemand, StartupInputs, WarmInputs};
 pub use event::{
     BuildFacts, BuildKey, BuildPhase, BuildResult, DomainEvent, EventSource, IngestEvent,

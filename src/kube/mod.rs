@@ -231,13 +231,13 @@ impl KubeExecutor {
     /// Sets the Deployment's replicas. The patch carries the `resourceVersion` read last,
     /// so a concurrent change is refused (409) instead of overwritten; then the scale is
     /// read again and the patch retried, up to three times.
-    pub async fn scale(
-        &self,
-        namespace: &str,
-        deployment: &str,
-        replicas: u32,
-        resource_version: Option<String>,
-    ) -> Result<(), KubeError> {
+    pub async fn scale(&self, to: crate::domain::ScaleTo<'_>) -> Result<(), KubeError> {
+        let crate::domain::ScaleTo {
+            namespace,
+            deployment,
+            replicas,
+            resource_version,
+        } = to;
         let what = format!("deployment {namespace}/{deployment}");
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
         let mut rv = resource_version;

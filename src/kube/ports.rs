@@ -22,14 +22,8 @@ impl crate::scaling::ports::ClusterApi for KubeExecutor {
     fn costs_settle(&self) -> std::time::Duration {
         crate::kube::COSTS_SETTLE
     }
-    async fn scale(
-        &self,
-        namespace: &str,
-        deployment: &str,
-        replicas: u32,
-        resource_version: Option<String>,
-    ) -> Result<(), KubeError> {
-        KubeExecutor::scale(self, namespace, deployment, replicas, resource_version).await
+    async fn scale(&self, to: crate::domain::ScaleTo<'_>) -> Result<(), KubeError> {
+        KubeExecutor::scale(self, to).await
     }
     fn follow(&self, namespace: &str, deployment: &str, wake: Waker) {
         KubeExecutor::follow(self, namespace, deployment, wake)

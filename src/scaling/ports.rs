@@ -6,7 +6,7 @@
 
 use crate::domain::{
     ComputerView, JenkinsError, KubeError, LabelView, PodState, PoolState, PoolUsage,
-    QueueItemView, Timestamp, Waker,
+    QueueItemView, ScaleTo, Timestamp, Waker,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -52,14 +52,8 @@ pub trait ClusterApi: Send + Sync {
     fn costs_settle(&self) -> std::time::Duration {
         std::time::Duration::ZERO
     }
-    /// Sets the Deployment's replicas, refused when it changed since `resource_version`.
-    async fn scale(
-        &self,
-        namespace: &str,
-        deployment: &str,
-        replicas: u32,
-        resource_version: Option<String>,
-    ) -> Result<(), KubeError>;
+    /// Sets the Deployment's replicas, refused when it changed since the version read.
+    async fn scale(&self, to: ScaleTo<'_>) -> Result<(), KubeError>;
     /// Calls `wake` when a pod of the deployment turns Ready or goes away, if this
     /// cluster can tell (the real one watches; the simulated one is read every time).
     fn follow(&self, _namespace: &str, _deployment: &str, _wake: Waker) {}

@@ -180,22 +180,19 @@ impl ClusterApi for SharedWorld {
         Ok(changed)
     }
 
-    async fn scale(
-        &self,
-        namespace: &str,
-        deployment: &str,
-        replicas: u32,
-        resource_version: Option<String>,
-    ) -> Result<(), KubeError> {
+    async fn scale(&self, to: crate::domain::ScaleTo<'_>) -> Result<(), KubeError> {
         let mut w = self.lock();
-        if resource_version.is_some_and(|v| v != w.version.to_string()) {
+        if to
+            .resource_version
+            .is_some_and(|v| v != w.version.to_string())
+        {
             return Err(KubeError::Conflict {
-                what: format!("deployment {namespace}/{deployment}"),
+                what: format!("deployment {}/{}", to.namespace, to.deployment),
                 attempts: 1,
             });
         }
         let now = w.now;
-        w.scale_to(replicas, now);
+        w.scale_to(to.replicas, now);
         Ok(())
     }
 }
