@@ -184,6 +184,7 @@ impl Application {
         })
         .listen(listener)?
         .max_connections(settings.server.max_connections.max(1))
+        .keep_alive(settings.server.keep_alive)
         .shutdown_timeout(10)
         .disable_signals()
         .run();

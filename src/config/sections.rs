@@ -125,10 +125,20 @@ pub struct ServerSettings {
     /// Requests one peer address may have in flight at once; more get 503.
     #[serde(default = "default_requests_per_peer")]
     pub max_requests_per_peer: usize,
+    /// How long an idle connection is kept open for the client's next request. A client
+    /// that reuses a connection the service is closing at that instant sees "connection
+    /// closed" and, sending a webhook, loses it: clients should drop their idle
+    /// connections sooner than this (nginx's default, 75 s, outlasts most clients' own).
+    #[serde(default = "default_keep_alive", with = "humantime_serde")]
+    pub keep_alive: Duration,
     /// With the embedded store: webhooks and reports are refused (507) while the data
     /// directory's disk has less free space than this, in MiB.
     #[serde(default = "default_min_free_disk")]
     pub min_free_disk_mib: u64,
+}
+
+fn default_keep_alive() -> Duration {
+    Duration::from_secs(75)
 }
 
 fn default_requests_per_peer() -> usize {

@@ -12,6 +12,10 @@ impl Settings {
                 reason: reason.to_string(),
             });
         };
+        let ka = self.server.keep_alive;
+        if ka < Duration::from_secs(1) || ka > Duration::from_secs(3600) {
+            bad("server.keep_alive", "must be between 1s and 1h");
+        }
         if self.server.body_limit_bytes < 1024 {
             bad("server.body_limit_bytes", "must be at least 1024");
         }

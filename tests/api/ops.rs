@@ -239,3 +239,38 @@ async fn metrics_give_the_processs_memory_and_the_wal_in_use() {
     assert!(app.metric("autopilot_process_open_fds").await.unwrap() > 0);
     assert!(app.metric("autopilot_store_wal_bytes").await.is_some());
 }
+
+/// `server.keep_alive`: an idle connection is closed by the service after it, and kept
+/// open before it (a client reusing it then is answered).
+#[tokio::test]
+async fn an_idle_connection_is_kept_for_server_keep_alive_then_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::{Duration, sleep, timeout};
+    let (mut settings, dir) = crate::helpers::test_settings(crate::helpers::Db::Sqlite).await;
+    settings.server.keep_alive = Duration::from_secs(2);
+    let app = crate::helpers::spawn_with(settings).await;
+    let addr = app.address.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut buf = [0u8; 4096];
+    for idle in [0, 500] {
+        sleep(Duration::from_millis(idle)).await;
+        conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let n = timeout(Duration::from_secs(5), conn.read(&mut buf))
+            .await
+            .expect("answered in time")
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+            "answered on the same connection after {idle} ms idle"
+        );
+    }
+    sleep(Duration::from_millis(3500)).await;
+    let n = timeout(Duration::from_secs(5), conn.read(&mut buf))
+        .await
+        .expect("the read ends")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed by the service after 2 s idle");
+    drop(dir);
+}
