@@ -106,7 +106,7 @@ fn segments(path: &str) -> Vec<String> {
         .collect()
 }
 
-/// A file's module path: `controller/mod.rs` -> [controller], `sim/world.rs` -> [sim, world].
+/// A file's module path: `controller/mod.rs` -> [controller], `sim/engine.rs` -> [sim, engine].
 fn module_path(rel: &str) -> Vec<String> {
     let mut parts: Vec<String> = rel
         .trim_end_matches(".rs")
