@@ -12,31 +12,33 @@ use tokio_util::sync::CancellationToken;
 pub struct Tasks {
     set: JoinSet<()>,
     stop: CancellationToken,
-    names: Vec<&'static str>,
 }
 
 impl Tasks {
     /// Runs `work` until it ends or the set is stopped; at a stop it is dropped at its
-    /// next await point (a transaction it holds rolls back).
+    /// next await point (a transaction it holds rolls back). Its log lines carry `name`.
     pub fn spawn(&mut self, name: &'static str, work: impl Future<Output = ()> + Send + 'static) {
+        use tracing::Instrument;
         let stop = self.stop.clone();
-        self.names.push(name);
-        self.set.spawn(async move {
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                _ = work => {}
+        self.set.spawn(
+            async move {
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = work => {}
+                }
             }
-        });
+            .instrument(tracing::info_span!("task", name)),
+        );
     }
 
-    /// How many tasks were started.
+    /// How many tasks are still held (running, or ended and not yet collected).
     pub fn len(&self) -> usize {
-        self.names.len()
+        self.set.len()
     }
 
-    /// Whether none were.
+    /// Whether none are.
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.set.is_empty()
     }
 
     /// Tells every task to stop and waits for them, at most `grace` (a task blocked

@@ -518,34 +518,13 @@ async fn a_replay_stops_when_its_client_leaves() {
 async fn sigterm_stops_a_running_replay_at_once() {
     let (settings, dir) = crate::helpers::pool_settings(Db::Sqlite).await;
     long_replay_app(settings).await.stop().await;
-    let config = dir.path().join("config");
-    std::fs::create_dir_all(&config).unwrap();
-    std::fs::write(
-        config.join("service.yaml"),
-        format!(
-            "webhook: {{token: \"{}\"}}\n\
-             kubernetes: {{mode: dry-run}}\n\
-             jenkins:\n  controllers:\n    prod: {{url: \"http://127.0.0.1:9/\", timeout: 200ms, retries: 0}}\n\
-             scaling:\n  reconcile_interval: 1h\n  decision_retention: 36500d\n  pools:\n    linux: {{controller: prod, label: linux, \
-             namespace: ci, deployment: agents, agent: {{cpu: '1', memory: 2Gi}}}}\n",
-            crate::helpers::TOKEN
-        ),
-    )
-    .unwrap();
-    let port = crate::helpers::free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("AUTOPILOT_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-        .env_remove("RUST_LOG")
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start the service");
+    let (mut child, base) = serve_process(
+        dir.path(),
+        "scaling:\n  reconcile_interval: 1h\n  decision_retention: 36500d\n  pools:\n    linux: \
+         {controller: prod, label: linux, namespace: ci, deployment: agents, \
+         agent: {cpu: '1', memory: 2Gi}}\n",
+        std::process::Stdio::null(),
+    );
     let client = reqwest::Client::new();
     let metric = async |name: &str| crate::helpers::metric_at(&client, &base, name).await;
     let started = Instant::now();
@@ -610,36 +589,13 @@ async fn sigterm_stops_a_running_replay_at_once() {
 async fn sigterm_during_a_webhook_flood_loses_no_acknowledged_event() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config");
-    std::fs::create_dir_all(&config).unwrap();
-    std::fs::write(
-        config.join("service.yaml"),
-        format!(
-            "webhook: {{token: \"{}\"}}\n\
-             kubernetes: {{mode: dry-run}}\n\
-             jenkins:\n  controllers:\n    prod: {{url: \"http://127.0.0.1:9/\", timeout: 200ms, retries: 0}}\n\
-             scaling:\n  reconcile_interval: 1s\n  pools:\n    linux: {{controller: prod, label: linux, \
-             namespace: ci, deployment: agents}}\n",
-            crate::helpers::TOKEN
-        ),
-    )
-    .unwrap();
     let log = dir.path().join("service.log");
-    let port = crate::helpers::free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("AUTOPILOT_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-        .env("AUTOPILOT_LOGGING__FILTER", "info")
-        .env_remove("RUST_LOG")
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start the service");
+    let (mut child, base) = serve_process(
+        dir.path(),
+        "logging: {filter: info}\nscaling:\n  reconcile_interval: 1s\n  pools:\n    linux: \
+         {controller: prod, label: linux, namespace: ci, deployment: agents}\n",
+        std::fs::File::create(&log).unwrap().into(),
+    );
     let client = reqwest::Client::new();
     let started = Instant::now();
     while client
@@ -765,4 +721,41 @@ async fn terminate(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Starts `jenkins-autopilot serve` as a process on a free port with its data under `dir`:
+/// the known webhook token, dry-run scaling, a controller `prod` that answers nothing, and
+/// `extra` (YAML sections). Its stderr (the log) goes to `stderr`. The process and its
+/// base URL.
+fn serve_process(
+    dir: &std::path::Path,
+    extra: &str,
+    stderr: std::process::Stdio,
+) -> (std::process::Child, String) {
+    let config = dir.join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("service.yaml"),
+        format!(
+            "webhook: {{token: \"{}\"}}\n\
+             kubernetes: {{mode: dry-run}}\n\
+             jenkins:\n  controllers:\n    prod: {{url: \"http://127.0.0.1:9/\", timeout: 200ms, retries: 0}}\n{extra}",
+            crate::helpers::TOKEN
+        ),
+    )
+    .unwrap();
+    let port = crate::helpers::free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_jenkins-autopilot"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("AUTOPILOT_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("RUST_LOG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("start the service");
+    (child, format!("http://127.0.0.1:{port}"))
 }
