@@ -111,6 +111,7 @@ impl Store {
             write,
             backend,
             health: Arc::new(WriteHealth::on(sqlite_dir)),
+            slice_builds: super::slices::SLICE_BUILDS,
         };
         store.migrate().await?;
         if let Some(checkpoints) = checkpoints {

@@ -11,6 +11,7 @@ mod priced;
 mod reads;
 mod rollups;
 mod settings;
+mod slices;
 mod write;
 mod writer;
 
@@ -22,7 +23,7 @@ use health::WriteHealth;
 pub use performance::StoredPerformance;
 pub use priced::PricedBuild;
 use reads::{build_from_row, instant, queue_from_row, unsigned};
-pub use rollups::{HOUR_ROWS_KEPT_MS, RollUp, RollupCounts};
+pub use rollups::{HOUR_ROWS_KEPT_MS, ROLL_GRACE_MS, RollUp, RollupCounts};
 pub use writer::{Drain, SubmitError, WriteOutcome, Writer, WriterHandle};
 
 use crate::domain::{BuildResult, ControllerName, IngestEvent, JobName, Timestamp};
@@ -47,6 +48,8 @@ pub struct Store {
     write: AnyPool,
     backend: Backend,
     health: Arc<WriteHealth>,
+    /// The most builds a long read takes in one snapshot (`slices.rs`).
+    slice_builds: u32,
 }
 
 /// Filters for listing builds.

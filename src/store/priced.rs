@@ -29,20 +29,22 @@ pub struct PricedBuild {
 
 impl Store {
     /// Calls `each` for every finished build whose finish is in `[from, to)`, with its usage
-    /// report joined, one row at a time (a year of builds is never held in memory).
+    /// report joined, in order of finish, one row at a time (a year of builds is never
+    /// held in memory) and one slice of the range per snapshot (`store/slices.rs`).
     pub async fn for_each_finished_build(
         &self,
         from: Timestamp,
         to: Timestamp,
         mut each: impl FnMut(PricedBuild),
     ) -> Result<u64, StoreError> {
-        use futures_util::TryStreamExt;
-        let mut rows = finished_builds(from, to).fetch(&self.pool);
+        let sql = format!("{FINISHED_BUILDS} ORDER BY b.finished_at");
         let mut n = 0;
-        while let Some(row) = rows.try_next().await? {
-            each(priced_from_row(&row)?);
+        self.each_row_sliced(&sql, from.millis(), to.millis(), |row| {
+            each(priced_from_row(row)?);
             n += 1;
-        }
+            Ok(())
+        })
+        .await?;
         Ok(n)
     }
 
@@ -182,17 +184,6 @@ pub(super) const FINISHED_BUILDS: &str = "SELECT b.controller, b.job, b.number, 
      FROM builds b LEFT JOIN build_performance p \
      ON p.controller = b.controller AND p.job = b.job AND p.number = b.number \
      WHERE b.finished_at >= $1 AND b.finished_at < $2 AND b.duration_ms IS NOT NULL";
-
-fn finished_builds<'q>(
-    from: Timestamp,
-    to: Timestamp,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{FINISHED_BUILDS} ORDER BY b.finished_at"
-    )))
-    .bind(from.millis())
-    .bind(to.millis())
-}
 
 pub(super) fn priced_from_row(row: &AnyRow) -> Result<PricedBuild, StoreError> {
     let usage = match (

@@ -201,6 +201,9 @@ async fn rollups_answer_as_the_builds_do(db: Db) {
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let ((rolled, rolled_url), (raw, raw_url)) =
         (store(db, d1.path()).await, store(db, d2.path()).await);
+    // The rolled store reads builds 7 at a time (a snapshot each): every hour and day is
+    // summed from several slices, and must sum as one read does.
+    let rolled = rolled.with_read_slice(7);
     let both = async |events: Vec<IngestEvent>| {
         for s in [&rolled, &raw] {
             for chunk in events.chunks(200) {
@@ -250,6 +253,44 @@ async fn rollups_answer_as_the_builds_do(db: Db) {
         usage(&[&rolled, &raw], job, *n, body).await;
     }
     compare(&rolled, &raw, "nothing rolled up yet").await;
+    // Read in slices or in one, the finished builds come back the same, in finish order.
+    let (from, to) = (
+        Timestamp::from_millis(D0 - DAY).unwrap(),
+        Timestamp::from_millis(D0 + 5 * DAY).unwrap(),
+    );
+    let (mut sliced, mut whole) = (Vec::new(), Vec::new());
+    rolled
+        .for_each_finished_build(from, to, |b| sliced.push(b))
+        .await
+        .unwrap();
+    raw.clone()
+        .with_read_slice(u32::MAX)
+        .for_each_finished_build(from, to, |b| whole.push(b))
+        .await
+        .unwrap();
+    assert_eq!(sliced.len(), finished.len());
+    assert!(sliced.is_sorted_by_key(|b| b.finished_at));
+    let key = |b: &jenkins_autopilot::store::PricedBuild| {
+        (b.finished_at, b.controller.clone(), b.job.clone(), b.number)
+    };
+    sliced.sort_by_key(key);
+    whole.sort_by_key(key);
+    assert_eq!(sliced, whole);
+    // The costly-build candidates too: the longest 5 of those past 20 minutes (or dear).
+    let candidates = async |s: &Store| {
+        s.costly_build_candidates(from, to, 20 * 60_000, 0.05, 0.01, 0.02, 5)
+            .await
+            .unwrap()
+    };
+    let (a, b) = (
+        candidates(&rolled).await,
+        candidates(&raw.clone().with_read_slice(u32::MAX)).await,
+    );
+    assert_eq!(a.len(), 5);
+    assert_eq!(
+        a.iter().map(|b| b.duration_ms).collect::<Vec<_>>(),
+        b.iter().map(|b| b.duration_ms).collect::<Vec<_>>()
+    );
     // The medians, counted by hand: the middle duration, or the mean of the two middle
     // ones, of each job's successful builds on each side.
     let (from, split, to) = ranges()[0];

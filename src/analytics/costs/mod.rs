@@ -347,7 +347,7 @@ async fn cost_of(
     })
 }
 
-/// Every hour, checks the hour just past against the alert thresholds: each alert is
+/// Every hour, ten minutes past, checks the hour just past against the alert thresholds: each alert is
 /// logged and counted (`autopilot_cost_alerts_total`); a build or pool-hour is checked
 /// once, as the hours do not overlap.
 pub async fn watch_alerts(
@@ -357,13 +357,20 @@ pub async fn watch_alerts(
     leader: crate::leader::Leadership,
 ) {
     const HOUR_MS: i64 = 3_600_000;
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
+    let mut checked: Option<i64> = None;
     loop {
-        tick.tick().await;
+        // Once the hour that ended has been rolled up (its grace and a roller's pass
+        // after it), so its costs come from its rollup rows, not from its builds.
+        let now = Timestamp::now().millis();
+        let after = crate::store::ROLL_GRACE_MS + 5 * 60_000;
+        let wait = (after - now.rem_euclid(HOUR_MS)).rem_euclid(HOUR_MS);
+        tokio::time::sleep(std::time::Duration::from_millis(wait.max(1_000) as u64)).await;
         let now = Timestamp::now().millis();
         let end = now - now.rem_euclid(HOUR_MS);
+        // Each hour once, however the sleeps fall.
+        if checked.replace(end) == Some(end) {
+            continue;
+        }
         let (Ok(from), Ok(to)) = (
             Timestamp::from_millis(end - HOUR_MS),
             Timestamp::from_millis(end),

@@ -17,7 +17,7 @@ mod read;
 mod roll;
 mod rows;
 
-pub use roll::{HOUR_ROWS_KEPT_MS, RollUp};
+pub use roll::{HOUR_ROWS_KEPT_MS, ROLL_GRACE_MS, RollUp};
 
 use super::StoreError;
 use crate::domain::Timestamp;

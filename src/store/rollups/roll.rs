@@ -142,10 +142,13 @@ impl Store {
         Ok(tx.commit().await?)
     }
 
-    /// The finished builds of `[from, to)` summed per controller, job, label and result.
+    /// The finished builds of `[from, to)` summed per controller, job, label and result,
+    /// read in slices of their own snapshot each (`store/slices.rs`). Exact all the same:
+    /// the caller read the hour's marks (or found the day's hours current) before the
+    /// first slice, and a write a slice did not see came later and left a mark the roll
+    /// finds under its lock.
     async fn sum_builds(
         &self,
-        tx: &mut Tx<'_>,
         from: i64,
         to: i64,
     ) -> Result<(BTreeMap<Key, Sums>, Option<i64>), StoreError> {
@@ -160,56 +163,14 @@ impl Store {
              ON p.controller = b.controller AND p.job = b.job AND p.number = b.number \
              WHERE b.finished_at >= $1 AND b.finished_at < $2 AND b.duration_ms IS NOT NULL"
         );
-        // Row by row: a busy hour has hundreds of thousands of builds, and holding them
-        // all as rows took most of a gigabyte.
-        use futures_util::TryStreamExt;
-        let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(from)
-            .bind(to)
-            .fetch(&mut **tx);
         let mut groups: BTreeMap<Key, Sums> = BTreeMap::new();
         // The newest change summed: a build's update or its usage report.
         let mut seen_through: Option<i64> = None;
-        while let Some(row) = rows.try_next().await? {
-            let row = &row;
-            let changed = [
-                row.try_get::<Option<i64>, _>("updated_at")?,
-                row.try_get::<Option<i64>, _>("recorded_at")?,
-            ];
-            seen_through = seen_through.max(changed.into_iter().flatten().max());
-            let key = key_of(row)?;
-            let duration: i64 = row.try_get("duration_ms")?;
-            let wait: Option<i64> = row.try_get("queue_wait_ms")?;
-            let found_by: Option<String> = row.try_get("found_by")?;
-            let unreported = row
-                .try_get::<i32, _>("unreported")
-                .map(i64::from)
-                .or_else(|_| row.try_get::<i64, _>("unreported"))?
-                == 1;
-            let g = groups.entry(key).or_default();
-            g.builds += 1;
-            g.duration_ms += duration as f64;
-            g.durations.push(duration);
-            if let Some(w) = wait {
-                g.wait_ms += w as f64;
-                g.waits += 1;
-                g.queue_waits.push(w);
-            }
-            if unreported {
-                g.unreported += 1;
-                g.unreported_ms += duration as f64;
-            } else {
-                let cpu: Option<f64> = row.try_get("cpu_m")?;
-                let mem: Option<f64> = row.try_get("mem_b")?;
-                g.cpu_m_ms += duration as f64 * cpu.unwrap_or(0.0);
-                g.memory_b_ms += duration as f64 * mem.unwrap_or(0.0);
-            }
-            match found_by.as_deref() {
-                Some("backfill") => g.backfilled += 1,
-                Some("repair") => g.repaired += 1,
-                _ => {}
-            }
-        }
+        // Row by row: holding a busy hour's builds as rows took most of a gigabyte.
+        self.each_row_sliced(&sql, from, to, |row| {
+            sum_row(&mut groups, &mut seen_through, row)
+        })
+        .await?;
         Ok((groups, seen_through))
     }
 
@@ -248,7 +209,7 @@ impl Store {
 
     /// Sums the hour's builds anew; its day is to be rolled again.
     ///
-    /// The builds are read and summed in a read snapshot, outside the write lock: a busy
+    /// The builds are read and summed outside the write lock, in short snapshots: a busy
     /// hour holds hundreds of thousands of builds, and summing them under the lock held
     /// every webhook for seconds. What keeps it exact: every write sets a new version on
     /// its writer's mark of the hours it changes, in the same transaction; the marks are
@@ -259,7 +220,7 @@ impl Store {
     /// (during a hand-over of the lead) rolled the hour from a later snapshot.
     async fn roll_hour(&self, hour: i64) -> Result<(), StoreError> {
         let day = hour - hour.rem_euclid(DAY_MS);
-        let (marks, (groups, seen_through)) = {
+        let (marks, hours) = {
             let mut read = self.read_tx().await?;
             let marks: Vec<(i64, i64)> =
                 sqlx::query_as("SELECT mark, version FROM rollup_stale WHERE hour = $1")
@@ -271,15 +232,15 @@ impl Store {
                     .bind(day)
                     .fetch_optional(&mut *read)
                     .await?;
-            // A day that dropped its hour rows is summed from its builds again; its hours
-            // are not kept one by one.
-            let summed = match hours {
-                _ if marks.is_empty() => (BTreeMap::new(), None),
-                Some(0) => (BTreeMap::new(), None),
-                _ => self.sum_builds(&mut read, hour, hour + HOUR_MS).await?,
-            };
             read.commit().await?;
-            (marks, summed)
+            (marks, hours)
+        };
+        // A day that dropped its hour rows is summed from its builds again; its hours
+        // are not kept one by one.
+        let (groups, seen_through) = match hours {
+            _ if marks.is_empty() => (BTreeMap::new(), None),
+            Some(0) => (BTreeMap::new(), None),
+            _ => self.sum_builds(hour, hour + HOUR_MS).await?,
         };
         if marks.is_empty() {
             return Ok(());
@@ -337,7 +298,7 @@ impl Store {
     }
 
     /// Sums the day's builds, when none of its hours is stale; whether it did. As for an
-    /// hour, the builds are summed in a read snapshot outside the write lock, and the sums
+    /// hour, the builds are summed in short snapshots outside the write lock, and the sums
     /// are kept only if still no hour of the day is stale under the lock (a write since
     /// marked one).
     async fn roll_day(&self, day: i64) -> Result<bool, StoreError> {
@@ -348,16 +309,10 @@ impl Store {
             .bind(day)
             .bind(day + DAY_MS)
         };
-        let groups = {
-            let mut read = self.read_tx().await?;
-            if stale_in(day).fetch_one(&mut *read).await? > 0 {
-                read.commit().await?;
-                return Ok(false);
-            }
-            let (groups, _) = self.sum_builds(&mut read, day, day + DAY_MS).await?;
-            read.commit().await?;
-            groups
-        };
+        if stale_in(day).fetch_one(&self.pool).await? > 0 {
+            return Ok(false);
+        }
+        let (groups, _) = self.sum_builds(day, day + DAY_MS).await?;
         let mut tx = self.roll_tx().await?;
         if stale_in(day).fetch_one(&mut *tx).await? > 0 {
             tx.commit().await?;
@@ -371,4 +326,50 @@ impl Store {
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// Adds one build row to its group's sums and to the newest change summed.
+fn sum_row(
+    groups: &mut BTreeMap<Key, Sums>,
+    seen_through: &mut Option<i64>,
+    row: &sqlx::any::AnyRow,
+) -> Result<(), StoreError> {
+    let changed = [
+        row.try_get::<Option<i64>, _>("updated_at")?,
+        row.try_get::<Option<i64>, _>("recorded_at")?,
+    ];
+    *seen_through = (*seen_through).max(changed.into_iter().flatten().max());
+    let key = key_of(row)?;
+    let duration: i64 = row.try_get("duration_ms")?;
+    let wait: Option<i64> = row.try_get("queue_wait_ms")?;
+    let found_by: Option<String> = row.try_get("found_by")?;
+    let unreported = row
+        .try_get::<i32, _>("unreported")
+        .map(i64::from)
+        .or_else(|_| row.try_get::<i64, _>("unreported"))?
+        == 1;
+    let g = groups.entry(key).or_default();
+    g.builds += 1;
+    g.duration_ms += duration as f64;
+    g.durations.push(duration);
+    if let Some(w) = wait {
+        g.wait_ms += w as f64;
+        g.waits += 1;
+        g.queue_waits.push(w);
+    }
+    if unreported {
+        g.unreported += 1;
+        g.unreported_ms += duration as f64;
+    } else {
+        let cpu: Option<f64> = row.try_get("cpu_m")?;
+        let mem: Option<f64> = row.try_get("mem_b")?;
+        g.cpu_m_ms += duration as f64 * cpu.unwrap_or(0.0);
+        g.memory_b_ms += duration as f64 * mem.unwrap_or(0.0);
+    }
+    match found_by.as_deref() {
+        Some("backfill") => g.backfilled += 1,
+        Some("repair") => g.repaired += 1,
+        _ => {}
+    }
+    Ok(())
 }
