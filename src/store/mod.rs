@@ -198,7 +198,9 @@ impl Store {
                  WHERE controller = $1 AND state <> 'left' AND state_at < $3 AND queue_id IN ({})",
                 marks.join(", ")
             );
+            // As long as the list: not kept prepared (see `write::bind_all`).
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .persistent(false)
                 .bind(controller.as_str())
                 .bind(now.millis())
                 .bind(older_than.millis());

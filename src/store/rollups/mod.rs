@@ -57,7 +57,8 @@ pub(super) async fn mark_stale(tx: &mut Tx<'_>, at: &[Timestamp]) -> Result<(), 
              ON CONFLICT (hour, mark) DO UPDATE SET version = excluded.version",
             values.join(", ")
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        // As long as the list of hours: not kept prepared (see `write::bind_all`).
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for h in chunk {
             q = q.bind(*h);
         }

@@ -88,7 +88,7 @@ pub(super) async fn replace_rows(
              memory_b_ms, backfilled, repaired, durations, queue_waits) VALUES {}",
             values.join(", ")
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for ((controller, job, label, result), s) in chunk {
             let (mut durations, mut waits) = (s.durations.clone(), s.queue_waits.clone());
             durations.sort_unstable();

@@ -31,10 +31,13 @@ enum Arg {
     OptInt(Option<i64>),
 }
 
-fn bind_all<'q>(
-    mut q: Query<'q, Any, AnyArguments>,
-    args: Vec<Arg>,
-) -> Query<'q, Any, AnyArguments> {
+/// Binds `args` to a statement whose text follows the batch (a row of placeholders per
+/// event or key). Such statements are not kept prepared: each batch size is a statement
+/// of its own, a connection keeps its last hundred, and under a steady load every size up
+/// to the chunk turns up, so the writer's cache churned and held tens of megabytes of
+/// large prepared statements that were seldom used twice.
+fn bind_all<'q>(q: Query<'q, Any, AnyArguments>, args: Vec<Arg>) -> Query<'q, Any, AnyArguments> {
+    let mut q = q.persistent(false);
     for a in args {
         q = match a {
             Arg::Text(v) => q.bind(v),
