@@ -1,7 +1,8 @@
 //! Replay speed: 100,000 synthetic builds (a daily cycle with bursts, 4 labels) through
 //! every policy. Prints builds replayed per second. Run: `cargo bench --bench simulate`.
 
-use jenkins_autopilot::sim::{SimPolicy, SimPoolSettings, compare, trace::TraceBuild};
+use jenkins_autopilot::config::{PoolPolicy, PoolSettings, Settings};
+use jenkins_autopilot::sim::{SimConfig, SimPolicy, compare, trace::TraceBuild};
 use rand::{Rng, SeedableRng};
 use std::time::{Duration, Instant};
 
@@ -32,10 +33,16 @@ fn main() {
             }
         })
         .collect();
-    let settings = SimPoolSettings {
-        max: 200,
-        ..Default::default()
-    };
+    // A pool of up to 200 agents, otherwise as the service's defaults.
+    let pool: PoolSettings = serde_yaml::from_str(
+        "{controller: bench, label: linux, namespace: ci, deployment: agents, max: 200}",
+    )
+    .expect("a valid pool");
+    let service = Settings::load(None, Vec::new()).expect("the default settings");
+    let cfg = SimConfig::new(&PoolPolicy::from(&pool), &service).with_timing(
+        jenkins_autopilot::sim::startup::Startup::fixed(Duration::from_secs(60)),
+        Duration::from_secs(10),
+    );
     let policies = [
         SimPolicy::Static(20),
         SimPolicy::SeedQueueHalf,
@@ -53,14 +60,7 @@ fn main() {
     for p in policies {
         let started = Instant::now();
         let hidden = indicatif::ProgressBar::hidden();
-        let r = compare(
-            &builds,
-            &[p],
-            &settings,
-            jenkins_autopilot::sim::startup::Startup::fixed(Duration::from_secs(60)),
-            Duration::from_secs(10),
-            &hidden,
-        );
+        let r = compare(&builds, &[p], &cfg, &hidden);
         let secs = started.elapsed().as_secs_f64();
         let f = &r[&p.name()];
         assert_eq!(f.builds, n);

@@ -50,12 +50,10 @@ pub async fn pool_frontiers<S: Send + 'static>(
                 let mut builds = per_pool.remove(&name).unwrap_or_default();
                 let in_range = builds.len();
                 builds.drain(..in_range.saturating_sub(MAX_BUILDS));
-                let p = &settings.scaling.pools[&name];
-                let cfg = SimConfig::for_pool(p, &settings);
+                let p = crate::config::PoolPolicy::from(&settings.scaling.pools[&name]);
+                let cfg = SimConfig::new(&p, &settings);
                 Some(Replayed {
-                    frontier: pool_frontier(&builds, &cfg, SimPolicy::of_pool(p), &|| {
-                        stop.asked()
-                    })?,
+                    frontier: pool_frontier(&builds, &cfg, SimPolicy::from(&p), &|| stop.asked())?,
                     pool: name,
                     builds_in_range: in_range,
                 })

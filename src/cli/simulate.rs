@@ -13,8 +13,9 @@ pub struct Args {
     /// instead of a trace, with the pool's own settings: needs --pool and --frontier.
     #[arg(long, requires_all = ["pool", "frontier"], conflicts_with = "trace")]
     from_store: bool,
-    /// The pool (as in scaling.pools) whose builds --from-store replays.
-    #[arg(long)]
+    /// A configured pool (as in scaling.pools of --config): --from-store replays its
+    /// recorded builds; with --trace, the trace is replayed with its settings.
+    #[arg(long, conflicts_with = "pool_config")]
     pool: Option<String>,
     /// With --from-store: the recorded range, e.g. 30d.
     #[arg(long, default_value = "30d")]
@@ -23,16 +24,19 @@ pub struct Args {
     data_dir: Option<PathBuf>,
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Pool settings YAML (executors_per_agent, min, max, idle_headroom, behavior, prices);
-    /// default: a pool's defaults.
+    /// A pool's settings in the service's schema (one entry of scaling.pools: policy,
+    /// sizes, behavior, warm, keep_idle, schedules, agent), checked as the service checks
+    /// them; priced at --config's cost.prices. Default: a pool of the service's defaults.
     #[arg(long)]
     pool_config: Option<PathBuf>,
     /// Replay only this label's builds.
     #[arg(long)]
     label: Option<String>,
-    /// The policy to replay: queue (default), seed-queue-half, per-build, oracle, static:N.
-    #[arg(long, default_value = "queue")]
-    policy: String,
+    /// The policy to replay: queue, seed-queue-half, per-build, oracle, static:N,
+    /// window:M, keep-idle:M, headroom:N, warm:PERCENT, predictive, multi-metric. Default:
+    /// the pool's own (`queue` for the defaults).
+    #[arg(long)]
+    policy: Option<String>,
     /// Replay several policies side by side; without a list: static:N (N = the oracle's
     /// peak), seed-queue-half, queue, per-build, oracle.
     #[arg(long, num_args = 0.., value_delimiter = ',')]
@@ -108,9 +112,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.from_store {
         return simulate_from_store(&args);
     }
+    let (service, _) = settings_for(config_dir(args.config.clone()).as_deref(), None)?;
+    let pool = replayed_pool(&args, &service)?;
     let Args {
         trace,
-        pool_config,
         label,
         policy,
         compare,
@@ -124,19 +129,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     use crate::sim::{self, SimPolicy};
     use anyhow::Context;
     use std::time::Duration;
-    let settings: sim::SimPoolSettings = match &pool_config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            serde_yaml::from_str(&text)
-                .with_context(|| format!("{} is not a valid pool configuration", path.display()))?
-        }
-        None => sim::SimPoolSettings::default(),
-    };
-    for (i, s) in settings.schedules.iter().enumerate() {
-        crate::scaling::schedule::Schedule::parse(s)
-            .map_err(|e| anyhow::anyhow!("--pool-config: schedules[{i}]: {e}"))?;
-    }
     let mut builds = sim::trace::read(&trace)?;
     if let Some(l) = &label {
         builds.retain(|b| &b.label == l);
@@ -148,10 +140,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let startup = sim::startup::Startup::parse(&pod_startup)
         .map_err(|e| anyhow::anyhow!("--pod-startup: {e}"))?;
     let period = Duration::from_secs(reconcile.max(1));
+    let policy_of_pool = crate::config::PoolPolicy::from(&pool);
+    let cfg = sim::SimConfig::new(&policy_of_pool, &service).with_timing(startup, period);
     if frontier {
         let progress =
             indicatif::ProgressBar::new((builds.len() * (sim::FRONTIER.len() + 1)) as u64);
-        let f = sim::frontier(&builds, &settings, startup, period, &progress);
+        let f = sim::frontier(&builds, &cfg, &progress);
         if format == Output::Json {
             println!("{}", serde_json::to_string_pretty(&f)?);
         } else {
@@ -164,12 +158,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let policies: Vec<SimPolicy> = match compare {
-        None => {
-            vec![SimPolicy::parse(&policy).with_context(|| format!("unknown policy {policy:?}"))?]
-        }
+        None => match policy {
+            Some(p) => vec![SimPolicy::parse(&p).with_context(|| format!("unknown policy {p:?}"))?],
+            None => vec![SimPolicy::from(&policy_of_pool)],
+        },
         Some(list) if list.is_empty() => {
             // The static pool sized to the oracle's peak: what a fixed pool needs never to queue.
-            let peak = sim::peak_agents(&builds, &settings.config(startup, period));
+            let peak = sim::peak_agents(&builds, &cfg);
             vec![
                 SimPolicy::Static(peak),
                 SimPolicy::SeedQueueHalf,
@@ -193,7 +188,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .expect("valid template")
         .progress_chars("=> "),
     );
-    let results = sim::compare(&builds, &policies, &settings, startup, period, &progress);
+    let results = sim::compare(&builds, &policies, &cfg, &progress);
     if format == Output::Json {
         println!(
             "{}",
@@ -212,4 +207,36 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         print!("{}", sim::table(&results, &policies));
     }
     Ok(())
+}
+
+/// The pool a trace is replayed with: `--pool-config`'s file, `--pool`'s configured pool,
+/// or a pool of the service's defaults.
+fn replayed_pool(
+    args: &Args,
+    service: &crate::config::Settings,
+) -> anyhow::Result<crate::config::PoolSettings> {
+    use anyhow::Context;
+    if let Some(path) = &args.pool_config {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        return crate::config::PoolSettings::from_yaml(&text).map_err(|problems| {
+            let lines: Vec<String> = problems
+                .iter()
+                .map(|(field, reason)| format!("{}: {field}: {reason}", path.display()))
+                .collect();
+            anyhow::anyhow!("--pool-config is not a valid pool:\n{}", lines.join("\n"))
+        });
+    }
+    if let Some(name) = &args.pool {
+        return service
+            .scaling
+            .pools
+            .get(name)
+            .cloned()
+            .with_context(|| format!("--pool: no pool {name:?} in scaling.pools"));
+    }
+    // The replay reads no name of the pool: these only satisfy the schema.
+    Ok(serde_yaml::from_str(
+        "{controller: trace, label: trace, namespace: trace, deployment: trace}",
+    )?)
 }

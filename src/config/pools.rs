@@ -140,36 +140,167 @@ fn default_keep_idle() -> Duration {
 }
 
 impl PoolSettings {
-    /// The sizing rules `scaling::decide` runs for this pool: the one place they are built.
-    /// A `warm` pool's scale-down stabilization window is zero: its budget decides which
-    /// idle agents stay.
-    pub fn scale_policy(&self) -> crate::scaling::ScalePolicy {
-        crate::scaling::ScalePolicy::new(
-            self.policy,
-            crate::scaling::PoolShape {
-                executors_per_agent: self.executors_per_agent,
-                min: self.min,
-                max: self.max,
-                idle_headroom: self.idle_headroom,
+    /// One pool's settings from YAML (an entry of `scaling.pools`, as `simulate
+    /// --pool-config` reads it), refused with every unknown or invalid field: (field,
+    /// reason).
+    pub fn from_yaml(text: &str) -> Result<Self, Vec<(String, String)>> {
+        let tree: Value = serde_yaml::from_str(text)
+            .map_err(|e| vec![(String::new(), format!("is not valid YAML: {e}"))])?;
+        let mut unknown: Vec<String> = Vec::new();
+        let parsed: Result<Self, _> = {
+            let mut note = |path: serde_ignored::Path| unknown.push(path.to_string());
+            serde_path_to_error::deserialize(serde_ignored::Deserializer::new(&tree, &mut note))
+        };
+        let pool = parsed.map_err(|e| {
+            let path = e.path().to_string();
+            vec![(path, e.into_inner().to_string())]
+        })?;
+        let mut problems: Vec<(String, String)> = unknown
+            .into_iter()
+            .map(|path| (path, "is not a known setting".to_string()))
+            .collect();
+        problems.extend(pool.check());
+        if problems.is_empty() {
+            Ok(pool)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// What is wrong with this pool's own settings: (field, reason), the field named
+    /// within the pool. Whether its controller is configured is the service's check.
+    pub fn check(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut bad = |field: String, reason: &str| out.push((field, reason.to_string()));
+        if self.policy == crate::scaling::PolicyName::Warm && self.warm.max_idle > self.max {
+            bad("warm.max_idle".into(), "must not exceed max");
+        }
+        if self.warm.window < Duration::from_secs(3600) {
+            bad("warm.window".into(), "must be at least 1h");
+        }
+        for (i, sch) in self.schedules.iter().enumerate() {
+            if let Err(e) = crate::scaling::schedule::Schedule::parse(sch) {
+                bad(format!("schedules[{i}]"), &e);
+            }
+            if sch.min > self.max {
+                bad(format!("schedules[{i}].min"), "must not exceed max");
+            }
+        }
+        if self.predictive == PredictiveMode::Scale {
+            bad(
+                "predictive".into(),
+                "scale is no longer offered: in replay a plain scale-down window cost less and started more builds at once (`simulate --compare predictive,queue` and `--frontier`); use `policy: warm`, which beat every window; `forecast-only` still records the forecast",
+            );
+        }
+        if !crate::domain::is_dns_label(&self.namespace) {
+            bad(
+                "namespace".into(),
+                "must be a DNS label (a-z, 0-9, '-', at most 63)",
+            );
+        }
+        if !crate::domain::is_dns_subdomain(&self.deployment) {
+            bad(
+                "deployment".into(),
+                "must be a DNS subdomain name (a-z, 0-9, '-', '.')",
+            );
+        }
+        if self.executors_per_agent == 0 {
+            bad("executors_per_agent".into(), "must be at least 1");
+        }
+        if self.min > self.max {
+            bad("min".into(), &format!("must not exceed max ({})", self.max));
+        }
+        for (dir, rules) in [
+            ("scaleUp", &self.behavior.scale_up),
+            ("scaleDown", &self.behavior.scale_down),
+        ] {
+            for (i, policy) in rules.policies.iter().enumerate() {
+                if policy.period.is_zero() {
+                    bad(
+                        format!("behavior.{dir}.policies.{i}.period"),
+                        "must be longer than 0s",
+                    );
+                }
+                if policy.value == 0 {
+                    bad(
+                        format!("behavior.{dir}.policies.{i}.value"),
+                        "must be at least 1",
+                    );
+                }
+            }
+        }
+        out
+    }
+}
+
+/// What a pool runs, built from its settings in this one place: the policy, sizes and
+/// behaviour as configured, the keep-idle time, the warm budget (a fraction: `12.5%` is
+/// 0.125) and window (a duration), the schedules and the agent's shape. The live
+/// controller, the replay of a pool's history, the warm guard, the optimizer, the
+/// frontier and `simulate --pool-config` all start from it, so a pool replays as it runs.
+#[derive(Debug, Clone)]
+pub struct PoolPolicy {
+    pub name: crate::scaling::PolicyName,
+    pub shape: crate::scaling::PoolShape,
+    /// The behaviour as configured (a `warm` or `keep-idle` pool's rules then drop its
+    /// scale-down window: [`PoolPolicy::scale`]).
+    pub behavior: crate::scaling::Behavior,
+    /// `keep-idle`: how long each agent is kept after its last build.
+    pub keep_idle: Duration,
+    /// The warm budget, most idle agents and window; its start-up is the service's
+    /// (zero here: [`PoolPolicy::warm_starting_in`]).
+    pub warm: crate::scaling::warm::WarmPolicy,
+    pub schedules: Vec<crate::scaling::schedule::Schedule>,
+    /// What one agent pod requests (priced by the cost model).
+    pub agent: crate::cost::Shape,
+}
+
+impl From<&PoolSettings> for PoolPolicy {
+    fn from(p: &PoolSettings) -> Self {
+        Self {
+            name: p.policy,
+            shape: crate::scaling::PoolShape {
+                executors_per_agent: p.executors_per_agent.max(1),
+                min: p.min,
+                max: p.max,
+                idle_headroom: p.idle_headroom,
             },
+            behavior: p.behavior.clone(),
+            keep_idle: p.keep_idle,
+            warm: crate::scaling::warm::WarmPolicy {
+                budget: p.warm.budget / 100.0,
+                max_idle: p.warm.max_idle,
+                window_ms: i64::try_from(p.warm.window.as_millis())
+                    .unwrap_or(i64::MAX)
+                    .max(1),
+                startup_ms: 0,
+                executors_per_agent: p.executors_per_agent.max(1),
+            },
+            // The settings check has refused bad ones.
+            schedules: crate::scaling::schedule::parse_valid(&p.schedules),
+            agent: p.agent,
+        }
+    }
+}
+
+impl PoolPolicy {
+    /// The sizing rules `scaling::decide` runs: the one place they are built. A `warm` or
+    /// `keep-idle` pool's scale-down stabilization window is zero (its budget or its
+    /// keep-idle time decides which idle agents stay).
+    pub fn scale(&self) -> crate::scaling::ScalePolicy {
+        crate::scaling::ScalePolicy::new(
+            self.name,
+            self.shape,
             &self.behavior,
-            self.keep_idle.as_millis() as i64,
+            i64::try_from(self.keep_idle.as_millis()).unwrap_or(i64::MAX),
         )
     }
 
-    /// The pool's schedules, parsed (the settings check has refused bad ones).
-    pub fn schedules(&self) -> Vec<crate::scaling::schedule::Schedule> {
-        crate::scaling::schedule::parse_valid(&self.schedules)
-    }
-
-    /// The warm settings as the plan reads them, with the pool's pod start-up.
-    pub fn warm_policy(&self, pod_startup: Duration) -> crate::scaling::warm::WarmPolicy {
+    /// The warm policy as the plan reads it, with the pool's pod start-up.
+    pub fn warm_starting_in(&self, pod_startup: Duration) -> crate::scaling::warm::WarmPolicy {
         crate::scaling::warm::WarmPolicy {
-            budget: self.warm.budget / 100.0,
-            max_idle: self.warm.max_idle,
-            window_ms: self.warm.window.as_millis().max(1) as i64,
-            startup_ms: pod_startup.as_millis() as i64,
-            executors_per_agent: self.executors_per_agent.max(1),
+            startup_ms: i64::try_from(pod_startup.as_millis()).unwrap_or(i64::MAX),
+            ..self.warm
         }
     }
 }

@@ -2,7 +2,7 @@
 //! with the field's path and origin.
 
 use super::*;
-use crate::domain::{is_dns_label, is_dns_subdomain};
+use crate::domain::is_dns_label;
 
 impl Settings {
     pub(super) fn validate(&self, origins: &Origins, errors: &mut Vec<FieldError>) {
@@ -175,62 +175,8 @@ impl Settings {
                     ),
                 );
             }
-            if p.policy == crate::scaling::PolicyName::Warm && p.warm.max_idle > p.max {
-                bad(&at("warm.max_idle"), "must not exceed max");
-            }
-            if p.warm.window < Duration::from_secs(3600) {
-                bad(&at("warm.window"), "must be at least 1h");
-            }
-            for (i, sch) in p.schedules.iter().enumerate() {
-                if let Err(e) = crate::scaling::schedule::Schedule::parse(sch) {
-                    bad(&at(&format!("schedules[{i}]")), &e);
-                }
-                if sch.min > p.max {
-                    bad(&at(&format!("schedules[{i}].min")), "must not exceed max");
-                }
-            }
-            if p.predictive == PredictiveMode::Scale {
-                bad(
-                    &at("predictive"),
-                    "scale is no longer offered: in replay a plain scale-down window cost less and started more builds at once (`simulate --compare predictive,queue` and `--frontier`); use `policy: warm`, which beat every window; `forecast-only` still records the forecast",
-                );
-            }
-            if !is_dns_label(&p.namespace) {
-                bad(
-                    &at("namespace"),
-                    "must be a DNS label (a-z, 0-9, '-', at most 63)",
-                );
-            }
-            if !is_dns_subdomain(&p.deployment) {
-                bad(
-                    &at("deployment"),
-                    "must be a DNS subdomain name (a-z, 0-9, '-', '.')",
-                );
-            }
-            if p.executors_per_agent == 0 {
-                bad(&at("executors_per_agent"), "must be at least 1");
-            }
-            if p.min > p.max {
-                bad(&at("min"), &format!("must not exceed max ({})", p.max));
-            }
-            for (dir, rules) in [
-                ("scaleUp", &p.behavior.scale_up),
-                ("scaleDown", &p.behavior.scale_down),
-            ] {
-                for (i, policy) in rules.policies.iter().enumerate() {
-                    if policy.period.is_zero() {
-                        bad(
-                            &at(&format!("behavior.{dir}.policies.{i}.period")),
-                            "must be longer than 0s",
-                        );
-                    }
-                    if policy.value == 0 {
-                        bad(
-                            &at(&format!("behavior.{dir}.policies.{i}.value")),
-                            "must be at least 1",
-                        );
-                    }
-                }
+            for (field, reason) in p.check() {
+                bad(&at(&field), &reason);
             }
         }
     }

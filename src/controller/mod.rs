@@ -287,20 +287,21 @@ pub struct PoolWorker {
 impl PoolWorker {
     /// The state of the configured pool `name`.
     pub fn new(name: &str, pool: &PoolSettings, settings: &Settings) -> anyhow::Result<Self> {
+        let policy = crate::config::PoolPolicy::from(pool);
         Ok(Self {
             name: name.to_string(),
             settings: pool.clone(),
-            policy: pool.scale_policy(),
+            policy: policy.scale(),
             controller: pool.controller.clone(),
             history: History::default(),
             warm: (pool.policy == PolicyName::Warm).then(|| {
                 warm::LiveWarm::new(
-                    pool.warm_policy(settings.scaling.pod_startup),
-                    crate::sim::engine::SimConfig::for_pool(pool, settings),
+                    policy.warm_starting_in(settings.scaling.pod_startup),
+                    crate::sim::engine::SimConfig::new(&policy, settings),
                     pool.warm.mode == crate::config::WarmMode::ForecastOnly,
                 )
             }),
-            schedules: pool.schedules(),
+            schedules: policy.schedules.clone(),
             startups: Default::default(),
             idle_since: IdleSince::default(),
             dry_run_replicas: None,

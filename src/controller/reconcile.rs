@@ -3,6 +3,7 @@
 //! failed.
 
 use super::*;
+use crate::domain::Outcome;
 
 /// What one reconcile did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,9 +104,9 @@ pub async fn reconcile(
         (None, _) => {
             w.dry_run_replicas = Some(desired);
             w.history.record_change(now, current, desired);
-            ("dry-run", None)
+            (Outcome::DryRun, None)
         }
-        (Some(_), _) if desired == current => ("unchanged", None),
+        (Some(_), _) if desired == current => (Outcome::Unchanged, None),
         (Some(cluster), Some(state)) => {
             match w
                 .apply(ctx, cluster.as_ref(), state, &g, &planned, &mut problems)
@@ -121,7 +122,7 @@ pub async fn reconcile(
                             .with_label_values(&[&w.name, direction])
                             .inc();
                     }
-                    ("applied", None)
+                    (Outcome::Applied, None)
                 }
                 Err(e) => {
                     ctx.metrics
@@ -129,7 +130,7 @@ pub async fn reconcile(
                         .with_label_values(&[&w.name, e.source()])
                         .inc();
                     tracing::warn!(pool = %w.name, error = %e, "applying the decision failed");
-                    ("failed", Some(e.to_string()))
+                    (Outcome::Failed, Some(e.to_string()))
                 }
             }
         }
@@ -140,10 +141,6 @@ pub async fn reconcile(
         (Some(e), false) => Some(format!("{e}; {}", problems.join("; "))),
         (None, false) => Some(problems.join("; ")),
     };
-    let rule = serde_json::to_value(decision.rule)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
     let done = Reconciled {
         current,
         recommended: decision.recommended,
@@ -156,7 +153,7 @@ pub async fn reconcile(
         now,
         trigger,
         (Some(current), Some(decision.recommended), Some(desired)),
-        &rule,
+        decision.rule,
         &decision.reason,
         outcome,
         error,
@@ -185,9 +182,9 @@ pub async fn error_policy(
         ctx.clock.now(),
         trigger,
         (w.held_at, None, None),
-        "hold-on-error",
+        crate::scaling::Rule::HoldOnError,
         "a read failed; the pool holds its size",
-        "held",
+        Outcome::Held,
         Some(format!("{source}: {error}")),
         DecisionInputs::default(),
     );
@@ -221,9 +218,9 @@ impl PoolWorker {
         now: Timestamp,
         trigger: Trigger,
         (current, recommended, desired): (Option<u32>, Option<u32>, Option<u32>),
-        rule: &str,
+        rule: crate::scaling::Rule,
         reason: &str,
-        outcome: &str,
+        outcome: Outcome,
         error: Option<String>,
         inputs: DecisionInputs,
     ) -> DecisionRecord {
@@ -231,13 +228,13 @@ impl PoolWorker {
             pool: self.name.clone(),
             decided_at: now,
             seq: ctx.seq.fetch_add(1, Ordering::Relaxed),
-            trigger: trigger.as_str().to_string(),
+            trigger,
             current,
             recommended,
             desired,
-            rule: rule.to_string(),
+            rule,
             reason: reason.to_string(),
-            outcome: outcome.to_string(),
+            outcome,
             error,
             inputs,
         }

@@ -14,10 +14,10 @@ pub const KEYFRAME_MS: i64 = 3_600_000;
 /// the reason (which names the demand it saw), the error, and what the dashboard draws
 /// from the inputs: the forecast (to a tenth) and the warm agents kept.
 pub(super) type DecisionKey = (
-    String,
+    crate::scaling::plan::Trigger,
     [Option<u32>; 3],
-    String,
-    String,
+    crate::domain::Outcome,
+    crate::scaling::Rule,
     String,
     Option<String>,
     String,
@@ -37,10 +37,10 @@ pub(super) fn decision_key(r: &DecisionRecord) -> DecisionKey {
         .map(|w| w.agents.to_string())
         .unwrap_or_else(|| "null".into());
     (
-        r.trigger.clone(),
+        r.trigger,
         [r.current, r.recommended, r.desired],
-        r.outcome.clone(),
-        r.rule.clone(),
+        r.outcome,
+        r.rule,
         r.reason.clone(),
         r.error.clone(),
         format!("{forecast}/{warm}"),
@@ -94,10 +94,12 @@ impl PoolWorker {
                     .map(|r| crate::scaling::behavior::Past {
                         at: r.decided_at,
                         recommended: r.recommended,
-                        change: match (r.outcome.as_str(), r.current, r.desired) {
-                            ("applied" | "dry-run", Some(from), Some(to)) if from != to => {
-                                Some((from, to))
-                            }
+                        change: match (r.outcome, r.current, r.desired) {
+                            (
+                                crate::domain::Outcome::Applied | crate::domain::Outcome::DryRun,
+                                Some(from),
+                                Some(to),
+                            ) if from != to => Some((from, to)),
                             _ => None,
                         },
                     })

@@ -152,7 +152,7 @@ async fn the_live_controller_decides_as_the_replay_does() {
         ),
     ];
     for (what, policy, pool) in cases {
-        let cfg = SimConfig::for_pool(&pool, &settings);
+        let cfg = SimConfig::new(&crate::config::PoolPolicy::from(&pool), &settings);
         let mut replayed = Vec::new();
         let outcome = replay_logged(&builds, policy, &cfg, Some(&mut replayed));
         let case_dir = tempfile::tempdir().unwrap();
@@ -220,13 +220,13 @@ fn a_day_at_rest_stores_a_keyframe_an_hour() {
         pool: "linux".into(),
         decided_at: Timestamp::from_millis(at).unwrap(),
         seq: 0,
-        trigger: "periodic".into(),
+        trigger: Trigger::Periodic,
         current: Some(desired),
         recommended: Some(desired),
         desired: Some(desired),
-        rule: "demand".into(),
+        rule: crate::scaling::Rule::Demand,
         reason: format!("busy 0 + queued 0 = {desired}"),
-        outcome: "unchanged".into(),
+        outcome: crate::domain::Outcome::Unchanged,
         error: None,
         inputs: Default::default(),
     };

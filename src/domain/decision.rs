@@ -5,6 +5,54 @@
 
 use serde::{Deserialize, Serialize};
 
+/// What became of a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The Deployment was scaled to the decision.
+    Applied,
+    /// The decision kept the replicas there were.
+    Unchanged,
+    /// No cluster: the decision was recorded, nothing scaled.
+    DryRun,
+    /// A read failed: the pool held its size, no decision was made.
+    Held,
+    /// Scaling failed: the pool is as it was.
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Unchanged => "unchanged",
+            Self::DryRun => "dry-run",
+            Self::Held => "held",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Whether the pool was left at the replicas decided (`applied`, `unchanged`,
+    /// `dry-run`) rather than at those it had (`held`, `failed`).
+    pub fn took_effect(self) -> bool {
+        matches!(self, Self::Applied | Self::Unchanged | Self::DryRun)
+    }
+}
+
+/// A unit enum by the name serde writes for it (`dry-run`, `hold-on-error`); `None` for
+/// any other text.
+pub fn from_name<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
+}
+
+/// The name serde writes for a unit enum's value.
+pub fn name_of<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
 /// The decision's snapshot of the pool, as JSON keeps it (absent fields are left out).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]

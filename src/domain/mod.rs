@@ -19,7 +19,10 @@ pub use agents::{
     ComputerView, ExecutorView, JenkinsError, LabelRef, LabelView, NodeRef, QueueItemView, TaskView,
 };
 pub use cluster::{KubeError, PodState, PoolState, PoolUsage, ScaleTo, Waker};
-pub use decision::{DecisionInputs, ForecastInputs, QueueDemand, StartupInputs, WarmInputs};
+pub use decision::{
+    DecisionInputs, ForecastInputs, Outcome, QueueDemand, StartupInputs, WarmInputs, from_name,
+    name_of,
+};
 pub use event::{
     BuildFacts, BuildKey, BuildPhase, BuildResult, DomainEvent, EventSource, IngestEvent,
     NodeEvent, QueueEvent, QueueState, StepEvent, label_from_why,

@@ -51,7 +51,7 @@ pub struct PoolShape {
 
 impl ScalePolicy {
     /// The sizing rules of a pool: the one place they are built, for the live pool
-    /// (`PoolSettings::scale_policy`) and the replay (`SimPolicy`). A `warm` or
+    /// (`config::PoolPolicy::scale`) and the replay (`SimPolicy`). A `warm` or
     /// `keep-idle` pool's scale-down stabilization window is zero: its budget, or each
     /// agent's own idle time, decides which idle agents stay.
     pub fn new(
@@ -133,6 +133,8 @@ pub enum Rule {
     Disabled,
     /// Within the delay after a scale-up.
     DelayAfterScaleUp,
+    /// A read failed and the controller held the pool at its size (never `decide`'s).
+    HoldOnError,
 }
 
 /// The outcome for one pool.

@@ -16,7 +16,8 @@ pub const DEMAND_WINDOW_MS: i64 = 5 * 60_000;
 pub const WAIT_WINDOW_MS: i64 = 15 * 60_000;
 
 /// Why a reconcile runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Trigger {
     /// A wake-up: a build entered the queue (a queue webhook), a pipeline announced one,
     /// or a pod of the pool turned Ready or went away.

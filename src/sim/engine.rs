@@ -654,10 +654,12 @@ pub(crate) mod tests {
         )
         .unwrap();
         let settings = crate::config::Settings::load(None, Vec::new()).unwrap();
-        assert_eq!(SimPolicy::of_pool(&p), SimPolicy::Warm(0.125));
-        let live = p.warm_policy(Duration::from_secs(60));
-        let replay_cfg = SimConfig::for_pool(&p, &settings);
-        let driver = Driver::new(&[], SimPolicy::of_pool(&p), &replay_cfg);
+        let pool = crate::config::PoolPolicy::from(&p);
+        assert_eq!(SimPolicy::from(&pool), SimPolicy::Warm(0.125));
+        let live = pool.warm_starting_in(Duration::from_secs(60));
+        let replay_cfg = SimConfig::new(&pool, &settings);
+        assert_eq!(replay_cfg.warm_window_ms, live.window_ms);
+        let driver = Driver::new(&[], SimPolicy::from(&pool), &replay_cfg);
         assert_eq!(driver.warm.as_ref().unwrap().policy.budget, live.budget);
         let verdict = super::super::guard::warm_verdict(&[b(0, 100)], &cfg(), live.budget);
         assert_eq!(verdict.warm.setting, "12.5%");
@@ -665,9 +667,11 @@ pub(crate) mod tests {
         assert_eq!(SimPolicy::parse("warm:12.5"), Some(SimPolicy::Warm(0.125)));
 
         p.policy = PolicyName::KeepIdle;
-        let replayed = SimPolicy::of_pool(&p).scale_policy(&SimConfig::for_pool(&p, &settings));
-        assert_eq!(replayed, p.scale_policy());
-        assert_eq!(SimPolicy::of_pool(&p).name(), "keep-idle:1m 30s");
+        let pool = crate::config::PoolPolicy::from(&p);
+        let replayed = SimPolicy::from(&pool).scale_policy(&SimConfig::new(&pool, &settings));
+        assert_eq!(replayed, pool.scale());
+        assert_eq!(replayed.keep_idle_ms, 90_000);
+        assert_eq!(SimPolicy::from(&pool).name(), "keep-idle:1m 30s");
         assert_eq!(
             SimPolicy::parse("keep-idle:90s"),
             Some(SimPolicy::KeepIdle(Duration::from_secs(90)))

@@ -1,7 +1,7 @@
 //! The frontier: agent-hours against the share of builds started at once, for each
 //! family's knob on the same trace, beside the oracle. `simulate --frontier`.
 
-use super::{PolicyFigures, SimPolicy, SimPoolSettings, compare, trace};
+use super::{PolicyFigures, SimConfig, SimPolicy, compare, trace};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -154,21 +154,12 @@ pub fn pool_frontier(
 /// Replays every frontier policy and the oracle on the same builds.
 pub fn frontier(
     builds: &[trace::TraceBuild],
-    settings: &SimPoolSettings,
-    pod_startup: super::startup::Startup,
-    reconcile: Duration,
+    cfg: &SimConfig,
     progress: &indicatif::ProgressBar,
 ) -> Frontier {
     let mut policies: Vec<SimPolicy> = FRONTIER.iter().map(|(_, p)| *p).collect();
     policies.push(SimPolicy::Oracle);
-    let results = compare(
-        builds,
-        &policies,
-        settings,
-        pod_startup,
-        reconcile,
-        progress,
-    );
+    let results = compare(builds, &policies, cfg, progress);
     Frontier {
         oracle_agent_hours: results[&SimPolicy::Oracle.name()].agent_hours,
         frontier: FRONTIER

@@ -16,83 +16,8 @@ pub use frontier::{
     FRONTIER, Frontier, FrontierPoint, PoolFrontier, frontier, frontier_table, pool_frontier,
 };
 
-use crate::scaling::Behavior;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
-use std::time::Duration;
-
-/// A pool's configuration for replays (`--pool-config FILE`); every field defaults as a
-/// pool in `jenkins-scaling.yaml` does.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SimPoolSettings {
-    /// Executors each agent offers.
-    pub executors_per_agent: u32,
-    pub min: u32,
-    pub max: u32,
-    pub idle_headroom: u32,
-    /// HPA-style behaviour, as in a pool's settings.
-    pub behavior: Behavior,
-    /// CPU cores one agent requests (priced per CPU-hour).
-    pub agent_cpu: f64,
-    /// Memory one agent requests, GiB (priced per GiB-hour).
-    pub agent_memory_gib: f64,
-    /// Price of one CPU-hour.
-    pub cpu_hour_price: f64,
-    /// Price of one GiB-hour of memory.
-    pub memory_gib_hour_price: f64,
-    /// Most idle agents the `warm` policy keeps.
-    pub warm_max_idle: u32,
-    /// Minimums by the hour, as in a pool's settings.
-    pub schedules: Vec<crate::scaling::schedule::ScheduleSettings>,
-}
-
-impl Default for SimPoolSettings {
-    fn default() -> Self {
-        Self {
-            executors_per_agent: 1,
-            min: 0,
-            max: 10,
-            idle_headroom: 0,
-            behavior: Behavior::default(),
-            agent_cpu: 1.0,
-            agent_memory_gib: 2.0,
-            cpu_hour_price: 0.05,
-            memory_gib_hour_price: 0.01,
-            warm_max_idle: 10,
-            schedules: Vec::new(),
-        }
-    }
-}
-
-impl SimPoolSettings {
-    /// The engine's configuration for this pool.
-    pub fn config(&self, pod_startup: startup::Startup, reconcile: Duration) -> SimConfig {
-        SimConfig {
-            executors_per_agent: self.executors_per_agent.max(1),
-            min: self.min,
-            max: self.max,
-            idle_headroom: self.idle_headroom,
-            behavior: self.behavior.clone(),
-            pod_startup_ms: pod_startup.p50_ms,
-            startup_p95_ms: pod_startup.p95_ms,
-            reconcile_ms: (reconcile.as_millis() as i64).max(1),
-            agent_hour_price: self.agent_cpu * self.cpu_hour_price
-                + self.agent_memory_gib * self.memory_gib_hour_price,
-            // Daily refits (the service's default) on four weeks of 5-minute steps: 50
-            // trees keep a long replay short.
-            forecast_params: crate::forecast::ModelParams {
-                trees: 50,
-                max_depth: 10,
-                seed: 42,
-            },
-            forecast_retrain_ms: crate::config::default_retrain().as_millis() as i64,
-            warm_max_idle: self.warm_max_idle,
-            warm_window_ms: crate::config::WarmSettings::default().window.as_millis() as i64,
-            schedules: crate::scaling::schedule::parse_valid(&self.schedules),
-        }
-    }
-}
 
 /// The figures of one policy on one pool, or on all pools together.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -176,9 +101,7 @@ pub(crate) fn figures(
 pub fn compare(
     builds: &[trace::TraceBuild],
     policies: &[SimPolicy],
-    settings: &SimPoolSettings,
-    pod_startup: startup::Startup,
-    reconcile: Duration,
+    cfg: &SimConfig,
     progress: &indicatif::ProgressBar,
 ) -> BTreeMap<String, PolicyFigures> {
     let mut by_label: BTreeMap<&str, Vec<SimBuild>> = BTreeMap::new();
@@ -191,13 +114,12 @@ pub fn compare(
                 duration: b.duration_ms,
             });
     }
-    let cfg = settings.config(pod_startup, reconcile);
     let mut out = BTreeMap::new();
     for &policy in policies {
         let mut per_pool = Vec::new();
         for (label, pool_builds) in &by_label {
             progress.set_message(format!("{} / {label}", policy.name()));
-            per_pool.push((label.to_string(), replay(pool_builds, policy, &cfg)));
+            per_pool.push((label.to_string(), replay(pool_builds, policy, cfg)));
             progress.inc(pool_builds.len() as u64);
         }
         let pools: BTreeMap<String, PolicyFigures> = per_pool

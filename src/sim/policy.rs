@@ -47,28 +47,43 @@ impl SimConfig {
         }
     }
 
-    /// A configured pool as a replay runs it: its sizes and behaviour, the service's pod
-    /// start-up and reconcile period, and its agent's price.
-    pub fn for_pool(p: &crate::config::PoolSettings, settings: &crate::config::Settings) -> Self {
+    /// A pool as a replay runs it: its policy's sizes, behaviour, warm window and
+    /// schedules, the agent's price at the service's prices, and the service's pod
+    /// start-up, reconcile period and retraining.
+    pub fn new(pool: &crate::config::PoolPolicy, settings: &crate::config::Settings) -> Self {
+        let startup_ms = settings.scaling.pod_startup.as_millis() as i64;
         Self {
-            executors_per_agent: p.executors_per_agent.max(1),
-            min: p.min,
-            max: p.max,
-            idle_headroom: p.idle_headroom,
-            behavior: p.behavior.clone(),
-            pod_startup_ms: settings.scaling.pod_startup.as_millis() as i64,
-            startup_p95_ms: settings.scaling.pod_startup.as_millis() as i64,
+            executors_per_agent: pool.shape.executors_per_agent.max(1),
+            min: pool.shape.min,
+            max: pool.shape.max,
+            idle_headroom: pool.shape.idle_headroom,
+            behavior: pool.behavior.clone(),
+            pod_startup_ms: startup_ms,
+            startup_p95_ms: startup_ms,
             reconcile_ms: (settings.scaling.reconcile_interval.as_millis() as i64).max(1),
-            agent_hour_price: settings.cost.prices.of(&p.agent, 1.0).total(),
+            agent_hour_price: settings.cost.prices.of(&pool.agent, 1.0).total(),
+            // Daily refits (the service's default) on four weeks of 5-minute steps: 50
+            // trees keep a long replay short.
             forecast_params: crate::forecast::ModelParams {
                 trees: 50,
                 max_depth: 10,
                 seed: 42,
             },
             forecast_retrain_ms: settings.scaling.forecast_retrain_every.as_millis() as i64,
-            warm_max_idle: p.warm.max_idle,
-            warm_window_ms: p.warm.window.as_millis() as i64,
-            schedules: p.schedules(),
+            warm_max_idle: pool.warm.max_idle,
+            warm_window_ms: pool.warm.window_ms,
+            schedules: pool.schedules.clone(),
+        }
+    }
+
+    /// The same replay with agents starting as `startup` says and a reconcile every
+    /// `reconcile` (the command line's `--pod-startup` and `--reconcile`).
+    pub fn with_timing(self, startup: super::startup::Startup, reconcile: Duration) -> Self {
+        Self {
+            pod_startup_ms: startup.p50_ms,
+            startup_p95_ms: startup.p95_ms,
+            reconcile_ms: (reconcile.as_millis() as i64).max(1),
+            ..self
         }
     }
 }
@@ -157,19 +172,6 @@ impl SimPolicy {
         }
     }
 
-    /// The replay of a configured pool as it runs (its sizes and behaviour come with
-    /// [`SimConfig::for_pool`]): the budget and the keep-idle time exactly as the live pool
-    /// takes them (a budget of 12.5 % replayed as 13 %, and 90 s as 60 s, before).
-    pub fn of_pool(p: &crate::config::PoolSettings) -> Self {
-        match p.policy {
-            PolicyName::Queue => Self::Queue,
-            PolicyName::SeedQueueHalf => Self::SeedQueueHalf,
-            PolicyName::Hpa | PolicyName::Weighted => Self::MultiMetric,
-            PolicyName::Warm => Self::Warm(p.warm_policy(Duration::ZERO).budget),
-            PolicyName::KeepIdle => Self::KeepIdle(p.keep_idle),
-        }
-    }
-
     /// The scaling policy `decide` runs for this replay policy, built as a live pool's
     /// is (`ScalePolicy::new`).
     pub(super) fn scale_policy(self, cfg: &SimConfig) -> ScalePolicy {
@@ -205,6 +207,21 @@ impl SimPolicy {
             &behavior,
             keep_idle_ms,
         )
+    }
+}
+
+impl From<&crate::config::PoolPolicy> for SimPolicy {
+    /// The replay of a pool as it runs (its sizes and behaviour come with
+    /// [`SimConfig::new`]): the budget and the keep-idle time exactly as the live pool
+    /// takes them (a budget of 12.5 % was replayed as 13 %, and 90 s as 60 s, before).
+    fn from(p: &crate::config::PoolPolicy) -> Self {
+        match p.name {
+            PolicyName::Queue => Self::Queue,
+            PolicyName::SeedQueueHalf => Self::SeedQueueHalf,
+            PolicyName::Hpa | PolicyName::Weighted => Self::MultiMetric,
+            PolicyName::Warm => Self::Warm(p.warm.budget),
+            PolicyName::KeepIdle => Self::KeepIdle(p.keep_idle),
+        }
     }
 }
 

@@ -72,7 +72,8 @@ pub struct DecisionRecord {
     /// Orders decisions of the same millisecond.
     pub seq: i64,
     /// What started the reconcile: `event`, `periodic`.
-    pub trigger: String,
+    #[schema(value_type = String)]
+    pub trigger: crate::scaling::plan::Trigger,
     /// Replicas before; `null` when they could not be read.
     pub current: Option<u32>,
     pub recommended: Option<u32>,
@@ -80,10 +81,12 @@ pub struct DecisionRecord {
     pub desired: Option<u32>,
     /// The rule that fired (`demand`, `min`, `max`, `busy-floor`, `stabilized`,
     /// `rate-limited`, `delay-after-scale-up`, `hold-on-error`, ...).
-    pub rule: String,
+    #[schema(value_type = String)]
+    pub rule: crate::scaling::Rule,
     pub reason: String,
     /// `applied`, `unchanged`, `dry-run`, `held` or `failed`.
-    pub outcome: String,
+    #[schema(value_type = String)]
+    pub outcome: crate::domain::Outcome,
     pub error: Option<String>,
     /// The snapshot the decision was made from.
     pub inputs: crate::domain::DecisionInputs,
@@ -225,7 +228,7 @@ impl Store {
         .bind(d.current.map(i64::from))
         .bind(d.recommended.map(i64::from))
         .bind(d.desired.map(i64::from))
-        .bind(d.rule.as_str())
+        .bind(crate::domain::name_of(&d.rule))
         .bind(d.reason.as_str())
         .bind(d.outcome.as_str())
         .bind(d.error.as_deref())

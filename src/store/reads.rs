@@ -240,6 +240,7 @@ impl Store {
         rows.iter()
             .map(|row| {
                 let inputs: String = row.try_get("inputs")?;
+                let named = |col: &str| -> Result<String, StoreError> { Ok(row.try_get(col)?) };
                 let replicas = |col: &str| -> Result<Option<u32>, StoreError> {
                     row.try_get::<Option<i64>, _>(col)?
                         .map(|v| u32::try_from(v).map_err(|e| corrupt(col, e)))
@@ -250,13 +251,13 @@ impl Store {
                     decided_at: instant(row, "decided_at")?
                         .ok_or_else(|| corrupt("decided_at", "null"))?,
                     seq: row.try_get("seq")?,
-                    trigger: row.try_get("trigger_kind")?,
+                    trigger: typed("trigger_kind", named("trigger_kind")?)?,
                     current: replicas("current_replicas")?,
                     recommended: replicas("recommended")?,
                     desired: replicas("desired")?,
-                    rule: row.try_get("rule")?,
+                    rule: typed("rule", named("rule")?)?,
                     reason: row.try_get("reason")?,
-                    outcome: row.try_get("outcome")?,
+                    outcome: typed("outcome", named("outcome")?)?,
                     error: row.try_get("error")?,
                     inputs: serde_json::from_str(&inputs).map_err(|e| corrupt("inputs", e))?,
                 })
@@ -353,4 +354,9 @@ pub(super) fn queue_from_row(row: &AnyRow) -> Result<QueueItem, StoreError> {
         why: row.try_get("why")?,
         label: row.try_get("label")?,
     })
+}
+
+/// A stored name as its enum; a name this release does not know is a corrupt row.
+fn typed<T: serde::de::DeserializeOwned>(col: &str, name: String) -> Result<T, StoreError> {
+    crate::domain::from_name(&name).ok_or_else(|| corrupt(col, format!("unknown value {name:?}")))
 }

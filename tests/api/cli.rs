@@ -576,3 +576,57 @@ fn a_controller_url_with_credentials_is_refused() {
         "the token is never printed:\n{stdout}\n{stderr}"
     );
 }
+
+/// `simulate --pool-config` reads one pool in the service's schema and replays its own
+/// policy as the live pool runs it: a budget of 12.5 % as 12.5 % (it was 13 %), a
+/// keep-idle time of 90 s as 90 s (it was 60 s); a field the service does not know, or
+/// one it refuses, is refused with its name.
+#[test]
+fn simulate_replays_a_pool_of_the_service_schema_with_its_own_budget_and_keep_idle_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.csv");
+    let mut csv = String::from("queued_at,job,label,duration_s\n");
+    for i in 0..40 {
+        csv.push_str(&format!("{},build,linux,300\n", 1_700_000_000 + i * 900));
+    }
+    std::fs::write(&trace, csv).unwrap();
+    let pool = dir.path().join("pool.yaml");
+    let base = "controller: prod\nlabel: linux\nnamespace: ci\ndeployment: agents\nmax: 20\n";
+    let policies = |yaml: &str| -> Vec<String> {
+        std::fs::write(&pool, format!("{base}{yaml}")).unwrap();
+        let v = simulate_json(&trace, &["--pool-config", pool.to_str().unwrap()]);
+        v["policies"].as_object().unwrap().keys().cloned().collect()
+    };
+    assert_eq!(
+        policies("policy: warm\nwarm: {budget: 12.5%, window: 2h}\n"),
+        ["warm:12.5"]
+    );
+    assert_eq!(
+        policies("policy: keep-idle\nkeep_idle: 90s\n"),
+        ["keep-idle:1m 30s"]
+    );
+    assert_eq!(policies(""), ["queue"]);
+    // --policy still names another.
+    std::fs::write(&pool, base).unwrap();
+    let v = simulate_json(
+        &trace,
+        &[
+            "--pool-config",
+            pool.to_str().unwrap(),
+            "--policy",
+            "warm:25",
+        ],
+    );
+    assert!(v["policies"]["warm:25"].is_object());
+    for (yaml, field) in [
+        ("agent_cpu: 2\n", "agent_cpu: is not a known setting"),
+        ("min: 30\n", "min: must not exceed max (20)"),
+        ("warm: {window: 10m}\n", "warm.window: must be at least 1h"),
+    ] {
+        std::fs::write(&pool, format!("{base}{yaml}")).unwrap();
+        let out = simulate(&trace, &["--pool-config", pool.to_str().unwrap()]);
+        assert!(!out.status.success(), "{yaml}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(field), "{yaml}: {err}");
+    }
+}

@@ -96,8 +96,9 @@ pub(super) fn run(
     p: &PoolSettings,
     settings: &Settings,
 ) -> (Figures, Vec<i64>) {
-    let cfg = SimConfig::for_pool(p, settings);
-    let o = replay(builds, SimPolicy::of_pool(p), &cfg);
+    let p = crate::config::PoolPolicy::from(p);
+    let cfg = SimConfig::new(&p, settings);
+    let o = replay(builds, SimPolicy::from(&p), &cfg);
     let f = crate::sim::figures(&[(&o, cfg.agent_hour_price)], None);
     (
         Figures {

@@ -190,7 +190,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let pool: crate::config::PoolSettings = serde_yaml::from_str(&format!(
         "{{controller: demo, label: {LABEL}, namespace: demo, deployment: {DEPLOYMENT}, min: 0, max: 30}}"
     ))?;
-    let cfg = SimConfig::for_pool(&pool, &settings);
+    let cfg = SimConfig::new(&crate::config::PoolPolicy::from(&pool), &settings);
     settings.scaling.pools.insert(LABEL.into(), pool.clone());
     let clock = Arc::new(TraceClock {
         origin_ms: start,
