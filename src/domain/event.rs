@@ -240,6 +240,29 @@ pub struct QueueEvent {
 }
 
 impl QueueEvent {
+    /// A queue item's event as a plugin reported it, settled: `times` are when it entered
+    /// the queue, when it left and when the event happened.
+    pub fn reported(
+        queue_id: u64,
+        (task, job): (String, Option<JobName>),
+        state: QueueState,
+        (entered_at, left_at, at): (Option<Timestamp>, Option<Timestamp>, Timestamp),
+        why: Option<String>,
+    ) -> Self {
+        let event = Self {
+            queue_id,
+            task,
+            job,
+            state,
+            entered_at,
+            left_at,
+            at,
+            why,
+            label: None,
+        };
+        event.settled()
+    }
+
     /// Fills what follows from the rest: the label from `why`, and no `left_at` unless the
     /// item has left. Parsers build the event, then call this.
     pub fn settled(mut self) -> Self {

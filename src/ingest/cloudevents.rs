@@ -2,11 +2,11 @@
 //! the model as a camelCase JSON body) and structured mode (`application/cloudevents+json`,
 //! the model under `data` or `data_base64`). Dates are epoch milliseconds (Jackson).
 
+use super::RawJob;
 use super::{
     IngestContext, IngestError, Ingested, from_value, instant, job_name, nonzero, parameters,
     parse_json, result, text,
 };
-use super::{JobBuild, RawScm};
 use crate::domain::{
     BuildFacts, BuildKey, BuildPhase, BuildResult, DomainEvent, EventSource, IngestEvent,
     NodeEvent, QueueEvent, QueueState,
@@ -91,28 +91,6 @@ pub(crate) struct RawQueueCause {
     pub(crate) cause_type: Option<String>,
     pub(crate) entry_time: Option<Value>,
     pub(crate) exit_time: Option<Value>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawJob {
-    name: Option<String>,
-    url: Option<String>,
-    build: Option<RawBuild>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawBuild {
-    full_url: Option<String>,
-    number: Option<i64>,
-    queue_id: Option<i64>,
-    timestamp: Option<Value>,
-    duration: Option<i64>,
-    status: Option<String>,
-    url: Option<String>,
-    parameters: Option<serde_json::Map<String, Value>>,
-    scm_state: Option<RawScm>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,19 +192,9 @@ fn queue(kind: &str, data: Value, ctx: &IngestContext) -> Result<Ingested, Inges
         (QueueState::Waiting, entered_at.unwrap_or(ctx.received_at))
     };
     let controller = ctx.controller([raw.ci_url.as_deref()]);
-    let event = QueueEvent {
-        queue_id: id,
-        // The plugin sends only the task's display name, not the job's full name.
-        job: None,
-        label: None,
-        task,
-        state,
-        entered_at,
-        left_at,
-        at,
-        why,
-    }
-    .settled();
+    // The plugin sends only the task's display name, not the job's full name.
+    let times = (entered_at, left_at, at);
+    let event = QueueEvent::reported(id, (task, None), state, times, why);
     Ok(Ingested::Events(vec![IngestEvent {
         key: format!("{controller}|cloudevents|queue|{id}|{kind}"),
         controller,
@@ -238,15 +206,7 @@ fn queue(kind: &str, data: Value, ctx: &IngestContext) -> Result<Ingested, Inges
 
 fn build(kind: &str, data: Value, ctx: &IngestContext) -> Result<Ingested, IngestError> {
     let raw: RawJob = from_value(data)?;
-    let build = raw.build.ok_or_else(|| IngestError::missing("build"))?;
-    let (job, number, controller) = JobBuild {
-        job_url: raw.url.as_deref(),
-        build_url: build.url.as_deref(),
-        name: raw.name.as_deref(),
-        number: build.number,
-        full_url: build.full_url.as_deref(),
-    }
-    .identify(ctx)?;
+    let (job, number, controller, build) = raw.identify(ctx)?;
     let phase = match kind {
         "job.started" => BuildPhase::Started,
         "job.completed" => BuildPhase::Completed,
@@ -282,7 +242,7 @@ fn build(kind: &str, data: Value, ctx: &IngestContext) -> Result<Ingested, Inges
     }
     facts.url = text(build.full_url).or(text(build.url));
     facts.parameters = parameters(build.parameters);
-    if let Some(scm) = build.scm_state {
+    if let Some(scm) = build.scm {
         scm.into_facts(&mut facts);
     }
     let key = &facts.build;

@@ -173,25 +173,54 @@ pub(crate) fn job_name(
     }
 }
 
-/// A job payload's build as the Notification and CloudEvents plugins name it: its job
-/// (from the job's URL, else the build's, else the name), number and controller.
-pub(crate) struct JobBuild<'a> {
-    pub job_url: Option<&'a str>,
-    pub build_url: Option<&'a str>,
-    pub name: Option<&'a str>,
-    pub number: Option<i64>,
-    pub full_url: Option<&'a str>,
+/// A job and one of its builds, as the Notification plugin sends them and the
+/// CloudEvents plugin sends its job events (the same fields, camelCase there).
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct RawJob {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub build: Option<RawBuild>,
 }
 
-impl JobBuild<'_> {
-    /// The job, the build number and the controller, or the field that is wrong.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct RawBuild {
+    #[serde(alias = "fullUrl")]
+    pub full_url: Option<String>,
+    pub number: Option<i64>,
+    #[serde(alias = "queueId")]
+    pub queue_id: Option<i64>,
+    pub timestamp: Option<Value>,
+    pub duration: Option<i64>,
+    /// Notification only: `QUEUED`, `STARTED`, `COMPLETED`, `FINALIZED`.
+    pub phase: Option<String>,
+    pub status: Option<String>,
+    pub url: Option<String>,
+    pub parameters: Option<serde_json::Map<String, Value>>,
+    /// Notification's `scm`, CloudEvents' `scmState`.
+    #[serde(alias = "scmState")]
+    pub scm: Option<RawScm>,
+}
+
+impl RawJob {
+    /// The build, or `build` missing.
+    pub(crate) fn build(&self) -> Result<&RawBuild, IngestError> {
+        self.build
+            .as_ref()
+            .ok_or_else(|| IngestError::missing("build"))
+    }
+
+    /// The job (from the job's URL, else the build's, else the name), the build number,
+    /// the controller and the build; or the field that is wrong.
     pub(crate) fn identify(
-        &self,
+        self,
         ctx: &IngestContext,
-    ) -> Result<(JobName, u64, ControllerName), IngestError> {
-        let number = build_number("build.number", self.number)?;
-        let job = job_name("url", self.job_url.or(self.build_url), "name", self.name)?;
-        Ok((job, number, ctx.controller([self.full_url])))
+    ) -> Result<(JobName, u64, ControllerName, RawBuild), IngestError> {
+        let build = self.build.ok_or_else(|| IngestError::missing("build"))?;
+        let number = build_number("build.number", build.number)?;
+        let url = self.url.as_deref().or(build.url.as_deref());
+        let job = job_name("url", url, "name", self.name.as_deref())?;
+        let controller = ctx.controller([build.full_url.as_deref()]);
+        Ok((job, number, controller, build))
     }
 }
 

@@ -3,42 +3,20 @@
 //! sent when the build starts with `now - timeSpentInQueue`, STARTED with the build's
 //! start, COMPLETED with start + duration, FINALIZED with the time of finalization.
 
+use super::RawJob;
 use super::{
     IngestContext, IngestError, Ingested, instant, nonzero, parameters, parse_json, result, text,
 };
-use super::{JobBuild, RawScm};
 use crate::domain::{
     BuildFacts, BuildKey, BuildPhase, DomainEvent, EventSource, IngestEvent, Timestamp,
 };
-use serde::Deserialize;
 use serde_json::Value;
-
-#[derive(Debug, Deserialize)]
-struct RawJob {
-    name: Option<String>,
-    url: Option<String>,
-    build: Option<RawBuild>,
-}
-
-#[derive(Debug, Deserialize)]
-struct RawBuild {
-    full_url: Option<String>,
-    number: Option<i64>,
-    queue_id: Option<i64>,
-    timestamp: Option<Value>,
-    duration: Option<i64>,
-    phase: Option<String>,
-    status: Option<String>,
-    url: Option<String>,
-    scm: Option<RawScm>,
-    parameters: Option<serde_json::Map<String, Value>>,
-}
 
 /// Parses one Notification plugin payload.
 pub fn parse(body: &[u8], ctx: &IngestContext) -> Result<Ingested, IngestError> {
     let raw: RawJob = parse_json(body)?;
-    let build = raw.build.ok_or_else(|| IngestError::missing("build"))?;
-    let phase_raw = build
+    let phase_raw = raw
+        .build()?
         .phase
         .as_deref()
         .ok_or_else(|| IngestError::missing("build.phase"))?;
@@ -48,14 +26,7 @@ pub fn parse(body: &[u8], ctx: &IngestContext) -> Result<Ingested, IngestError> 
             format!("{phase_raw:?} is not one of QUEUED, STARTED, COMPLETED, FINALIZED"),
         )
     })?;
-    let (job, number, controller) = JobBuild {
-        job_url: raw.url.as_deref(),
-        build_url: build.url.as_deref(),
-        name: raw.name.as_deref(),
-        number: build.number,
-        full_url: build.full_url.as_deref(),
-    }
-    .identify(ctx)?;
+    let (job, number, controller, build) = raw.identify(ctx)?;
 
     let at = match build.timestamp.as_ref() {
         None | Some(Value::Null) => None,

@@ -260,20 +260,13 @@ fn queue(value: Value, ctx: &IngestContext) -> Result<Ingested, IngestError> {
         controller,
         source: EventSource::Statistics,
         kind: format!("queue.{}", state.as_str()),
-        event: DomainEvent::Queue(
-            QueueEvent {
-                queue_id: id,
-                job: JobName::parse(&task).ok(),
-                label: None,
-                task,
-                state,
-                entered_at,
-                left_at,
-                at,
-                why,
-            }
-            .settled(),
-        ),
+        event: DomainEvent::Queue(QueueEvent::reported(
+            id,
+            (task.clone(), JobName::parse(&task).ok()),
+            state,
+            (entered_at, left_at, at),
+            why,
+        )),
     }]))
 }
 

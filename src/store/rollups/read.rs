@@ -7,6 +7,7 @@ use crate::domain::Timestamp;
 use crate::store::analytics::{BuildGroup, DaySums, JobMedian, Measure, count, float, side};
 use crate::store::{Backend, Store, StoreError, corrupt};
 use sqlx::Row;
+use sqlx::any::AnyRow;
 use std::collections::BTreeMap;
 
 /// `AND col = $n ...` for the `keep` equalities, numbered from `first`.
@@ -72,12 +73,36 @@ impl Store {
         })
     }
 
-    /// The slices of `[cuts[0], cuts[last])` and the snapshot to read them in.
-    async fn sliced(&self, cuts: &[i64]) -> Result<(Tx<'static>, Vec<Slice>), StoreError> {
+    /// Reads the slices of `[cuts[0], cuts[last])` in one snapshot: for each, runs the
+    /// statement `sql(cond, rolled)` makes (`cond` the slice's condition on `$1` and `$2`;
+    /// `rolled`: over rollup rows, else over builds), with `$3` bound to `third` when given
+    /// and `keep`'s values after it, and calls `each(row, rolled)` for every row.
+    async fn each_slice_row(
+        &self,
+        cuts: &[i64],
+        sql: impl Fn(&str, bool) -> String,
+        (third, keep): (Option<i64>, &[(&str, &str)]),
+        mut each: impl FnMut(&AnyRow, bool) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.read_tx().await?;
         let (from, to) = (cuts[0], cuts[cuts.len() - 1]);
         let cover = Coverage::read(&mut tx, from, to).await?;
-        Ok((tx, slices(&cover, cuts)))
+        for s in slices(&cover, cuts) {
+            let (cond, a, b, rolled) = slice_sql(s);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql(&cond, rolled)))
+                .bind(a)
+                .bind(b);
+            if let Some(v) = third {
+                q = q.bind(v);
+            }
+            for (_, v) in keep {
+                q = q.bind(v.to_string());
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                each(&row, rolled)?;
+            }
+        }
+        Ok(tx.commit().await?)
     }
 
     /// Finished builds of `[from, to)` grouped by controller, job, label, result and side
@@ -91,15 +116,12 @@ impl Store {
         let Some((split, cuts)) = split_cuts(from, split, to) else {
             return Ok(Vec::new());
         };
-        let (mut tx, slices) = self.sliced(&cuts).await?;
         let mut groups: BTreeMap<(Key, bool), Sums> = BTreeMap::new();
         let cpu = self.greatest("COALESCE(p.request_cpu_m, 0)", "p.cpu_average_m");
         let mem = self.greatest("COALESCE(p.request_memory_bytes, 0)", "p.memory_peak_bytes");
-        for s in slices {
-            let (cond, a, b, rolled) = slice_sql(s);
-            let sql = match rolled {
-                true => format!(
-                    "SELECT controller, job, label, result, \
+        let sql = |cond: &str, rolled: bool| match rolled {
+            true => format!(
+                "SELECT controller, job, label, result, \
                      CASE WHEN start_at >= $3 THEN 1 ELSE 0 END AS cur, \
                      CAST(SUM(builds) AS BIGINT) AS builds, \
                      CAST(SUM(duration_ms) AS DOUBLE PRECISION) AS duration_ms, \
@@ -111,9 +133,9 @@ impl Store {
                      CAST(SUM(memory_b_ms) AS DOUBLE PRECISION) AS memory_b_ms \
                      FROM build_rollups WHERE {cond} \
                      GROUP BY controller, job, label, result, CASE WHEN start_at >= $3 THEN 1 ELSE 0 END"
-                ),
-                false => format!(
-                    "SELECT b.controller, b.job, b.label, b.result, \
+            ),
+            false => format!(
+                "SELECT b.controller, b.job, b.label, b.result, \
                      CASE WHEN b.finished_at >= $3 THEN 1 ELSE 0 END AS cur, \
                      COUNT(*) AS builds, \
                      CAST(SUM(CAST(b.duration_ms AS DOUBLE PRECISION)) AS DOUBLE PRECISION) AS duration_ms, \
@@ -129,27 +151,21 @@ impl Store {
                      ON p.controller = b.controller AND p.job = b.job AND p.number = b.number \
                      WHERE {cond} \
                      GROUP BY b.controller, b.job, b.label, b.result, CASE WHEN b.finished_at >= $3 THEN 1 ELSE 0 END"
-                ),
-            };
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(a)
-                .bind(b)
-                .bind(split)
-                .fetch_all(&mut *tx)
-                .await?;
-            for row in &rows {
-                let g = groups.entry((key_of(row)?, side(row)?)).or_default();
-                g.builds += count(row, "builds")?;
-                g.duration_ms += float(row, "duration_ms")?;
-                g.wait_ms += float(row, "wait_ms")?;
-                g.waits += count(row, "waits")?;
-                g.unreported += count(row, "unreported")?;
-                g.unreported_ms += float(row, "unreported_ms")?;
-                g.cpu_m_ms += float(row, "cpu_m_ms")?;
-                g.memory_b_ms += float(row, "memory_b_ms")?;
-            }
-        }
-        tx.commit().await?;
+            ),
+        };
+        self.each_slice_row(&cuts, sql, (Some(split), &[]), |row, _| {
+            let g = groups.entry((key_of(row)?, side(row)?)).or_default();
+            g.builds += count(row, "builds")?;
+            g.duration_ms += float(row, "duration_ms")?;
+            g.wait_ms += float(row, "wait_ms")?;
+            g.waits += count(row, "waits")?;
+            g.unreported += count(row, "unreported")?;
+            g.unreported_ms += float(row, "unreported_ms")?;
+            g.cpu_m_ms += float(row, "cpu_m_ms")?;
+            g.memory_b_ms += float(row, "memory_b_ms")?;
+            Ok(())
+        })
+        .await?;
         Ok(groups
             .into_iter()
             .map(
@@ -191,59 +207,49 @@ impl Store {
             .take_while(|t| *t < to)
             .collect();
         cuts.push(to);
-        let (mut tx, slices) = self.sliced(&cuts).await?;
         let mut days: BTreeMap<i64, DaySums> = BTreeMap::new();
-        for s in slices {
-            let (cond, a, b, rolled) = slice_sql(s);
-            let sql = match rolled {
-                true => format!(
-                    "SELECT (start_at - $3) / 86400000 AS day, CAST(SUM(builds) AS BIGINT) AS builds, \
+        let sql = |cond: &str, rolled: bool| match rolled {
+            true => format!(
+                "SELECT (start_at - $3) / 86400000 AS day, CAST(SUM(builds) AS BIGINT) AS builds, \
                      CAST(SUM(duration_ms) AS DOUBLE PRECISION) AS duration_ms, \
                      CAST(SUM(wait_ms) AS DOUBLE PRECISION) AS wait_ms, \
                      CAST(SUM(waits) AS BIGINT) AS waits, \
                      CAST(SUM(backfilled) AS BIGINT) AS backfilled, \
                      CAST(SUM(repaired) AS BIGINT) AS repaired \
                      FROM build_rollups WHERE {cond}{} GROUP BY (start_at - $3) / 86400000",
-                    keep_sql(keep, 4)
-                ),
-                false => format!(
-                    "SELECT (finished_at - $3) / 86400000 AS day, COUNT(*) AS builds, \
+                keep_sql(keep, 4)
+            ),
+            false => format!(
+                "SELECT (finished_at - $3) / 86400000 AS day, COUNT(*) AS builds, \
                      CAST(SUM(CAST(duration_ms AS DOUBLE PRECISION)) AS DOUBLE PRECISION) AS duration_ms, \
                      CAST(COALESCE(SUM(CAST(queue_wait_ms AS DOUBLE PRECISION)), 0) AS DOUBLE PRECISION) AS wait_ms, \
                      COUNT(queue_wait_ms) AS waits, \
                      CAST(SUM(CASE WHEN found_by = 'backfill' THEN 1 ELSE 0 END) AS BIGINT) AS backfilled, \
                      CAST(SUM(CASE WHEN found_by = 'repair' THEN 1 ELSE 0 END) AS BIGINT) AS repaired \
                      FROM builds WHERE {cond}{} GROUP BY (finished_at - $3) / 86400000",
-                    keep_sql(keep, 4)
-                ),
-            };
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(a)
-                .bind(b)
-                .bind(from);
-            for (_, v) in keep {
-                q = q.bind(v.to_string());
-            }
-            for row in q.fetch_all(&mut *tx).await? {
-                let day: i64 = row.try_get("day")?;
-                let d = days.entry(day).or_insert(DaySums {
-                    day,
-                    builds: 0,
-                    duration_ms: 0.0,
-                    wait_ms: 0.0,
-                    waits: 0,
-                    backfilled: 0,
-                    repaired: 0,
-                });
-                d.builds += count(&row, "builds")?;
-                d.duration_ms += float(&row, "duration_ms")?;
-                d.wait_ms += float(&row, "wait_ms")?;
-                d.waits += count(&row, "waits")?;
-                d.backfilled += count(&row, "backfilled")?;
-                d.repaired += count(&row, "repaired")?;
-            }
-        }
-        tx.commit().await?;
+                keep_sql(keep, 4)
+            ),
+        };
+        self.each_slice_row(&cuts, sql, (Some(from), keep), |row, _| {
+            let day: i64 = row.try_get("day")?;
+            let d = days.entry(day).or_insert(DaySums {
+                day,
+                builds: 0,
+                duration_ms: 0.0,
+                wait_ms: 0.0,
+                waits: 0,
+                backfilled: 0,
+                repaired: 0,
+            });
+            d.builds += count(row, "builds")?;
+            d.duration_ms += float(row, "duration_ms")?;
+            d.wait_ms += float(row, "wait_ms")?;
+            d.waits += count(row, "waits")?;
+            d.backfilled += count(row, "backfilled")?;
+            d.repaired += count(row, "repaired")?;
+            Ok(())
+        })
+        .await?;
         Ok(days.into_values().collect())
     }
 
@@ -264,39 +270,32 @@ impl Store {
             Measure::Duration => ("duration_ms", "durations"),
             Measure::QueueWait => ("queue_wait_ms", "queue_waits"),
         };
-        let (mut tx, slices) = self.sliced(&[from, to]).await?;
         let mut seconds: BTreeMap<i64, u64> = BTreeMap::new();
         let mut values = Vec::new();
-        for s in slices {
-            let (cond, a, b, rolled) = slice_sql(s);
-            let sql = match rolled {
-                true => format!(
-                    "SELECT {list} AS list FROM build_rollups WHERE {cond}{}",
-                    keep_sql(keep, 3)
-                ),
-                false => format!(
-                    "SELECT {col} / 1000 AS s, COUNT(*) AS n FROM builds WHERE {cond} \
+        let sql = |cond: &str, rolled: bool| match rolled {
+            true => format!(
+                "SELECT {list} AS list FROM build_rollups WHERE {cond}{}",
+                keep_sql(keep, 3)
+            ),
+            false => format!(
+                "SELECT {col} / 1000 AS s, COUNT(*) AS n FROM builds WHERE {cond} \
                      AND {col} IS NOT NULL{} GROUP BY {col} / 1000",
-                    keep_sql(keep, 3)
-                ),
-            };
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(a).bind(b);
-            for (_, v) in keep {
-                q = q.bind(v.to_string());
-            }
-            for row in q.fetch_all(&mut *tx).await? {
-                if rolled {
-                    values.clear();
-                    decode(&row.try_get::<String, _>("list")?, &mut values)?;
-                    for v in &values {
-                        *seconds.entry(v / 1000).or_default() += 1;
-                    }
-                } else {
-                    *seconds.entry(row.try_get("s")?).or_default() += count(&row, "n")?;
+                keep_sql(keep, 3)
+            ),
+        };
+        self.each_slice_row(&[from, to], sql, (None, keep), |row, rolled| {
+            if rolled {
+                values.clear();
+                decode(&row.try_get::<String, _>("list")?, &mut values)?;
+                for v in &values {
+                    *seconds.entry(v / 1000).or_default() += 1;
                 }
+            } else {
+                *seconds.entry(row.try_get("s")?).or_default() += count(row, "n")?;
             }
-        }
-        tx.commit().await?;
+            Ok(())
+        })
+        .await?;
         Ok(seconds.into_iter().collect())
     }
 
@@ -311,38 +310,29 @@ impl Store {
         let Some((split, cuts)) = split_cuts(from, split, to) else {
             return Ok(Vec::new());
         };
-        let (mut tx, slices) = self.sliced(&cuts).await?;
         let mut durations: BTreeMap<(String, String, bool), Vec<i64>> = BTreeMap::new();
-        for s in slices {
-            let (cond, a, b, rolled) = slice_sql(s);
-            let sql = match rolled {
-                true => format!(
-                    "SELECT controller, job, CASE WHEN start_at >= $3 THEN 1 ELSE 0 END AS cur, \
+        let sql = |cond: &str, rolled: bool| match rolled {
+            true => format!(
+                "SELECT controller, job, CASE WHEN start_at >= $3 THEN 1 ELSE 0 END AS cur, \
                      durations FROM build_rollups WHERE {cond} AND result = 'SUCCESS'"
-                ),
-                false => format!(
-                    "SELECT controller, job, CASE WHEN finished_at >= $3 THEN 1 ELSE 0 END AS cur, \
+            ),
+            false => format!(
+                "SELECT controller, job, CASE WHEN finished_at >= $3 THEN 1 ELSE 0 END AS cur, \
                      duration_ms FROM builds WHERE {cond} AND result = 'SUCCESS'"
-                ),
-            };
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(a)
-                .bind(b)
-                .bind(split)
-                .fetch_all(&mut *tx)
-                .await?;
-            for row in &rows {
-                let v = durations
-                    .entry((row.try_get("controller")?, row.try_get("job")?, side(row)?))
-                    .or_default();
-                if rolled {
-                    decode(&row.try_get::<String, _>("durations")?, v)?;
-                } else {
-                    v.push(row.try_get("duration_ms")?);
-                }
+            ),
+        };
+        self.each_slice_row(&cuts, sql, (Some(split), &[]), |row, rolled| {
+            let v = durations
+                .entry((row.try_get("controller")?, row.try_get("job")?, side(row)?))
+                .or_default();
+            if rolled {
+                decode(&row.try_get::<String, _>("durations")?, v)?;
+            } else {
+                v.push(row.try_get("duration_ms")?);
             }
-        }
-        tx.commit().await?;
+            Ok(())
+        })
+        .await?;
         let mut out = Vec::with_capacity(durations.len());
         for ((controller, job, current), mut v) in durations {
             let n = v.len();
