@@ -9,7 +9,7 @@
 use super::ScalingHandle;
 use crate::domain::ControllerName;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{ChannelListener, Store};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -113,7 +113,7 @@ impl Inbox {
     /// after a lost connection.
     pub(super) async fn run(self, handle: ScalingHandle) {
         loop {
-            let mut listener = match sqlx::postgres::PgListener::connect(&self.url).await {
+            let mut listener = match ChannelListener::open(&self.url, CHANNEL).await {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::warn!(error = %e, "listening for other replicas' wake-ups failed; retrying");
@@ -121,15 +121,10 @@ impl Inbox {
                     continue;
                 }
             };
-            if let Err(e) = listener.listen(CHANNEL).await {
-                tracing::warn!(error = %e, "listening for other replicas' wake-ups failed; retrying");
-                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-                continue;
-            }
             loop {
-                match listener.try_recv().await {
-                    Ok(Some(n)) => {
-                        if let Some(wake) = parse(n.payload(), self.me) {
+                match listener.next().await {
+                    Ok(Some(payload)) => {
+                        if let Some(wake) = parse(&payload, self.me) {
                             self.metrics.wakeups.with_label_values(&["received"]).inc();
                             handle.apply(&wake);
                         }

@@ -9,38 +9,9 @@
 
 use super::LeaderElectionSettings;
 use super::{Ask, Campaign};
-use sqlx::Connection;
+use crate::store::LockSession;
 use std::time::Instant;
 use tokio::sync::mpsc;
-
-/// The advisory lock's key: one per database.
-const LOCK_KEY: i64 = 0x6a61_7574_6f70_696c; // "jautopil"
-
-/// Opens a session named after this replica, ended by the server when silent for
-/// `lease_duration`.
-async fn session(
-    url: &str,
-    me: &str,
-    le: &LeaderElectionSettings,
-) -> sqlx::Result<sqlx::PgConnection> {
-    let mut conn = sqlx::PgConnection::connect(url).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SET application_name = '{}'",
-        application_name(me)
-    )))
-    .execute(&mut conn)
-    .await?;
-    let idle = format!("{}ms", le.lease_duration.as_millis());
-    if let Err(e) = sqlx::query("SELECT set_config('idle_session_timeout', $1, false)")
-        .bind(&idle)
-        .execute(&mut conn)
-        .await
-    {
-        // Before PostgreSQL 14: a leader cut off keeps the lock until TCP gives up.
-        tracing::warn!(error = %e, "leader election: the server cannot end silent sessions");
-    }
-    Ok(conn)
-}
 
 /// Tries for the lock every `retry_every`; once held, checks the session every
 /// `retry_every` and whenever the leader is about to act ([`Ask`]), and gives the lead up
@@ -58,8 +29,8 @@ pub(super) async fn campaign(
 ) {
     let me = super::identity();
     'session: loop {
-        let mut conn = match tokio::time::timeout(le.renew_deadline, session(&url, &me, &le)).await
-        {
+        let open = LockSession::open(&url, &me, le.lease_duration);
+        let mut conn = match tokio::time::timeout(le.renew_deadline, open).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "leader election: cannot reach the database");
@@ -77,23 +48,13 @@ pub(super) async fn campaign(
         let mut held_since: Option<Instant> = None;
         loop {
             let step = tokio::time::timeout(le.renew_deadline, async {
-                let won: bool = if held_since.is_some() {
-                    alive(&mut conn).await?
+                let won = if held_since.is_some() {
+                    conn.alive().await?
                 } else {
-                    sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                        .bind(LOCK_KEY)
-                        .fetch_one(&mut conn)
-                        .await?
+                    conn.try_lock().await?
                 };
-                let leader: Option<String> = sqlx::query_scalar(
-                    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-                     WHERE l.locktype = 'advisory' AND l.granted \
-                     AND ((l.classid::bigint << 32) | l.objid::bigint) = $1 LIMIT 1",
-                )
-                .bind(LOCK_KEY)
-                .fetch_optional(&mut conn)
-                .await?;
-                Ok::<_, sqlx::Error>((won, leader))
+                let leader = conn.holder().await?;
+                Ok::<_, crate::store::StoreError>((won, leader))
             })
             .await;
             match step {
@@ -102,7 +63,6 @@ pub(super) async fn campaign(
                         held_since = Some(Instant::now());
                     }
                     let leading = held_since.is_some_and(|t| t.elapsed() >= le.retry_every);
-                    let leader = leader.map(|a| a.trim_start_matches("autopilot:").to_string());
                     c.set(leading, leader);
                 }
                 Ok(Err(e)) => {
@@ -131,7 +91,7 @@ pub(super) async fn campaign(
                         let leading = *c.tx.borrow();
                         let holds = leading
                             && matches!(
-                                tokio::time::timeout(le.renew_deadline, alive(&mut conn)).await,
+                                tokio::time::timeout(le.renew_deadline, conn.alive()).await,
                                 Ok(Ok(true))
                             );
                         for ask in waiting {
@@ -146,7 +106,7 @@ pub(super) async fn campaign(
                     _ = c.step_down.notified() => {
                         // Shutting down: closing the session frees the lock now.
                         c.set(false, None);
-                        let _ = conn.close().await;
+                        conn.close().await;
                         c.stepped_down.notify_one();
                         return;
                     }
@@ -154,11 +114,6 @@ pub(super) async fn campaign(
             }
         }
     }
-}
-
-/// Whether the session answers (a session ended by the server fails here).
-async fn alive(conn: &mut sqlx::PgConnection) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT TRUE").fetch_one(conn).await
 }
 
 /// Answers "not leading" to every ask for `wait` (no session to check).
@@ -172,14 +127,4 @@ async fn refuse_asks(asks: &mut mpsc::Receiver<Ask>, wait: std::time::Duration) 
             }
         }
     }
-}
-
-/// `autopilot:<identity>`, with only characters a quoted SQL string takes as they are.
-fn application_name(identity: &str) -> String {
-    let clean: String = identity
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
-        .take(50)
-        .collect();
-    format!("autopilot:{clean}")
 }
