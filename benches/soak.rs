@@ -133,6 +133,37 @@ fn rss_bytes(pid: u32) -> u64 {
     status_bytes(pid, "VmRSS:")
 }
 
+/// The machine's CPU time so far, in clock ticks: (all, stolen by the hypervisor). On a
+/// virtual machine whose host is busy, steal makes latency no code can remove: each
+/// minute's share is printed beside its p99 so such minutes can be told apart.
+fn cpu_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let all = fields.iter().take(8).sum();
+    (all, fields.get(7).copied().unwrap_or(0))
+}
+
+/// The service's own CPU time so far (user and system), in clock ticks.
+fn process_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command's closing parenthesis; utime and stime are the 12th and
+    // 13th of them.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)
+}
+
 fn file_size(path: &std::path::Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
 }
@@ -313,6 +344,8 @@ fn main() {
         let mut next_sample = Duration::ZERO;
         let mut next_minute = Duration::from_secs(60);
         let (mut requests, mut errors) = (0u64, 0u64);
+        let (mut ticks_before, mut service_before) = (cpu_ticks(), process_ticks(pid));
+        let mut steals: Vec<f64> = Vec::new();
         println!(
             "{:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
             "min", "rss_MB", "anon_MB", "file_MB", "wal_MB", "db_MB"
@@ -337,18 +370,28 @@ fn main() {
                 let m = std::mem::take(&mut *minute.lock().unwrap());
                 let mut l = m.latencies;
                 l.sort_unstable();
+                let (ticks, service) = (cpu_ticks(), process_ticks(pid));
+                let all = ticks.0.saturating_sub(ticks_before.0).max(1) as f64;
+                let steal = ticks.1.saturating_sub(ticks_before.1) as f64 / all;
+                // Clock ticks are per CPU: the share of all CPUs' time, times their count.
+                let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+                let service_cores = service.saturating_sub(service_before) as f64 / all * cpus;
+                (ticks_before, service_before) = (ticks, service);
                 if !l.is_empty() {
                     let p99 = percentile(&l, 0.99);
                     println!(
-                        "minute {:>3}: {:>6} requests, {} errors, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                        "minute {:>3}: {:>6} requests, {} errors, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; service {:.2} cores, steal {:.0} %",
                         next_minute.as_secs() / 60,
                         l.len(),
                         m.errors,
                         percentile(&l, 0.5) as f64 / 1000.0,
                         p99 as f64 / 1000.0,
-                        l[l.len() - 1] as f64 / 1000.0
+                        l[l.len() - 1] as f64 / 1000.0,
+                        service_cores,
+                        steal * 100.0
                     );
                     p99s.push(p99);
+                    steals.push(steal);
                 }
                 if let Some(why) = &m.first_error {
                     println!("  first error of the minute: {why}");
@@ -400,7 +443,7 @@ fn main() {
             .iter()
             .filter(|s| s.0 >= 5.0 && s.0 <= load.as_secs_f64() / 60.0)
             .collect();
-        let mean = steady.iter().map(|s| s.1 as f64).sum::<f64>() / steady.len().max(1) as f64;
+        let mean = steady.iter().fold(0.0, |a, s| a + s.1 as f64) / steady.len().max(1) as f64;
         let spread = steady
             .iter()
             .map(|s| (s.1 as f64 - mean).abs() / mean.max(1.0))
@@ -417,6 +460,20 @@ fn main() {
             rss_max as f64 / 1e6,
             wal_max as f64 / 1e6,
             p99_max as f64 / 1000.0
+        );
+        // The machine's own part: minutes the hypervisor took more than 5 % of the CPUs.
+        let starved: Vec<usize> = (0..steals.len()).filter(|&i| steals[i] > 0.05).collect();
+        let fed_p99 = (0..p99s.len())
+            .filter(|i| !starved.contains(i))
+            .map(|i| p99s[i])
+            .max();
+        println!(
+            "steal: mean {:.1} % of the CPUs; {} of {} minutes above 5 %; worst p99 of the \
+             others {}",
+            steals.iter().fold(0.0, |a, s| a + s) / steals.len().max(1) as f64 * 100.0,
+            starved.len(),
+            steals.len(),
+            fed_p99.map_or("-".to_string(), |p| format!("{:.1} ms", p as f64 / 1000.0))
         );
         let goals = [
             ("RSS flat within +/-10 % after 5 min", spread <= 0.10),
