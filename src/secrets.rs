@@ -1,28 +1,37 @@
 //! Secrets the service generates for itself on first start (the webhook token, the JWT
 //! signing secret): kept in a file under the data directory, mode 0600, never logged.
 
-use anyhow::Context;
+use crate::domain::FileError;
 use secrecy::SecretString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Why a secret file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error(transparent)]
+    Io(#[from] FileError),
+    #[error("{} holds no usable secret (under {min_len} characters)", path.display())]
+    TooShort { path: PathBuf, min_len: usize },
+}
 
 /// The secret kept in `<data_dir>/<file>`, created with 32 random bytes (hex) when absent.
 /// A file holding fewer than `min_len` characters is an error, not a reason to replace it.
-pub fn load_or_create(data_dir: &Path, file: &str, min_len: usize) -> anyhow::Result<SecretString> {
+pub fn load_or_create(
+    data_dir: &Path,
+    file: &str,
+    min_len: usize,
+) -> Result<SecretString, SecretError> {
     let path = data_dir.join(file);
     if path.exists() {
-        let secret = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let secret = std::fs::read_to_string(&path).map_err(FileError::at("reading", &path))?;
         let secret = secret.trim().to_string();
-        anyhow::ensure!(
-            secret.len() >= min_len,
-            "{} holds no usable secret (under {min_len} characters)",
-            path.display()
-        );
+        if secret.len() < min_len {
+            return Err(SecretError::TooShort { path, min_len });
+        }
         tracing::info!(path = %path.display(), "secret read from file");
         return Ok(SecretString::from(secret));
     }
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir).map_err(FileError::at("creating", data_dir))?;
     let bytes: [u8; 32] = rand::random();
     let secret = hex::encode(bytes);
     match write_private(&path, &secret) {
@@ -34,7 +43,7 @@ pub fn load_or_create(data_dir: &Path, file: &str, min_len: usize) -> anyhow::Re
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             load_or_create(data_dir, file, min_len)
         }
-        Err(e) => Err(e).with_context(|| format!("writing {}", path.display())),
+        Err(e) => Err(FileError::at("writing", &path)(e).into()),
     }
 }
 

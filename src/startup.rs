@@ -7,7 +7,6 @@ use crate::metrics::Metrics;
 use crate::store::{Store, Writer};
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
-use anyhow::Context;
 use std::net::TcpListener;
 use std::sync::Arc;
 
@@ -24,10 +23,34 @@ pub struct Application {
     tasks: crate::tasks::Tasks,
 }
 
+/// Why the service did not start, or stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("the store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("a secret: {0}")]
+    Secret(#[from] crate::secrets::SecretError),
+    #[error("the token keys: {0}")]
+    Keys(#[from] crate::tokens::KeyError),
+    #[error("the cluster: {0}")]
+    Cluster(#[from] crate::kube::ConnectError),
+    #[error("the pools: {0}")]
+    Pools(#[from] crate::controller::StartError),
+    #[error("leader election: {0}")]
+    Leader(#[from] crate::leader::LeaderError),
+    #[error("binding {listen}: {source}")]
+    Bind {
+        listen: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("serving: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
 impl Application {
     /// Opens the store (applying migrations), starts the writer and binds the listener.
     /// Port 0 binds a free port; [`Application::port`] tells which.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         Self::build_with(settings, None).await
     }
 
@@ -36,7 +59,7 @@ impl Application {
     pub async fn build_with(
         settings: Settings,
         adapters: Option<crate::controller::Adapters>,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, StartupError> {
         let settings = Arc::new(settings);
         let data_dir = settings.server.data_dir.clone();
         let store = Store::connect(&settings.database, &data_dir).await?;
@@ -145,9 +168,10 @@ impl Application {
             stopping: tokio_util::sync::CancellationToken::new(),
         };
         let stopping = state.stopping.clone();
-        let listener = TcpListener::bind(settings.server.listen)
-            .with_context(|| format!("binding {}", settings.server.listen))?;
-        let port = listener.local_addr()?.port();
+        let listen = settings.server.listen;
+        let bind = |source| StartupError::Bind { listen, source };
+        let listener = TcpListener::bind(listen).map_err(bind)?;
+        let port = listener.local_addr().map_err(bind)?.port();
         let data = web::Data::new(state);
         let peers = crate::http::peers::PeerLimit::new(settings.server.max_requests_per_peer);
         let server = HttpServer::new(move || {
@@ -182,7 +206,8 @@ impl Application {
                     ))
                 }))
         })
-        .listen(listener)?
+        .listen(listener)
+        .map_err(bind)?
         .max_connections(settings.server.max_connections.max(1))
         .keep_alive(settings.server.keep_alive)
         .shutdown_timeout(10)
@@ -214,7 +239,7 @@ impl Application {
     /// (each webhook answered only once its events are committed); the write queue is
     /// closed and drained; the pools' loops and the leader's jobs stop and are waited for;
     /// the lead is handed over; the store closes last.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(self) -> Result<(), StartupError> {
         let (handle, stopping) = (self.server.handle(), self.stopping.clone());
         let signals = tokio::spawn(async move {
             let signal = told_to_stop().await;
@@ -229,7 +254,7 @@ impl Application {
         });
         let served = self.server.await;
         signals.abort();
-        served?;
+        served.map_err(StartupError::Serve)?;
         self.writer.drain().await;
         let aborted = self.tasks.stop(std::time::Duration::from_secs(10)).await;
         if aborted > 0 {

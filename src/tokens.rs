@@ -2,7 +2,6 @@
 //! `scope`, signed HS256 with the service's secret or RS256 with a key pair. `admin`
 //! grants every scope.
 
-use anyhow::Context;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
@@ -100,6 +99,60 @@ pub enum TokenError {
     MissingScope { needed: Scope, held: String },
 }
 
+/// Why the keys could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("the JWT {which} key: {source}")]
+    Read {
+        which: &'static str,
+        source: crate::domain::FileError,
+    },
+    #[error("{} is not an RSA {which} key (PEM): {source}", path.display())]
+    NotRsa {
+        which: &'static str,
+        path: std::path::PathBuf,
+        source: jsonwebtoken::errors::Error,
+    },
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
+}
+
+/// Why no token was issued.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("RS256 tokens are signed with the private key: set auth.jwt_private_key_file")]
+    NoPrivateKey,
+    #[error("the subject must not be empty")]
+    EmptySubject,
+    #[error(
+        "the subject must be at most {MAX_SUBJECT} bytes on one line, without control characters"
+    )]
+    BadSubject,
+    #[error("the lifetime must be from 1 minute to 1 year (366 days)")]
+    Lifetime,
+    #[error("give at least one scope")]
+    NoScope,
+    #[error("signing the token: {0}")]
+    Sign(#[from] jsonwebtoken::errors::Error),
+}
+
+/// The key in a PEM file, or what is wrong with it.
+fn key_file<K>(
+    which: &'static str,
+    path: &Path,
+    parse: impl FnOnce(&[u8]) -> jsonwebtoken::errors::Result<K>,
+) -> Result<K, KeyError> {
+    let pem = std::fs::read(path).map_err(|e| KeyError::Read {
+        which,
+        source: crate::domain::FileError::at("reading", path)(e),
+    })?;
+    parse(&pem).map_err(|source| KeyError::NotRsa {
+        which,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// Signs and checks tokens.
 #[derive(Clone)]
 pub struct TokenKeys {
@@ -114,22 +167,12 @@ pub struct TokenKeys {
 impl TokenKeys {
     /// The keys from settings: RS256 when a public key file is set, else HS256 with the
     /// configured secret or the one generated in `<data_dir>/jwt-secret`.
-    pub fn load(settings: &AuthSettings, data_dir: &Path) -> anyhow::Result<Self> {
+    pub fn load(settings: &AuthSettings, data_dir: &Path) -> Result<Self, KeyError> {
         if let Some(public) = &settings.jwt_public_key_file {
-            let pem = std::fs::read(public)
-                .with_context(|| format!("reading the JWT public key {}", public.display()))?;
-            let decoding = DecodingKey::from_rsa_pem(&pem)
-                .with_context(|| format!("{} is not an RSA public key (PEM)", public.display()))?;
+            let decoding = key_file("public", public, DecodingKey::from_rsa_pem)?;
             let encoding = match &settings.jwt_private_key_file {
                 None => None,
-                Some(private) => {
-                    let pem = std::fs::read(private).with_context(|| {
-                        format!("reading the JWT private key {}", private.display())
-                    })?;
-                    Some(EncodingKey::from_rsa_pem(&pem).with_context(|| {
-                        format!("{} is not an RSA private key (PEM)", private.display())
-                    })?)
-                }
+                Some(private) => Some(key_file("private", private, EncodingKey::from_rsa_pem)?),
             };
             return Ok(Self {
                 algorithm: Algorithm::RS256,
@@ -162,23 +205,24 @@ impl TokenKeys {
         scopes: &[Scope],
         ttl: Duration,
         now: i64,
-    ) -> anyhow::Result<String> {
-        let key = self.encoding.as_ref().context(
-            "RS256 tokens are signed with the private key: set auth.jwt_private_key_file",
-        )?;
-        anyhow::ensure!(!subject.trim().is_empty(), "the subject must not be empty");
-        anyhow::ensure!(
-            subject.len() <= MAX_SUBJECT
-                && !subject
-                    .chars()
-                    .any(|c| c.is_control() || c.is_whitespace() && c != ' '),
-            "the subject must be at most {MAX_SUBJECT} bytes on one line, without control characters"
-        );
-        anyhow::ensure!(
-            (MIN_TTL..=MAX_TTL).contains(&ttl),
-            "the lifetime must be from 1 minute to 1 year (366 days)"
-        );
-        anyhow::ensure!(!scopes.is_empty(), "give at least one scope");
+    ) -> Result<String, IssueError> {
+        let key = self.encoding.as_ref().ok_or(IssueError::NoPrivateKey)?;
+        if subject.trim().is_empty() {
+            return Err(IssueError::EmptySubject);
+        }
+        if subject.len() > MAX_SUBJECT
+            || subject
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace() && c != ' ')
+        {
+            return Err(IssueError::BadSubject);
+        }
+        if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
+            return Err(IssueError::Lifetime);
+        }
+        if scopes.is_empty() {
+            return Err(IssueError::NoScope);
+        }
         let mut names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
         names.sort_unstable();
         names.dedup();

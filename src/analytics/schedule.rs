@@ -5,9 +5,9 @@ use super::Range;
 use super::performance::{Filter, performance_report};
 use super::render::{Format, render};
 use crate::config::{ReportSchedule, Settings};
+use crate::domain::FileError;
 use crate::domain::Timestamp;
 use crate::store::Store;
-use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -77,15 +77,27 @@ async fn run(
 
 /// Runs one schedule's report as of `now`, writes it (atomically: a temporary file
 /// renamed), and removes the schedule's oldest files beyond `keep`.
+/// Why a scheduled report was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{field} {reason}")]
+    Setting { field: &'static str, reason: String },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    File(#[from] FileError),
+}
+
 pub async fn write_report(
     store: &Store,
     settings: &Settings,
     schedule: &ReportSchedule,
     now: Timestamp,
     metrics: &crate::metrics::Metrics,
-) -> anyhow::Result<PathBuf> {
-    let range = Range::parse(&schedule.range, now).map_err(|e| anyhow::anyhow!("range {e}"))?;
-    let format = Format::parse(&schedule.format).map_err(|e| anyhow::anyhow!("format {e}"))?;
+) -> Result<PathBuf, ReportError> {
+    let setting = |field: &'static str| move |reason| ReportError::Setting { field, reason };
+    let range = Range::parse(&schedule.range, now).map_err(setting("range"))?;
+    let format = Format::parse(&schedule.format).map_err(setting("format"))?;
     let filter = Filter {
         controller: schedule.controller.clone(),
         job: schedule.job.clone(),
@@ -104,26 +116,26 @@ pub async fn write_report(
     let dir = &schedule.directory;
     tokio::fs::create_dir_all(dir)
         .await
-        .with_context(|| format!("creating {}", dir.display()))?;
+        .map_err(FileError::at("creating", dir))?;
     let stamp = now.to_datetime().format("%Y%m%dT%H%M%S%.3fZ");
     let path = dir.join(format!("{}-{stamp}.{}", schedule.name, format.extension()));
     let tmp = dir.join(format!(".{}-{stamp}.tmp", schedule.name));
     tokio::fs::write(&tmp, render(&report, format, &frontiers))
         .await
-        .with_context(|| format!("writing {}", tmp.display()))?;
+        .map_err(FileError::at("writing", &tmp))?;
     tokio::fs::rename(&tmp, &path)
         .await
-        .with_context(|| format!("renaming to {}", path.display()))?;
+        .map_err(FileError::at("renaming to", &path))?;
     prune(dir, &schedule.name, format.extension(), schedule.keep)?;
     Ok(path)
 }
 
 /// Removes the oldest `<name>-*.<ext>` files of `dir` beyond `keep` (names sort by time).
-fn prune(dir: &Path, name: &str, ext: &str, keep: usize) -> anyhow::Result<()> {
+fn prune(dir: &Path, name: &str, ext: &str, keep: usize) -> Result<(), FileError> {
     let prefix = format!("{name}-");
     let suffix = format!(".{ext}");
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("listing {}", dir.display()))?
+        .map_err(FileError::at("listing", dir))?
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
@@ -135,7 +147,7 @@ fn prune(dir: &Path, name: &str, ext: &str, keep: usize) -> anyhow::Result<()> {
     files.sort();
     let excess = files.len().saturating_sub(keep);
     for old in &files[..excess] {
-        std::fs::remove_file(old).with_context(|| format!("removing {}", old.display()))?;
+        std::fs::remove_file(old).map_err(FileError::at("removing", old))?;
     }
     Ok(())
 }

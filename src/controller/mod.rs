@@ -43,7 +43,6 @@ use crate::scaling::demand::QueueDemand;
 use crate::scaling::plan::{IdleSince, Observation, plan, scored_signals};
 use crate::scaling::{History, PolicyName, ScalePolicy};
 use crate::store::{DecisionRecord, Store};
-use anyhow::Context as _;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -117,6 +116,18 @@ pub struct Context {
 
 /// What the controller runs on: the real clients and the system clock, or in-memory
 /// adapters and a moved clock (the demo, the tests).
+/// Why the pools' controllers could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("Jenkins controller {controller}: building its HTTP client: {source}")]
+    Jenkins {
+        controller: String,
+        source: reqwest::Error,
+    },
+    #[error("pool {pool}: no Jenkins controller {controller:?}")]
+    NoController { pool: String, controller: String },
+}
+
 #[derive(Clone)]
 pub struct Adapters {
     /// Jenkins by controller name (lower case).
@@ -127,11 +138,13 @@ pub struct Adapters {
 
 impl Adapters {
     /// The service's: a Jenkins client per configured controller, the cluster if any.
-    pub fn real(settings: &Settings, kube: Option<KubeExecutor>) -> anyhow::Result<Self> {
+    pub fn real(settings: &Settings, kube: Option<KubeExecutor>) -> Result<Self, StartError> {
         let mut jenkins: HashMap<String, Arc<dyn JenkinsApi>> = HashMap::new();
         for (name, c) in &settings.jenkins.controllers {
-            let client =
-                JenkinsClient::new(c).with_context(|| format!("Jenkins controller {name}"))?;
+            let client = JenkinsClient::new(c).map_err(|source| StartError::Jenkins {
+                controller: name.clone(),
+                source,
+            })?;
             jenkins.insert(name.to_ascii_lowercase(), Arc::new(client));
         }
         Ok(Self {
@@ -150,7 +163,7 @@ pub fn start_with(
     adapters: Adapters,
     leadership: crate::leader::Leadership,
     tasks: &mut crate::tasks::Tasks,
-) -> anyhow::Result<ScalingHandle> {
+) -> Result<ScalingHandle, StartError> {
     let views: Arc<RwLock<BTreeMap<String, PoolView>>> = Arc::default();
     let mut wake: HashMap<String, Vec<PoolWake>> = HashMap::new();
     let seq = Arc::new(AtomicI64::new(0));
@@ -160,7 +173,10 @@ pub fn start_with(
             .jenkins
             .get(pool.controller.as_str())
             .cloned()
-            .with_context(|| format!("pool {name}: no Jenkins controller {:?}", pool.controller))?;
+            .ok_or_else(|| StartError::NoController {
+                pool: name.clone(),
+                controller: pool.controller.as_str().to_string(),
+            })?;
         let (tx, rx) = mpsc::channel(1);
         let woken_at = WokenAt::default();
         let announced = Announced::default();
@@ -201,7 +217,7 @@ pub fn start_with(
             seq: seq.clone(),
             leadership: leadership.clone(),
         };
-        let mut worker = PoolWorker::new(name, pool, settings)?;
+        let mut worker = PoolWorker::new(name, pool, settings);
         worker.announced = announced;
         let (period, debounce) = (
             adapters.clock.real(settings.scaling.reconcile_interval),
@@ -286,9 +302,9 @@ pub struct PoolWorker {
 
 impl PoolWorker {
     /// The state of the configured pool `name`.
-    pub fn new(name: &str, pool: &PoolSettings, settings: &Settings) -> anyhow::Result<Self> {
+    pub fn new(name: &str, pool: &PoolSettings, settings: &Settings) -> Self {
         let policy = crate::config::PoolPolicy::from(pool);
-        Ok(Self {
+        Self {
             name: name.to_string(),
             settings: pool.clone(),
             policy: policy.scale(),
@@ -317,7 +333,7 @@ impl PoolWorker {
                     settings.scaling.pod_startup.as_millis() as i64,
                 )
             }),
-        })
+        }
     }
 }
 

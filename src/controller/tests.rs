@@ -80,7 +80,7 @@ async fn live(
         seq: Arc::default(),
         leadership: crate::leader::Leadership::single(),
     };
-    let mut worker = PoolWorker::new("linux", pool, settings).unwrap();
+    let mut worker = PoolWorker::new("linux", pool, settings);
     let (reconcile_ms, clock_driven) = (cfg.reconcile_ms, !cfg.schedules.is_empty());
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {

@@ -5,6 +5,7 @@ mod agents;
 mod cluster;
 mod decision;
 mod event;
+mod files;
 mod label;
 mod names;
 mod quantity;
@@ -27,6 +28,7 @@ pub use event::{
     BuildFacts, BuildKey, BuildPhase, BuildResult, DomainEvent, EventSource, IngestEvent,
     NodeEvent, QueueEvent, QueueState, StepEvent, label_from_why,
 };
+pub use files::FileError;
 pub use label::{Expr, Label};
 pub use names::{ControllerName, JobName, MAX_TEXT, NameError, is_dns_label, is_dns_subdomain};
 pub use quantity::{Bytes, Millicores, QuantityError, Resources};

@@ -193,7 +193,7 @@ fn unauthorized(detail: &str) -> ApiError {
 pub fn load_or_create_token(
     configured: Option<&SecretString>,
     data_dir: &std::path::Path,
-) -> anyhow::Result<SecretString> {
+) -> Result<SecretString, crate::secrets::SecretError> {
     match configured {
         Some(t) => Ok(t.clone()),
         None => crate::secrets::load_or_create(data_dir, "webhook-token", 16),

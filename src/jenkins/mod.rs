@@ -9,7 +9,6 @@ pub use crate::domain::{
 
 mod ports;
 mod settings;
-use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -80,7 +79,9 @@ pub struct JenkinsClient {
 }
 
 impl JenkinsClient {
-    pub fn new(settings: &JenkinsControllerSettings) -> anyhow::Result<Self> {
+    /// The client for one controller; fails only when no HTTP client can be built (no
+    /// TLS backend).
+    pub fn new(settings: &JenkinsControllerSettings) -> Result<Self, reqwest::Error> {
         // reqwest is built without a default TLS provider; ring is the process's.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
@@ -90,8 +91,7 @@ impl JenkinsClient {
             // toggleOffline answers 302 to the node page: the POST is done then.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("jenkins-autopilot/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("building the Jenkins HTTP client")?;
+            .build()?;
         let mut base = settings.url.clone();
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));

@@ -5,7 +5,6 @@
 
 mod ports;
 mod settings;
-use anyhow::Context;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams};
@@ -49,20 +48,35 @@ fn classify(what: String, e: kube::Error) -> KubeError {
     }
 }
 
+/// Why no cluster could be reached from the settings.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("reading kubeconfig {}: {source}", path.display())]
+    Kubeconfig {
+        path: std::path::PathBuf,
+        source: kube::config::KubeconfigError,
+    },
+    #[error("finding a cluster (in-cluster or KUBECONFIG): {0}")]
+    NoCluster(#[source] kube::config::InferConfigError),
+    #[error("building the Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+}
+
 /// The cluster the settings name: their kubeconfig, else in-cluster or `KUBECONFIG`.
-pub async fn load_config(settings: &KubernetesSettings) -> anyhow::Result<kube::Config> {
+pub async fn load_config(settings: &KubernetesSettings) -> Result<kube::Config, ConnectError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = match &settings.kubeconfig {
         Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            let bad = |source| ConnectError::Kubeconfig {
+                path: path.clone(),
+                source,
+            };
+            let kc = kube::config::Kubeconfig::read_from(path).map_err(bad)?;
             kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
                 .await
-                .with_context(|| format!("loading kubeconfig {}", path.display()))
+                .map_err(bad)
         }
-        None => kube::Config::infer()
-            .await
-            .context("finding a cluster (in-cluster or KUBECONFIG)"),
+        None => kube::Config::infer().await.map_err(ConnectError::NoCluster),
     };
     config.map(|mut config| {
         config.connect_timeout = Some(settings.timeout);
@@ -88,7 +102,7 @@ impl KubeExecutor {
     pub async fn from_settings(
         settings: &KubernetesSettings,
         watch_up: prometheus::IntGaugeVec,
-    ) -> anyhow::Result<Option<Self>> {
+    ) -> Result<Option<Self>, ConnectError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         if settings.mode == KubernetesMode::DryRun {
             return Ok(None);
@@ -99,9 +113,8 @@ impl KubeExecutor {
                 // a quiet read (the watcher notices a dead connection itself).
                 let mut for_watches = config.clone();
                 for_watches.read_timeout = None;
-                let client = Client::try_from(config).context("building the Kubernetes client")?;
-                let watch_client =
-                    Client::try_from(for_watches).context("building the Kubernetes client")?;
+                let client = Client::try_from(config).map_err(ConnectError::Client)?;
+                let watch_client = Client::try_from(for_watches).map_err(ConnectError::Client)?;
                 Ok(Some(Self {
                     client,
                     watches: Arc::new(watch::Watches::new(watch_client, watch_up)),
@@ -109,7 +122,7 @@ impl KubeExecutor {
             }
             (Err(e), KubernetesMode::Apply) => Err(e),
             (Err(e), _) => {
-                tracing::info!(reason = %format!("{e:#}"), "no Kubernetes cluster configured: scaling runs in dry-run");
+                tracing::info!(reason = %e, "no Kubernetes cluster configured: scaling runs in dry-run");
                 Ok(None)
             }
         }

@@ -9,7 +9,6 @@
 //! can run out for the others.
 
 use super::{Campaign, LeaseView};
-use anyhow::Context as _;
 use futures_util::future::BoxFuture;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
@@ -150,11 +149,9 @@ impl Election {
     pub(super) async fn connect(
         le: &super::LeaderElectionSettings,
         kubernetes: &crate::kube::KubernetesSettings,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, super::LeaderError> {
         let le = le.clone();
-        let mut config = crate::kube::load_config(kubernetes)
-            .await
-            .context("leader_election.mode lease needs a cluster")?;
+        let mut config = crate::kube::load_config(kubernetes).await?;
         config.connect_timeout = Some(le.renew_deadline);
         config.read_timeout = Some(le.renew_deadline);
         config.write_timeout = Some(le.renew_deadline);
@@ -169,7 +166,7 @@ impl Election {
             .unwrap_or_else(|| config.default_namespace.clone());
         let writes = Arc::new(Mutex::new(Writes::default()));
         let client = kube::client::ClientBuilder::try_from(config)
-            .context("building the election's Kubernetes client")?
+            .map_err(super::LeaderError::Client)?
             .with_layer(&Witness(writes.clone()))
             .build();
         Ok(Self {

@@ -192,6 +192,15 @@ fn in_cluster() -> bool {
     std::env::var_os("KUBERNETES_SERVICE_HOST").is_some_and(|h| !h.is_empty())
 }
 
+/// Why an election could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaderError {
+    #[error("leader_election.mode lease needs a cluster: {0}")]
+    NoCluster(#[from] crate::kube::ConnectError),
+    #[error("building the election's Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+}
+
 /// Starts the election the settings ask for (`postgres_url`: the store's, when it is
 /// PostgreSQL; `kubernetes`: the cluster a Lease lives in); `metrics` shows the outcome.
 /// A `lease` election that cannot find a cluster is an error.
@@ -200,7 +209,7 @@ pub async fn start(
     postgres_url: Option<String>,
     kubernetes: &crate::kube::KubernetesSettings,
     metrics: crate::metrics::Metrics,
-) -> anyhow::Result<Leadership> {
+) -> Result<Leadership, LeaderError> {
     let url = postgres_url;
     let mode = match (le.mode, &url) {
         (LeaderMode::Off, _) => "off",

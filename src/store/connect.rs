@@ -3,7 +3,6 @@
 
 use super::health::{WRITER_CHECKPOINT_PAGES, checkpoint_in_background};
 use super::*;
-use anyhow::Context;
 use secrecy::ExposeSecret;
 use sqlx::Connection;
 use sqlx::SqlSafeStr;
@@ -18,7 +17,7 @@ use std::time::Duration;
 impl Store {
     /// Connects to `url`, or to `<data_dir>/autopilot.db` when `url` is `None`, and applies
     /// the migrations.
-    pub async fn connect(settings: &DatabaseSettings, data_dir: &Path) -> anyhow::Result<Self> {
+    pub async fn connect(settings: &DatabaseSettings, data_dir: &Path) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let max_connections = settings.max_connections;
         let synchronous = match settings.sqlite_synchronous {
@@ -28,9 +27,9 @@ impl Store {
         let url = match settings.url.as_ref() {
             Some(u) => u.expose_secret().to_string(),
             None => {
-                std::fs::create_dir_all(data_dir).with_context(|| {
-                    format!("creating the data directory {}", data_dir.display())
-                })?;
+                use crate::domain::FileError;
+                std::fs::create_dir_all(data_dir)
+                    .map_err(FileError::at("creating the data directory", data_dir))?;
                 // It holds build data: readable by the service's user only. SQLite gives
                 // its write-ahead log the database file's mode.
                 let db = data_dir.join("autopilot.db");
@@ -38,11 +37,10 @@ impl Store {
                 open.create(true).append(true);
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
-                open.open(&db)
-                    .with_context(|| format!("creating {}", db.display()))?;
+                open.open(&db).map_err(FileError::at("creating", &db))?;
                 #[cfg(unix)]
                 std::fs::set_permissions(&db, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-                    .with_context(|| format!("restricting {}", db.display()))?;
+                    .map_err(FileError::at("restricting", &db))?;
                 format!(
                     "sqlite://{}?mode=rwc",
                     data_dir.join("autopilot.db").display()
@@ -67,7 +65,7 @@ impl Store {
                 .unwrap_or(Path::new("."))
                 .to_path_buf()
         });
-        let options = AnyConnectOptions::from_str(&url).context("parsing the database URL")?;
+        let options = AnyConnectOptions::from_str(&url).map_err(StoreError::Url)?;
         let read_timeout = settings.read_timeout;
         // Writes have connections of their own: a reader that is slow (a client that does
         // not read its answer, a long report) can never hold up a webhook's commit.
@@ -87,7 +85,7 @@ impl Store {
         .acquire_timeout(Duration::from_secs(30))
         .connect_with(options.clone())
         .await
-        .context("connecting to the database")?;
+        .map_err(StoreError::Connect)?;
         let checkpoints = match backend {
             // Checkpoints have a connection of their own too: the writer never waits for
             // one to be copied.
@@ -202,7 +200,7 @@ impl Store {
         }
     }
 
-    pub(super) async fn migrate(&self) -> anyhow::Result<()> {
+    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
         let migrations = vec![
             Migration::new(
                 1,
@@ -281,8 +279,7 @@ impl Store {
         Migrator::with_migrations(migrations)
             .set_ignore_missing(true)
             .run(&self.write)
-            .await
-            .context("applying database migrations")?;
+            .await?;
         Ok(())
     }
 

@@ -7,6 +7,16 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// The data directory or the database file could not be made or restricted.
+    #[error(transparent)]
+    Files(#[from] crate::domain::FileError),
+    /// `database.url` is not a database URL this build takes.
+    #[error("parsing the database URL: {0}")]
+    Url(#[source] sqlx::Error),
+    #[error("connecting to the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("applying database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
 impl StoreError {

@@ -335,29 +335,42 @@ fn plan(
 
 /// Writes the plan's settings to `<config_dir>/optimized.yaml` after checking that the
 /// settings load with it; nothing is written when they would not.
-pub fn apply(config_dir: &std::path::Path, diff: &str) -> anyhow::Result<std::path::PathBuf> {
-    use anyhow::Context;
-    anyhow::ensure!(
-        !diff.is_empty(),
-        "the plan changes no setting: nothing to write"
-    );
+pub fn apply(config_dir: &std::path::Path, diff: &str) -> Result<std::path::PathBuf, ApplyError> {
+    use crate::domain::FileError;
+    if diff.is_empty() {
+        return Err(ApplyError::NothingToWrite);
+    }
     let path = config_dir.join("optimized.yaml");
-    let staging = tempfile::tempdir().context("creating a staging directory")?;
-    for entry in std::fs::read_dir(config_dir)
-        .with_context(|| format!("reading {}", config_dir.display()))?
-    {
-        let p = entry?.path();
+    let staging = tempfile::tempdir().map_err(FileError::at(
+        "creating a staging directory in",
+        &std::env::temp_dir(),
+    ))?;
+    let entries = std::fs::read_dir(config_dir).map_err(FileError::at("reading", config_dir))?;
+    for entry in entries {
+        let p = entry.map_err(FileError::at("reading", config_dir))?.path();
         if p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-            std::fs::copy(&p, staging.path().join(p.file_name().expect("a file name")))?;
+            let copy = staging.path().join(p.file_name().expect("a file name"));
+            std::fs::copy(&p, &copy).map_err(FileError::at("copying", &p))?;
         }
     }
-    std::fs::write(staging.path().join("optimized.yaml"), diff)?;
-    Settings::load(Some(staging.path()), std::env::vars())
-        .map_err(|e| anyhow::anyhow!("the planned settings do not load:\n{e}"))?;
+    let planned = staging.path().join("optimized.yaml");
+    std::fs::write(&planned, diff).map_err(FileError::at("writing", &planned))?;
+    Settings::load(Some(staging.path()), std::env::vars()).map_err(ApplyError::WouldNotLoad)?;
     let tmp = config_dir.join(".optimized.yaml.tmp");
-    std::fs::write(&tmp, diff).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(&tmp, diff).map_err(FileError::at("writing", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(FileError::at("writing", &path))?;
     Ok(path)
+}
+
+/// Why a plan's settings were not written.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("the plan changes no setting: nothing to write")]
+    NothingToWrite,
+    #[error("the planned settings do not load:\n{0}")]
+    WouldNotLoad(crate::config::ConfigErrors),
+    #[error(transparent)]
+    File(#[from] crate::domain::FileError),
 }
 
 #[cfg(test)]
