@@ -25,7 +25,7 @@ impl LoggingSettings {
     pub fn check(&self) -> Vec<(&'static str, String)> {
         match parse_filter(&self.filter) {
             Ok(_) => Vec::new(),
-            Err(e) => vec![("filter", e)],
+            Err(e) => vec![("filter", e.to_string())],
         }
     }
 }
@@ -39,14 +39,12 @@ const MAX_FILTER: usize = 4096;
 /// text's offsets (a panic on a space before a multi-byte character), and span and field
 /// filters (`[span{field=value}]`) compile their values as patterns, which a hostile value
 /// makes take longer than any start-up should.
-pub fn parse_filter(raw: &str) -> Result<EnvFilter, String> {
+pub fn parse_filter(raw: &str) -> Result<EnvFilter, FilterError> {
     if raw.len() > MAX_FILTER || !raw.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
-        return Err(format!(
-            "must be printable ASCII, at most {MAX_FILTER} bytes"
-        ));
+        return Err(FilterError::Text);
     }
     if raw.contains(['[', ']', '{', '}']) {
-        return Err("takes target=level directives only (no span or field filters)".into());
+        return Err(FilterError::SpanOrField);
     }
     let directives: Vec<&str> = raw
         .split(',')
@@ -55,8 +53,21 @@ pub fn parse_filter(raw: &str) -> Result<EnvFilter, String> {
         .collect();
     let text = directives.join(",");
     std::panic::catch_unwind(|| text.parse::<EnvFilter>())
-        .map_err(|_| "is not a valid tracing filter".to_string())?
-        .map_err(|e| format!("is not a valid tracing filter: {e}"))
+        .map_err(|_| FilterError::Panicked)?
+        .map_err(FilterError::Invalid)
+}
+
+/// Why a log filter was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    #[error("must be printable ASCII, at most {MAX_FILTER} bytes")]
+    Text,
+    #[error("takes target=level directives only (no span or field filters)")]
+    SpanOrField,
+    #[error("is not a valid tracing filter")]
+    Panicked,
+    #[error("is not a valid tracing filter: {0}")]
+    Invalid(#[source] tracing_subscriber::filter::ParseError),
 }
 
 /// Installs the global subscriber once; later calls are ignored (tests start many apps).

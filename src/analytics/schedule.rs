@@ -80,8 +80,10 @@ async fn run(
 /// Why a scheduled report was not written.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("{field} {reason}")]
-    Setting { field: &'static str, reason: String },
+    #[error("range {0}")]
+    Range(#[from] crate::domain::RangeError),
+    #[error("format {0}")]
+    Format(#[from] crate::domain::NotOneOf),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
@@ -95,9 +97,8 @@ pub async fn write_report(
     now: Timestamp,
     metrics: &crate::metrics::Metrics,
 ) -> Result<PathBuf, ReportError> {
-    let setting = |field: &'static str| move |reason| ReportError::Setting { field, reason };
-    let range = Range::parse(&schedule.range, now).map_err(setting("range"))?;
-    let format = Format::parse(&schedule.format).map_err(setting("format"))?;
+    let range = Range::parse(&schedule.range, now)?;
+    let format = Format::parse(&schedule.format)?;
     let filter = Filter {
         controller: schedule.controller.clone(),
         job: schedule.job.clone(),

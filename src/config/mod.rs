@@ -172,7 +172,7 @@ impl Settings {
                 }
                 Err(e) => errors.push(FieldError {
                     path: dir.display().to_string(),
-                    reason: e,
+                    reason: format!("cannot read the config directory: {}", e.source),
                 }),
             }
         }

@@ -180,7 +180,7 @@ impl PoolSettings {
         }
         for (i, sch) in self.schedules.iter().enumerate() {
             if let Err(e) = crate::scaling::schedule::Schedule::parse(sch) {
-                bad(format!("schedules[{i}]"), &e);
+                bad(format!("schedules[{i}]"), &e.to_string());
             }
             if sch.min > self.max {
                 bad(format!("schedules[{i}].min"), "must not exceed max");

@@ -71,6 +71,15 @@ fn default_backfill_rate() -> f64 {
     BackfillSettings::DEFAULT_RATE
 }
 
+/// A backfill rate outside what a run may go at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "must be from {:.4} (one a minute) to {} requests per second",
+    BackfillSettings::MIN_RATE,
+    BackfillSettings::MAX_RATE
+)]
+pub struct RateOutOfBounds;
+
 impl BackfillSettings {
     /// A gentle default rate: a big controller is not hurt.
     pub const DEFAULT_RATE: f64 = 5.0;
@@ -81,15 +90,11 @@ impl BackfillSettings {
     pub const MIN_RATE: f64 = 1.0 / 60.0;
 
     /// Whether `rate` is a request rate a run may go at; the reason when not.
-    pub fn check_rate(rate: f64) -> Result<(), String> {
+    pub fn check_rate(rate: f64) -> Result<(), RateOutOfBounds> {
         if (Self::MIN_RATE..=Self::MAX_RATE).contains(&rate) {
             Ok(())
         } else {
-            Err(format!(
-                "must be from {:.4} (one a minute) to {} requests per second",
-                Self::MIN_RATE,
-                Self::MAX_RATE
-            ))
+            Err(RateOutOfBounds)
         }
     }
 }

@@ -24,14 +24,16 @@ pub(super) fn defaults_tree() -> &'static Value {
 
 /// A settings file's YAML. A key given twice in one mapping is an error (the YAML spec
 /// says keys are unique; taking either silently would hide a mistake).
-pub(super) fn yaml_mapping(text: &str) -> Result<Value, String> {
-    serde_yaml::from_str::<serde_yaml::Value>(text).map_err(|e| e.to_string())?;
-    serde_yaml::from_str::<Value>(text).map_err(|e| e.to_string())
+pub(super) fn yaml_mapping(text: &str) -> Result<Value, serde_yaml::Error> {
+    serde_yaml::from_str::<serde_yaml::Value>(text)?;
+    serde_yaml::from_str::<Value>(text)
 }
 
-pub(super) fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| format!("cannot read the config directory: {e}"))?;
+pub(super) fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, crate::domain::FileError> {
+    let entries = std::fs::read_dir(dir).map_err(crate::domain::FileError::at(
+        "reading the config directory",
+        dir,
+    ))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())

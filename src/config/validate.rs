@@ -102,10 +102,10 @@ impl Settings {
             }
             if let Err(e) = crate::domain::Range::parse(&sch.range, crate::domain::Timestamp::now())
             {
-                bad(&at("range"), &e);
+                bad(&at("range"), &e.to_string());
             }
             if let Err(e) = crate::domain::ReportFormat::parse(&sch.format) {
-                bad(&at("format"), &e);
+                bad(&at("format"), &e.to_string());
             }
             if sch.keep == 0 {
                 bad(&at("keep"), "must be at least 1");
@@ -144,7 +144,7 @@ impl Settings {
         }
         let b = &self.backfill;
         if let Err(e) = BackfillSettings::check_rate(b.max_requests_per_second) {
-            bad("backfill.max_requests_per_second", &e);
+            bad("backfill.max_requests_per_second", &e.to_string());
         }
         if !b.repair_every.is_zero() && b.repair_every < Duration::from_secs(60) {
             bad("backfill.repair_every", "must be 0s (off) or at least 1m");

@@ -12,7 +12,7 @@ use std::sync::Arc;
 /// The model and its background retraining.
 pub(super) struct LiveForecast {
     model: Option<Arc<Model>>,
-    training: Option<tokio::task::JoinHandle<Result<Model, String>>>,
+    training: Option<tokio::task::JoinHandle<Result<Model, forecast::ForecastError>>>,
     retraining: Retraining,
     error: Option<String>,
     /// The demand series and the step it was read at.
@@ -53,7 +53,7 @@ impl LiveForecast {
                 }
                 Ok(Err(e)) => {
                     self.retraining.failed(now.millis());
-                    self.error = Some(e);
+                    self.error = Some(e.to_string());
                 }
                 Err(e) => self.error = Some(format!("training stopped: {e}")),
             }
@@ -75,7 +75,7 @@ impl LiveForecast {
                 }
                 Err(error) => {
                     return ForecastView {
-                        error: Some(error),
+                        error: Some(error.to_string()),
                         ..Default::default()
                     };
                 }
@@ -87,7 +87,7 @@ impl LiveForecast {
             let training = series.clone();
             let (h, params) = (self.horizon_steps, self.params);
             self.training = Some(tokio::task::spawn_blocking(move || {
-                forecast::retrain(&training, t, h, params).map_err(|e| e.to_string())
+                forecast::retrain(&training, t, h, params)
             }));
         }
         let mut view = ForecastView {
@@ -108,6 +108,15 @@ impl LiveForecast {
     }
 }
 
+/// Why a pool's demand series could not be read.
+#[derive(Debug, thiserror::Error)]
+enum SeriesError {
+    #[error("reading build history: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("no build history for this label yet")]
+    NoHistory,
+}
+
 /// The pool's demand series up to `now` (last index = now's step), from the builds of
 /// the last four weeks in the store.
 async fn demand_series(
@@ -115,20 +124,16 @@ async fn demand_series(
     controller: &ControllerName,
     label: &Label,
     now: Timestamp,
-) -> Result<Series, String> {
-    let since =
-        Timestamp::from_millis((now.millis() - HISTORY_MS).max(0)).map_err(|e| e.to_string())?;
-    let spans = store
-        .build_spans(controller, since)
-        .await
-        .map_err(|e| format!("reading build history: {e}"))?;
+) -> Result<Series, SeriesError> {
+    let since = Timestamp::from_millis((now.millis() - HISTORY_MS).max(0))
+        .expect("the epoch or later is an instant");
+    let spans = store.build_spans(controller, since).await?;
     let mine: Vec<(i64, i64)> = spans
         .into_iter()
         .filter(|(l, _, _)| l.as_deref().is_some_and(|l| label.serves(l)))
         .map(|(_, start, end)| (start, end.unwrap_or(now.millis() + STEP_MS)))
         .collect();
-    let mut series = forecast::running_demand(&mine, STEP_MS)
-        .ok_or_else(|| "no build history for this label yet".to_string())?;
+    let mut series = forecast::running_demand(&mine, STEP_MS).ok_or(SeriesError::NoHistory)?;
     // Steps since the last build are steps of no demand.
     let t = (now.millis() - series.start_ms).div_euclid(STEP_MS).max(0) as usize;
     if series.values.len() <= t {

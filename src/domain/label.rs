@@ -11,22 +11,33 @@ use std::hash::{Hash, Hasher};
 #[serde(try_from = "String", into = "String")]
 pub struct Label(String);
 
+/// Why a label was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LabelError {
+    #[error("must not be empty")]
+    Empty,
+    #[error("must be at most {} bytes", Label::MAX_LEN)]
+    TooLong,
+    #[error("must not contain control characters")]
+    Control,
+}
+
 impl Label {
     /// At most this many bytes: the bound every label in a payload has.
     pub const MAX_LEN: usize = super::MAX_TEXT;
 
     /// Trimmed, not empty, at most [`Self::MAX_LEN`] bytes, no control characters other
     /// than whitespace.
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, LabelError> {
         let raw = raw.trim();
         if raw.is_empty() {
-            return Err("must not be empty".into());
+            return Err(LabelError::Empty);
         }
         if raw.len() > Self::MAX_LEN {
-            return Err(format!("must be at most {} bytes", Self::MAX_LEN));
+            return Err(LabelError::TooLong);
         }
         if raw.chars().any(|c| c.is_control() && !c.is_whitespace()) {
-            return Err("must not contain control characters".into());
+            return Err(LabelError::Control);
         }
         Ok(Self(raw.to_string()))
     }
@@ -194,8 +205,8 @@ impl fmt::Display for Label {
 }
 
 impl TryFrom<String> for Label {
-    type Error = String;
-    fn try_from(raw: String) -> Result<Self, String> {
+    type Error = LabelError;
+    fn try_from(raw: String) -> Result<Self, LabelError> {
         Self::parse(&raw)
     }
 }

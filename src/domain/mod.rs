@@ -29,12 +29,12 @@ pub use event::{
     NodeEvent, QueueEvent, QueueState, StepEvent, label_from_why,
 };
 pub use files::FileError;
-pub use label::{Expr, Label};
+pub use label::{Expr, Label, LabelError};
 pub use names::{ControllerName, JobName, MAX_TEXT, NameError, is_dns_label, is_dns_subdomain};
 pub use quantity::{Bytes, Millicores, QuantityError, Resources};
-pub use range::Range;
+pub use range::{Range, RangeError};
 pub use record::{BuildRecord, FoundBy, QueueItem};
-pub use report_format::ReportFormat;
+pub use report_format::{NotOneOf, ReportFormat};
 pub use stats::nearest_rank;
 pub use time::{Timestamp, TimestampError};
 pub use usage::{PerformanceReport, StageTiming};

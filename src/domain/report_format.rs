@@ -13,13 +13,13 @@ pub enum ReportFormat {
 }
 
 impl ReportFormat {
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, super::NotOneOf> {
         match raw {
             "json" => Ok(Self::Json),
             "csv" => Ok(Self::Csv),
             "md" | "markdown" => Ok(Self::Md),
             "html" => Ok(Self::Html),
-            _ => Err("must be json, csv, md or html".into()),
+            _ => Err(super::NotOneOf("json, csv, md or html")),
         }
     }
 
@@ -41,3 +41,8 @@ impl ReportFormat {
         }
     }
 }
+
+/// A word that is none of those a setting or parameter takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("must be {0}")]
+pub struct NotOneOf(pub &'static str);

@@ -12,7 +12,7 @@ use serde_json::Value;
 pub struct Timestamp(i64);
 
 /// Why a value is not an instant.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
 pub enum TimestampError {
     #[error("is not a timestamp (expected epoch milliseconds or an ISO 8601 date-time)")]
     Unrecognised,

@@ -8,10 +8,14 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// The free bytes, or why the disk could not be read (shared: a reading is kept a second).
+type FreeBytes = Result<u64, std::sync::Arc<std::io::Error>>;
+
 pub struct DiskFloor {
     dir: Option<PathBuf>,
     floor_bytes: u64,
-    last: Mutex<Option<(Instant, Result<u64, String>)>>,
+    /// The last reading and when it was taken.
+    last: Mutex<Option<(Instant, FreeBytes)>>,
 }
 
 impl DiskFloor {
@@ -24,8 +28,8 @@ impl DiskFloor {
         }
     }
 
-    fn free_bytes(dir: &std::path::Path) -> Result<u64, String> {
-        crate::store::free_disk_bytes(dir).map_err(|e| e.to_string())
+    fn free_bytes(dir: &std::path::Path) -> FreeBytes {
+        crate::store::free_disk_bytes(dir).map_err(std::sync::Arc::new)
     }
 
     /// `Err(507)` while the disk is below the floor. A disk that cannot be read is let

@@ -32,17 +32,32 @@ pub struct Schedule {
     pub pattern: String,
 }
 
+/// Why a schedule was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("cron {cron:?}: {source}")]
+    Cron {
+        cron: String,
+        source: croner::errors::CronError,
+    },
+    #[error("timezone {0:?} is not an IANA time zone")]
+    TimeZone(String),
+}
+
 impl Schedule {
     /// Parses a schedule; the error names what is wrong.
-    pub fn parse(s: &ScheduleSettings) -> Result<Self, String> {
+    pub fn parse(s: &ScheduleSettings) -> Result<Self, ScheduleError> {
         let cron = s
             .cron
             .parse::<croner::Cron>()
-            .map_err(|e| format!("cron {:?}: {e}", s.cron))?;
+            .map_err(|source| ScheduleError::Cron {
+                cron: s.cron.clone(),
+                source,
+            })?;
         let tz = s
             .timezone
             .parse::<chrono_tz::Tz>()
-            .map_err(|_| format!("timezone {:?} is not an IANA time zone", s.timezone))?;
+            .map_err(|_| ScheduleError::TimeZone(s.timezone.clone()))?;
         Ok(Self {
             cron,
             tz,
@@ -154,7 +169,11 @@ mod tests {
             })
             .unwrap_err()
         };
-        assert!(bad("every morning", "UTC").contains("cron"));
-        assert!(bad("* 8 * * *", "Mars/Olympus").contains("timezone"));
+        assert!(bad("every morning", "UTC").to_string().contains("cron"));
+        assert!(
+            bad("* 8 * * *", "Mars/Olympus")
+                .to_string()
+                .contains("timezone")
+        );
     }
 }

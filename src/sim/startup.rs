@@ -17,6 +17,24 @@ pub struct Startup {
     pub p95_ms: i64,
 }
 
+/// Why a start-up distribution was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("{text:?}: {source}")]
+    Duration {
+        text: String,
+        source: humantime::DurationError,
+    },
+    #[error("{0:?} is not p50=... or p95=...")]
+    NotAPercentile(String),
+    #[error("unknown percentile {0:?} (p50, p95)")]
+    UnknownPercentile(String),
+    #[error("give both p50= and p95=")]
+    Incomplete,
+    #[error("p95 must be at least p50, and p50 above 0")]
+    Order,
+}
+
 impl Startup {
     /// Always the same start-up.
     pub fn fixed(d: Duration) -> Self {
@@ -28,13 +46,16 @@ impl Startup {
     }
 
     /// `60` or `60s` (fixed; plain numbers are seconds), or `p50=45s,p95=180s`.
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, StartupError> {
         let raw = raw.trim();
-        let duration = |v: &str| -> Result<Duration, String> {
+        let duration = |v: &str| -> Result<Duration, StartupError> {
             let v = v.trim();
             match v.parse::<u64>() {
                 Ok(secs) => Ok(Duration::from_secs(secs)),
-                Err(_) => humantime::parse_duration(v).map_err(|e| format!("{v:?}: {e}")),
+                Err(_) => humantime::parse_duration(v).map_err(|source| StartupError::Duration {
+                    text: v.to_string(),
+                    source,
+                }),
             }
         };
         if !raw.contains('=') {
@@ -44,18 +65,18 @@ impl Startup {
         for part in raw.split(',') {
             let (k, v) = part
                 .split_once('=')
-                .ok_or_else(|| format!("{part:?} is not p50=... or p95=..."))?;
+                .ok_or_else(|| StartupError::NotAPercentile(part.to_string()))?;
             match k.trim() {
                 "p50" => p50 = Some(duration(v)?),
                 "p95" => p95 = Some(duration(v)?),
-                other => return Err(format!("unknown percentile {other:?} (p50, p95)")),
+                other => return Err(StartupError::UnknownPercentile(other.to_string())),
             }
         }
         let (Some(p50), Some(p95)) = (p50, p95) else {
-            return Err("give both p50= and p95=".into());
+            return Err(StartupError::Incomplete);
         };
         if p95 < p50 || p50.is_zero() {
-            return Err("p95 must be at least p50, and p50 above 0".into());
+            return Err(StartupError::Order);
         }
         Ok(Self {
             p50_ms: p50.as_millis() as i64,

@@ -15,13 +15,13 @@ pub enum GroupBy {
 }
 
 impl GroupBy {
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, crate::domain::NotOneOf> {
         match raw {
             "job" => Ok(Self::Job),
             "pool" => Ok(Self::Pool),
             "controller" => Ok(Self::Controller),
             "label" => Ok(Self::Label),
-            _ => Err("must be job, pool, controller or label".into()),
+            _ => Err(crate::domain::NotOneOf("job, pool, controller or label")),
         }
     }
 }
