@@ -125,49 +125,21 @@ async fn job_pool(
     )
 }
 
-/// The pool's busy share as last read: busy executors over all its executors. A read that
-/// failed, or one older than three reconcile periods, leaves the load unknown.
+/// The pool's load from its newest decision (`profiles::load::pool_load`).
 async fn pool_load(state: &AppState, pool: &str) -> Load {
-    let unknown = |how: String| Load { percent: None, how };
     let Some(view) = state.scaling.pool(pool).await else {
-        return unknown(format!("load unknown: pool {pool} is not running"));
+        return Load {
+            percent: None,
+            how: format!("load unknown: pool {pool} is not running"),
+        };
     };
-    let Some(last) = view.last else {
-        return unknown(format!("load unknown: pool {pool} has not reconciled yet"));
-    };
-    if let Some(err) = &last.error {
-        return unknown(format!(
-            "load unknown: pool {pool}'s last read failed ({err})"
-        ));
-    }
+    let last = view.last.as_ref().map(|d| crate::profiles::load::Reading {
+        decided_at: d.decided_at,
+        error: d.error.as_deref(),
+        inputs: &d.inputs,
+    });
     let max_age = state.settings.scaling.reconcile_interval.as_millis() as i64 * 3;
-    if Timestamp::now().millis() - last.decided_at.millis() > max_age {
-        return unknown(format!("load unknown: pool {pool}'s last reading is stale"));
-    }
-    let inputs = &last.inputs;
-    match (inputs.busy_executors, inputs.idle_executors) {
-        (Some(busy), Some(idle)) => {
-            let (busy, idle) = (u64::from(busy), u64::from(idle));
-            let total = busy + idle;
-            let percent = if total == 0 {
-                // No executors at all: loaded when work waits, idle otherwise.
-                if inputs.queued.unwrap_or(0) > 0 {
-                    100
-                } else {
-                    0
-                }
-            } else {
-                (busy * 100).div_ceil(total) as u32
-            };
-            Load {
-                percent: Some(percent),
-                how: format!("pool {pool} is {percent} % busy ({busy} of {total} executors)"),
-            }
-        }
-        _ => unknown(format!(
-            "load unknown: pool {pool}'s last reading has no executor counts"
-        )),
-    }
+    crate::profiles::load::pool_load(pool, last, Timestamp::now(), max_age)
 }
 
 /// Picks the build's profile: the job's learned size once it has enough reported builds,

@@ -3,6 +3,7 @@
 
 pub mod analysis;
 pub mod choose;
+pub mod load;
 pub mod pod_yaml;
 pub mod recommend;
 pub mod rules;
