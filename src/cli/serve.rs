@@ -23,6 +23,14 @@ pub struct Args {
 
 /// Runs the service until it is stopped; a settings error prints every invalid field.
 pub fn run(args: Args) -> ExitCode {
+    // No transparent huge pages for the service: its allocator asks for them on its
+    // segments, and a 2 MiB page stays resident while any 4 KiB of it is in use, so
+    // memory freed inside it was never given back (24 MB of 37 MB of heap were huge pages
+    // after ten minutes of the soak, and resident memory crept from 58 to 80 MB in an
+    // hour). With 4 KiB pages what is freed is returned.
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        eprintln!("could not turn transparent huge pages off ({e}); memory may creep");
+    }
     let mut settings = match Settings::load(config_dir(args.config).as_deref(), std::env::vars()) {
         Ok(s) => s,
         Err(errors) => {

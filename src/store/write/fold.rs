@@ -46,7 +46,7 @@ impl Fold {
             dirty_queue: HashSet::new(),
             finished_before: HashMap::new(),
         };
-        for chunk in build_ids.chunks(CHUNK) {
+        for chunk in shaped_chunks(&build_ids, CHUNK) {
             let clauses: Vec<String> = (0..chunk.len())
                 .map(|i| {
                     format!(
@@ -76,7 +76,7 @@ impl Fold {
             }
         }
         // Builds already linked to a queue item that changes in this batch.
-        for chunk in queue_event_ids.chunks(CHUNK) {
+        for chunk in shaped_chunks(&queue_event_ids, CHUNK) {
             let sql = format!(
                 "SELECT * FROM builds WHERE {}",
                 or_pairs("queue_id", chunk.len())
@@ -94,7 +94,7 @@ impl Fold {
                 }
             }
         }
-        for chunk in queue_ids.chunks(CHUNK) {
+        for chunk in shaped_chunks(&queue_ids, CHUNK) {
             let sql = format!(
                 "SELECT * FROM queue_items WHERE {}",
                 or_pairs("queue_id", chunk.len())
@@ -176,7 +176,7 @@ impl Fold {
             .iter()
             .filter_map(|id| self.builds.get(id))
             .collect();
-        for chunk in builds.chunks(CHUNK / 2) {
+        for chunk in shaped_chunks(&builds, CHUNK / 2) {
             save_builds(tx, chunk, now).await?;
         }
         // The report rollups of the hours these builds finished in, before and now, are
@@ -196,7 +196,7 @@ impl Fold {
             .iter()
             .filter_map(|id| self.queue.get(id))
             .collect();
-        for chunk in items.chunks(CHUNK) {
+        for chunk in shaped_chunks(&items, CHUNK) {
             save_queue_items(tx, chunk, now).await?;
         }
         Ok(())

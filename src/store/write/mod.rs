@@ -31,13 +31,32 @@ enum Arg {
     OptInt(Option<i64>),
 }
 
-/// Binds `args` to a statement whose text follows the batch (a row of placeholders per
-/// event or key). Such statements are not kept prepared: each batch size is a statement
-/// of its own, a connection keeps its last hundred, and under a steady load every size up
-/// to the chunk turns up, so the writer's cache churned and held tens of megabytes of
-/// large prepared statements that were seldom used twice.
-fn bind_all<'q>(q: Query<'q, Any, AnyArguments>, args: Vec<Arg>) -> Query<'q, Any, AnyArguments> {
-    let mut q = q.persistent(false);
+/// `items` in chunks of `max`, the rest in chunks of falling powers of two (77 items are
+/// 64, 8, 4 and 1): a statement with a row of placeholders per item then takes one of a
+/// few shapes, which stay prepared. A chunk of every size made a statement of its own
+/// for each: under a steady load every size turned up, the writer's cache of a hundred
+/// churned, and batches paid for preparing large statements anew.
+fn shaped_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = if rest.len() >= max {
+            max
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+fn bind_all<'q>(
+    mut q: Query<'q, Any, AnyArguments>,
+    args: Vec<Arg>,
+) -> Query<'q, Any, AnyArguments> {
     for a in args {
         q = match a {
             Arg::Text(v) => q.bind(v),
@@ -152,7 +171,7 @@ async fn lock_folded(tx: &mut Tx<'_>, events: &[&IngestEvent]) -> Result<(), Sto
         .collect();
     keys.sort_unstable();
     keys.dedup();
-    for chunk in keys.chunks(100) {
+    for chunk in shaped_chunks(&keys, 100) {
         let sql = format!(
             "SELECT {}",
             (1..=chunk.len())
@@ -174,7 +193,7 @@ async fn insert_events(
     now: Timestamp,
 ) -> Result<HashSet<String>, StoreError> {
     let mut inserted = HashSet::new();
-    for chunk in events.chunks(CHUNK) {
+    for chunk in shaped_chunks(events, CHUNK) {
         let sql = format!(
             "INSERT INTO events (idempotency_key, controller, source, kind, received_at, payload) VALUES {} \
              ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key",
@@ -263,4 +282,24 @@ async fn write_side_record(tx: &mut Tx<'_>, event: &IngestEvent) -> Result<(), S
         DomainEvent::Build(_) | DomainEvent::Queue(_) | DomainEvent::JobChanged { .. } => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shaped_chunks;
+
+    #[test]
+    fn chunks_cover_every_item_in_order_in_a_few_shapes() {
+        let mut shapes = std::collections::BTreeSet::new();
+        for n in 0..=250usize {
+            let items: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = shaped_chunks(&items, 100).collect();
+            assert_eq!(chunks.concat(), items, "{n}");
+            shapes.extend(chunks.iter().map(|c| c.len()));
+        }
+        assert_eq!(
+            shapes.into_iter().collect::<Vec<_>>(),
+            [1, 2, 4, 8, 16, 32, 64, 100]
+        );
+    }
 }
