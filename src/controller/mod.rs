@@ -10,6 +10,7 @@
 //! from its stored decisions. Time is the [`Context`]'s clock, so the demo and the tests
 //! run the real controller on a clock they move.
 
+mod adapters;
 mod apply;
 mod error;
 mod forecast;
@@ -22,6 +23,7 @@ mod wakeups;
 pub mod warm;
 
 use crate::scaling::ports::{Clock, ClusterApi, JenkinsApi};
+pub use adapters::{Adapters, StartError};
 pub use apply::{BUSY_COST, DRAINED_COST, IDLE_COST, KEPT_COST};
 pub use error::{ReconcileError, SystemClock};
 use handle::{Announced, PoolWake, WokenAt};
@@ -36,8 +38,6 @@ use crate::config::{PoolSettings, Settings};
 use crate::domain::{
     ControllerName, DecisionInputs, ForecastInputs, StartupInputs, Timestamp, WarmInputs,
 };
-use crate::jenkins::JenkinsClient;
-use crate::kube::KubeExecutor;
 use crate::metrics::Metrics;
 use crate::scaling::demand::QueueDemand;
 use crate::scaling::plan::{IdleSince, Observation, plan, scored_signals};
@@ -116,45 +116,6 @@ pub struct Context {
 
 /// What the controller runs on: the real clients and the system clock, or in-memory
 /// adapters and a moved clock (the demo, the tests).
-/// Why the pools' controllers could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("Jenkins controller {controller}: building its HTTP client: {source}")]
-    Jenkins {
-        controller: String,
-        source: reqwest::Error,
-    },
-    #[error("pool {pool}: no Jenkins controller {controller:?}")]
-    NoController { pool: String, controller: String },
-}
-
-#[derive(Clone)]
-pub struct Adapters {
-    /// Jenkins by controller name (lower case).
-    pub jenkins: HashMap<String, Arc<dyn JenkinsApi>>,
-    pub cluster: Option<Arc<dyn ClusterApi>>,
-    pub clock: Arc<dyn Clock>,
-}
-
-impl Adapters {
-    /// The service's: a Jenkins client per configured controller, the cluster if any.
-    pub fn real(settings: &Settings, kube: Option<KubeExecutor>) -> Result<Self, StartError> {
-        let mut jenkins: HashMap<String, Arc<dyn JenkinsApi>> = HashMap::new();
-        for (name, c) in &settings.jenkins.controllers {
-            let client = JenkinsClient::new(c).map_err(|source| StartError::Jenkins {
-                controller: name.clone(),
-                source,
-            })?;
-            jenkins.insert(name.to_ascii_lowercase(), Arc::new(client));
-        }
-        Ok(Self {
-            jenkins,
-            cluster: kube.map(|k| Arc::new(k) as Arc<dyn ClusterApi>),
-            clock: Arc::new(SystemClock),
-        })
-    }
-}
-
 /// Starts one task per configured pool on `adapters`, in `tasks`.
 pub fn start_with(
     settings: &Settings,
