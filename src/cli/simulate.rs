@@ -219,13 +219,9 @@ fn replayed_pool(
     if let Some(path) = &args.pool_config {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        return crate::config::PoolSettings::from_yaml(&text).map_err(|problems| {
-            let lines: Vec<String> = problems
-                .iter()
-                .map(|(field, reason)| format!("{}: {field}: {reason}", path.display()))
-                .collect();
-            anyhow::anyhow!("--pool-config is not a valid pool:\n{}", lines.join("\n"))
-        });
+        let shown = path.display().to_string();
+        return crate::config::PoolSettings::from_yaml(&shown, &text)
+            .map_err(|e| anyhow::anyhow!("--pool-config is not a valid pool:\n{e}"));
     }
     if let Some(name) = &args.pool {
         return service

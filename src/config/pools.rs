@@ -141,29 +141,46 @@ fn default_keep_idle() -> Duration {
 
 impl PoolSettings {
     /// One pool's settings from YAML (an entry of `scaling.pools`, as `simulate
-    /// --pool-config` reads it), refused with every unknown or invalid field: (field,
-    /// reason).
-    pub fn from_yaml(text: &str) -> Result<Self, Vec<(String, String)>> {
-        let tree: Value = serde_yaml::from_str(text)
-            .map_err(|e| vec![(String::new(), format!("is not valid YAML: {e}"))])?;
-        let mut unknown: Vec<String> = Vec::new();
-        let parsed: Result<Self, _> = {
-            let mut note = |path: serde_ignored::Path| unknown.push(path.to_string());
-            serde_path_to_error::deserialize(serde_ignored::Deserializer::new(&tree, &mut note))
+    /// --pool-config` reads it; `shown` names the file in errors), read as the service
+    /// reads its settings files: a key given twice is refused, and every unknown or
+    /// invalid field is reported, then the pool's own checks.
+    pub fn from_yaml(shown: &str, text: &str) -> Result<Self, ConfigErrors> {
+        let refused = |reason: String| {
+            ConfigErrors(vec![FieldError {
+                path: shown.to_string(),
+                reason,
+            }])
         };
-        let pool = parsed.map_err(|e| {
-            let path = e.path().to_string();
-            vec![(path, e.into_inner().to_string())]
-        })?;
-        let mut problems: Vec<(String, String)> = unknown
-            .into_iter()
-            .map(|path| (path, "is not a known setting".to_string()))
-            .collect();
-        problems.extend(pool.check());
-        if problems.is_empty() {
-            Ok(pool)
-        } else {
-            Err(problems)
+        let tree = match yaml_mapping(text) {
+            Ok(tree @ Value::Object(_)) => tree,
+            Ok(_) => return Err(refused("must be a mapping of a pool's settings".into())),
+            Err(e) => return Err(refused(format!("is not valid YAML: {e}"))),
+        };
+        let mut origins = Origins::default();
+        // The pool as a whole (a required field missing) and each field it sets.
+        origins.set("", shown.to_string());
+        if let Value::Object(map) = &tree {
+            for (key, value) in map {
+                let mut leaves = Vec::new();
+                collect_leaves(value, key, &mut leaves);
+                for leaf in leaves {
+                    origins.set(&leaf, shown.to_string());
+                }
+            }
+        }
+        let mut errors = Vec::new();
+        // No defaults beyond the fields' own: an invalid field is left out and reported.
+        let none = Value::Object(Default::default());
+        let pool = deserialize_reporting_all::<Self>(tree, &none, &origins, &mut errors);
+        if let Some(p) = &pool {
+            errors.extend(p.check().into_iter().map(|(field, reason)| FieldError {
+                path: format!("{shown}: {field}"),
+                reason,
+            }));
+        }
+        match pool {
+            Some(p) if errors.is_empty() => Ok(p),
+            _ => Err(ConfigErrors(errors)),
         }
     }
 

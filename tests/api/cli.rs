@@ -622,6 +622,8 @@ fn simulate_replays_a_pool_of_the_service_schema_with_its_own_budget_and_keep_id
         ("agent_cpu: 2\n", "agent_cpu: is not a known setting"),
         ("min: 30\n", "min: must not exceed max (20)"),
         ("warm: {window: 10m}\n", "warm.window: must be at least 1h"),
+        // A key given twice, as in the service's own settings files.
+        ("max: 30\n", "is not valid YAML"),
     ] {
         std::fs::write(&pool, format!("{base}{yaml}")).unwrap();
         let out = simulate(&trace, &["--pool-config", pool.to_str().unwrap()]);
