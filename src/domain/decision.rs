@@ -22,16 +22,6 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Applied => "applied",
-            Self::Unchanged => "unchanged",
-            Self::DryRun => "dry-run",
-            Self::Held => "held",
-            Self::Failed => "failed",
-        }
-    }
-
     /// Whether the pool was left at the replicas decided (`applied`, `unchanged`,
     /// `dry-run`) rather than at those it had (`held`, `failed`).
     pub fn took_effect(self) -> bool {

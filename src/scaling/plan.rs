@@ -26,15 +26,6 @@ pub enum Trigger {
     Periodic,
 }
 
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Event => "event",
-            Trigger::Periodic => "periodic",
-        }
-    }
-}
-
 /// One agent of the pool as gathered: a pod of the Deployment, with its Jenkins node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AgentView {

@@ -145,24 +145,37 @@ impl Store {
         // Slice by slice (`store/slices.rs`), each slice's longest kept: the longest of
         // the range are among them. An hour of a busy installation read in one statement
         // took 10 s and held the WAL meanwhile.
+        let keep = limit as usize;
         let mut longest: Vec<super::PricedBuild> = Vec::new();
-        let mut slices = super::slices::BuildSlices::new(from.millis(), to.millis());
-        while let Some((a, b)) = slices.next(self).await? {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                .bind(a)
-                .bind(b)
-                .bind(min_ms)
-                .bind(cpu_hour)
-                .bind(memory_gib_hour)
-                .bind(threshold)
-                .fetch_all(&self.pool)
-                .await?;
-            for row in &rows {
-                longest.push(super::priced::priced_from_row(row)?);
+        let longest_first = |v: &mut Vec<super::PricedBuild>| {
+            v.sort_by_key(|b| std::cmp::Reverse(b.duration_ms));
+            v.truncate(keep);
+        };
+        let range = (from.millis(), to.millis());
+        let prices = |q| bind_prices(q, min_ms, cpu_hour, memory_gib_hour, threshold);
+        self.each_row_sliced(&sql, range, prices, |row| {
+            longest.push(super::priced::priced_from_row(row)?);
+            if longest.len() >= 2 * keep.max(1) {
+                longest_first(&mut longest);
             }
-            longest.sort_by_key(|b| std::cmp::Reverse(b.duration_ms));
-            longest.truncate(limit as usize);
-        }
+            Ok(())
+        })
+        .await?;
+        longest_first(&mut longest);
         Ok(longest)
     }
+}
+
+/// Binds the costly-build query's threshold and prices (`$3` to `$6`).
+fn bind_prices(
+    q: sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
+    min_ms: i64,
+    cpu_hour: f64,
+    memory_gib_hour: f64,
+    threshold: f64,
+) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
+    q.bind(min_ms)
+        .bind(cpu_hour)
+        .bind(memory_gib_hour)
+        .bind(threshold)
 }

@@ -198,16 +198,14 @@ impl Store {
             }
         }
         let mut closed = 0;
-        for chunk in gone.chunks(500) {
+        for chunk in write::shaped_chunks(&gone, 500) {
             let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 4)).collect();
             let sql = format!(
                 "UPDATE queue_items SET state = 'left', left_at = $2, state_at = $2, updated_at = $2 \
                  WHERE controller = $1 AND state <> 'left' AND state_at < $3 AND queue_id IN ({})",
                 marks.join(", ")
             );
-            // As long as the list: not kept prepared (see `write::bind_all`).
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .persistent(false)
                 .bind(controller.as_str())
                 .bind(now.millis())
                 .bind(older_than.millis());
@@ -228,13 +226,13 @@ impl Store {
         .bind(d.pool.as_str())
         .bind(d.decided_at.millis())
         .bind(d.seq)
-        .bind(d.trigger.as_str())
+        .bind(crate::domain::name_of(&d.trigger))
         .bind(d.current.map(i64::from))
         .bind(d.recommended.map(i64::from))
         .bind(d.desired.map(i64::from))
         .bind(crate::domain::name_of(&d.rule))
         .bind(d.reason.as_str())
-        .bind(d.outcome.as_str())
+        .bind(crate::domain::name_of(&d.outcome))
         .bind(d.error.as_deref())
         .bind(serde_json::to_string(&d.inputs).map_err(|e| corrupt("inputs", e))?)
         .execute(&self.write)

@@ -39,11 +39,17 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let sql = format!("{FINISHED_BUILDS} ORDER BY b.finished_at");
         let mut n = 0;
-        self.each_row_sliced(&sql, from.millis(), to.millis(), |row| {
-            each(priced_from_row(row)?);
-            n += 1;
-            Ok(())
-        })
+        let range = (from.millis(), to.millis());
+        self.each_row_sliced(
+            &sql,
+            range,
+            |q| q,
+            |row| {
+                each(priced_from_row(row)?);
+                n += 1;
+                Ok(())
+            },
+        )
         .await?;
         Ok(n)
     }
@@ -101,9 +107,10 @@ impl Store {
     ) -> Result<(Option<u32>, Vec<(i64, u32)>), StoreError> {
         let level = |row: &AnyRow| -> Result<Option<u32>, StoreError> {
             let outcome: String = row.try_get("outcome")?;
-            let col = match outcome.as_str() {
-                "applied" | "unchanged" | "dry-run" => "desired",
-                _ => "current_replicas",
+            let outcome = crate::domain::from_name::<crate::domain::Outcome>(&outcome);
+            let col = match outcome.is_some_and(|o| o.took_effect()) {
+                true => "desired",
+                false => "current_replicas",
             };
             Ok(unsigned(row, col)?.map(|v| u32::try_from(v).unwrap_or(u32::MAX)))
         };

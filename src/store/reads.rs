@@ -240,7 +240,6 @@ impl Store {
         rows.iter()
             .map(|row| {
                 let inputs: String = row.try_get("inputs")?;
-                let named = |col: &str| -> Result<String, StoreError> { Ok(row.try_get(col)?) };
                 let replicas = |col: &str| -> Result<Option<u32>, StoreError> {
                     row.try_get::<Option<i64>, _>(col)?
                         .map(|v| u32::try_from(v).map_err(|e| corrupt(col, e)))
@@ -251,13 +250,13 @@ impl Store {
                     decided_at: instant(row, "decided_at")?
                         .ok_or_else(|| corrupt("decided_at", "null"))?,
                     seq: row.try_get("seq")?,
-                    trigger: typed("trigger_kind", named("trigger_kind")?)?,
+                    trigger: typed(row, "trigger_kind")?,
                     current: replicas("current_replicas")?,
                     recommended: replicas("recommended")?,
                     desired: replicas("desired")?,
-                    rule: typed("rule", named("rule")?)?,
+                    rule: typed(row, "rule")?,
                     reason: row.try_get("reason")?,
-                    outcome: typed("outcome", named("outcome")?)?,
+                    outcome: typed(row, "outcome")?,
                     error: row.try_get("error")?,
                     inputs: serde_json::from_str(&inputs).map_err(|e| corrupt("inputs", e))?,
                 })
@@ -356,7 +355,9 @@ pub(super) fn queue_from_row(row: &AnyRow) -> Result<QueueItem, StoreError> {
     })
 }
 
-/// A stored name as its enum; a name this release does not know is a corrupt row.
-fn typed<T: serde::de::DeserializeOwned>(col: &str, name: String) -> Result<T, StoreError> {
+/// The name stored in `col` as its enum; a name this release does not know is a corrupt
+/// row.
+fn typed<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> Result<T, StoreError> {
+    let name: String = row.try_get(col)?;
     crate::domain::from_name(&name).ok_or_else(|| corrupt(col, format!("unknown value {name:?}")))
 }

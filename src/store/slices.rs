@@ -10,7 +10,9 @@
 //! stays exact is said where it is used.
 
 use super::{Store, StoreError};
-use sqlx::any::AnyRow;
+use sqlx::Any;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
 
 /// The most builds read in one snapshot by default (ties at a slice's last instant aside). The soak's
 /// load (1,000 webhooks a second, about 10,000 builds a minute) reads some 16,000 joined
@@ -19,13 +21,13 @@ use sqlx::any::AnyRow;
 pub(super) const SLICE_BUILDS: u32 = 20_000;
 
 /// The slices of `[from, to)` by finish time, found one at a time.
-pub(super) struct BuildSlices {
+struct BuildSlices {
     at: i64,
     to: i64,
 }
 
 impl BuildSlices {
-    pub(super) fn new(from: i64, to: i64) -> Self {
+    fn new(from: i64, to: i64) -> Self {
         Self { at: from, to }
     }
 
@@ -33,7 +35,7 @@ impl BuildSlices {
     /// builds on as the store's slice size (the range's end when fewer are left); `None` when the range is
     /// done. Found by an index-only look-up, so the number of slices follows the number
     /// of builds, not the length of the range.
-    pub(super) async fn next(&mut self, store: &Store) -> Result<Option<(i64, i64)>, StoreError> {
+    async fn next(&mut self, store: &Store) -> Result<Option<(i64, i64)>, StoreError> {
         if self.at >= self.to {
             return Ok(None);
         }
@@ -55,22 +57,21 @@ impl BuildSlices {
 }
 
 impl Store {
-    /// Runs `sql` (a read of finished builds of `[$1, $2)`) over `[from, to)` slice by
-    /// slice, and calls `each` for every row, as it comes (no slice is held in memory).
-    pub(super) async fn each_row_sliced(
+    /// Runs `sql` (a read of finished builds of `[$1, $2)`; `more` binds its other
+    /// parameters, from `$3`) over `[from, to)` slice by slice, and calls `each` for every
+    /// row, as it comes (no slice is held in memory).
+    pub(super) async fn each_row_sliced<'q>(
         &self,
-        sql: &str,
-        from: i64,
-        to: i64,
+        sql: &'q str,
+        (from, to): (i64, i64),
+        more: impl Fn(Query<'q, Any, AnyArguments>) -> Query<'q, Any, AnyArguments>,
         mut each: impl FnMut(&AnyRow) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         use futures_util::TryStreamExt;
         let mut slices = BuildSlices::new(from, to);
         while let Some((a, b)) = slices.next(self).await? {
-            let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(a)
-                .bind(b)
-                .fetch(&self.pool);
+            let q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(a).bind(b);
+            let mut rows = more(q).fetch(&self.pool);
             while let Some(row) = rows.try_next().await? {
                 each(&row)?;
             }

@@ -128,13 +128,8 @@ pub(super) fn changes(p: &PoolSettings, v: &PoolSettings) -> Vec<Change> {
             });
         }
     };
-    let name = |n: PolicyName| {
-        serde_json::to_value(n)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
-    };
-    push("policy", name(p.policy), name(v.policy));
+    let name = crate::domain::name_of::<PolicyName>;
+    push("policy", name(&p.policy), name(&v.policy));
     push("min", p.min.to_string(), v.min.to_string());
     push(
         "idle_headroom",

@@ -48,7 +48,7 @@ pub(super) async fn mark_stale(tx: &mut Tx<'_>, at: &[Timestamp]) -> Result<(), 
         "0"
     };
     let version: i64 = rand::random::<i64>() & i64::MAX;
-    for chunk in hours.chunks(500) {
+    for chunk in crate::store::write::shaped_chunks(&hours, 500) {
         let values: Vec<String> = (1..=chunk.len())
             .map(|i| format!("(${i}, {writer}, ${})", chunk.len() + 1))
             .collect();
@@ -57,8 +57,7 @@ pub(super) async fn mark_stale(tx: &mut Tx<'_>, at: &[Timestamp]) -> Result<(), 
              ON CONFLICT (hour, mark) DO UPDATE SET version = excluded.version",
             values.join(", ")
         );
-        // As long as the list of hours: not kept prepared (see `write::bind_all`).
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for h in chunk {
             q = q.bind(*h);
         }

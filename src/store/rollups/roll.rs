@@ -167,9 +167,12 @@ impl Store {
         // The newest change summed: a build's update or its usage report.
         let mut seen_through: Option<i64> = None;
         // Row by row: holding a busy hour's builds as rows took most of a gigabyte.
-        self.each_row_sliced(&sql, from, to, |row| {
-            sum_row(&mut groups, &mut seen_through, row)
-        })
+        self.each_row_sliced(
+            &sql,
+            (from, to),
+            |q| q,
+            |row| sum_row(&mut groups, &mut seen_through, row),
+        )
         .await?;
         Ok((groups, seen_through))
     }

@@ -75,7 +75,7 @@ pub(super) async fn replace_rows(
         .await?;
     let groups: Vec<(Key, Sums)> = groups.into_iter().collect();
     const COLS: usize = 18;
-    for chunk in groups.chunks(50) {
+    for chunk in crate::store::write::shaped_chunks(&groups, 50) {
         let values: Vec<String> = (0..chunk.len())
             .map(|r| {
                 let p: Vec<String> = (1..=COLS).map(|c| format!("${}", r * COLS + c)).collect();
@@ -88,7 +88,7 @@ pub(super) async fn replace_rows(
              memory_b_ms, backfilled, repaired, durations, queue_waits) VALUES {}",
             values.join(", ")
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for ((controller, job, label, result), s) in chunk {
             let (mut durations, mut waits) = (s.durations.clone(), s.queue_waits.clone());
             durations.sort_unstable();

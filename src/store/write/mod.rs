@@ -36,7 +36,7 @@ enum Arg {
 /// few shapes, which stay prepared. A chunk of every size made a statement of its own
 /// for each: under a steady load every size turned up, the writer's cache of a hundred
 /// churned, and batches paid for preparing large statements anew.
-fn shaped_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+pub(super) fn shaped_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
     let mut rest = items;
     std::iter::from_fn(move || {
         if rest.is_empty() {
